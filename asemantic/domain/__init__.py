@@ -1,0 +1,1 @@
+"""Pure, synchronous domain code: no asyncio, no I/O, no vendor SDKs."""

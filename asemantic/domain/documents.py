@@ -1,0 +1,103 @@
+"""Documents, chunks and the values that describe them."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+__all__ = [
+    "ChunkDraft",
+    "Document",
+    "EmbeddingStatus",
+    "IngestMode",
+    "IngestResult",
+    "JSONValue",
+    "SearchHit",
+]
+
+JSONValue: TypeAlias = (
+    str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+)
+
+
+class EmbeddingStatus(enum.StrEnum):
+    """Where a chunk's vector stands."""
+
+    READY = "READY"
+    PENDING = "PENDING"
+    FAILED = "FAILED"
+
+
+class IngestMode(enum.StrEnum):
+    """How :meth:`SemanticCore.ingest` embeds new chunks.
+
+    ``SYNC`` embeds at once through the online API. ``ASYNC`` stores the chunks as
+    PENDING for the batch pipeline (half price, minutes to hours). ``AUTO`` picks one:
+    see :func:`asemantic.domain.policy.choose_mode`.
+    """
+
+    SYNC = "sync"
+    ASYNC = "async"
+    AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Document:
+    """A document to ingest.
+
+    ``source`` identifies the document across ingestions (a path, a URL, your own id):
+    ingesting the same source again replaces the old version, and costs nothing when the
+    text is unchanged. ``metadata`` is any JSON object; search can filter on its keys.
+    """
+
+    text: str
+    source: str
+    title: str | None = None
+    metadata: Mapping[str, JSONValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkDraft:
+    """A chunk cut from a document, before it is stored.
+
+    ``vector_source`` is the exact text sent for embedding (title, heading path and the
+    chunk); ``content_hash`` is the hash of that text, which identifies the vector.
+    """
+
+    position: int
+    text: str
+    heading_path: tuple[str, ...]
+    vector_source: str
+    content_hash: str
+    token_estimate: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestResult:
+    """What one ingestion did."""
+
+    document_id: int
+    chunks_stored: int
+    chunks_unchanged: int
+    chunks_removed: int
+    mode: IngestMode
+    mode_reason: str
+    chunks_pending: int = 0
+    tokens_embedded: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchHit:
+    """One search result; ``distance`` is the cosine distance (0 is identical)."""
+
+    chunk_id: int
+    document_id: int
+    source: str
+    title: str | None
+    text: str
+    position: int
+    heading_path: tuple[str, ...]
+    distance: float
+    document_metadata: Mapping[str, JSONValue] = field(default_factory=dict)

@@ -1,0 +1,158 @@
+"""The exceptions asemantic raises.
+
+Every error the library raises on purpose derives from :class:`AsemanticError`, so an
+application can catch the whole family in one place. The one documented exception to
+that rule is the batch-key check, which raises a plain ``ValueError`` (with the message
+``"Batch operations require a dedicated API key"``) as the original design promised;
+:class:`MissingBatchKeyError` is both, so either ``except`` clause catches it::
+
+    AsemanticError
+    ├── InvalidInputError (also ValueError)     bad documents, queries, modes, vectors
+    │   ├── EmptyDocumentError
+    │   ├── UndecodableTextError
+    │   ├── ChunkTooLargeError
+    │   ├── InvalidModeError
+    │   └── InvalidVectorError
+    ├── MissingBatchKeyError (also ValueError)  batch use without a batch key
+    ├── StoreError                              the SQLite side
+    │   ├── ExtensionLoadingUnavailableError    no way to load sqlite-vec
+    │   ├── SchemaVersionError                  database from a newer asemantic
+    │   ├── EmbeddingSpaceMismatchError         model/dimensions/task differ from the file's
+    │   └── StoreClosedError
+    ├── ProviderError                           the embedding provider (Gemini)
+    │   ├── AuthenticationError                 bad, revoked or missing key
+    │   ├── RateLimitError                      429 after retries
+    │   ├── ProviderUnavailableError            5xx / timeouts after retries
+    │   └── ProviderRequestError                a 4xx the caller must fix
+    └── BatchError                              the batch pipeline
+        └── SupervisorLeaseError                another supervisor holds the database
+
+No message in this module, nor any raised by the library, contains an API key: adapters
+build messages from status codes and provider text that has been scrubbed of secrets.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AsemanticError",
+    "AuthenticationError",
+    "BatchError",
+    "ChunkTooLargeError",
+    "EmbeddingSpaceMismatchError",
+    "EmptyDocumentError",
+    "ExtensionLoadingUnavailableError",
+    "InvalidInputError",
+    "InvalidModeError",
+    "InvalidVectorError",
+    "MissingBatchKeyError",
+    "ProviderError",
+    "ProviderRequestError",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "SchemaVersionError",
+    "StoreClosedError",
+    "StoreError",
+    "SupervisorLeaseError",
+    "UndecodableTextError",
+]
+
+BATCH_KEY_REQUIRED = "Batch operations require a dedicated API key"
+
+
+class AsemanticError(Exception):
+    """Root of every error asemantic raises on purpose."""
+
+
+class InvalidInputError(AsemanticError, ValueError):
+    """The caller passed something the library cannot accept; nothing was written."""
+
+
+class EmptyDocumentError(InvalidInputError):
+    """The document (or query) is empty or holds only white space."""
+
+
+class UndecodableTextError(InvalidInputError):
+    """Bytes that are not UTF-8, NUL bytes or lone surrogates in the text."""
+
+
+class ChunkTooLargeError(InvalidInputError):
+    """A piece of text cannot be split to fit the model's input limit."""
+
+
+class InvalidModeError(InvalidInputError):
+    """An ingestion mode other than ``sync``, ``async`` or ``auto``."""
+
+
+class InvalidVectorError(InvalidInputError):
+    """A vector of the wrong dimension, or holding NaN or infinity."""
+
+
+class MissingBatchKeyError(AsemanticError, ValueError):
+    """A batch operation was asked for, but the keyring has no batch key."""
+
+    def __init__(self) -> None:
+        super().__init__(BATCH_KEY_REQUIRED)
+
+    def __reduce__(self) -> tuple[type[MissingBatchKeyError], tuple[()]]:
+        return (type(self), ())
+
+
+class StoreError(AsemanticError):
+    """The SQLite store failed or refused."""
+
+
+class ExtensionLoadingUnavailableError(StoreError):
+    """Neither the stdlib ``sqlite3`` nor a drop-in driver can load sqlite-vec."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer version of asemantic."""
+
+
+class EmbeddingSpaceMismatchError(StoreError):
+    """The database holds vectors of another model, dimension or task type."""
+
+
+class StoreClosedError(StoreError):
+    """The store (or the core that owns it) has been closed."""
+
+
+class ProviderError(AsemanticError):
+    """The embedding provider failed; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_provider_error, (type(self), str(self), self.status))
+
+
+def _rebuild_provider_error(
+    cls: type[ProviderError], message: str, status: int | None
+) -> ProviderError:
+    return cls(message, status=status)
+
+
+class AuthenticationError(ProviderError):
+    """The provider rejected the API key (invalid, revoked or missing)."""
+
+
+class RateLimitError(ProviderError):
+    """The provider kept answering 429 after the retry budget was spent."""
+
+
+class ProviderUnavailableError(ProviderError):
+    """5xx answers, timeouts or connection failures after the retry budget was spent."""
+
+
+class ProviderRequestError(ProviderError):
+    """The provider refused the request as malformed (a 4xx other than 401/403/429)."""
+
+
+class BatchError(AsemanticError):
+    """The batch pipeline could not do what was asked."""
+
+
+class SupervisorLeaseError(BatchError):
+    """Another supervisor holds this database's lease."""

@@ -1,0 +1,162 @@
+"""The ports the core talks to. Adapters implement them; tests can fake them.
+
+Each is a small ``Protocol``: the core never imports an adapter's vendor SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar, runtime_checkable
+
+from asemantic.domain.documents import (
+    ChunkDraft,
+    Document,
+    EmbeddingStatus,
+    JSONValue,
+    SearchHit,
+)
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import InvalidInputError
+
+_T = TypeVar("_T")
+
+__all__ = [
+    "DocumentSnapshot",
+    "DocumentWrite",
+    "EmbedRequest",
+    "Embedder",
+    "SearchFilters",
+    "Store",
+    "StoredChunk",
+    "WriteOutcome",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbedRequest:
+    """One text to embed as a document chunk (``title`` is the document's title)."""
+
+    text: str
+    title: str | None = None
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Online embedding: vectors now, at the online price.
+
+    Vectors come back as float32 blobs of ``space.dimensions`` values, L2-normalised.
+    """
+
+    @property
+    def space(self) -> EmbeddingSpace: ...
+
+    async def embed_documents(self, requests: Sequence[EmbedRequest]) -> list[bytes]: ...
+
+    async def embed_query(self, text: str) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredChunk:
+    """A chunk as the store holds it (enough to decide what an ingestion must do)."""
+
+    chunk_id: int
+    position: int
+    content_hash: str
+    status: EmbeddingStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentSnapshot:
+    """A stored document and its chunks."""
+
+    document_id: int
+    source: str
+    content_hash: str
+    chunks: tuple[StoredChunk, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentWrite:
+    """Everything one ingestion writes, applied by the store in one transaction.
+
+    Chunks whose ``content_hash`` matches a stored READY or PENDING chunk of the same
+    document are kept (with their vector or their place in a batch job); the other stored
+    chunks are deleted with their vectors. New chunks whose hash is in ``vectors`` are
+    stored READY with that vector; the rest are stored PENDING.
+    """
+
+    document: Document
+    content_hash: str
+    drafts: Sequence[ChunkDraft]
+    vectors: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteOutcome:
+    document_id: int
+    stored: int
+    unchanged: int
+    removed: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchFilters:
+    """Restrict a search. Every field given must match (AND).
+
+    ``metadata`` matches document metadata keys by JSON equality.
+    """
+
+    document_ids: Sequence[int] | None = None
+    sources: Sequence[str] | None = None
+    metadata: Mapping[str, JSONValue] | None = None
+
+    @classmethod
+    def from_mapping(cls, filters: Mapping[str, JSONValue]) -> SearchFilters:
+        """Build filters from a plain mapping.
+
+        ``document_id`` (an int or a list of ints) and ``source`` (a string or a list of
+        strings) are special; every other key matches document metadata.
+        """
+        document_ids: list[int] | None = None
+        sources: list[str] | None = None
+        metadata: dict[str, JSONValue] = {}
+        for key, value in filters.items():
+            if key == "document_id":
+                document_ids = _as_list(key, value, int)
+            elif key == "source":
+                sources = _as_list(key, value, str)
+            else:
+                metadata[key] = value
+        return cls(document_ids=document_ids, sources=sources, metadata=metadata or None)
+
+
+def _as_list(key: str, value: JSONValue, kind: type[_T]) -> list[_T]:
+    items = value if isinstance(value, list) else [value]
+    out: list[_T] = []
+    for item in items:
+        if not isinstance(item, kind) or isinstance(item, bool):
+            raise InvalidInputError(f"filter {key!r} takes {kind.__name__} values")
+        out.append(item)
+    return out
+
+
+class Store(Protocol):
+    """Durable documents, chunks and vectors."""
+
+    async def get_document(self, source: str) -> DocumentSnapshot | None: ...
+
+    async def write_document(self, write: DocumentWrite) -> WriteOutcome: ...
+
+    async def delete_document(self, source: str) -> bool: ...
+
+    async def bulk_update_vectors(self, mapping: Mapping[int, bytes]) -> int: ...
+
+    async def search(
+        self, query: bytes, *, k: int, filters: SearchFilters | None = None
+    ) -> list[SearchHit]: ...
+
+    async def aclose(self) -> None: ...
