@@ -25,6 +25,7 @@ that rule is the batch-key check, which raises a plain ``ValueError`` (with the 
     │   ├── ProviderUnavailableError            5xx / timeouts after retries
     │   └── ProviderRequestError                a 4xx the caller must fix
     └── BatchError                              the batch pipeline
+        ├── InvalidTransitionError              a job trigger its status does not allow
         └── SupervisorLeaseError                another supervisor holds the database
 
 No message in this module, nor any raised by the library, contains an API key: adapters
@@ -43,6 +44,7 @@ __all__ = [
     "ExtensionLoadingUnavailableError",
     "InvalidInputError",
     "InvalidModeError",
+    "InvalidTransitionError",
     "InvalidVectorError",
     "MissingBatchKeyError",
     "ProviderError",
@@ -152,6 +154,10 @@ class ProviderRequestError(ProviderError):
 
 class BatchError(AsemanticError):
     """The batch pipeline could not do what was asked."""
+
+
+class InvalidTransitionError(BatchError):
+    """A batch job was asked to move along an edge its state machine does not have."""
 
 
 class SupervisorLeaseError(BatchError):
