@@ -12,6 +12,7 @@ that rule is the batch-key check, which raises a plain ``ValueError`` (with the 
     │   ├── UndecodableTextError
     │   ├── ChunkTooLargeError
     │   ├── InvalidModeError
+    │   ├── InputFileError                      missing, unreadable or unsupported file
     │   └── InvalidVectorError
     ├── MissingBatchKeyError (also ValueError)  batch use without a batch key
     ├── StoreError                              the SQLite side
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidModeError",
     "InvalidTransitionError",
+    "InputFileError",
     "InvalidVectorError",
     "MissingBatchKeyError",
     "ProviderError",
@@ -83,6 +85,10 @@ class ChunkTooLargeError(InvalidInputError):
 
 class InvalidModeError(InvalidInputError):
     """An ingestion mode other than ``sync``, ``async`` or ``auto``."""
+
+
+class InputFileError(InvalidInputError):
+    """A file to ingest is missing, unreadable, or of a type asemantic does not read."""
 
 
 class InvalidVectorError(InvalidInputError):
