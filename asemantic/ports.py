@@ -5,7 +5,7 @@ Each is a small ``Protocol``: the core never imports an adapter's vendor SDK.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -22,10 +22,16 @@ from asemantic.errors import InvalidInputError
 _T = TypeVar("_T")
 
 __all__ = [
+    "BatchBackend",
+    "BatchLine",
     "DocumentSnapshot",
     "DocumentWrite",
     "EmbedRequest",
     "Embedder",
+    "LineResult",
+    "RemoteJob",
+    "RemoteJobStatus",
+    "ResultCounts",
     "SearchFilters",
     "Store",
     "StoredChunk",
@@ -158,5 +164,86 @@ class Store(Protocol):
     async def search(
         self, query: bytes, *, k: int, filters: SearchFilters | None = None
     ) -> list[SearchHit]: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- the batch backend ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchLine:
+    """One text in a batch job; ``key`` comes back with its result."""
+
+    key: str
+    text: str
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteJob:
+    """A batch job the provider accepted."""
+
+    name: str
+    display_name: str
+    input_file: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteJobStatus:
+    """What the provider says of a job. ``state`` is the SDK's ``JOB_STATE_*`` name."""
+
+    name: str
+    display_name: str | None
+    state: str
+    done: bool
+    output_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineResult:
+    """The result for one key: a float32 blob, or an error with code and message."""
+
+    key: str
+    vector: bytes | None = None
+    error_code: int | None = None
+    error_status: str | None = None
+    error_message: str | None = None
+    token_count: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class ResultCounts:
+    """What reading a result file met, line by line (filled while it is read)."""
+
+    lines: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    blank: int = 0
+    malformed: int = 0
+    unknown_keys: int = 0
+    duplicates: int = 0
+
+
+class BatchBackend(Protocol):
+    """The provider's Batch API, as the batch manager needs it."""
+
+    async def create_embedding_job(
+        self, lines: Sequence[BatchLine], *, display_name: str
+    ) -> RemoteJob: ...
+
+    async def get_job_status(self, name: str) -> RemoteJobStatus: ...
+
+    def retrieve_results(
+        self, output_file: str, *, expected_keys: Collection[str], counts: ResultCounts
+    ) -> AsyncIterator[list[LineResult]]: ...
+
+    async def cleanup(self, name: str | None, *, files: Sequence[str]) -> None: ...
+
+    async def find_jobs_by_display_name(
+        self, display_names: Collection[str]
+    ) -> list[RemoteJobStatus]: ...
+
+    async def find_files_by_display_name(self, display_names: Collection[str]) -> list[str]: ...
 
     async def aclose(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Gemini adapters: the online embedder and the Batch API backend (google-genai)."""

@@ -1,0 +1,294 @@
+"""The Batch API backend: JSONL upload, ``create_embeddings``, polling, results, cleanup.
+
+Everything here uses the keyring's *batch* key, never the default one. Creating a job is
+not idempotent, so :meth:`GeminiBatchClient.create_embedding_job` never retries the
+create call: when it fails in a way that leaves the outcome unknown (a 5xx, a timeout, a
+lost response), the caller finds the job later by its deterministic display name. All
+other calls are idempotent and retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import httpx2
+import orjson
+from google.genai.pagers import AsyncPager
+
+from asemantic.adapters.gemini.client import (
+    ClientHandle,
+    RetryConfig,
+    call_with_retries,
+    open_client,
+    translate_error,
+)
+from asemantic.adapters.gemini.results import iter_result_slices
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import ProviderError, StoreClosedError
+from asemantic.keys import GoogleKeyring, Secret
+from asemantic.ports import (
+    BatchLine,
+    LineResult,
+    RemoteJob,
+    RemoteJobStatus,
+    ResultCounts,
+)
+
+__all__ = ["GeminiBatchClient", "jsonl_line"]
+
+logger = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item")
+
+JSONL_MIME_TYPE = "application/jsonl"
+
+
+def jsonl_line(line: BatchLine, space: EmbeddingSpace) -> bytes:
+    """One input line: ``{"key", "request": EmbedContentRequest}`` (``content``, singular)."""
+    request: dict[str, object] = {
+        "model": f"models/{space.model}",
+        "content": {"parts": [{"text": line.text}]},
+        "taskType": space.task_type,
+        "outputDimensionality": space.dimensions,
+    }
+    if line.title:
+        request["title"] = line.title
+    return orjson.dumps({"key": line.key, "request": request}) + b"\n"
+
+
+class GeminiBatchClient:
+    """A :class:`~asemantic.ports.BatchBackend` over google-genai's Batch API.
+
+    Raises ``ValueError("Batch operations require a dedicated API key")`` at once when
+    the keyring has no batch key.
+    """
+
+    def __init__(
+        self,
+        keys: GoogleKeyring,
+        *,
+        space: EmbeddingSpace | None = None,
+        base_url: str | None = None,
+        retry: RetryConfig | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        temp_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._key: Secret = keys.batch  # raises the documented ValueError
+        self._space = space or EmbeddingSpace()
+        self._retry = retry or RetryConfig()
+        self._base_url = base_url
+        self._transport = transport
+        self._temp_dir = temp_dir
+        self._handle: ClientHandle | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"GeminiBatchClient(space={self._space.describe()!r})"
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        return self._space
+
+    def _client(self) -> ClientHandle:
+        if self._closed:
+            raise StoreClosedError("the batch client is closed")
+        if self._handle is None:
+            self._handle = open_client(
+                self._key,
+                base_url=self._base_url,
+                timeout=self._retry.timeout,
+                transport=self._transport,
+            )
+        return self._handle
+
+    async def create_embedding_job(
+        self, lines: Sequence[BatchLine], *, display_name: str
+    ) -> RemoteJob:
+        """Write the JSONL to a private temp file, upload it, create the job (no retry)."""
+        if not lines:
+            raise ValueError("a batch job needs at least one line")
+        handle = self._client()
+        path = await asyncio.to_thread(self._write_jsonl, lines)
+        try:
+            uploaded = await call_with_retries(
+                lambda: handle.client.aio.files.upload(
+                    file=path,
+                    config={"mime_type": JSONL_MIME_TYPE, "display_name": display_name},
+                ),
+                what="files.upload",
+                retry=self._retry,
+                secrets=[self._key],
+            )
+        finally:
+            await asyncio.to_thread(_unlink_quietly, path)
+        if not uploaded.name:
+            raise ProviderError("files.upload returned no file name")
+        try:
+            async with asyncio.timeout(self._retry.timeout):
+                job = await handle.client.aio.batches.create_embeddings(
+                    model=self._space.model,
+                    src={"file_name": uploaded.name},
+                    config={"display_name": display_name},
+                )
+        except Exception as exc:  # noqa: BLE001 - translated; the outcome may be unknown (see module doc)
+            raise translate_error(
+                exc, what="batches.create_embeddings", secrets=[self._key]
+            ) from None
+        if not job.name:
+            raise ProviderError("batches.create_embeddings returned no job name")
+        return RemoteJob(name=job.name, display_name=display_name, input_file=uploaded.name)
+
+    def _write_jsonl(self, lines: Sequence[BatchLine]) -> str:
+        fd, path = tempfile.mkstemp(prefix="asemantic-batch-", suffix=".jsonl", dir=self._temp_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for line in lines:
+                    out.write(jsonl_line(line, self._space))
+        except BaseException:
+            _unlink_quietly(path)
+            raise
+        return path
+
+    async def get_job_status(self, name: str) -> RemoteJobStatus:
+        handle = self._client()
+        job = await call_with_retries(
+            lambda: handle.client.aio.batches.get(name=name),
+            what="batches.get",
+            retry=self._retry,
+            secrets=[self._key],
+        )
+        state = job.state.name if job.state is not None else "JOB_STATE_UNSPECIFIED"
+        output = job.dest.file_name if job.dest is not None else None
+        return RemoteJobStatus(
+            name=job.name or name,
+            display_name=job.display_name,
+            state=str(state),
+            done=bool(job.done),
+            output_file=output,
+        )
+
+    async def retrieve_results(
+        self, output_file: str, *, expected_keys: Collection[str], counts: ResultCounts
+    ) -> AsyncIterator[list[LineResult]]:
+        """Stream the result file to a private temp file, then yield parsed slices.
+
+        Parsing runs in a worker thread, a slice at a time, so a large file neither
+        blocks the event loop nor sits in memory.
+        """
+        handle = self._client()
+        fd, path = tempfile.mkstemp(
+            prefix="asemantic-results-", suffix=".jsonl", dir=self._temp_dir
+        )
+        os.close(fd)
+        try:
+            await call_with_retries(
+                lambda: handle.client.aio.files.download(file=output_file, destination=path),
+                what="files.download",
+                retry=self._retry,
+                secrets=[self._key],
+            )
+            with open(path, "rb") as stream:  # noqa: ASYNC230 - read in a thread below
+                slices = iter_result_slices(
+                    stream,
+                    expected_keys=expected_keys,
+                    counts=counts,
+                    dimensions=self._space.dimensions,
+                )
+                while True:
+                    batch = await asyncio.to_thread(next, slices, None)
+                    if batch is None:
+                        break
+                    yield batch
+        finally:
+            await asyncio.to_thread(_unlink_quietly, path)
+
+    async def cleanup(self, name: str | None, *, files: Sequence[str]) -> None:
+        """Delete the job's files and the job itself; "not found" counts as done."""
+        handle = self._client()
+        for file_name in files:
+            await self._delete_quietly(_deleter(handle, file_name), "files.delete")
+        if name is not None:
+            await self._delete_quietly(
+                lambda: handle.client.aio.batches.delete(name=name), "batches.delete"
+            )
+
+    async def cancel(self, name: str) -> None:
+        handle = self._client()
+        await call_with_retries(
+            lambda: handle.client.aio.batches.cancel(name=name),
+            what="batches.cancel",
+            retry=self._retry,
+            secrets=[self._key],
+        )
+
+    async def _delete_quietly(self, operation: Callable[[], Awaitable[object]], what: str) -> None:
+        try:
+            await call_with_retries(operation, what=what, retry=self._retry, secrets=[self._key])
+        except ProviderError as exc:
+            if exc.status != 404:
+                raise
+
+    async def find_jobs_by_display_name(
+        self, display_names: Collection[str]
+    ) -> list[RemoteJobStatus]:
+        """Page through every job (the API has no server-side filter) and match names."""
+        handle = self._client()
+        wanted = set(display_names)
+        jobs = await self._all_pages(
+            lambda: handle.client.aio.batches.list(config={"page_size": 100}), "batches.list"
+        )
+        return [
+            RemoteJobStatus(
+                name=job.name,
+                display_name=job.display_name,
+                state=job.state.name if job.state else "JOB_STATE_UNSPECIFIED",
+                done=bool(job.done),
+                output_file=job.dest.file_name if job.dest else None,
+            )
+            for job in jobs
+            if job.display_name in wanted and job.name
+        ]
+
+    async def find_files_by_display_name(self, display_names: Collection[str]) -> list[str]:
+        """Names of files whose display name is one of ``display_names``."""
+        handle = self._client()
+        wanted = set(display_names)
+        files = await self._all_pages(
+            lambda: handle.client.aio.files.list(config={"page_size": 100}), "files.list"
+        )
+        return [f.name for f in files if f.display_name in wanted and f.name]
+
+    async def _all_pages(
+        self, first: Callable[[], Awaitable[AsyncPager[_Item]]], what: str
+    ) -> list[_Item]:
+        pager = await call_with_retries(first, what=what, retry=self._retry, secrets=[self._key])
+        items = list(pager.page)
+        while pager.config.get("page_token"):
+            items.extend(
+                await call_with_retries(
+                    pager.next_page, what=what, retry=self._retry, secrets=[self._key]
+                )
+            )
+        return items
+
+    async def aclose(self) -> None:
+        self._closed = True
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            await handle.aclose()
+
+
+def _deleter(handle: ClientHandle, file_name: str) -> Callable[[], Awaitable[object]]:
+    return lambda: handle.client.aio.files.delete(name=file_name)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        Path(path).unlink()

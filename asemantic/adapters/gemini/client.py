@@ -1,0 +1,176 @@
+"""Building google-genai clients and translating what goes wrong.
+
+Every client is built with an explicit ``api_key`` (the SDK would otherwise read
+``GOOGLE_API_KEY``/``GEMINI_API_KEY`` from the environment), ``vertexai=False`` and API
+version ``v1beta`` (SDK 3.x defaults to ``v1``, which serves neither batches nor files).
+asemantic passes its own ``httpx2.AsyncClient`` so that the transport is the same
+whether or not aiohttp happens to be importable, and so tests can inject a transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx2
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from asemantic.errors import (
+    AuthenticationError,
+    ProviderError,
+    ProviderRequestError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+from asemantic.keys import Secret
+
+__all__ = ["ClientHandle", "RetryConfig", "call_with_retries", "open_client", "translate_error"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryConfig:
+    """Retries for idempotent calls: exponential backoff with full jitter.
+
+    ``attempts`` counts the first call. A ``Retry-After`` header, when the provider
+    sends one, sets a floor for the next delay (capped by ``max_delay``).
+    """
+
+    attempts: int = 5
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if self.initial_delay < 0 or self.max_delay < 0 or self.timeout <= 0:
+            raise ValueError("delays must be >= 0 and the timeout > 0")
+
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None) -> float:
+        ceiling = min(self.max_delay, self.initial_delay * (2 ** (attempt - 1)))
+        delay = rng.uniform(0, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_delay))
+        return delay
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHandle:
+    """A genai client and the HTTP client it runs on (closed together)."""
+
+    client: genai.Client
+    http: httpx2.AsyncClient
+
+    def __repr__(self) -> str:
+        return "ClientHandle(<genai client>)"
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def open_client(
+    key: Secret,
+    *,
+    base_url: str | None = None,
+    timeout: float = 60.0,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> ClientHandle:
+    """A google-genai client for one key (no I/O happens here)."""
+    http = httpx2.AsyncClient(transport=transport, timeout=timeout)
+    options = types.HttpOptions(
+        api_version="v1beta",
+        base_url=base_url,
+        timeout=int(timeout * 1000),
+        httpx_async_client=http,
+    )
+    client = genai.Client(api_key=key.reveal(), vertexai=False, http_options=options)
+    return ClientHandle(client=client, http=http)
+
+
+def scrub(text: str, secrets: Iterable[Secret]) -> str:
+    for secret in secrets:
+        text = text.replace(secret.reveal(), "***")
+    return text
+
+
+def translate_error(
+    exc: BaseException, *, what: str, secrets: Iterable[Secret] = ()
+) -> ProviderError:
+    """Turn an SDK or transport error into an asemantic error with no key in it."""
+    if isinstance(exc, genai_errors.APIError):
+        code = int(exc.code) if exc.code else None
+        status = str(exc.status or "")
+        message = scrub(str(exc.message or ""), secrets)[:500]
+        text = scrub(f"{what} failed: {code} {status}: {message}".strip(), secrets)
+        if code in (401, 403) or "API_KEY" in str(exc.details) or "API key" in message:
+            return AuthenticationError(text, status=code)
+        if code == 429:
+            return RateLimitError(text, status=code)
+        if code is not None and code >= 500:
+            return ProviderUnavailableError(text, status=code)
+        return ProviderRequestError(text, status=code)
+    if isinstance(exc, (TimeoutError, httpx2.TimeoutException)):
+        return ProviderUnavailableError(f"{what} timed out")
+    if isinstance(exc, httpx2.TransportError):
+        return ProviderUnavailableError(
+            f"{what} failed: cannot reach the provider ({type(exc).__name__})"
+        )
+    return ProviderError(scrub(f"{what} failed: {type(exc).__name__}: {exc}", secrets)[:500])
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, genai_errors.APIError):
+        return exc.code in _RETRYABLE_STATUS
+    return isinstance(exc, (TimeoutError, httpx2.TimeoutException, httpx2.TransportError))
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The ``Retry-After`` header of an SDK error's response, in seconds."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+async def call_with_retries(
+    operation: Callable[[], Awaitable[_T]],
+    *,
+    what: str,
+    retry: RetryConfig,
+    secrets: Iterable[Secret] = (),
+    rng: random.Random | None = None,
+) -> _T:
+    """Run an idempotent call with a timeout per attempt and retries on 408/429/5xx."""
+    rng = rng or random.Random()
+    secrets = tuple(secrets)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            async with asyncio.timeout(retry.timeout):
+                return await operation()
+        except Exception as exc:  # noqa: BLE001 - translated; CancelledError is not an Exception
+            if attempt >= retry.attempts or not is_retryable(exc):
+                raise translate_error(exc, what=what, secrets=secrets) from None
+            delay = retry.delay(attempt, rng, retry_after_seconds(exc))
+            logger.warning("provider call failed, retrying", extra={"call": what})
+            await asyncio.sleep(delay)

@@ -1,0 +1,152 @@
+"""The online embedder: ``client.aio.models.embed_content`` with the default key."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import httpx2
+from google.genai import types
+
+from asemantic.adapters.gemini.client import (
+    ClientHandle,
+    RetryConfig,
+    call_with_retries,
+    open_client,
+)
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.domain.vectors import normalize
+from asemantic.errors import ProviderError, StoreClosedError
+from asemantic.keys import GoogleKeyring
+from asemantic.ports import EmbedRequest
+
+__all__ = ["MAX_TEXTS_PER_CALL", "GeminiEmbedder"]
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXTS_PER_CALL = 100
+"""Google rejects more than 100 texts in one ``batchEmbedContents`` call."""
+
+
+class GeminiEmbedder:
+    """Embeds texts now, through the online API, with the keyring's *default* key.
+
+    Chunks are embedded as ``RETRIEVAL_DOCUMENT`` (with the document's title), queries as
+    ``RETRIEVAL_QUERY``. Calls carry at most 100 texts, run at most ``max_concurrency``
+    at a time, each with a timeout, and are retried on 408/429/5xx and timeouts with
+    exponential backoff and jitter (honouring ``Retry-After``). Vectors come back
+    L2-normalised (Google normalises only at 3,072 dimensions).
+    """
+
+    def __init__(
+        self,
+        keys: GoogleKeyring,
+        *,
+        space: EmbeddingSpace | None = None,
+        base_url: str | None = None,
+        retry: RetryConfig | None = None,
+        max_concurrency: int = 4,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._keys = keys
+        self._space = space or EmbeddingSpace()
+        self._retry = retry or RetryConfig()
+        self._handle: ClientHandle | None = None
+        self._base_url = base_url
+        self._transport = transport
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"GeminiEmbedder(space={self._space.describe()!r})"
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        return self._space
+
+    def _client(self) -> ClientHandle:
+        if self._closed:
+            raise StoreClosedError("the embedder is closed")
+        if self._handle is None:
+            self._handle = open_client(
+                self._keys.default,
+                base_url=self._base_url,
+                timeout=self._retry.timeout,
+                transport=self._transport,
+            )
+        return self._handle
+
+    async def embed_documents(self, requests: Sequence[EmbedRequest]) -> list[bytes]:
+        # One call shares one config (and so one title): group by title, keep order.
+        groups: dict[str | None, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(request.title, []).append(index)
+        calls: list[tuple[str | None, list[int]]] = []
+        for title, indexes in groups.items():
+            for start in range(0, len(indexes), MAX_TEXTS_PER_CALL):
+                calls.append((title, indexes[start : start + MAX_TEXTS_PER_CALL]))
+        results: list[bytes | None] = [None] * len(requests)
+
+        async def run(title: str | None, indexes: list[int]) -> None:
+            texts = [requests[i].text for i in indexes]
+            vectors = await self._embed(texts, task_type="RETRIEVAL_DOCUMENT", title=title)
+            for i, vector in zip(indexes, vectors, strict=True):
+                results[i] = vector
+
+        async with asyncio.TaskGroup() as group:
+            for title, indexes in calls:
+                group.create_task(run(title, indexes))
+        return [vector for vector in results if vector is not None]
+
+    async def embed_query(self, text: str) -> bytes:
+        (vector,) = await self._embed([text], task_type="RETRIEVAL_QUERY", title=None)
+        return vector
+
+    async def _embed(
+        self, texts: list[str], *, task_type: str, title: str | None
+    ) -> list[bytes]:
+        handle = self._client()
+        config = types.EmbedContentConfig(
+            task_type=task_type,
+            title=title,
+            output_dimensionality=self._space.dimensions,
+        )
+        # One Content per text: a plain list of strings would be merged into one
+        # multi-part Content by multimodal models (one vector for all texts).
+        contents: list[types.ContentUnion] = [
+            types.Content(parts=[types.Part(text=text)], role="user") for text in texts
+        ]
+
+        async def call() -> types.EmbedContentResponse:
+            return await handle.client.aio.models.embed_content(
+                model=self._space.model, contents=contents, config=config
+            )
+
+        async with self._limit:
+            response = await call_with_retries(
+                call, what="embed_content", retry=self._retry, secrets=[self._keys.default]
+            )
+        embeddings = response.embeddings or []
+        if len(embeddings) != len(texts):
+            raise ProviderError(
+                f"embed_content returned {len(embeddings)} vectors for {len(texts)} texts"
+            )
+        vectors: list[bytes] = []
+        for embedding in embeddings:
+            values = embedding.values or []
+            if len(values) != self._space.dimensions:
+                raise ProviderError(
+                    f"embed_content returned {len(values)} dimensions, "
+                    f"expected {self._space.dimensions}"
+                )
+            vectors.append(normalize(values).tobytes())
+        return vectors
+
+    async def aclose(self) -> None:
+        self._closed = True
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            await handle.aclose()

@@ -1,0 +1,49 @@
+"""Settings of a :class:`~asemantic.SemanticCore`, as one frozen value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx2
+
+from asemantic.adapters.gemini.client import RetryConfig
+from asemantic.domain.space import EmbeddingSpace
+
+__all__ = ["CoreConfig", "GeminiSettings"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GeminiSettings:
+    """How to reach Gemini.
+
+    ``base_url`` points the SDK elsewhere (an emulator, a proxy); ``transport`` injects an
+    ``httpx2`` transport (the in-process emulator, or a mock in unit tests).
+    """
+
+    base_url: str | None = None
+    transport: httpx2.AsyncBaseTransport | None = None
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    max_concurrency: int = 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoreConfig:
+    """Ingestion and search settings.
+
+    ``target_tokens``/``max_tokens`` drive the splitter (estimated tokens per chunk);
+    ``auto_batch_min_tokens`` is the size from which ``mode="auto"`` sends a document
+    through the Batch API (when a batch key is configured).
+    """
+
+    space: EmbeddingSpace = field(default_factory=EmbeddingSpace)
+    target_tokens: int = 400
+    max_tokens: int = 1500
+    auto_batch_min_tokens: int = 20_000
+    max_search_k: int = 1000
+    busy_timeout_ms: int = 5000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.target_tokens <= self.max_tokens:
+            raise ValueError("target_tokens must be within 1..max_tokens")
+        if self.max_search_k < 1:
+            raise ValueError("max_search_k must be at least 1")

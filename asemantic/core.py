@@ -1,0 +1,272 @@
+"""The facade users hold: :class:`SemanticCore`.
+
+It is thin on purpose: it wires a store, an embedder and (for async mode) a batch
+backend together, then delegates: ingestion to :mod:`asemantic.ingestion`, search to the
+store, deferred embedding to :attr:`SemanticCore.batch_manager`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from asemantic.adapters.gemini.embedder import GeminiEmbedder
+from asemantic.adapters.sqlite.store import SqliteStore
+from asemantic.config import CoreConfig, GeminiSettings
+from asemantic.domain.documents import Document, IngestMode, IngestResult, JSONValue, SearchHit
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.domain.text import validate_query
+from asemantic.errors import InvalidInputError, StoreClosedError
+from asemantic.ingestion import Ingestor, read_document
+from asemantic.keys import GoogleKeyring
+from asemantic.ports import Embedder, SearchFilters
+
+__all__ = ["SemanticCore"]
+
+logger = logging.getLogger(__name__)
+
+
+class SemanticCore:
+    """Documents in, semantic search out, all in one SQLite file.
+
+    Open it with ``async with SemanticCore.open("kb.db", keys=keys) as core:`` (or
+    ``core = await SemanticCore.open(...)`` and later ``await core.aclose()``).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: SqliteStore,
+        embedder: Embedder,
+        keys: GoogleKeyring | None,
+        config: CoreConfig,
+        gemini: GeminiSettings,
+        owns_embedder: bool,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._keys = keys
+        self._config = config
+        self._gemini = gemini
+        self._owns_embedder = owns_embedder
+        self._closed = False
+        self._ingestor = Ingestor(
+            store=store,
+            embedder=embedder,
+            keys=keys,
+            target_tokens=config.target_tokens,
+            max_tokens=config.max_tokens,
+            auto_batch_min_tokens=config.auto_batch_min_tokens,
+        )
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        keys: GoogleKeyring | None = None,
+        embedder: Embedder | None = None,
+        config: CoreConfig | None = None,
+        gemini: GeminiSettings | None = None,
+    ) -> _Opening:
+        """Open (creating if needed) the database at ``path``.
+
+        Without ``embedder``, a :class:`GeminiEmbedder` on ``keys.default`` is used, in
+        the space of ``config.space``. With one, the embedder's space rules.
+        """
+        return _Opening(
+            cls, Path(path), keys=keys, embedder=embedder,
+            config=config or CoreConfig(), gemini=gemini or GeminiSettings(),
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"SemanticCore({state}, space={self.space.describe()!r})"
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        return self._embedder.space
+
+    @property
+    def store(self) -> SqliteStore:
+        return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    @property
+    def keys(self) -> GoogleKeyring | None:
+        return self._keys
+
+    @property
+    def config(self) -> CoreConfig:
+        return self._config
+
+    @property
+    def gemini(self) -> GeminiSettings:
+        return self._gemini
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("this SemanticCore is closed")
+
+    async def ingest(
+        self,
+        document: Document | str,
+        *,
+        mode: str | IngestMode = IngestMode.SYNC,
+        source: str | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, JSONValue] | None = None,
+        kind: str = "markdown",
+    ) -> IngestResult:
+        """Store a document's chunks; embed them now (``sync``), later (``async``) or per
+        the ``auto`` rule. A plain string needs ``source=`` (its identity)."""
+        self._check_open()
+        if isinstance(document, str):
+            if source is None:
+                raise InvalidInputError("ingesting a plain string needs source= (its identity)")
+            document = Document(text=document, source=source, title=title, metadata=metadata or {})
+        elif not isinstance(document, Document):
+            raise InvalidInputError(
+                f"ingest takes a Document or a str, not {type(document).__name__}"
+            )
+        return await self._ingestor.ingest(document, mode=mode, kind=kind)
+
+    async def ingest_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mode: str | IngestMode = IngestMode.SYNC,
+        title: str | None = None,
+        metadata: Mapping[str, JSONValue] | None = None,
+    ) -> IngestResult:
+        """Ingest a Markdown (``.md``) or plain-text (``.txt``) file; its source is its
+        absolute path, its title the first ``# heading`` or the file name."""
+        self._check_open()
+        document, kind = await asyncio.to_thread(
+            read_document, Path(path), title=title, metadata=metadata
+        )
+        return await self._ingestor.ingest(document, mode=mode, kind=kind)
+
+    async def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        filters: SearchFilters | Mapping[str, JSONValue] | None = None,
+    ) -> list[SearchHit]:
+        """The ``k`` READY chunks closest to ``query``, best first.
+
+        ``filters`` restricts by document (``{"document_id": 3}``, ``{"source": "a.md"}``)
+        or by document metadata (any other key, matched by equality).
+        """
+        self._check_open()
+        text = validate_query(query)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self._config.max_search_k:
+            raise InvalidInputError(f"k must be an integer within 1..{self._config.max_search_k}")
+        if filters is not None and not isinstance(filters, SearchFilters):
+            filters = SearchFilters.from_mapping(filters)
+        vector = await self._embedder.embed_query(text)
+        return await self._store.search(vector, k=k, filters=filters)
+
+    async def delete_document(self, source: str) -> bool:
+        """Delete a document, its chunks and their vectors. True if it existed."""
+        self._check_open()
+        return await self._store.delete_document(source)
+
+    async def aclose(self) -> None:
+        """Close everything this core opened (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._owns_embedder:
+                await self._embedder.aclose()
+        finally:
+            await self._store.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class _Opening:
+    """``SemanticCore.open(...)``: await it, or use it with ``async with``."""
+
+    def __init__(
+        self,
+        cls: type[SemanticCore],
+        path: Path,
+        *,
+        keys: GoogleKeyring | None,
+        embedder: Embedder | None,
+        config: CoreConfig,
+        gemini: GeminiSettings,
+    ) -> None:
+        self._cls = cls
+        self._path = path
+        self._keys = keys
+        self._embedder = embedder
+        self._config = config
+        self._gemini = gemini
+        self._core: SemanticCore | None = None
+
+    async def _open(self) -> SemanticCore:
+        if self._embedder is None and self._keys is None:
+            raise InvalidInputError("SemanticCore.open needs keys= (for Gemini) or embedder=")
+        owns = self._embedder is None
+        embedder: Embedder
+        if self._embedder is not None:
+            embedder = self._embedder
+        else:
+            assert self._keys is not None
+            embedder = GeminiEmbedder(
+                self._keys,
+                space=self._config.space,
+                base_url=self._gemini.base_url,
+                retry=self._gemini.retry,
+                max_concurrency=self._gemini.max_concurrency,
+                transport=self._gemini.transport,
+            )
+        try:
+            store = await SqliteStore.open(
+                self._path, space=embedder.space, busy_timeout_ms=self._config.busy_timeout_ms
+            )
+        except BaseException:
+            if owns:
+                await embedder.aclose()
+            raise
+        return self._cls(
+            store=store, embedder=embedder, keys=self._keys, config=self._config,
+            gemini=self._gemini, owns_embedder=owns,
+        )
+
+    def __await__(self) -> Generator[Any, None, SemanticCore]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> SemanticCore:
+        self._core = await self._open()
+        return self._core
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._core is not None:
+            await self._core.aclose()
