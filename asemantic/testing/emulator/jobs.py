@@ -1,0 +1,206 @@
+"""Batch job lifecycle on the emulator's clock, and the results a finished job produces.
+
+A job is PENDING for ``pending_seconds``, RUNNING for ``running_seconds``, then
+SUCCEEDED (or the outcome a :class:`~asemantic.testing.emulator.JobFault` scripted).
+A job still not done ``expire_after_seconds`` (48 h) after creation ends EXPIRED.
+Results are computed at the moment the job succeeds, timestamped with that moment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from asemantic.testing.emulator.embedding import (
+    RequestProblem,
+    embedding_values,
+    read_request,
+)
+from asemantic.testing.emulator.faults import LineFault, ResultCorruption
+from asemantic.testing.emulator.rpc import line_status
+from asemantic.testing.emulator.state import (
+    BatchRecord,
+    EmulatorConfig,
+    FileRecord,
+    InputItem,
+    Store,
+)
+
+__all__ = ["cancel", "finish_now", "settle", "spread"]
+
+_OPERATION_ERRORS = {
+    # google.rpc.Code numbers, as in a google.longrunning.Operation's ``error``.
+    "BATCH_STATE_CANCELLED": (1, "The batch was cancelled."),
+    "BATCH_STATE_EXPIRED": (4, "The batch expired: it did not finish within 48 hours."),
+    "BATCH_STATE_FAILED": (13, "The batch failed."),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Result:
+    item: InputItem
+    response: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+def settle(record: BatchRecord, store: Store, config: EmulatorConfig, now: float) -> None:
+    """Move ``record`` to the state it has at ``now``."""
+    if record.done:
+        return
+    if record.expire_at <= record.done_at and now >= record.expire_at:
+        _end(record, "BATCH_STATE_EXPIRED", record.expire_at, store, config)
+    elif now >= record.done_at:
+        _end(record, _final_state(record), record.done_at, store, config)
+    elif now >= record.start_at and record.state == "BATCH_STATE_PENDING":
+        record.state = "BATCH_STATE_RUNNING"
+        record.update_time = record.start_at
+
+
+def finish_now(record: BatchRecord, store: Store, config: EmulatorConfig, now: float) -> None:
+    """End ``record`` at ``now`` as if its run time were up."""
+    if record.done:
+        return
+    record.start_at = min(record.start_at, now)
+    record.done_at = min(record.done_at, now)
+    settle(record, store, config, now)
+
+
+def cancel(record: BatchRecord, now: float) -> None:
+    """Cancel ``record`` at once (Gemini has no CANCELLING state)."""
+    record.state = "BATCH_STATE_CANCELLED"
+    record.end_time = record.update_time = now
+    code, message = _OPERATION_ERRORS["BATCH_STATE_CANCELLED"]
+    record.error = {"code": code, "message": message}
+
+
+def spread(total: int, fraction: float) -> list[int]:
+    """Indexes of ``fraction`` of ``total`` items, spread evenly (0.5 -> 1, 3, 5 ...)."""
+    return [i for i in range(total) if int((i + 1) * fraction) > int(i * fraction)]
+
+
+def _final_state(record: BatchRecord) -> str:
+    if record.plan.outcome is not None:
+        return f"BATCH_STATE_{record.plan.outcome.outcome}"
+    return "BATCH_STATE_FAILED" if record.unreadable else "BATCH_STATE_SUCCEEDED"
+
+
+def _end(
+    record: BatchRecord, state: str, at: float, store: Store, config: EmulatorConfig
+) -> None:
+    record.state = state
+    record.end_time = record.update_time = at
+    if state == "BATCH_STATE_SUCCEEDED":
+        _produce(record, store, config, at)
+        return
+    code, message = _OPERATION_ERRORS[state]
+    if record.plan.outcome is not None and record.plan.outcome.message:
+        message = record.plan.outcome.message
+    elif record.unreadable and state == "BATCH_STATE_FAILED":
+        code, message = 3, "The input file could not be read as JSON Lines."
+    record.error = {"code": code, "message": message}
+
+
+def _produce(record: BatchRecord, store: Store, config: EmulatorConfig, at: float) -> None:
+    results = [_embed(item, record.model) for item in record.items]
+    for fault in record.plan.line_faults:
+        results = _apply_line_fault(results, fault)
+    record.failed_count = sum(1 for result in results if result.error is not None)
+    record.succeeded_count = len(results) - record.failed_count
+    if record.source_file is None:
+        record.inline_output = [_inline_entry(result) for result in results]
+        return
+    lines = _corrupt([_file_line(result) for result in results], record.plan.corruption)
+    file_id = f"batch-{record.batch_id}"
+    store.files[file_id] = FileRecord(
+        file_id=file_id,
+        seq=store.next_seq(),
+        display_name=None,
+        mime_type="application/jsonl",
+        data="".join(f"{line}\n" for line in lines).encode(),
+        source="GENERATED",
+        create_time=at,
+        expire_time=None if config.file_ttl_seconds is None else at + config.file_ttl_seconds,
+    )
+    record.output_file = f"files/{file_id}"
+
+
+def _embed(item: InputItem, model: str) -> _Result:
+    try:
+        spec = read_request(item.request, model=model, where="EmbedContentRequest")
+    except RequestProblem as problem:
+        return _Result(item=item, error=line_status(problem.code, problem.message))
+    response = {
+        "embedding": {"values": embedding_values(spec)},
+        "usageMetadata": {"promptTokenCount": spec.tokens},
+    }
+    return _Result(item=item, response=response)
+
+
+def _apply_line_fault(results: list[_Result], fault: LineFault) -> list[_Result]:
+    chosen = set(spread(len(results), fault.fraction))
+    wanted = set(fault.keys)
+    error = line_status(fault.code, fault.message)
+    return [
+        replace(result, response=None, error=error)
+        if index in chosen or _fault_key(result.item) in wanted
+        else result
+        for index, result in enumerate(results)
+    ]
+
+
+def _fault_key(item: InputItem) -> str:
+    return item.key if item.key is not None else str(item.index)
+
+
+def _inline_entry(result: _Result) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    if result.error is not None:
+        entry["error"] = result.error
+    else:
+        entry["response"] = result.response
+    if result.item.metadata is not None:
+        entry["metadata"] = result.item.metadata
+    return entry
+
+
+def _file_line(result: _Result) -> dict[str, Any]:
+    line: dict[str, Any] = {}
+    if result.item.has_key:
+        line["key"] = result.item.key
+    if result.error is not None:
+        line["error"] = result.error
+    else:
+        line["response"] = result.response
+    return line
+
+
+def _corrupt(lines: list[dict[str, Any]], corruption: ResultCorruption | None) -> list[str]:
+    if corruption is None:
+        return [json.dumps(line) for line in lines]
+    if corruption.unknown_fields:
+        lines = [{**line, "emulatorExtra": {"note": "an undocumented field"}} for line in lines]
+    missing = set(corruption.missing_keys)
+    lines = [line for line in lines if line.get("key") not in missing]
+    dropped = set(spread(len(lines), corruption.missing_lines / max(len(lines), 1)))
+    text = [json.dumps(line) for index, line in enumerate(lines) if index not in dropped]
+    sample = next((line["response"] for line in lines if "response" in line), None)
+    extras = [
+        json.dumps({"key": f"unknown-key-{i}", "response": sample or {}})
+        for i in range(corruption.unknown_key_lines)
+    ]
+    extras += [
+        f'{{"key": "garbage-{i}", "response": {{"embedding": {{"values": [0.1, 0.2'
+        for i in range(corruption.garbage_lines)
+    ]
+    extras += [""] * corruption.blank_lines
+    return _insert_spread(text, extras)
+
+
+def _insert_spread(lines: list[str], extras: list[str]) -> list[str]:
+    result = list(lines)
+    count = len(extras)
+    for position in range(count - 1, -1, -1):
+        at = round((position + 1) * len(lines) / (count + 1))
+        result.insert(at, extras[position])
+    return result

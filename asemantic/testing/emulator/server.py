@@ -1,0 +1,191 @@
+"""A loopback HTTP server (stdlib ``ThreadingHTTPServer`` on a thread) for the emulator."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import anyio
+
+from asemantic.testing.emulator.wire import EmulatorRequest
+
+if TYPE_CHECKING:
+    from asemantic.testing.emulator.emulator import GeminiEmulator
+
+__all__ = ["EmulatorServer"]
+
+logger = logging.getLogger(__name__)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], emulator: GeminiEmulator) -> None:
+        super().__init__(address, _Handler)
+        self.emulator = emulator
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Close kept-alive client connections, so a stopped server answers nothing."""
+        with self._open_lock:
+            sockets, self._open = self._open, set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                logger.debug("emulator connection was already closed")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY each small
+    # response waits out the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The default writes each request line (which may hold ?key=...) to stderr.
+        logger.debug("emulator loopback request served")
+
+    def _serve(self) -> None:
+        split = urlsplit(self.path)
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        request = EmulatorRequest(
+            method=self.command,
+            path=unquote(split.path),
+            query=tuple(parse_qsl(split.query, keep_blank_values=True)),
+            headers=dict(self.headers.items()),
+            body=self._body(),
+            base_url=f"http://{host}",
+        )
+        answer = self.server.emulator.handle(request)
+        if answer.drop_connection:
+            self.close_connection = True
+            return
+        self.send_response(answer.status)
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    def _body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._chunked_body()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _chunked_body(self) -> bytes:
+        data = bytearray()
+        while True:
+            size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                self.rfile.readline()
+                return bytes(data)
+            data.extend(self.rfile.read(size))
+            self.rfile.readline()
+
+
+class EmulatorServer:
+    """A running loopback server; ``with``/``async with`` it to get its base URL.
+
+    ``start()`` and ``stop()`` do the same by hand. Handlers run on threads, and
+    scripted latency is a real sleep.
+    """
+
+    def __init__(self, emulator: GeminiEmulator, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._emulator = emulator
+        self._address = (host, port)
+        self._server: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"EmulatorServer(base_url={self.base_url if self._server else None!r})"
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` (only while running)."""
+        if self._server is None:
+            raise RuntimeError("the emulator server is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> str:
+        """Bind, serve on a background thread and return the base URL."""
+        if self._server is not None:
+            raise RuntimeError("the emulator server is already running")
+        self._server = _HTTPServer(self._address, self._emulator)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="gemini-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        logger.info("gemini emulator serving", extra={"base_url": self.base_url})
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving and close every connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> str:
+        return self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await anyio.to_thread.run_sync(self.stop)
