@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from asemantic.testing.emulator import GeminiEmulator
+from asemantic.testing.emulator import EmulatorRequest, EmulatorResponse, GeminiEmulator
 
 API_KEY = "test-key-A"
 MODEL = "gemini-embedding-001"
@@ -28,7 +28,12 @@ def embed_line(key: str, text: str, **request: Any) -> dict[str, Any]:
     return {"key": key, "request": {"content": {"parts": [{"text": text}]}, **request}}
 
 
-def write_jsonl(path: Path, lines: list[Mapping[str, Any]]) -> Path:
+def model_line(key: str, text: str, model: str) -> dict[str, Any]:
+    """One JSONL input line that names its model."""
+    return embed_line(key, text, model=model)
+
+
+def write_jsonl(path: Path, lines: Sequence[Mapping[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     return path
 
@@ -70,9 +75,7 @@ async def local_client(emulator: GeminiEmulator) -> AsyncIterator[genai.Client]:
 
 
 @pytest.fixture
-async def uploaded_input(
-    local_client: genai.Client, tmp_path: Path
-) -> types.File:
+async def uploaded_input(local_client: genai.Client, tmp_path: Path) -> types.File:
     """A three-line JSONL input file, uploaded in-process."""
     path = write_jsonl(
         tmp_path / "input.jsonl",
@@ -85,3 +88,47 @@ async def uploaded_input(
     return await local_client.aio.files.upload(
         file=path, config={"mime_type": "application/jsonl", "display_name": "input"}
     )
+
+
+def raw(
+    emulator: GeminiEmulator,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    key: str | None = API_KEY,
+    query: tuple[tuple[str, str], ...] = (),
+    headers: Mapping[str, str] | None = None,
+) -> EmulatorResponse:
+    """Call the emulator's pure handler directly (``body`` is sent as JSON unless bytes)."""
+    all_headers = dict(headers or {})
+    if key is not None:
+        all_headers["x-goog-api-key"] = key
+    if body is None:
+        payload = b""
+    elif isinstance(body, bytes):
+        payload = body
+    else:
+        payload = json.dumps(body).encode()
+        all_headers.setdefault("content-type", "application/json")
+    request = EmulatorRequest(
+        method=method, path=path, query=query, headers=all_headers, body=payload
+    )
+    return emulator.handle(request)
+
+
+def create_inline_batch(
+    emulator: GeminiEmulator, texts: list[str], display_name: str = "job", **request: Any
+) -> dict[str, Any]:
+    """Create an inline batch through the raw handler; returns the Operation JSON."""
+    requests = [{"request": {"content": {"parts": [{"text": text}]}, **request}} for text in texts]
+    body = {
+        "batch": {
+            "displayName": display_name,
+            "inputConfig": {"requests": {"requests": requests}},
+        }
+    }
+    response = raw(emulator, "POST", f"/v1beta/models/{MODEL}:asyncBatchEmbedContent", body)
+    assert response.status == 200, response.body
+    operation: dict[str, Any] = response.json()
+    return operation

@@ -29,9 +29,7 @@ async def test_embed_content_defaults_to_unit_3072_vectors(client: genai.Client)
 
 
 @pytest.mark.parametrize("dimensions", [128, 768, 1536])
-async def test_smaller_vectors_are_not_normalised(
-    client: genai.Client, dimensions: int
-) -> None:
+async def test_smaller_vectors_are_not_normalised(client: genai.Client, dimensions: int) -> None:
     texts = ["a", "one two three", "a much longer text with many different words in it"]
     response = await client.aio.models.embed_content(
         model=MODEL, contents=texts, config={"output_dimensionality": dimensions}

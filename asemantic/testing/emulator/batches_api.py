@@ -109,9 +109,7 @@ def get_batch(call: Call) -> EmulatorResponse:
 def list_batches(call: Call) -> EmulatorResponse:
     """``GET /v1beta/batches?pageSize=&pageToken=`` (newest first; 10 a page, at most 1000)."""
     records = sorted(call.store.batches.values(), key=lambda record: -record.seq)
-    page, token = paginate(
-        records, lambda record: record.seq, call, default_size=10, max_size=1000
-    )
+    page, token = paginate(records, lambda record: record.seq, call, default_size=10, max_size=1000)
     body: dict[str, Any] = {}
     if page:
         body["operations"] = [render_operation(record, with_output=False) for record in page]
@@ -158,8 +156,10 @@ def _inputs(call: Call, config: dict[str, Any]) -> tuple[str | None, list[InputI
     inline = get(config, "requests")
     if file_name and inline is not None:
         raise bad_request(
-            ["Invalid JSON payload received. Oneof field 'source' is already set. "
-             "Cannot set 'requests'"]
+            [
+                "Invalid JSON payload received. Oneof field 'source' is already set. "
+                "Cannot set 'requests'"
+            ]
         )
     if file_name:
         return _file_inputs(call, str(file_name))

@@ -125,9 +125,7 @@ def get_file(call: Call) -> EmulatorResponse:
 def list_files(call: Call) -> EmulatorResponse:
     """``GET /v1beta/files?pageSize=&pageToken=`` (newest first; 10 a page, at most 100)."""
     records = sorted(call.store.files.values(), key=lambda record: -record.seq)
-    page, token = paginate(
-        records, lambda record: record.seq, call, default_size=10, max_size=100
-    )
+    page, token = paginate(records, lambda record: record.seq, call, default_size=10, max_size=100)
     body: dict[str, Any] = {}
     if page:
         body["files"] = [render_file(record, call.base_url) for record in page]

@@ -85,9 +85,7 @@ def _final_state(record: BatchRecord) -> str:
     return "BATCH_STATE_FAILED" if record.unreadable else "BATCH_STATE_SUCCEEDED"
 
 
-def _end(
-    record: BatchRecord, state: str, at: float, store: Store, config: EmulatorConfig
-) -> None:
+def _end(record: BatchRecord, state: str, at: float, store: Store, config: EmulatorConfig) -> None:
     record.state = state
     record.end_time = record.update_time = at
     if state == "BATCH_STATE_SUCCEEDED":

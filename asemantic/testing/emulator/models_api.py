@@ -43,10 +43,7 @@ def batch_embed_contents(call: Call) -> EmulatorResponse:
         raise bad_request(["* BatchEmbedContentsRequest.requests: contents is not specified\n"])
     if len(requests) > MAX_SYNC_REQUESTS:
         raise bad_request(
-            [
-                "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one "
-                "batch\n"
-            ]
+            ["* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch\n"]
         )
     embeddings = []
     for index, request in enumerate(requests):

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # The default backlog of 5 makes bursts of new connections wait for SYN retries.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], emulator: GeminiEmulator) -> None:
         super().__init__(address, _Handler)
