@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from asemantic.testing.emulator import GeminiEmulator, ManualClock, RealClock
+from asemantic.testing.emulator import EmulatorRequest, GeminiEmulator, ManualClock, RealClock
 
 from .conftest import create_inline_batch, raw
 
@@ -117,3 +117,16 @@ def test_ids_are_deterministic_for_a_seed() -> None:
     names = [create_inline_batch(GeminiEmulator(seed=7), ["a"])["name"] for _ in range(2)]
     assert names[0] == names[1]
     assert create_inline_batch(GeminiEmulator(seed=8), ["a"])["name"] != names[0]
+
+
+async def test_request_latency_applies_to_every_request() -> None:
+    emulator = GeminiEmulator(request_latency=0.001)
+    raw(emulator, "GET", "/v1beta/files")
+    response = await emulator.handle_async(
+        EmulatorRequest(method="GET", path="/v1beta/batches", headers={"x-goog-api-key": "k"})
+    )
+    assert response.status == 200
+    assert [r.endpoint for r in emulator.requests] == ["files.list", "batches.list"]
+    emulator.clear_requests()
+    assert emulator.requests == ()
+    assert emulator.peak_in_flight() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from base64 import b64decode
 from pathlib import Path
 
@@ -44,8 +45,6 @@ async def test_upload_returns_an_active_uploaded_file(
 async def test_upload_from_a_stream_with_a_chosen_name(
     client: genai.Client, emulator: GeminiEmulator
 ) -> None:
-    import io
-
     stream = io.BytesIO(b'{"key": "a"}\n')
     uploaded = await client.aio.files.upload(
         file=stream, config={"mime_type": "application/jsonl", "name": "my-file-1"}
@@ -129,3 +128,19 @@ async def test_generated_files_download_but_uploaded_ones_do_not(
     assert caught.value.code == 400
     with pytest.raises(ValueError, match="Only generated files"):
         await client.aio.files.download(file=uploaded)
+
+
+async def test_empty_listings(client: genai.Client) -> None:
+    assert [item async for item in await client.aio.files.list()] == []
+    assert [item async for item in await client.aio.batches.list()] == []
+
+
+async def test_a_multi_chunk_upload(client: genai.Client, emulator: GeminiEmulator) -> None:
+    data = b"0123456789" * (900 * 1024)  # 9 MiB: the SDK sends two chunks
+    uploaded = await client.aio.files.upload(
+        file=io.BytesIO(data), config={"mime_type": "text/plain"}
+    )
+    assert uploaded.name is not None
+    assert uploaded.size_bytes == len(data)
+    assert emulator.file_content(uploaded.name) == data
+    assert len(emulator.requests_to("files.upload_chunk")) == 2

@@ -71,19 +71,32 @@ def test_a_server_starts_once_and_stops_idempotently(emulator: GeminiEmulator) -
     server.stop()
 
 
-def test_the_command_line_server(tmp_path: Path) -> None:
+def _exercise(base_url: str) -> None:
+    """A wrong key is refused; a batch job runs to SUCCEEDED on the server's real clock."""
+    wrong = sdk_client(base_url, api_key="wrong")  # keep a reference: the SDK closes on GC
+    with pytest.raises(errors.ClientError) as caught:
+        wrong.models.embed_content(model=MODEL, contents=["x"])
+    assert caught.value.code == 400
+    wrong.close()
+    client = sdk_client(base_url)
+    job = client.batches.create_embeddings(
+        model=MODEL,
+        src={"inlined_requests": {"contents": ["cli"]}},
+        config={"display_name": "cli"},
+    )
+    assert job.name is not None
+    deadline = time.monotonic() + 30
+    while not client.batches.get(name=job.name).done:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_SUCCEEDED
+    client.close()
+
+
+def test_the_command_line_server() -> None:
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "asemantic.testing.emulator",
-        "--port",
-        str(port),
-        "--api-key",
-        API_KEY,
-        "--job-seconds",
-        "0.2",
-    ]
+    command = [sys.executable, "-m", "asemantic.testing.emulator", "--port", str(port)]
+    command += ["--api-key", API_KEY, "--job-seconds", "0.2"]
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -95,24 +108,7 @@ def test_the_command_line_server(tmp_path: Path) -> None:
         assert process.stdout is not None
         base_url = process.stdout.readline().strip()
         assert base_url == f"http://127.0.0.1:{port}"
-        client = sdk_client(base_url)
-        wrong = sdk_client(base_url, api_key="wrong")  # keep a reference: the SDK closes on GC
-        with pytest.raises(errors.ClientError) as caught:
-            wrong.models.embed_content(model=MODEL, contents=["x"])
-        assert caught.value.code == 400
-        wrong.close()
-        job = client.batches.create_embeddings(
-            model=MODEL,
-            src={"inlined_requests": {"contents": ["cli"]}},
-            config={"display_name": "cli"},
-        )
-        assert job.name is not None
-        deadline = time.monotonic() + 30
-        while not client.batches.get(name=job.name).done:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_SUCCEEDED
-        client.close()
+        _exercise(base_url)
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
