@@ -163,7 +163,7 @@ async def test_job_outcomes_by_name_and_for_the_next_jobs(
     client: genai.Client, emulator: GeminiEmulator
 ) -> None:
     emulator.faults.add(
-        JobFault(outcome="FAILED", display_name="doomed"),
+        JobFault(outcome="FAILED", display_name="doom*"),
         JobFault(outcome="EXPIRED", times=2),
         JobFault(outcome="CANCELLED"),
     )

@@ -1,25 +1,63 @@
 """An emulator of the Gemini Developer API for tests and offline runs.
 
-It serves what asemantic uses: resumable file upload, files get/list/delete/download,
-``asyncBatchEmbedContent`` with batches get/list/cancel/delete, and the synchronous
-``batchEmbedContents``/``embedContent``, answering like Google (``v1beta`` only).
+It serves what asemantic uses, under ``/v1beta`` only (other versions get Google's HTML
+404): resumable upload (``POST /upload/v1beta/files``), files get/list/delete,
+download (``files/{id}:download?alt=media`` and ``/download/v1beta/...``, generated
+files only), ``models/{m}:asyncBatchEmbedContent``, batches get/list/cancel/delete, and
+the synchronous ``models/{m}:batchEmbedContents`` and ``models/{m}:embedContent``.
 
-In-process, with the real SDK::
+In-process, with the real SDK (no network; the transports serve
+``http://emulator.invalid``, where the upload session URL also points)::
 
     emulator = GeminiEmulator()
     client = genai.Client(api_key="test-key", vertexai=False,
                           http_options=emulator.http_options())
 
-Over loopback::
+Over loopback (``with`` works too)::
 
     async with emulator.serve() as base_url:
         client = genai.Client(api_key="test-key", vertexai=False,
                               http_options=HttpOptions(base_url=base_url, api_version="v1beta"))
 
-Jobs move PENDING -> RUNNING -> SUCCEEDED on the emulator's clock
-(:meth:`GeminiEmulator.advance`, :meth:`GeminiEmulator.complete_all`); faults are
-scripted with ``emulator.faults.add(Fault(...), JobFault(...), LineFault(...),
-ResultCorruption(...))``; every request is in :attr:`GeminiEmulator.requests`.
+From a shell: ``python -m asemantic.testing.emulator --port 8765 --api-key K
+--job-seconds 1`` prints its base URL and serves until SIGINT/SIGTERM.
+
+Time: jobs go PENDING -> RUNNING -> SUCCEEDED on the emulator's clock (a
+:class:`ManualClock` by default: :meth:`GeminiEmulator.advance`,
+:meth:`GeminiEmulator.complete_all`); a job not done 48 h after creation ends EXPIRED;
+files vanish 48 h after creation.
+
+Faults: ``emulator.faults.add(...)`` takes :class:`Fault` (HTTP errors, latency, a
+response lost after the change was applied, dropped connections) for an endpoint
+named in :data:`ENDPOINTS`, :class:`JobFault` (FAILED/CANCELLED/EXPIRED),
+:class:`LineFault` (``{"error": ...}`` result lines) and :class:`ResultCorruption`
+(garbage, blank, unknown-key or missing result lines).
+
+Inspection: :attr:`GeminiEmulator.requests` (endpoint, key fingerprint, status, time,
+fault), :meth:`GeminiEmulator.requests_with_key`, :meth:`GeminiEmulator.peak_in_flight`,
+:attr:`GeminiEmulator.files`, :attr:`GeminiEmulator.batches`,
+:meth:`GeminiEmulator.remote_leftovers`.
+
+Where Google's behaviour is not documented the emulator takes the stricter reading, so
+code that passes against it should not be surprised by Google:
+
+- proto3 JSON: both ``camelCase`` and ``snake_case`` field names are accepted; unknown
+  names are 400 INVALID_ARGUMENT (``Invalid JSON payload received. Unknown name ...``);
+  ``done`` is omitted until true and ``batchStats`` lists only non-zero counts, as
+  strings; listings carry no ``output``.
+- A JSONL input file is checked when the job is created: lines of the wrong shape
+  (``contents``, ``config`` ...) make creation fail with 400 ``Error on line N: invalid
+  JSON, near column C: no such field: 'contents'`` (what Google answers); a file with no
+  JSON line at all is accepted and the job ends FAILED. Too-long texts, a bad
+  dimensionality or another model become per-line ``{"key", "error"}`` results.
+- Per-line errors look like ``{"code": 400, "message": ..., "status":
+  "INVALID_ARGUMENT"}``; a successful line is ``{"key", "response": {"embedding":
+  {"values"}, "usageMetadata": {"promptTokenCount"}}}``.
+- ``displayName`` is required to create a batch; cancelling a finished job is 400
+  FAILED_PRECONDITION; an unknown file is 403 PERMISSION_DENIED ("... or it may not
+  exist"); an unknown batch is 404.
+- Only 3,072-dimensional vectors are unit-length; smaller ones have a length between
+  0.3 and 0.9 that varies with the text.
 """
 
 from __future__ import annotations

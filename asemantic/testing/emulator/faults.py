@@ -4,13 +4,15 @@ Add faults with ``emulator.faults.add(...)``. They are consumed in the order the
 added, deterministically: a request takes the first :class:`Fault` that matches its
 endpoint; a new batch job takes the first matching :class:`JobFault` and
 :class:`ResultCorruption` and every matching :class:`LineFault`. Each use counts
-against the fault's ``times``; a used-up fault is gone.
+against the fault's ``times``; a used-up fault is gone. A ``display_name`` is a glob
+pattern (``"nightly-*"``), so jobs with generated names can be targeted.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
@@ -189,12 +191,12 @@ class _Entry:
     remaining: int
 
 
-@dataclass
 class FaultScript:
-    """The scripted faults of one emulator; thread-safe."""
+    """The scripted faults of one emulator (``emulator.faults``); thread-safe."""
 
-    _entries: list[_Entry] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(self) -> None:
+        self._entries: list[_Entry] = []
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FaultScript(pending={len(self.pending())})"
@@ -261,4 +263,4 @@ class FaultScript:
 
 
 def _matches(wanted: str | None, display_name: str) -> bool:
-    return wanted is None or wanted == display_name
+    return wanted is None or fnmatch.fnmatchcase(display_name, wanted)
