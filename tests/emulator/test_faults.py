@@ -11,6 +11,7 @@ from google import genai
 from google.genai import errors, types
 
 from asemantic.testing.emulator import (
+    EmulatorRequest,
     Fault,
     GeminiEmulator,
     JobFault,
@@ -278,3 +279,16 @@ def test_faults_validate_and_are_consumed_in_order() -> None:
     assert emulator.faults.pending()[0][1] == 3
     emulator.faults.clear()
     assert emulator.faults.pending() == ()
+
+
+async def test_a_caller_giving_up_during_latency_changes_nothing(
+    emulator: GeminiEmulator,
+) -> None:
+    emulator.faults.add(Fault(endpoint="batches.list", latency=5.0))
+    request = EmulatorRequest(method="GET", path="/v1beta/batches", headers={"x-goog-api-key": "k"})
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await emulator.handle_async(request)
+    assert [r.status for r in emulator.requests] == [0]
+    assert emulator.peak_in_flight("batches.list") == 1
+    assert (await emulator.handle_async(request)).status == 200

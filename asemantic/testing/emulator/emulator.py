@@ -135,7 +135,12 @@ class GeminiEmulator:
     async def handle_async(self, request: EmulatorRequest) -> EmulatorResponse:
         """Answer one request; always yields to the event loop once while in flight."""
         pending = self._begin(request)
-        await anyio.sleep(pending.latency)
+        try:
+            await anyio.sleep(pending.latency)
+        except BaseException:
+            # The caller gave up (cancelled, timed out) before anything was applied.
+            self._record(pending, 0)
+            raise
         return self._finish(pending)
 
     def _begin(self, request: EmulatorRequest) -> _Pending:
@@ -164,19 +169,22 @@ class GeminiEmulator:
             response = self._respond(pending)
             status = response.status
         finally:
-            self._log.finished(
-                endpoint=pending.endpoint,
-                method=pending.request.method,
-                path=pending.request.path,
-                key=pending.key,
-                status=status,
-                now=self._clock.now(),
-                fault=pending.fault.describe() if pending.fault else None,
-            )
+            self._record(pending, status)
         logger.debug(
             "emulator answered a request", extra={"endpoint": pending.endpoint, "status": status}
         )
         return response
+
+    def _record(self, pending: _Pending, status: int) -> None:
+        self._log.finished(
+            endpoint=pending.endpoint,
+            method=pending.request.method,
+            path=pending.request.path,
+            key=pending.key,
+            status=status,
+            now=self._clock.now(),
+            fault=pending.fault.describe() if pending.fault else None,
+        )
 
     def _respond(self, pending: _Pending) -> EmulatorResponse:
         if pending.early is not None:
