@@ -22,12 +22,13 @@ from asemantic.ports import EmbedRequest
 __all__ = ["LexicalEmbedder", "lexical_features", "tokenize"]
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_STOPWORDS = frozenset(  # noqa: SIM905 - a word list reads best as one string
+_STOPWORD_TEXT = (
     "a an and are as at be but by for from has have if in into is it its of on or that the "
     "their there these this to was were will with we you your our they them he she his her "
     "not no do does did so than then what which who how when where why can could would should "
-    "i me my us all any each about over under more most also been being".split()
+    "i me my us all any each about over under more most also been being"
 )
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _BIAS_TOKEN = "\x00bias"  # noqa: S105 - a feature name, not a secret
 
 
