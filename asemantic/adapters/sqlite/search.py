@@ -1,0 +1,146 @@
+"""Search SQL: k nearest READY chunks by cosine distance, optionally filtered.
+
+Unfiltered searches are a vec0 KNN query (``embedding MATCH ? AND k = ?``). A filtered
+search must return k hits whenever k chunks match, so the filter is never applied to a
+global top-k afterwards. Two plans do that:
+
+* ``knn``: the vec0 KNN query with a ``rowid IN (SELECT ...)`` constraint holding the
+  matching chunk ids. sqlite-vec (verified with 0.1.9 on SQLite 3.50) consumes the whole
+  IN list through ``sqlite3_vtab_in`` and ranks only those rows, which is exact and
+  3-4x faster than the scan below on broad filters. ``sqlite3_vtab_in`` exists from
+  SQLite 3.38; with an older SQLite the IN would be applied *after* the top-k, so
+  there the store uses
+* ``scan``: an exact scan over the matching chunks with ``vec_distance_cosine``.
+
+Metadata filters compare JSON values with their JSON types (``1`` matches ``1`` and
+``1.0``, but not ``true`` nor ``"1"``; ``null`` matches an explicit null only). Arrays
+and objects compare as canonical JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from asemantic.adapters.sqlite.writeplan import dump_json
+from asemantic.domain.documents import JSONValue, SearchHit
+from asemantic.errors import InvalidInputError
+from asemantic.ports import SearchFilters
+
+__all__ = ["MAX_K", "build_search", "check_k", "hit_from_row", "knn_prefilter_supported"]
+
+MAX_K = 1000
+KNN_IN_MIN_SQLITE = (3, 38, 0)
+
+_COLUMNS = (
+    "c.id, c.document_id, d.source, d.title, c.text, c.position, c.meta_json, "
+    "knn.distance, d.metadata_json"
+)
+_JOIN = "JOIN chunks c ON c.id = knn.chunk_id JOIN documents d ON d.id = c.document_id"
+
+
+def knn_prefilter_supported(sqlite_version: Sequence[int]) -> bool:
+    return tuple(sqlite_version) >= KNN_IN_MIN_SQLITE
+
+
+def check_k(k: object) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise InvalidInputError(f"k must be an integer within 1..{MAX_K}, got {k!r}")
+    return k
+
+
+def _metadata_condition(key: str, value: JSONValue) -> tuple[str, list[object]]:
+    head = "EXISTS (SELECT 1 FROM json_each(d.metadata_json) m WHERE m.key = ? AND "
+    if value is None:
+        return head + "m.type = 'null')", [key]
+    if isinstance(value, bool):
+        return head + "m.type = ?)", [key, "true" if value else "false"]
+    if isinstance(value, int | float):
+        return head + "m.type IN ('integer', 'real') AND m.value = ?)", [key, value]
+    if isinstance(value, str):
+        return head + "m.type = 'text' AND m.value = ?)", [key, value]
+    if isinstance(value, list | dict):
+        kind = "array" if isinstance(value, list) else "object"
+        return head + "m.type = ? AND m.value = ?)", [key, kind, dump_json(value)]
+    raise InvalidInputError(f"metadata filter {key!r} is not a JSON value")
+
+
+def filter_conditions(filters: SearchFilters) -> tuple[list[str], list[object]]:
+    """SQL conditions on ``c`` (chunks) and ``d`` (documents), ANDed, with parameters."""
+    conditions: list[str] = []
+    params: list[object] = []
+    if filters.document_ids is not None:
+        conditions.append("d.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps([int(i) for i in filters.document_ids]))
+    if filters.sources is not None:
+        conditions.append("d.source IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps([str(s) for s in filters.sources]))
+    for key, value in (filters.metadata or {}).items():
+        if not isinstance(key, str):
+            raise InvalidInputError("metadata filter keys must be strings")
+        sql, extra = _metadata_condition(key, value)
+        conditions.append(sql)
+        params.extend(extra)
+    return conditions, params
+
+
+def _is_filtered(filters: SearchFilters | None) -> bool:
+    return filters is not None and (
+        filters.document_ids is not None or filters.sources is not None or bool(filters.metadata)
+    )
+
+
+def build_search(
+    query: bytes, *, k: int, filters: SearchFilters | None, prefilter: bool
+) -> tuple[str, list[object]]:
+    """The SQL and parameters of a search (rows as :func:`hit_from_row` reads them)."""
+    if filters is None or not _is_filtered(filters):
+        sql = (
+            "WITH knn AS (SELECT rowid AS chunk_id, distance FROM vec_chunks "
+            "WHERE embedding MATCH ? AND k = ?) "
+            f"SELECT {_COLUMNS} FROM knn {_JOIN} "
+            "WHERE c.embedding_status = 'READY' ORDER BY knn.distance, c.id"
+        )
+        return sql, [query, k]
+    conditions, params = filter_conditions(filters)
+    where = " AND ".join(["c.embedding_status = 'READY'", *conditions])
+    if prefilter:
+        sql = (
+            "WITH knn AS (SELECT rowid AS chunk_id, distance FROM vec_chunks "
+            "WHERE embedding MATCH ? AND k = ? AND rowid IN (SELECT c.id FROM chunks c "
+            f"JOIN documents d ON d.id = c.document_id WHERE {where})) "
+            f"SELECT {_COLUMNS} FROM knn {_JOIN} ORDER BY knn.distance, c.id"
+        )
+        return sql, [query, k, *params]
+    sql = (
+        "WITH knn AS (SELECT c.id AS chunk_id, vec_distance_cosine(v.embedding, ?) AS distance "
+        "FROM chunks c JOIN documents d ON d.id = c.document_id "
+        f"JOIN vec_chunks v ON v.rowid = c.id WHERE {where} "
+        "ORDER BY distance, c.id LIMIT ?) "
+        f"SELECT {_COLUMNS} FROM knn {_JOIN} ORDER BY knn.distance, c.id"
+    )
+    return sql, [query, *params, k]
+
+
+def _loads_object(text: str) -> dict[str, JSONValue]:
+    value = json.loads(text or "{}")
+    return value if isinstance(value, dict) else {}
+
+
+def hit_from_row(row: Sequence[Any]) -> SearchHit:
+    chunk_id, document_id, source, title, text, position, meta_json, distance, metadata = row
+    meta: Mapping[str, JSONValue] = _loads_object(meta_json)
+    path = meta.get("heading_path")
+    heading_path = tuple(str(p) for p in path) if isinstance(path, list) else ()
+    return SearchHit(
+        chunk_id=int(chunk_id),
+        document_id=int(document_id),
+        source=str(source),
+        title=None if title is None else str(title),
+        text=str(text),
+        position=int(position),
+        heading_path=heading_path,
+        distance=float(distance),
+        document_metadata=_loads_object(metadata),
+    )

@@ -1,0 +1,340 @@
+"""SqliteStore: documents, chunks and vectors in one SQLite file (aiosqlite + sqlite-vec).
+
+Concurrency inside one process: many asyncio tasks may share a store. It holds two
+connections, each with its own aiosqlite thread:
+
+* the *writer*: every write is one ``BEGIN IMMEDIATE`` transaction, and an
+  :class:`asyncio.Lock` makes sure no other task's statement runs inside it;
+* the *reader* (``query_only``): searches and lookups, one statement each, so each
+  reads one committed snapshot. WAL lets it read while a write is in progress.
+
+Across processes, ``busy_timeout`` makes a writer wait for another's transaction.
+
+Cancellation: a transaction interrupted by any exception, ``CancelledError`` included,
+is rolled back before the write lock is released; the ``ROLLBACK`` is queued on the
+writer's thread behind any statement still running, so the next transaction always
+starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from asemantic.adapters.sqlite import documents as doc_sql
+from asemantic.adapters.sqlite import vectors as vec_sql
+from asemantic.adapters.sqlite.blobs import check_blob, check_blobs
+from asemantic.adapters.sqlite.driver import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    Driver,
+    enable_wal,
+    open_connection,
+    select_driver,
+)
+from asemantic.adapters.sqlite.schema import check_schema_version, ensure_schema_compatibility
+from asemantic.adapters.sqlite.search import (
+    build_search,
+    check_k,
+    hit_from_row,
+    knn_prefilter_supported,
+)
+from asemantic.adapters.sqlite.txn import rollback
+from asemantic.adapters.sqlite.vectable import ensure_space
+from asemantic.adapters.sqlite.writeplan import check_drafts, dump_json
+from asemantic.domain.documents import EmbeddingStatus, SearchHit
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import InvalidInputError, StoreClosedError, StoreError
+from asemantic.ports import (
+    DocumentSnapshot,
+    DocumentWrite,
+    SearchFilters,
+    WriteOutcome,
+)
+
+__all__ = ["SqliteStore"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+def utc_now() -> str:
+    """Now as an ISO-8601 UTC string (what every timestamp column holds)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class SqliteStore:
+    """The :class:`~asemantic.ports.Store` on one SQLite file.
+
+    Open with ``store = await SqliteStore.open(path, space=...)`` (or ``async with
+    await SqliteStore.open(...) as store``); close with the idempotent :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        driver: Driver,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        space: EmbeddingSpace | None,
+    ) -> None:
+        """Wrap open connections; use :meth:`open` instead."""
+        self._path = path
+        self._driver = driver
+        self._writer = writer
+        self._reader = reader
+        self._space = space
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._prefilter = knn_prefilter_supported(driver.sqlite_version)
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        space: EmbeddingSpace | None = None,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    ) -> SqliteStore:
+        """Open (creating or upgrading if needed) the database at ``path``.
+
+        ``space`` is recorded on first use; a database of another space raises
+        :class:`~asemantic.errors.EmbeddingSpaceMismatchError`. With ``space=None`` the
+        recorded space (if any) is used. A database from a newer asemantic raises
+        :class:`~asemantic.errors.SchemaVersionError` and is left untouched.
+        """
+        target = Path(os.fspath(path))
+        if str(target) in ("", ":memory:"):
+            raise InvalidInputError("SqliteStore needs a file path (two connections share it)")
+        driver = select_driver()
+        writer = await open_connection(target, driver=driver, busy_timeout_ms=busy_timeout_ms)
+        reader: aiosqlite.Connection | None = None
+        try:
+            recorded = await _prepare(writer, driver, space)
+            reader = await open_connection(
+                target, driver=driver, busy_timeout_ms=busy_timeout_ms, query_only=True
+            )
+        except BaseException:
+            await _close_quietly(writer)
+            raise
+        logger.debug("sqlite store opened")
+        return cls(path=target, driver=driver, writer=writer, reader=reader, space=recorded)
+
+    # --- life cycle -------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def space(self) -> EmbeddingSpace | None:
+        """The database's embedding space (None until one is recorded)."""
+        return self._space
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        space = self._space.describe() if self._space else None
+        return f"SqliteStore({state}, path={str(self._path)!r}, space={space!r})"
+
+    async def __aenter__(self) -> SqliteStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close both connections (after the write in progress, if any). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            async with self._lock:
+                await _close_quietly(self._writer)
+        finally:
+            await _close_quietly(self._reader)
+            logger.debug("sqlite store closed")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+
+    async def _guard(self, work: Awaitable[_T]) -> _T:
+        """Run ``work``, translating SQLite errors into :class:`StoreError`."""
+        try:
+            return await work
+        except self._driver.error as exc:
+            raise StoreError(f"SQLite error: {exc}") from exc
+        except ValueError as exc:
+            if self._closed and "closed" in str(exc).lower():
+                raise StoreClosedError("the store was closed during the call") from exc
+            raise
+
+    # --- transactions -----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` on the writer; commit on success, roll back on any error.
+
+        Holds the write lock throughout, so no other task's statement interleaves. The
+        connection is in autocommit mode: do not commit or roll back yourself.
+        """
+        self._check_open()
+        async with self._lock:
+            self._check_open()
+            conn = self._writer
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException:
+                await rollback(conn)
+                raise
+
+    async def _in_transaction(
+        self, work: Callable[[aiosqlite.Connection], Coroutine[Any, Any, _T]]
+    ) -> _T:
+        async def run() -> _T:
+            async with self.transaction() as conn:
+                return await work(conn)
+
+        return await self._guard(run())
+
+    # --- documents --------------------------------------------------------------------
+
+    async def get_document(self, source: str) -> DocumentSnapshot | None:
+        self._check_open()
+        rows = await self._guard(self._reader.execute_fetchall(doc_sql.SELECT_SNAPSHOT, (source,)))
+        return doc_sql.snapshot_from_rows(list(rows))
+
+    async def write_document(self, write: DocumentWrite) -> WriteOutcome:
+        """Store a document and its chunks in one transaction (see ``DocumentWrite``).
+
+        Counts: ``stored`` new chunk rows, of which ``pending`` are PENDING;
+        ``unchanged`` chunks kept; ``removed`` chunks deleted with their vectors. Every
+        vector is checked before anything is written.
+        """
+        self._check_open()
+        if not write.document.source:
+            raise InvalidInputError("a document needs a non-empty source")
+        check_drafts(write.drafts)
+        if write.vectors:
+            check_blobs(write.vectors.items(), self._space)
+        metadata_json = dump_json(dict(write.document.metadata))
+        now = utc_now()
+        return await self._in_transaction(
+            lambda conn: doc_sql.write(conn, write, metadata_json=metadata_json, now=now)
+        )
+
+    async def delete_document(self, source: str) -> bool:
+        """Delete a document, its chunks and their vectors. False if there was none."""
+        self._check_open()
+        return await self._in_transaction(lambda conn: doc_sql.delete(conn, source))
+
+    # --- vectors ----------------------------------------------------------------------
+
+    async def bulk_update_vectors(self, mapping: Mapping[int, bytes]) -> int:
+        """Store vectors by chunk id and mark those chunks READY, in one transaction.
+
+        Idempotent (a chunk keeps exactly one vector); ids of chunks that no longer
+        exist are skipped. Returns how many chunks got their vector. Every vector is
+        checked before anything is written.
+        """
+        self._check_open()
+        if not mapping:
+            return 0
+        check_blobs(mapping.items(), self._space)
+        return await self._in_transaction(lambda conn: self.apply_vectors(conn, mapping))
+
+    async def apply_vectors(self, conn: aiosqlite.Connection, mapping: Mapping[int, bytes]) -> int:
+        """:meth:`bulk_update_vectors` inside the caller's :meth:`transaction`.
+
+        For callers that write vectors together with other changes (the batch manager
+        applies results and job status in one transaction).
+        """
+        if not mapping:
+            return 0
+        check_blobs(mapping.items(), self._space)
+        return await vec_sql.apply(conn, mapping, now=utc_now())
+
+    # --- search -----------------------------------------------------------------------
+
+    async def search(
+        self, query: bytes, *, k: int, filters: SearchFilters | None = None
+    ) -> list[SearchHit]:
+        """The ``k`` READY chunks nearest to ``query`` (cosine), best first."""
+        self._check_open()
+        check_k(k)
+        blob = check_blob(query, self._space, what="query vector")
+        sql, params = build_search(blob, k=k, filters=filters, prefilter=self._prefilter)
+        rows = await self._guard(self._reader.execute_fetchall(sql, params))
+        return [hit_from_row(row) for row in rows]
+
+    # --- inspection -------------------------------------------------------------------
+
+    async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement on the reader (one committed snapshot).
+
+        For later callers in this package (the job store); the reader is
+        ``query_only``, so a write here fails.
+        """
+        self._check_open()
+        rows = await self._guard(self._reader.execute_fetchall(sql, tuple(params)))
+        return [tuple(row) for row in rows]
+
+    async def count_chunks_by_status(self) -> dict[str, int]:
+        """How many chunks are READY, PENDING and FAILED (every status present)."""
+        self._check_open()
+        rows = await self._guard(
+            self._reader.execute_fetchall(
+                "SELECT embedding_status, COUNT(*) FROM chunks GROUP BY embedding_status"
+            )
+        )
+        counts = {status.value: 0 for status in EmbeddingStatus}
+        counts.update({str(status): int(n) for status, n in rows})
+        return counts
+
+    async def integrity_check(self) -> str:
+        """``"ok"``, or what is wrong: SQLite's own check, foreign keys, and vectors
+        (every READY chunk has exactly one vector, no other row has one)."""
+        self._check_open()
+        problems = await self._guard(vec_sql.integrity_problems(self._reader, self._space))
+        return "ok" if not problems else "; ".join(problems)
+
+
+async def _prepare(
+    writer: aiosqlite.Connection, driver: Driver, space: EmbeddingSpace | None
+) -> EmbeddingSpace | None:
+    """Refuse a newer schema untouched, then WAL, schema upgrade and the space."""
+    try:
+        await check_schema_version(writer)
+        await enable_wal(writer)
+        await ensure_schema_compatibility(writer)
+        return await ensure_space(writer, space)
+    except driver.error as exc:
+        raise StoreError(f"cannot prepare the database: {exc}") from exc
+
+
+async def _close_quietly(conn: aiosqlite.Connection) -> None:
+    try:
+        await conn.close()
+    except Exception:  # adapter edge: closing a broken connection
+        logger.warning("closing a sqlite connection failed", exc_info=True)

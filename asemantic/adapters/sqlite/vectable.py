@@ -1,0 +1,163 @@
+"""The vec0 table of chunk vectors and the embedding space it was built for.
+
+``vec_chunks`` is a sqlite-vec ``vec0`` virtual table whose rowid is ``chunks.id``:
+``embedding float[D] distance_metric=cosine``. It is created the first time a space is
+known (on open with ``space=...``) and recorded in the one-row ``embedding_space`` table;
+a later open with another space is refused, so vectors of two spaces never mix.
+
+Two triggers keep vectors in step with chunks (verified with sqlite-vec 0.1.9: a
+trigger on an ordinary table may delete from a vec0 table, and it fires for rows
+deleted by an ``ON DELETE CASCADE`` from ``documents`` too):
+
+* ``chunks_vec_delete``: deleting a chunk deletes its vector;
+* ``chunks_vec_unready``: a chunk leaving READY loses its vector.
+
+``chunk_size``: vec0 keeps vectors in blobs of ``chunk_size`` vectors and rewrites part
+of such a blob for every insert; once a blob outgrows the page cache each insert reads
+and writes it from disk. With the default (1024) at 3,072 dimensions a blob is 12 MiB
+and inserts run about 20x slower than into a plain blob table. :func:`vec_chunk_size`
+keeps a blob near 1 MiB (256 vectors at 768 dimensions, 64 at 3,072); the benchmark in
+``benchmarks/bench_store.py`` measures the choice. KNN speed hardly depends on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import aiosqlite
+
+from asemantic.adapters.sqlite.txn import rollback
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import EmbeddingSpaceMismatchError, StoreError
+
+__all__ = [
+    "VEC_TABLE",
+    "create_vec_table",
+    "ensure_space",
+    "read_space",
+    "vec_chunk_size",
+    "vec_table_sql",
+]
+
+logger = logging.getLogger(__name__)
+
+VEC_TABLE = "vec_chunks"
+_TARGET_BLOB_BYTES = 1 << 20
+_DIMENSIONS = re.compile(r"float\[(\d+)\]", re.IGNORECASE)
+
+_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS chunks_vec_delete AFTER DELETE ON chunks
+    BEGIN DELETE FROM vec_chunks WHERE rowid = OLD.id; END""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_vec_unready
+    AFTER UPDATE OF embedding_status ON chunks WHEN NEW.embedding_status <> 'READY'
+    BEGIN DELETE FROM vec_chunks WHERE rowid = NEW.id; END""",
+)
+
+
+def vec_chunk_size(dimensions: int) -> int:
+    """The vec0 ``chunk_size`` for ``dimensions``: a power of two within 8..1024 whose
+    vector blob (``chunk_size * dimensions * 4`` bytes) stays at or under 1 MiB."""
+    size = 1024
+    while size > 8 and size * dimensions * 4 > _TARGET_BLOB_BYTES:
+        size //= 2
+    return size
+
+
+def vec_table_sql(dimensions: int, *, chunk_size: int | None = None) -> str:
+    size = chunk_size if chunk_size is not None else vec_chunk_size(dimensions)
+    return (
+        f"CREATE VIRTUAL TABLE {VEC_TABLE} USING vec0("
+        f"embedding float[{int(dimensions)}] distance_metric=cosine, chunk_size={int(size)})"
+    )
+
+
+async def vec_table_ddl(conn: aiosqlite.Connection) -> str | None:
+    """The ``CREATE`` statement of ``vec_chunks``, or None if there is none."""
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (VEC_TABLE,)
+        )
+    )
+    return str(rows[0][0]) if rows else None
+
+
+def dimensions_of(ddl: str) -> int | None:
+    match = _DIMENSIONS.search(ddl)
+    return int(match.group(1)) if match else None
+
+
+async def create_vec_table(
+    conn: aiosqlite.Connection, dimensions: int, *, chunk_size: int | None = None
+) -> None:
+    """Create ``vec_chunks`` and its triggers (call inside a transaction)."""
+    await conn.execute(vec_table_sql(dimensions, chunk_size=chunk_size))
+    await create_vec_triggers(conn)
+
+
+async def create_vec_triggers(conn: aiosqlite.Connection) -> None:
+    for statement in _TRIGGERS:
+        await conn.execute(statement)
+
+
+async def read_space(conn: aiosqlite.Connection) -> EmbeddingSpace | None:
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT model, dimensions, task_type FROM embedding_space WHERE id = 1"
+        )
+    )
+    if not rows:
+        return None
+    model, dimensions, task_type = rows[0]
+    return EmbeddingSpace(model=str(model), dimensions=int(dimensions), task_type=str(task_type))
+
+
+async def record_space(conn: aiosqlite.Connection, space: EmbeddingSpace) -> None:
+    await conn.execute(
+        "INSERT INTO embedding_space (id, model, dimensions, task_type) VALUES (1, ?, ?, ?)",
+        (space.model, space.dimensions, space.task_type),
+    )
+
+
+def _check_same(recorded: EmbeddingSpace, wanted: EmbeddingSpace) -> None:
+    if recorded != wanted:
+        raise EmbeddingSpaceMismatchError(
+            f"this database holds vectors of {recorded.describe()}, but "
+            f"{wanted.describe()} was asked for; vectors of two spaces never mix "
+            "(use another database file, or open this one with its own space)"
+        )
+
+
+async def ensure_space(
+    conn: aiosqlite.Connection, space: EmbeddingSpace | None
+) -> EmbeddingSpace | None:
+    """Check ``space`` against the recorded one, recording it (and creating the vec
+    table) on first use. Returns the database's space (None if none is known yet)."""
+    recorded = await read_space(conn)
+    if recorded is not None:
+        if space is not None:
+            _check_same(recorded, space)
+        return recorded
+    if space is None:
+        return None
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await _record_once(conn, space)
+        await conn.execute("COMMIT")
+    except BaseException:
+        await rollback(conn)
+        raise
+    return space
+
+
+async def _record_once(conn: aiosqlite.Connection, space: EmbeddingSpace) -> None:
+    """Record ``space`` and create the vec table, unless another process just did."""
+    recorded = await read_space(conn)
+    if recorded is not None:
+        _check_same(recorded, space)
+        return
+    if await vec_table_ddl(conn) is not None:
+        raise StoreError("vec_chunks exists but no embedding space is recorded")
+    await record_space(conn, space)
+    await create_vec_table(conn, space.dimensions)
+    logger.info("embedding space recorded")

@@ -1,0 +1,1 @@
+"""Runnable benchmarks; each module has run(quick) -> list of rows."""
