@@ -1,6 +1,108 @@
-"""asemantic: semantic search over your own documents with Gemini embeddings."""
+"""asemantic: semantic search over your own documents with Gemini embeddings.
 
+Documents go in, are split into chunks, embedded (now, or later and at half price
+through the Gemini Batch API) and kept with their vectors in one SQLite file::
+
+    async with SemanticCore.open("kb.db", keys=GoogleKeyring(key, batch_key=bkey)) as core:
+        await core.ingest_file("notes.md", mode="async")
+        async with BatchSupervisor(core):
+            ...
+        hits = await core.search("what did we decide?")
+"""
+
+from asemantic.adapters.gemini.batch import GeminiBatchClient
+from asemantic.adapters.gemini.client import RetryConfig
+from asemantic.adapters.gemini.embedder import GeminiEmbedder
+from asemantic.adapters.sqlite.schema import ensure_schema_compatibility
+from asemantic.adapters.sqlite.store import SqliteStore
+from asemantic.batch.manager import BatchManager, SyncReport
+from asemantic.batch.supervisor import BatchSupervisor, SupervisorConfig, SupervisorHealth
+from asemantic.config import CoreConfig, GeminiSettings
+from asemantic.core import SemanticCore
+from asemantic.domain.documents import (
+    Document,
+    EmbeddingStatus,
+    IngestMode,
+    IngestResult,
+    SearchHit,
+)
+from asemantic.domain.events import TransitionEvent
+from asemantic.domain.jobs import JobStatus
+from asemantic.domain.policy import RetryPolicy
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import (
+    AsemanticError,
+    AuthenticationError,
+    BatchError,
+    ChunkTooLargeError,
+    EmbeddingSpaceMismatchError,
+    EmptyDocumentError,
+    ExtensionLoadingUnavailableError,
+    InputFileError,
+    InvalidInputError,
+    InvalidModeError,
+    InvalidTransitionError,
+    InvalidVectorError,
+    MissingBatchKeyError,
+    ProviderError,
+    ProviderRequestError,
+    ProviderUnavailableError,
+    RateLimitError,
+    SchemaVersionError,
+    StoreClosedError,
+    StoreError,
+    SupervisorLeaseError,
+    UndecodableTextError,
+)
 from asemantic.keys import GoogleKeyring
+from asemantic.ports import SearchFilters
 
-__all__ = ["GoogleKeyring"]
+__all__ = [
+    "AsemanticError",
+    "AuthenticationError",
+    "BatchError",
+    "BatchManager",
+    "BatchSupervisor",
+    "ChunkTooLargeError",
+    "CoreConfig",
+    "Document",
+    "EmbeddingSpace",
+    "EmbeddingSpaceMismatchError",
+    "EmbeddingStatus",
+    "EmptyDocumentError",
+    "ExtensionLoadingUnavailableError",
+    "GeminiBatchClient",
+    "GeminiEmbedder",
+    "GeminiSettings",
+    "GoogleKeyring",
+    "IngestMode",
+    "IngestResult",
+    "InputFileError",
+    "InvalidInputError",
+    "InvalidModeError",
+    "InvalidTransitionError",
+    "InvalidVectorError",
+    "JobStatus",
+    "MissingBatchKeyError",
+    "ProviderError",
+    "ProviderRequestError",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "RetryConfig",
+    "RetryPolicy",
+    "SchemaVersionError",
+    "SearchFilters",
+    "SearchHit",
+    "SemanticCore",
+    "SqliteStore",
+    "StoreClosedError",
+    "StoreError",
+    "SupervisorConfig",
+    "SupervisorHealth",
+    "SupervisorLeaseError",
+    "SyncReport",
+    "TransitionEvent",
+    "UndecodableTextError",
+    "ensure_schema_compatibility",
+]
 __version__ = "0.1.0"

@@ -41,6 +41,7 @@ class CoreConfig:
     auto_batch_min_tokens: int = 20_000
     max_search_k: int = 1000
     busy_timeout_ms: int = 5000
+    max_concurrent_jobs: int = 50
 
     def __post_init__(self) -> None:
         if not 1 <= self.target_tokens <= self.max_tokens:

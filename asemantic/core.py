@@ -15,16 +15,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from asemantic.adapters.gemini.batch import GeminiBatchClient
 from asemantic.adapters.gemini.embedder import GeminiEmbedder
+from asemantic.adapters.sqlite.jobs import SqliteJobStore
 from asemantic.adapters.sqlite.store import SqliteStore
+from asemantic.batch.manager import BatchManager
 from asemantic.config import CoreConfig, GeminiSettings
 from asemantic.domain.documents import Document, IngestMode, IngestResult, JSONValue, SearchHit
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.text import validate_query
-from asemantic.errors import InvalidInputError, StoreClosedError
+from asemantic.errors import InvalidInputError, MissingBatchKeyError, StoreClosedError
 from asemantic.ingestion import Ingestor, read_document
 from asemantic.keys import GoogleKeyring
-from asemantic.ports import Embedder, SearchFilters
+from asemantic.ports import BatchBackend, Embedder, SearchFilters
 
 __all__ = ["SemanticCore"]
 
@@ -55,6 +58,8 @@ class SemanticCore:
         self._gemini = gemini
         self._owns_embedder = owns_embedder
         self._closed = False
+        self._jobs = SqliteJobStore(store)
+        self._manager: BatchManager | None = None
         self._ingestor = Ingestor(
             store=store,
             embedder=embedder,
@@ -111,6 +116,39 @@ class SemanticCore:
     @property
     def gemini(self) -> GeminiSettings:
         return self._gemini
+
+    @property
+    def batch_jobs(self) -> SqliteJobStore:
+        """The batch job records of this database."""
+        return self._jobs
+
+    @property
+    def batch_manager(self) -> BatchManager:
+        """The :class:`~asemantic.batch.manager.BatchManager` of this database.
+
+        Its operations need a batch key: without one they raise
+        ``ValueError("Batch operations require a dedicated API key")``.
+        """
+        self._check_open()
+        if self._manager is None:
+            self._manager = BatchManager(
+                jobs=self._jobs,
+                backend_factory=self._make_batch_backend,
+                keys=self._keys,
+                max_concurrent=self._config.max_concurrent_jobs,
+            )
+        return self._manager
+
+    def _make_batch_backend(self) -> BatchBackend:
+        if self._keys is None:
+            raise MissingBatchKeyError()
+        return GeminiBatchClient(
+            self._keys,
+            space=self.space,
+            base_url=self._gemini.base_url,
+            retry=self._gemini.retry,
+            transport=self._gemini.transport,
+        )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -187,6 +225,8 @@ class SemanticCore:
             return
         self._closed = True
         try:
+            if self._manager is not None:
+                await self._manager.aclose()
             if self._owns_embedder:
                 await self._embedder.aclose()
         finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from asemantic.domain.chunking import splitter_for
@@ -59,7 +59,7 @@ class Ingestor:
     target_tokens: int
     max_tokens: int
     auto_batch_min_tokens: int
-    context: ContextStrategy = TitleHeadingContext()
+    context: ContextStrategy = field(default_factory=TitleHeadingContext)
 
     @property
     def pipeline(self) -> str:
@@ -75,7 +75,7 @@ class Ingestor:
         clean = Document(
             text=text,
             source=document.source,
-            title=document.title,
+            title=document.title if document.title is not None else _title_of(text, kind),
             metadata=validate_metadata(document.metadata),
         )
         splitter = splitter_for(kind, target_tokens=self.target_tokens, max_tokens=self.max_tokens)
@@ -92,9 +92,8 @@ class Ingestor:
     ) -> tuple[IngestMode, str]:
         mode = parse_mode(requested)
         has_batch_key = self.keys is not None and self.keys.has_batch_key
-        if mode is IngestMode.ASYNC:
-            if self.keys is None or not self.keys.has_batch_key:
-                raise MissingBatchKeyError()
+        if mode is IngestMode.ASYNC and not has_batch_key:
+            raise MissingBatchKeyError()
         return choose_mode(
             mode,
             has_batch_key=has_batch_key,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, TypeVar, runtime_checkable
 
 from asemantic.domain.documents import (
@@ -16,19 +17,29 @@ from asemantic.domain.documents import (
     JSONValue,
     SearchHit,
 )
+from asemantic.domain.jobs import JobStatus
+from asemantic.domain.policy import RetryPolicy
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidInputError
 
 _T = TypeVar("_T")
 
 __all__ = [
+    "ApplyCounts",
     "BatchBackend",
     "BatchLine",
     "DocumentSnapshot",
     "DocumentWrite",
     "EmbedRequest",
     "Embedder",
+    "JobChange",
+    "JobChunk",
+    "JobRecord",
+    "JobStore",
+    "Lease",
     "LineResult",
+    "QueuedChunk",
+    "RemoteFile",
     "RemoteJob",
     "RemoteJobStatus",
     "ResultCounts",
@@ -201,6 +212,14 @@ class RemoteJobStatus:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteFile:
+    """A file the provider holds."""
+
+    name: str
+    display_name: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LineResult:
     """The result for one key: a float32 blob, or an error with code and message."""
 
@@ -244,6 +263,119 @@ class BatchBackend(Protocol):
         self, display_names: Collection[str]
     ) -> list[RemoteJobStatus]: ...
 
-    async def find_files_by_display_name(self, display_names: Collection[str]) -> list[str]: ...
+    async def find_files_by_prefix(self, prefix: str) -> list[RemoteFile]: ...
 
     async def aclose(self) -> None: ...
+
+
+# --- the job store ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuedChunk:
+    """A PENDING chunk in no job; ``size`` is its vector source in UTF-8 bytes."""
+
+    chunk_id: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobChunk:
+    """A chunk of a job, with the text to send."""
+
+    chunk_id: int
+    content_hash: str
+    text: str
+    title: str | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecord:
+    """A batch job as the database holds it."""
+
+    job_id: str
+    display_name: str
+    status: JobStatus
+    remote_name: str | None
+    input_file: str | None
+    output_file: str | None
+    stats: Mapping[str, int]
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+    cleaned: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyCounts:
+    """What applying one slice of results did."""
+
+    ready: int = 0
+    failed: int = 0
+    retried: int = 0
+    stale: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    """Who holds the supervisor lease of a database, and until when (epoch seconds)."""
+
+    owner: str
+    expires_at: float
+    acquired: bool
+
+
+class JobStore(Protocol):
+    """Durable batch jobs: every change here is one transaction."""
+
+    async def database_id(self) -> str: ...
+
+    async def queued_chunks(self) -> list[QueuedChunk]: ...
+
+    async def create_job(
+        self, *, job_id: str, display_name: str, chunk_ids: Sequence[int]
+    ) -> int: ...
+
+    async def get_job(self, job_id: str) -> JobRecord | None: ...
+
+    async def job_chunks(self, job_id: str) -> list[JobChunk]: ...
+
+    async def transition_job(self, change: JobChange) -> JobRecord | None: ...
+
+    async def apply_results(
+        self, job_id: str, results: Sequence[LineResult], *, retry: RetryPolicy
+    ) -> ApplyCounts: ...
+
+    async def jobs(
+        self, statuses: Collection[JobStatus] | None = None, *, uncleaned: bool = False
+    ) -> list[JobRecord]: ...
+
+    async def mark_cleaned(self, job_id: str) -> None: ...
+
+    async def acquire_lease(self, owner: str, *, ttl: float, now: float) -> Lease: ...
+
+    async def release_lease(self, owner: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobChange:
+    """One persisted transition of a job, with what changes along with it.
+
+    The store applies it only if the job is still in ``expected`` (compare-and-set).
+    With ``release`` set, the job's chunks that are still PENDING leave the job: back to
+    the queue with one more attempt, or FAILED with ``release_reason`` once the policy's
+    attempts are spent.
+    """
+
+    job_id: str
+    expected: JobStatus
+    to: JobStatus
+    at: datetime
+    stats: Mapping[str, int] | None = None
+    remote_name: str | None = None
+    input_file: str | None = None
+    output_file: str | None = None
+    error_message: str | None = None
+    release: RetryPolicy | None = None
+    release_reason: str | None = None

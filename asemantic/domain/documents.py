@@ -18,7 +18,7 @@ __all__ = [
 ]
 
 JSONValue: TypeAlias = (
-    str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+    str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
 )
 
 

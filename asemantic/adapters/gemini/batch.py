@@ -36,6 +36,7 @@ from asemantic.keys import GoogleKeyring, Secret
 from asemantic.ports import (
     BatchLine,
     LineResult,
+    RemoteFile,
     RemoteJob,
     RemoteJobStatus,
     ResultCounts,
@@ -256,14 +257,17 @@ class GeminiBatchClient:
             if job.display_name in wanted and job.name
         ]
 
-    async def find_files_by_display_name(self, display_names: Collection[str]) -> list[str]:
-        """Names of files whose display name is one of ``display_names``."""
+    async def find_files_by_prefix(self, prefix: str) -> list[RemoteFile]:
+        """Files whose display name starts with ``prefix`` (pages through them all)."""
         handle = self._client()
-        wanted = set(display_names)
         files = await self._all_pages(
             lambda: handle.client.aio.files.list(config={"page_size": 100}), "files.list"
         )
-        return [f.name for f in files if f.display_name in wanted and f.name]
+        return [
+            RemoteFile(name=f.name, display_name=f.display_name)
+            for f in files
+            if f.name and (f.display_name or "").startswith(prefix)
+        ]
 
     async def _all_pages(
         self, first: Callable[[], Awaitable[AsyncPager[_Item]]], what: str

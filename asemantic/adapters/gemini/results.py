@@ -97,7 +97,11 @@ def parse_line(raw: bytes, *, counts: ResultCounts, dimensions: int | None) -> L
 
 
 def _token_count(response: dict[str, Any]) -> int | None:
-    value = response.get("tokenCount", response.get("token_count"))
+    usage = response.get("usageMetadata")
+    if isinstance(usage, dict):
+        value = usage.get("promptTokenCount")
+    else:
+        value = response.get("tokenCount", response.get("token_count"))
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

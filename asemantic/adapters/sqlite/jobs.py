@@ -1,0 +1,333 @@
+"""Batch jobs in SQLite: the :class:`~asemantic.ports.JobStore` beside the SqliteStore.
+
+Each method is one ``BEGIN IMMEDIATE`` transaction on the store's writer (reads go
+through the reader). What must change together changes in one transaction: a job row
+and the assignment of its chunks; a transition and the release of the job's chunks; a
+slice of results' vectors and their chunks' statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from asemantic.adapters.sqlite.store import SqliteStore, utc_now
+from asemantic.domain.documents import EmbeddingStatus
+from asemantic.domain.jobs import JobStatus
+from asemantic.domain.linekeys import parse_line_key
+from asemantic.domain.policy import RetryPolicy, classify_line_error, next_chunk_status
+from asemantic.ports import (
+    ApplyCounts,
+    JobChange,
+    JobChunk,
+    JobRecord,
+    Lease,
+    LineResult,
+    QueuedChunk,
+)
+
+__all__ = ["SqliteJobStore"]
+
+_JOB_COLUMNS = (
+    "id, display_name, status, google_job_id, input_file, output_file, stats, "
+    "error_message, created_at, updated_at, cleaned_at"
+)
+_QUEUED = (
+    "SELECT id, length(CAST(COALESCE(json_extract(meta_json, '$._vector_source'), text) "
+    "AS BLOB)) FROM chunks WHERE embedding_status = 'PENDING' AND batch_job_id IS NULL "
+    "ORDER BY id"
+)
+_JOB_CHUNKS = (
+    "SELECT c.id, c.content_hash, COALESCE(json_extract(c.meta_json, '$._vector_source'), "
+    "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
+    "WHERE c.batch_job_id = ? AND c.embedding_status = 'PENDING' ORDER BY c.id"
+)
+_TARGETS = (
+    "SELECT id, content_hash, embedding_status, batch_job_id, attempts FROM chunks "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+
+
+class SqliteJobStore:
+    """Batch jobs, their chunks and the supervisor lease, in the store's file."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    def __repr__(self) -> str:
+        return f"SqliteJobStore({self._store!r})"
+
+    async def database_id(self) -> str:
+        """A random id made once per database file (names its remote objects)."""
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO store_meta (key, value) VALUES ('database_id', ?)",
+                (uuid.uuid4().hex,),
+            )
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT value FROM store_meta WHERE key = 'database_id'"
+                )
+            )
+        return str(rows[0][0])
+
+    async def queued_chunks(self) -> list[QueuedChunk]:
+        rows = await self._store.fetchall(_QUEUED)
+        return [QueuedChunk(chunk_id=int(r[0]), size=int(r[1] or 0)) for r in rows]
+
+    async def create_job(self, *, job_id: str, display_name: str, chunk_ids: Sequence[int]) -> int:
+        """Commit a CREATED job and assign it the chunks still queued; 0: nothing left."""
+        now = utc_now()
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO batch_jobs (id, display_name, status, stats, created_at, "
+                "updated_at) VALUES (?, ?, 'CREATED', '{}', ?, ?)",
+                (job_id, display_name, now, now),
+            )
+            cursor = await conn.execute(
+                "UPDATE chunks SET batch_job_id = ?, updated_at = ? WHERE id IN "
+                "(SELECT value FROM json_each(?)) AND embedding_status = 'PENDING' "
+                "AND batch_job_id IS NULL",
+                (job_id, now, json.dumps([int(i) for i in chunk_ids])),
+            )
+            assigned = cursor.rowcount
+            if assigned <= 0:
+                await conn.execute("DELETE FROM batch_jobs WHERE id = ?", (job_id,))
+                return 0
+            await conn.execute(
+                "UPDATE batch_jobs SET stats = ? WHERE id = ?",
+                (json.dumps({"sent": assigned}), job_id),
+            )
+            await _record_transition(conn, job_id, None, JobStatus.CREATED, now, {"sent": assigned})
+        return assigned
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        rows = await self._store.fetchall(
+            f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE id = ?", (job_id,)
+        )
+        return _record(rows[0]) if rows else None
+
+    async def jobs(
+        self, statuses: Collection[JobStatus] | None = None, *, uncleaned: bool = False
+    ) -> list[JobRecord]:
+        sql = f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE 1 = 1"
+        params: list[Any] = []
+        if statuses is not None:
+            sql += " AND status IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps([JobStatus(s).value for s in statuses]))
+        if uncleaned:
+            sql += " AND cleaned_at IS NULL"
+        rows = await self._store.fetchall(sql + " ORDER BY created_at, id", tuple(params))
+        return [_record(row) for row in rows]
+
+    async def job_chunks(self, job_id: str) -> list[JobChunk]:
+        rows = await self._store.fetchall(_JOB_CHUNKS, (job_id,))
+        return [
+            JobChunk(
+                chunk_id=int(r[0]),
+                content_hash=str(r[1]),
+                text=str(r[2]),
+                title=r[3],
+                attempts=int(r[4]),
+            )
+            for r in rows
+        ]
+
+    async def transition_job(self, change: JobChange) -> JobRecord | None:
+        """Compare-and-set the job's status, record the transition, release chunks."""
+        at = change.at.isoformat()
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE batch_jobs SET status = ?, updated_at = ?, stats = COALESCE(?, stats), "
+                "google_job_id = COALESCE(?, google_job_id), "
+                "input_file = COALESCE(?, input_file), output_file = COALESCE(?, output_file), "
+                "error_message = COALESCE(?, error_message) WHERE id = ? AND status = ?",
+                (
+                    change.to.value,
+                    at,
+                    json.dumps(dict(change.stats)) if change.stats is not None else None,
+                    change.remote_name,
+                    change.input_file,
+                    change.output_file,
+                    change.error_message,
+                    change.job_id,
+                    change.expected.value,
+                ),
+            )
+            if cursor.rowcount != 1:
+                return None
+            if change.release is not None:
+                await _release(
+                    conn, change.job_id, change.release, change.release_reason or "job ended", at
+                )
+            rows = list(
+                await conn.execute_fetchall(
+                    f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE id = ?", (change.job_id,)
+                )
+            )
+            record = _record(rows[0])
+            await _record_transition(
+                conn, change.job_id, change.expected, change.to, at, dict(record.stats)
+            )
+        return record
+
+    async def apply_results(
+        self, job_id: str, results: Sequence[LineResult], *, retry: RetryPolicy
+    ) -> ApplyCounts:
+        """Vectors and chunk statuses of one slice of results, in one transaction.
+
+        A result counts only for a chunk that is still PENDING in this job with the
+        same text (hash prefix of its key); anything else is stale and discarded.
+        """
+        parsed = {r.key: parse_line_key(r.key) for r in results}
+        ids = [p[0] for p in parsed.values() if p is not None]
+        now = utc_now()
+        async with self._store.transaction() as conn:
+            rows = await conn.execute_fetchall(_TARGETS, (json.dumps(ids),))
+            current = {int(r[0]): r for r in rows}
+            vectors: dict[int, bytes] = {}
+            updates: list[tuple[str, str | None, int, str | None, str, int]] = []
+            stale = failed = retried = 0
+            for result in results:
+                key = parsed[result.key]
+                row = current.get(key[0]) if key is not None else None
+                if (
+                    key is None
+                    or row is None
+                    or row[2] != EmbeddingStatus.PENDING.value
+                    or row[3] != job_id
+                    or not str(row[1]).startswith(key[1])
+                ):
+                    stale += 1
+                    continue
+                if result.vector is not None:
+                    vectors[key[0]] = result.vector
+                    continue
+                attempts = int(row[4]) + 1
+                status = next_chunk_status(
+                    attempts, classify_line_error(result.error_code, result.error_status), retry
+                )
+                message = _line_error(result)
+                if status is EmbeddingStatus.FAILED:
+                    failed += 1
+                    updates.append((status.value, message, attempts, job_id, now, key[0]))
+                else:
+                    retried += 1
+                    updates.append((status.value, message, attempts, None, now, key[0]))
+            if updates:
+                await conn.executemany(
+                    "UPDATE chunks SET embedding_status = ?, error_message = ?, attempts = ?, "
+                    "batch_job_id = ?, updated_at = ? WHERE id = ?",
+                    updates,
+                )
+            ready = await self._store.apply_vectors(conn, vectors)
+        return ApplyCounts(ready=ready, failed=failed, retried=retried, stale=stale)
+
+    async def mark_cleaned(self, job_id: str) -> None:
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                "UPDATE batch_jobs SET cleaned_at = ? WHERE id = ?", (utc_now(), job_id)
+            )
+
+    async def acquire_lease(self, owner: str, *, ttl: float, now: float) -> Lease:
+        """Take or renew the supervisor lease unless another live owner holds it."""
+        async with self._store.transaction() as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT owner, expires_at FROM supervisor_lease WHERE id = 1"
+                )
+            )
+            if rows and rows[0][0] not in (None, owner) and float(rows[0][1] or 0) > now:
+                return Lease(owner=str(rows[0][0]), expires_at=float(rows[0][1]), acquired=False)
+            await conn.execute(
+                "INSERT INTO supervisor_lease (id, owner, expires_at) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, "
+                "expires_at = excluded.expires_at",
+                (owner, now + ttl),
+            )
+        return Lease(owner=owner, expires_at=now + ttl, acquired=True)
+
+    async def release_lease(self, owner: str) -> None:
+        async with self._store.transaction() as conn:
+            await conn.execute("DELETE FROM supervisor_lease WHERE id = 1 AND owner = ?", (owner,))
+
+
+async def _release(
+    conn: aiosqlite.Connection, job_id: str, policy: RetryPolicy, reason: str, at: str
+) -> None:
+    """The job's chunks still PENDING leave it: queued again, or FAILED when spent."""
+    rows = await conn.execute_fetchall(
+        "SELECT id, attempts FROM chunks WHERE batch_job_id = ? AND embedding_status = 'PENDING'",
+        (job_id,),
+    )
+    updates = []
+    for chunk_id, attempts in rows:
+        after = int(attempts) + 1
+        status = next_chunk_status(after, classify_line_error(None, "UNAVAILABLE"), policy)
+        failed = status is EmbeddingStatus.FAILED
+        updates.append(
+            (
+                status.value,
+                reason if failed else None,
+                after,
+                job_id if failed else None,
+                at,
+                int(chunk_id),
+            )
+        )
+    if updates:
+        await conn.executemany(
+            "UPDATE chunks SET embedding_status = ?, error_message = ?, attempts = ?, "
+            "batch_job_id = ?, updated_at = ? WHERE id = ?",
+            updates,
+        )
+
+
+async def _record_transition(
+    conn: aiosqlite.Connection,
+    job_id: str,
+    from_status: JobStatus | None,
+    to_status: JobStatus,
+    at: str,
+    stats: dict[str, int],
+) -> None:
+    await conn.execute(
+        "INSERT INTO batch_job_transitions (job_id, from_status, to_status, at, stats) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (
+            job_id,
+            from_status.value if from_status else None,
+            to_status.value,
+            at,
+            json.dumps(stats),
+        ),
+    )
+
+
+def _line_error(result: LineResult) -> str:
+    parts = [str(p) for p in (result.error_code, result.error_status) if p]
+    prefix = " ".join(parts)
+    message = result.error_message or "unknown error"
+    return f"{prefix}: {message}" if prefix else message
+
+
+def _record(row: Sequence[Any]) -> JobRecord:
+    stats = json.loads(row[6] or "{}")
+    return JobRecord(
+        job_id=str(row[0]),
+        display_name=str(row[1]),
+        status=JobStatus(row[2]),
+        remote_name=row[3],
+        input_file=row[4],
+        output_file=row[5],
+        stats={str(k): int(v) for k, v in stats.items() if isinstance(v, int)},
+        error_message=row[7],
+        created_at=datetime.fromisoformat(row[8]),
+        updated_at=datetime.fromisoformat(row[9]),
+        cleaned=row[10] is not None,
+    )

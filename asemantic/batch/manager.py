@@ -1,0 +1,395 @@
+"""The batch manager: pending chunks -> Batch API jobs -> vectors, losing nothing.
+
+One pass of work is split in three public calls, each safe to repeat and to interrupt:
+
+* :meth:`BatchManager.flush_queue` groups PENDING chunks that belong to no job into jobs.
+  Each job row is committed as CREATED, with a deterministic display name and its chunks
+  assigned, *before* the remote create call; the create is then made once.
+* :meth:`BatchManager.sync_status` polls every active job concurrently (at most
+  ``max_concurrent`` requests at a time), applies finished results slice by slice (each
+  slice's vectors and chunk statuses in one transaction), hands chunks of failed jobs
+  back to the queue, and deletes remote files and jobs only after the local commit.
+* :meth:`BatchManager.reconcile` repairs what a crash can leave: a CREATED job whose
+  create may or may not have happened is looked up by display name and adopted (never
+  created twice); one that was never created is submitted; remote files of this
+  database that no job needs any more are deleted.
+
+Every job transition is decided by the state machine (:mod:`asemantic.domain.jobs`),
+persisted, and only then announced to hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from asemantic.batch.hooks import HookRegistry, TransitionCallback
+from asemantic.domain.events import TransitionEvent
+from asemantic.domain.jobs import JobStatus, JobTrigger, next_status, plan_for_remote
+from asemantic.domain.linekeys import line_key
+from asemantic.domain.policy import RetryPolicy, plan_batches, should_flush
+from asemantic.errors import AuthenticationError, MissingBatchKeyError, ProviderError
+from asemantic.keys import GoogleKeyring
+from asemantic.ports import (
+    BatchBackend,
+    BatchLine,
+    JobChange,
+    JobRecord,
+    JobStore,
+    ResultCounts,
+)
+
+__all__ = ["BatchManager", "SyncReport"]
+
+logger = logging.getLogger(__name__)
+
+DISPLAY_PREFIX = "asemantic"
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+"""Bytes of JSONL per job: far under the Files API's 2 GB per file."""
+
+
+@dataclass(slots=True, kw_only=True)
+class SyncReport:
+    """What one :meth:`BatchManager.sync_status` pass did."""
+
+    polled: int = 0
+    completed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    cleaned: int = 0
+    auth_error: AuthenticationError | None = None
+
+
+class BatchManager:
+    """Deferred embedding through the Batch API, for one database.
+
+    Reach it as ``core.batch_manager``. Every call first checks the batch key and raises
+    ``ValueError("Batch operations require a dedicated API key")`` without one.
+    """
+
+    def __init__(
+        self,
+        *,
+        jobs: JobStore,
+        backend_factory: Callable[[], BatchBackend],
+        keys: GoogleKeyring | None,
+        retry: RetryPolicy | None = None,
+        max_concurrent: int = 50,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        self._jobs = jobs
+        self._backend_factory = backend_factory
+        self._backend: BatchBackend | None = None
+        self._keys = keys
+        self._retry = retry or RetryPolicy()
+        self._max_concurrent = max_concurrent
+        self._max_bytes = max_bytes
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._hooks = HookRegistry()
+        self._flush_lock = asyncio.Lock()
+        self._prefix: str | None = None
+
+    def __repr__(self) -> str:
+        return f"BatchManager(max_concurrent={self._max_concurrent})"
+
+    @property
+    def hooks(self) -> HookRegistry:
+        return self._hooks
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._retry
+
+    def on_transition(self, callback: TransitionCallback) -> TransitionCallback:
+        """Call ``callback(event)`` after every persisted job transition (in order)."""
+        return self._hooks.add(callback)
+
+    def _backend_now(self) -> BatchBackend:
+        if self._keys is None or not self._keys.has_batch_key:
+            raise MissingBatchKeyError()
+        if self._backend is None:
+            self._backend = self._backend_factory()
+        return self._backend
+
+    async def display_prefix(self) -> str:
+        """``asemantic-<database id>-``: names every remote object of this database."""
+        if self._prefix is None:
+            database_id = await self._jobs.database_id()
+            self._prefix = f"{DISPLAY_PREFIX}-{database_id[:12]}-"
+        return self._prefix
+
+    # --- flush ------------------------------------------------------------------------
+
+    async def flush_queue(
+        self, min_size: int = 10, max_size: int = 10_000, force: bool = False
+    ) -> list[str]:
+        """Group queued PENDING chunks into new jobs and submit them; return their ids.
+
+        Below ``min_size`` queued chunks and without ``force``, nothing happens. A job
+        whose create fails stays CREATED: :meth:`reconcile` adopts or resubmits it.
+        """
+        backend = self._backend_now()
+        if min_size < 1 or max_size < 1:
+            raise ValueError("min_size and max_size must be at least 1")
+        async with self._flush_lock:
+            queued = await self._jobs.queued_chunks()
+            if not should_flush(len(queued), min_size=min_size, force=force):
+                return []
+            groups = plan_batches(
+                [(chunk.chunk_id, chunk.size) for chunk in queued],
+                max_size=max_size,
+                max_bytes=self._max_bytes,
+            )
+            prefix = await self.display_prefix()
+            created: list[str] = []
+            for chunk_ids in groups:
+                job_id = str(uuid.uuid4())
+                assigned = await self._jobs.create_job(
+                    job_id=job_id, display_name=f"{prefix}{job_id}", chunk_ids=chunk_ids
+                )
+                if assigned:
+                    created.append(job_id)
+            for job_id in created:
+                if not await self._submit(backend, job_id):
+                    break
+            return created
+
+    async def _submit(self, backend: BatchBackend, job_id: str) -> bool:
+        """Create the remote job for a CREATED row. False: stop submitting for now."""
+        record = await self._jobs.get_job(job_id)
+        if record is None or record.status is not JobStatus.CREATED:
+            return True
+        chunks = await self._jobs.job_chunks(job_id)
+        if not chunks:
+            await self._fail(record, "the job has no chunks left to embed")
+            return True
+        lines = [
+            BatchLine(key=line_key(c.chunk_id, c.content_hash), text=c.text, title=c.title)
+            for c in chunks
+        ]
+        try:
+            remote = await backend.create_embedding_job(lines, display_name=record.display_name)
+        except AuthenticationError:
+            raise
+        except ProviderError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
+                await self._fail(record, f"the provider refused the job: {exc}")
+                return True
+            logger.warning("batch create failed; the job stays CREATED for reconcile")
+            return False
+        await self._move(
+            record,
+            JobTrigger.SUBMIT,
+            stats={"sent": len(lines)},
+            remote_name=remote.name,
+            input_file=remote.input_file,
+        )
+        return True
+
+    # --- sync -------------------------------------------------------------------------
+
+    async def sync_status(self) -> SyncReport:
+        """Poll active jobs concurrently, apply finished ones, clean up remote leftovers."""
+        backend = self._backend_now()
+        report = SyncReport()
+        active = await self._jobs.jobs((JobStatus.SUBMITTED, JobStatus.PROCESSING))
+        limit = asyncio.Semaphore(self._max_concurrent)
+
+        async def one(record: JobRecord) -> None:
+            try:
+                async with limit:
+                    await self._sync_one(backend, record, report)
+            except AuthenticationError as exc:
+                report.auth_error = exc
+                report.errors[record.job_id] = str(exc)
+            except ProviderError as exc:
+                logger.warning("polling a batch job failed; it stays active")
+                report.errors[record.job_id] = str(exc)
+
+        async with asyncio.TaskGroup() as group:
+            for record in active:
+                group.create_task(one(record))
+        report.polled = len(active)
+        if report.auth_error is None:
+            report.cleaned = await self.cleanup_finished()
+        return report
+
+    async def _sync_one(self, backend: BatchBackend, record: JobRecord, report: SyncReport) -> None:
+        assert record.remote_name is not None
+        status = await backend.get_job_status(record.remote_name)
+        plan = plan_for_remote(record.status, status.state)
+        if plan.unknown:
+            logger.warning("unknown remote batch state; polling on")
+        for trigger in plan.triggers_before_apply:
+            if trigger is JobTrigger.FAIL:
+                await self._fail(record, plan.fail_reason or f"remote state {status.state}")
+                report.failed.append(record.job_id)
+                return
+            moved = await self._move(record, trigger)
+            if moved is None:
+                return
+            record = moved
+        if plan.apply_results:
+            if not status.output_file:
+                await self._fail(record, "the job succeeded but named no result file")
+                report.failed.append(record.job_id)
+                return
+            await self._apply(backend, record, status.output_file)
+            report.completed.append(record.job_id)
+
+    async def _apply(self, backend: BatchBackend, record: JobRecord, output_file: str) -> None:
+        chunks = await self._jobs.job_chunks(record.job_id)
+        expected = {line_key(c.chunk_id, c.content_hash) for c in chunks}
+        counts = ResultCounts()
+        ready = failed = retried = stale = 0
+        async for batch in backend.retrieve_results(
+            output_file, expected_keys=expected, counts=counts
+        ):
+            applied = await self._jobs.apply_results(record.job_id, batch, retry=self._retry)
+            ready += applied.ready
+            failed += applied.failed
+            retried += applied.retried
+            stale += applied.stale
+        stats = {
+            **dict(record.stats),
+            "succeeded": ready,
+            "failed": failed,
+            "retried": retried,
+            "stale": stale,
+            "missing": max(0, len(expected) - counts.succeeded - counts.failed),
+            "malformed": counts.malformed,
+            "unknown_keys": counts.unknown_keys,
+        }
+        await self._move(
+            record,
+            JobTrigger.COMPLETE,
+            stats=stats,
+            output_file=output_file,
+            release_reason="the result file had no line for this chunk",
+        )
+
+    async def cleanup_finished(self) -> int:
+        """Delete remote files and jobs of finished jobs (after their local commit).
+
+        Besides the files a job row names, every file carrying the job's display name
+        goes too: an upload retried after a lost response leaves a second copy.
+        """
+        backend = self._backend_now()
+        done = await self._jobs.jobs((JobStatus.COMPLETED, JobStatus.FAILED), uncleaned=True)
+        if not done:
+            return 0
+        remote_files = await backend.find_files_by_prefix(await self.display_prefix())
+        cleaned = 0
+        for record in done:
+            files = {f for f in (record.input_file, record.output_file) if f}
+            files.update(f.name for f in remote_files if f.display_name == record.display_name)
+            try:
+                await backend.cleanup(record.remote_name, files=sorted(files))
+            except ProviderError:
+                logger.warning("remote cleanup failed; will retry on the next pass")
+                continue
+            await self._jobs.mark_cleaned(record.job_id)
+            cleaned += 1
+        return cleaned
+
+    # --- reconcile --------------------------------------------------------------------
+
+    async def reconcile(self, *, include_recent: bool = True) -> list[str]:
+        """Adopt or resubmit CREATED jobs and remove remote files nobody needs.
+
+        Returns the ids of the jobs it adopted or submitted.
+        """
+        backend = self._backend_now()
+        async with self._flush_lock:
+            created = await self._jobs.jobs((JobStatus.CREATED,))
+            handled: list[str] = []
+            if created:
+                found = await backend.find_jobs_by_display_name(
+                    [r.display_name for r in created]
+                )
+                by_name = {f.display_name: f for f in found}
+                for record in created:
+                    remote = by_name.get(record.display_name)
+                    if remote is not None:
+                        await self._move(record, JobTrigger.SUBMIT, remote_name=remote.name)
+                    elif not await self._submit(backend, record.job_id):
+                        break
+                    handled.append(record.job_id)
+            await self._remove_orphan_files(backend)
+            return handled
+
+    async def _remove_orphan_files(self, backend: BatchBackend) -> None:
+        """Delete this database's remote files that no unfinished business needs."""
+        files = await backend.find_files_by_prefix(await self.display_prefix())
+        if not files:
+            return
+        wanted = {record.display_name for record in await self._jobs.jobs(uncleaned=True)}
+        orphans = [f.name for f in files if f.display_name not in wanted]
+        if orphans:
+            logger.info("removing remote files left behind by an earlier run")
+            await backend.cleanup(None, files=orphans)
+
+    # --- transitions ------------------------------------------------------------------
+
+    async def _fail(self, record: JobRecord, reason: str) -> JobRecord | None:
+        return await self._move(
+            record, JobTrigger.FAIL, error_message=reason, release_reason=reason
+        )
+
+    async def _move(
+        self,
+        record: JobRecord,
+        trigger: JobTrigger,
+        *,
+        stats: Mapping[str, int] | None = None,
+        remote_name: str | None = None,
+        input_file: str | None = None,
+        output_file: str | None = None,
+        error_message: str | None = None,
+        release_reason: str | None = None,
+    ) -> JobRecord | None:
+        """Decide with the machine, persist, then tell the hooks. None: lost a race."""
+        target = next_status(record.status, trigger)
+        releases = target in (JobStatus.COMPLETED, JobStatus.FAILED)
+        merged = {**dict(record.stats), **dict(stats)} if stats else None
+        moved = await self._jobs.transition_job(
+            JobChange(
+                job_id=record.job_id,
+                expected=record.status,
+                to=target,
+                at=self._clock(),
+                stats=merged,
+                remote_name=remote_name,
+                input_file=input_file,
+                output_file=output_file,
+                error_message=error_message,
+                release=self._retry if releases else None,
+                release_reason=release_reason,
+            )
+        )
+        if moved is None:
+            logger.info("job changed under us; transition skipped")
+            return None
+        await self._hooks.emit(
+            TransitionEvent(
+                job_id=moved.job_id,
+                remote_name=moved.remote_name,
+                from_status=record.status,
+                to_status=moved.status,
+                at=moved.updated_at,
+                stats=dict(moved.stats),
+            )
+        )
+        return moved
+
+    async def aclose(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.aclose()

@@ -1,0 +1,74 @@
+"""The batch pipeline against the Gemini emulator, through the real google-genai SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from asemantic import CoreConfig, GeminiSettings, GoogleKeyring, SemanticCore
+from asemantic.adapters.gemini.client import RetryConfig
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.testing.emulator import GeminiEmulator
+
+DEFAULT_KEY = "test-default-key-0001"
+BATCH_KEY = "test-batch-key-0002"
+
+OpenCore = Callable[..., Awaitable[SemanticCore]]
+
+
+@pytest.fixture
+def emulator() -> GeminiEmulator:
+    return GeminiEmulator()
+
+
+@pytest.fixture
+def keys() -> GoogleKeyring:
+    return GoogleKeyring(DEFAULT_KEY, batch_key=BATCH_KEY)
+
+
+@pytest.fixture
+def settings(emulator: GeminiEmulator) -> GeminiSettings:
+    return GeminiSettings(
+        base_url=emulator.base_url,
+        transport=emulator.async_transport(),
+        retry=RetryConfig(attempts=4, initial_delay=0.001, max_delay=0.01, timeout=10.0),
+    )
+
+
+@pytest.fixture
+async def open_core(
+    tmp_path: Path, keys: GoogleKeyring, settings: GeminiSettings
+) -> AsyncIterator[OpenCore]:
+    opened: list[SemanticCore] = []
+
+    async def factory(
+        path: Path | None = None,
+        *,
+        keyring: GoogleKeyring | None = None,
+        config: CoreConfig | None = None,
+    ) -> SemanticCore:
+        core = await SemanticCore.open(
+            path or tmp_path / "kb.db",
+            keys=keyring or keys,
+            config=config or CoreConfig(space=EmbeddingSpace(dimensions=768)),
+            gemini=settings,
+        )
+        opened.append(core)
+        return core
+
+    yield factory
+    for core in opened:
+        await core.aclose()
+
+
+def corpus(n: int, *, words: int = 40) -> list[tuple[str, str]]:
+    """``n`` small distinct documents (source, text) of one paragraph each."""
+    topics = ["invoice", "refund", "vacation", "certificate", "outage", "onboarding"]
+    docs = []
+    for i in range(n):
+        topic = topics[i % len(topics)]
+        body = " ".join(f"{topic} word{i}x{j}" for j in range(words // 2))
+        docs.append((f"doc-{i}", f"# {topic.title()} note {i}\n\n{body}\n"))
+    return docs
