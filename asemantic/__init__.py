@@ -18,7 +18,7 @@ from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.batch.manager import BatchManager, SyncReport
 from asemantic.batch.supervisor import BatchSupervisor, SupervisorConfig, SupervisorHealth
 from asemantic.config import CoreConfig, GeminiSettings
-from asemantic.core import SemanticCore
+from asemantic.core import CoreStats, SemanticCore
 from asemantic.domain.documents import (
     Document,
     EmbeddingStatus,
@@ -29,6 +29,7 @@ from asemantic.domain.documents import (
 from asemantic.domain.events import TransitionEvent
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.policy import RetryPolicy
+from asemantic.domain.pricing import CostReport, Pricing
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import (
     AsemanticError,
@@ -65,6 +66,8 @@ __all__ = [
     "BatchSupervisor",
     "ChunkTooLargeError",
     "CoreConfig",
+    "CoreStats",
+    "CostReport",
     "Document",
     "EmbeddingSpace",
     "EmbeddingSpaceMismatchError",
@@ -84,6 +87,7 @@ __all__ = [
     "InvalidVectorError",
     "JobStatus",
     "MissingBatchKeyError",
+    "Pricing",
     "ProviderError",
     "ProviderRequestError",
     "ProviderUnavailableError",

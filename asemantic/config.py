@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import httpx2
 
 from asemantic.adapters.gemini.client import RetryConfig
+from asemantic.domain.pricing import Pricing
 from asemantic.domain.space import EmbeddingSpace
 
 __all__ = ["CoreConfig", "GeminiSettings"]
@@ -32,7 +33,9 @@ class CoreConfig:
 
     ``target_tokens``/``max_tokens`` drive the splitter (estimated tokens per chunk);
     ``auto_batch_min_tokens`` is the size from which ``mode="auto"`` sends a document
-    through the Batch API (when a batch key is configured).
+    through the Batch API (when a batch key is configured). ``pricing`` sets the list
+    prices :meth:`SemanticCore.stats` uses; ``max_concurrent_jobs`` bounds concurrent
+    polls of the batch manager.
     """
 
     space: EmbeddingSpace = field(default_factory=EmbeddingSpace)
@@ -42,6 +45,7 @@ class CoreConfig:
     max_search_k: int = 1000
     busy_timeout_ms: int = 5000
     max_concurrent_jobs: int = 50
+    pricing: Pricing = field(default_factory=Pricing)
 
     def __post_init__(self) -> None:
         if not 1 <= self.target_tokens <= self.max_tokens:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -22,16 +23,29 @@ from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.batch.manager import BatchManager
 from asemantic.config import CoreConfig, GeminiSettings
 from asemantic.domain.documents import Document, IngestMode, IngestResult, JSONValue, SearchHit
+from asemantic.domain.jobs import JobStatus
+from asemantic.domain.pricing import CostReport, cost_report
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.text import validate_query
+from asemantic.domain.tokens import approximate_tokens
 from asemantic.errors import InvalidInputError, MissingBatchKeyError, StoreClosedError
 from asemantic.ingestion import Ingestor, read_document
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import BatchBackend, Embedder, SearchFilters
 
-__all__ = ["SemanticCore"]
+__all__ = ["CoreStats", "SemanticCore"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoreStats:
+    """What :meth:`SemanticCore.stats` reports."""
+
+    documents: int
+    chunks: Mapping[str, int]
+    jobs: Mapping[str, int]
+    cost: CostReport
 
 
 class SemanticCore:
@@ -58,6 +72,7 @@ class SemanticCore:
         self._gemini = gemini
         self._owns_embedder = owns_embedder
         self._closed = False
+        self._query_tokens = 0
         self._jobs = SqliteJobStore(store)
         self._manager: BatchManager | None = None
         self._ingestor = Ingestor(
@@ -212,7 +227,31 @@ class SemanticCore:
         if filters is not None and not isinstance(filters, SearchFilters):
             filters = SearchFilters.from_mapping(filters)
         vector = await self._embedder.embed_query(text)
+        self._query_tokens += approximate_tokens(text)
         return await self._store.search(vector, k=k, filters=filters)
+
+    async def stats(self) -> CoreStats:
+        """Documents, chunks by status, jobs by state, tokens and cost per route.
+
+        Online and batch tokens are counted over the life of the database; query
+        tokens since this core was opened (search never writes to the database).
+        """
+        self._check_open()
+        chunks = await self._store.count_chunks_by_status()
+        documents = await self._store.fetchall("SELECT COUNT(*) FROM documents")
+        rows = await self._store.fetchall(
+            "SELECT status, COUNT(*) FROM batch_jobs GROUP BY status"
+        )
+        jobs = {status.value: 0 for status in JobStatus}
+        jobs.update({str(status): int(n) for status, n in rows})
+        tokens = await self._store.usage_totals()
+        tokens["query"] = tokens.get("query", 0) + self._query_tokens
+        return CoreStats(
+            documents=int(documents[0][0]),
+            chunks=chunks,
+            jobs=jobs,
+            cost=cost_report(tokens, self._config.pricing),
+        )
 
     async def delete_document(self, source: str) -> bool:
         """Delete a document, its chunks and their vectors. True if it existed."""

@@ -27,6 +27,7 @@ from asemantic.domain.documents import (
 from asemantic.domain.hashing import document_hash, validate_metadata
 from asemantic.domain.policy import choose_mode, parse_mode
 from asemantic.domain.text import clean_text
+from asemantic.domain.tokens import approximate_tokens
 from asemantic.errors import InputFileError, InvalidInputError, MissingBatchKeyError
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import DocumentWrite, Embedder, EmbedRequest, Store
@@ -136,7 +137,10 @@ class Ingestor:
                 ]
                 blobs = await self.embedder.embed_documents(requests)
                 vectors = dict(zip(todo, blobs, strict=True))
-                tokens_embedded = sum(d.token_estimate for d in todo.values())
+                tokens_embedded = sum(approximate_tokens(d.vector_source) for d in todo.values())
+                await self.store.record_usage(
+                    "online", texts=len(requests), tokens=tokens_embedded
+                )
         outcome = await self.store.write_document(
             DocumentWrite(
                 document=prepared.document,

@@ -196,3 +196,27 @@ async def test_ready_status_default_and_sync_mode_needs_no_batch(
     result = await core.ingest("# Notes\n\ncertificate renewal", source="n", mode="sync")
     assert result.mode is IngestMode.SYNC and result.chunks_pending == 0
     assert (await core.store.count_chunks_by_status())[EmbeddingStatus.READY.value] == 1
+
+
+async def test_stats_count_tokens_and_savings(
+    open_core: OpenCore, emulator: GeminiEmulator
+) -> None:
+    core = await open_core()
+    await core.ingest("# Sync\n\nrefund rules for invoices", source="s", mode="sync")
+    for source, text in corpus(10):
+        await core.ingest(text, source=source, mode="async")
+    await core.batch_manager.flush_queue(min_size=1)
+    emulator.complete_all()
+    await core.batch_manager.sync_status()
+    await core.search("refund")
+    stats = await core.stats()
+    assert stats.documents == 11
+    assert stats.chunks == {"READY": 11, "PENDING": 0, "FAILED": 0}
+    assert stats.jobs["COMPLETED"] == 1
+    cost = stats.cost
+    assert cost.tokens_online > 0
+    assert cost.tokens_batch > 10 * cost.tokens_online  # ten documents went by batch
+    assert cost.tokens_query > 0
+    assert cost.cost_batch_usd == pytest.approx(cost.tokens_batch * 0.075 / 1e6)
+    assert cost.savings_usd == pytest.approx(cost.tokens_batch * 0.075 / 1e6)
+    assert cost.savings_percent == pytest.approx(50.0)

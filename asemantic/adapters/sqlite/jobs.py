@@ -21,6 +21,7 @@ from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.linekeys import parse_line_key
 from asemantic.domain.policy import RetryPolicy, classify_line_error, next_chunk_status
+from asemantic.domain.tokens import approximate_tokens
 from asemantic.ports import (
     ApplyCounts,
     JobChange,
@@ -48,7 +49,8 @@ _JOB_CHUNKS = (
     "WHERE c.batch_job_id = ? AND c.embedding_status = 'PENDING' ORDER BY c.id"
 )
 _TARGETS = (
-    "SELECT id, content_hash, embedding_status, batch_job_id, attempts FROM chunks "
+    "SELECT id, content_hash, embedding_status, batch_job_id, attempts, "
+    "COALESCE(json_extract(meta_json, '$._vector_source'), text) FROM chunks "
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
 
@@ -192,7 +194,7 @@ class SqliteJobStore:
             current = {int(r[0]): r for r in rows}
             vectors: dict[int, bytes] = {}
             updates: list[tuple[str, str | None, int, str | None, str, int]] = []
-            stale = failed = retried = 0
+            stale = failed = retried = tokens = 0
             for result in results:
                 key = parsed[result.key]
                 row = current.get(key[0]) if key is not None else None
@@ -207,6 +209,7 @@ class SqliteJobStore:
                     continue
                 if result.vector is not None:
                     vectors[key[0]] = result.vector
+                    tokens += result.token_count or approximate_tokens(str(row[5]))
                     continue
                 attempts = int(row[4]) + 1
                 status = next_chunk_status(
@@ -226,6 +229,12 @@ class SqliteJobStore:
                     updates,
                 )
             ready = await self._store.apply_vectors(conn, vectors)
+            if ready:
+                await conn.execute(
+                    "INSERT INTO usage_ledger (at, route, texts, tokens) "
+                    "VALUES (?, 'batch', ?, ?)",
+                    (now, ready, tokens),
+                )
         return ApplyCounts(ready=ready, failed=failed, retried=retried, stale=stale)
 
     async def mark_cleaned(self, job_id: str) -> None:

@@ -26,7 +26,8 @@ Version 1 (current):
   and ``(embedding_status, batch_job_id)``.
 * New tables: ``batch_jobs`` (with ``cleaned_at``: when its remote files and job were
   deleted), ``batch_job_transitions``, ``supervisor_lease``, ``embedding_space`` and
-  ``store_meta`` (key/value; ``database_id`` names this file's remote objects).
+  ``store_meta`` (key/value; ``database_id`` names this file's remote objects) and
+  ``usage_ledger`` (tokens embedded per route, for cost accounting).
 * ``vec_chunks`` uses ``distance_metric=cosine`` with a ``chunk_size`` fitted to its
   dimensions (see :mod:`.vectable`), and triggers delete vectors with their chunks.
 
@@ -146,6 +147,16 @@ TABLES: tuple[_Table, ...] = (
             ("stats", "TEXT NOT NULL DEFAULT '{}'"),
         ),
         required=("id", "job_id"),
+    ),
+    _Table(
+        name="usage_ledger",
+        columns=(
+            ("id", "INTEGER PRIMARY KEY"),
+            ("at", _STAMP),
+            ("route", "TEXT NOT NULL CHECK (route IN ('online', 'batch', 'query'))"),
+            ("texts", "INTEGER NOT NULL DEFAULT 0"),
+            ("tokens", "INTEGER NOT NULL DEFAULT 0"),
+        ),
     ),
     _Table(
         name="store_meta",

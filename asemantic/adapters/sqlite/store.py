@@ -288,6 +288,25 @@ class SqliteStore:
         rows = await self._guard(self._reader.execute_fetchall(sql, params))
         return [hit_from_row(row) for row in rows]
 
+    # --- usage ------------------------------------------------------------------------
+
+    async def record_usage(self, route: str, *, texts: int, tokens: int) -> None:
+        """Add a line to the usage ledger (``online``, ``batch`` or ``query``)."""
+        self._check_open()
+        if texts <= 0 and tokens <= 0:
+            return
+        await self._in_transaction(
+            lambda conn: conn.execute(
+                "INSERT INTO usage_ledger (at, route, texts, tokens) VALUES (?, ?, ?, ?)",
+                (utc_now(), route, texts, tokens),
+            )
+        )
+
+    async def usage_totals(self) -> dict[str, int]:
+        """Tokens embedded per route, over the life of the database."""
+        rows = await self.fetchall("SELECT route, SUM(tokens) FROM usage_ledger GROUP BY route")
+        return {str(route): int(tokens or 0) for route, tokens in rows}
+
     # --- inspection -------------------------------------------------------------------
 
     async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
