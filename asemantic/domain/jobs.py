@@ -38,11 +38,11 @@ from asemantic.errors import InvalidInputError, InvalidTransitionError
 
 __all__ = [
     "ACTIVE_STATUSES",
-    "TERMINAL_STATUSES",
     "JobStatus",
     "JobTrigger",
     "RemotePlan",
     "RemoteState",
+    "TERMINAL_STATUSES",
     "Transition",
     "advance",
     "advance_all",
