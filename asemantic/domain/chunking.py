@@ -41,9 +41,10 @@ import enum
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+from types import MappingProxyType
 from typing import Protocol
 
 from asemantic.domain.tokens import estimate_tokens
@@ -232,13 +233,10 @@ def splitter_for(
     return cls(target_tokens=target_tokens, max_tokens=max_tokens)
 
 
-_KIND_ALIASES = {
-    "markdown": TextKind.MARKDOWN,
-    "md": TextKind.MARKDOWN,
-    "plain": TextKind.PLAIN,
-    "text": TextKind.PLAIN,
-    "txt": TextKind.PLAIN,
-}
+_KIND_ALIASES: Mapping[str, TextKind] = MappingProxyType(
+    {"markdown": TextKind.MARKDOWN, "md": TextKind.MARKDOWN}
+    | {"plain": TextKind.PLAIN, "text": TextKind.PLAIN, "txt": TextKind.PLAIN}
+)
 _MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd", ".mkdn", ".mdx"})
 
 
