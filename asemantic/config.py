@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx2
 
@@ -18,11 +19,14 @@ class GeminiSettings:
     """How to reach Gemini.
 
     ``base_url`` points the SDK elsewhere (an emulator, a proxy); ``transport`` injects an
-    ``httpx2`` transport (the in-process emulator, or a mock in unit tests).
+    ``httpx2`` transport (the in-process emulator, or a mock in unit tests);
+    ``http_client`` injects an ``httpx.AsyncClient``/``httpx2.AsyncClient`` you own
+    (proxies, custom TLS, ``respx``). ``retry`` sets retries and the per-call timeout.
     """
 
     base_url: str | None = None
     transport: httpx2.AsyncBaseTransport | None = None
+    http_client: Any = None
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_concurrency: int = 4
 

@@ -163,6 +163,7 @@ class SemanticCore:
             base_url=self._gemini.base_url,
             retry=self._gemini.retry,
             transport=self._gemini.transport,
+            http_client=self._gemini.http_client,
         )
 
     def _check_open(self) -> None:
@@ -320,6 +321,7 @@ class _Opening:
                 retry=self._gemini.retry,
                 max_concurrency=self._gemini.max_concurrency,
                 transport=self._gemini.transport,
+                http_client=self._gemini.http_client,
             )
         try:
             store = await SqliteStore.open(

@@ -181,7 +181,10 @@ async def test_malformed_lines_and_unknown_keys(
     await _ingest(core, 10)
     emulator.faults.add(
         ResultCorruption(
-            garbage_lines=2, blank_lines=2, unknown_key_lines=3, unknown_fields=True,
+            garbage_lines=2,
+            blank_lines=2,
+            unknown_key_lines=3,
+            unknown_fields=True,
             missing_lines=2,
         )
     )

@@ -16,7 +16,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx2
 import orjson
@@ -79,6 +79,7 @@ class GeminiBatchClient:
         base_url: str | None = None,
         retry: RetryConfig | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
+        http_client: Any = None,
         temp_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self._key: Secret = keys.batch  # raises the documented ValueError
@@ -86,6 +87,7 @@ class GeminiBatchClient:
         self._retry = retry or RetryConfig()
         self._base_url = base_url
         self._transport = transport
+        self._http_client = http_client
         self._temp_dir = temp_dir
         self._handle: ClientHandle | None = None
         self._closed = False
@@ -106,6 +108,7 @@ class GeminiBatchClient:
                 base_url=self._base_url,
                 timeout=self._retry.timeout,
                 transport=self._transport,
+                http_client=self._http_client,
             )
         return self._handle
 

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx2
 from google import genai
@@ -38,6 +38,19 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+try:  # httpx is optional: the SDK runs on it only when the caller injects a client.
+    import httpx as _httpx
+
+    _TIMEOUTS: tuple[type[BaseException], ...] = (
+        TimeoutError,
+        httpx2.TimeoutException,
+        _httpx.TimeoutException,
+    )
+    _TRANSPORT: tuple[type[BaseException], ...] = (httpx2.TransportError, _httpx.TransportError)
+except ImportError:  # pragma: no cover - depends on the environment
+    _TIMEOUTS = (TimeoutError, httpx2.TimeoutException)
+    _TRANSPORT = (httpx2.TransportError,)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,16 +82,18 @@ class RetryConfig:
 
 @dataclass(frozen=True, slots=True)
 class ClientHandle:
-    """A genai client and the HTTP client it runs on (closed together)."""
+    """A genai client and the HTTP client it runs on (closed together if we made it)."""
 
     client: genai.Client
-    http: httpx2.AsyncClient
+    http: Any
+    owns_http: bool = True
 
     def __repr__(self) -> str:
         return "ClientHandle(<genai client>)"
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self.owns_http:
+            await self.http.aclose()
 
 
 def open_client(
@@ -87,9 +102,18 @@ def open_client(
     base_url: str | None = None,
     timeout: float = 60.0,
     transport: httpx2.AsyncBaseTransport | None = None,
+    http_client: Any = None,
 ) -> ClientHandle:
-    """A google-genai client for one key (no I/O happens here)."""
-    http = httpx2.AsyncClient(transport=transport, timeout=timeout)
+    """A google-genai client for one key (no I/O happens here).
+
+    ``http_client`` is an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` the caller
+    owns (and closes): for proxies, custom TLS, or ``respx`` in unit tests. Otherwise
+    asemantic makes its own ``httpx2.AsyncClient`` (with ``transport`` when given).
+    """
+    owns = http_client is None
+    http = http_client if http_client is not None else httpx2.AsyncClient(
+        transport=transport, timeout=timeout
+    )
     options = types.HttpOptions(
         api_version="v1beta",
         base_url=base_url,
@@ -97,7 +121,7 @@ def open_client(
         httpx_async_client=http,
     )
     client = genai.Client(api_key=key.reveal(), vertexai=False, http_options=options)
-    return ClientHandle(client=client, http=http)
+    return ClientHandle(client=client, http=http, owns_http=owns)
 
 
 def scrub(text: str, secrets: Iterable[Secret]) -> str:
@@ -115,6 +139,9 @@ def translate_error(
         status = str(exc.status or "")
         message = scrub(str(exc.message or ""), secrets)[:500]
         text = scrub(f"{what} failed: {code} {status}: {message}".strip(), secrets)
+        if code == 403 and "may not exist" in message:
+            # Google answers 403 for a file that is gone (or never was): not a key problem.
+            return ProviderRequestError(text, status=404)
         if code in (401, 403) or "API_KEY" in str(exc.details) or "API key" in message:
             return AuthenticationError(text, status=code)
         if code == 429:
@@ -122,9 +149,9 @@ def translate_error(
         if code is not None and code >= 500:
             return ProviderUnavailableError(text, status=code)
         return ProviderRequestError(text, status=code)
-    if isinstance(exc, (TimeoutError, httpx2.TimeoutException)):
+    if isinstance(exc, _TIMEOUTS):
         return ProviderUnavailableError(f"{what} timed out")
-    if isinstance(exc, httpx2.TransportError):
+    if isinstance(exc, _TRANSPORT):
         return ProviderUnavailableError(
             f"{what} failed: cannot reach the provider ({type(exc).__name__})"
         )
@@ -134,7 +161,7 @@ def translate_error(
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, genai_errors.APIError):
         return exc.code in _RETRYABLE_STATUS
-    return isinstance(exc, (TimeoutError, httpx2.TimeoutException, httpx2.TransportError))
+    return isinstance(exc, _TIMEOUTS + _TRANSPORT)
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:

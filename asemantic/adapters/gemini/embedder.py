@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import httpx2
 from google.genai import types
@@ -48,6 +49,7 @@ class GeminiEmbedder:
         retry: RetryConfig | None = None,
         max_concurrency: int = 4,
         transport: httpx2.AsyncBaseTransport | None = None,
+        http_client: Any = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -57,6 +59,7 @@ class GeminiEmbedder:
         self._handle: ClientHandle | None = None
         self._base_url = base_url
         self._transport = transport
+        self._http_client = http_client
         self._limit = asyncio.Semaphore(max_concurrency)
         self._closed = False
 
@@ -76,6 +79,7 @@ class GeminiEmbedder:
                 base_url=self._base_url,
                 timeout=self._retry.timeout,
                 transport=self._transport,
+                http_client=self._http_client,
             )
         return self._handle
 
