@@ -58,7 +58,7 @@ async def test_sync_ingest_then_search_ranks_shared_words_first(
         assert result.chunks_stored == 1
         assert result.tokens_embedded > 0
     hits = await core.search("refund purchase", k=3)
-    assert [h.source for h in hits][0] == "refunds"
+    assert next(h.source for h in hits) == "refunds"
     assert hits[0].title == "Refunds"
     assert hits[0].distance <= hits[1].distance <= hits[2].distance
     assert hits[0].heading_path == ("Refunds",)
@@ -135,7 +135,7 @@ async def test_ingest_file_markdown_and_text(core: SemanticCore, tmp_path: Path)
     md = tmp_path / "notes.md"
     md.write_text("# Release notes\n\nWe shipped search.\n", encoding="utf-8")
     txt = tmp_path / "policy.txt"
-    txt.write_bytes("Leave policy\r\n\r\nTwenty days.\r\n".encode())
+    txt.write_bytes(b"Leave policy\r\n\r\nTwenty days.\r\n")
     first = await core.ingest_file(md)
     await core.ingest_file(txt)
     hits = await core.search("release search", k=1)
