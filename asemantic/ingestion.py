@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asemantic.domain.chunking import splitter_for
-from asemantic.domain.context import ContextStrategy, TitleHeadingContext, build_drafts
+from asemantic.domain.context import (
+    ContextStrategy,
+    TitleHeadingContext,
+    build_drafts,
+    pipeline_fingerprint,
+)
 from asemantic.domain.documents import (
     ChunkDraft,
     Document,
@@ -62,11 +67,6 @@ class Ingestor:
     auto_batch_min_tokens: int
     context: ContextStrategy = field(default_factory=TitleHeadingContext)
 
-    @property
-    def pipeline(self) -> str:
-        """What, besides the text, decides the chunks: part of the document hash."""
-        return f"split:{self.target_tokens}/{self.max_tokens};ctx:{type(self.context).__name__}"
-
     def prepare(self, document: Document, *, kind: str) -> PreparedDocument:
         text = clean_text(document.text, what=f"document {document.source!r}")
         if not isinstance(document.source, str) or not document.source.strip():
@@ -84,7 +84,9 @@ class Ingestor:
         return PreparedDocument(
             document=clean,
             drafts=drafts,
-            content_hash=document_hash(clean, pipeline=self.pipeline),
+            content_hash=document_hash(
+                clean, pipeline=pipeline_fingerprint(splitter, self.context)
+            ),
             tokens=sum(draft.token_estimate for draft in drafts),
         )
 
