@@ -43,13 +43,13 @@ def test_readme_example_runs(
     namespace: dict[str, object] = {"__name__": f"readme_example_{index}"}
     if "from fastapi" in code:
         testclient = pytest.importorskip("fastapi.testclient")
-        exec(compile(code, f"README example {index}", "exec"), namespace)  # noqa: S102
+        exec(compile(code, f"README example {index}", "exec"), namespace)
         with testclient.TestClient(namespace["app"]) as client:
             response = client.get("/search", params={"q": "refund"})
         assert response.status_code == 200
         assert response.json() == []  # a fresh database: nothing to find yet
         return
-    exec(compile(code, f"README example {index}", "exec"), namespace)  # noqa: S102
+    exec(compile(code, f"README example {index}", "exec"), namespace)
     out = capsys.readouterr().out
     assert out.strip(), "every example prints what it did"
     if "can I get my money back" in code:
