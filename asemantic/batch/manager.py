@@ -32,7 +32,12 @@ from asemantic.domain.events import TransitionEvent
 from asemantic.domain.jobs import JobStatus, JobTrigger, next_status, plan_for_remote
 from asemantic.domain.linekeys import line_key
 from asemantic.domain.policy import RetryPolicy, plan_batches, should_flush
-from asemantic.errors import AuthenticationError, MissingBatchKeyError, ProviderError
+from asemantic.errors import (
+    AuthenticationError,
+    MissingBatchKeyError,
+    ProviderError,
+    StoreError,
+)
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import (
     BatchBackend,
@@ -202,6 +207,8 @@ class BatchManager:
         active = await self._jobs.jobs((JobStatus.SUBMITTED, JobStatus.PROCESSING))
         limit = asyncio.Semaphore(self._max_concurrent)
 
+        store_errors: list[StoreError] = []
+
         async def one(record: JobRecord) -> None:
             try:
                 async with limit:
@@ -212,11 +219,16 @@ class BatchManager:
             except ProviderError as exc:
                 logger.warning("polling a batch job failed; it stays active")
                 report.errors[record.job_id] = str(exc)
+            except StoreError as exc:  # the database, not the job: surfaces below
+                store_errors.append(exc)
+                report.errors[record.job_id] = str(exc)
 
         async with asyncio.TaskGroup() as group:
             for record in active:
                 group.create_task(one(record))
         report.polled = len(active)
+        if store_errors:
+            raise store_errors[0]
         if report.auth_error is None:
             report.cleaned = await self.cleanup_finished()
         return report
