@@ -200,12 +200,17 @@ class BatchManager:
 
     # --- sync -------------------------------------------------------------------------
 
-    async def sync_status(self) -> SyncReport:
-        """Poll active jobs concurrently, apply finished ones, clean up remote leftovers."""
+    async def sync_status(self, *, max_concurrent: int | None = None) -> SyncReport:
+        """Poll active jobs concurrently, apply finished ones, clean up remote leftovers.
+
+        At most ``max_concurrent`` jobs are handled at a time (default: the manager's).
+        """
         backend = self._backend_now()
+        if max_concurrent is not None and max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
         report = SyncReport()
         active = await self._jobs.jobs((JobStatus.SUBMITTED, JobStatus.PROCESSING))
-        limit = asyncio.Semaphore(self._max_concurrent)
+        limit = asyncio.Semaphore(max_concurrent or self._max_concurrent)
 
         store_errors: list[StoreError] = []
 
