@@ -212,3 +212,26 @@ async def test_hits_carry_heading_and_title(
     assert hit.title == "Geology"
     assert hit.heading_path == ("Earth", "Volcanoes")
     assert hit.document_id == 1
+
+
+async def test_store_probes_knn_prefiltering(store: SqliteStore) -> None:
+    assert store._prefilter is True  # sqlite-vec 0.1.9 on a recent SQLite
+
+
+async def test_scan_is_used_when_the_probe_fails(
+    db_path: Path, embedder: LexicalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asemantic.adapters.sqlite import store as store_module
+
+    async def never(*args: object) -> bool:
+        return False
+
+    monkeypatch.setattr(store_module, "knn_prefilter_works", never)
+    async with await SqliteStore.open(db_path, space=embedder.space) as store:
+        assert store._prefilter is False
+        await store.write_document(make_write("a", ["red fox", "red hen"], embedder=embedder))
+        await store.write_document(make_write("b", ["blue sky"], embedder=embedder))
+        hits = await store.search(
+            embedder.vector("red fox"), k=1, filters=SearchFilters(sources=["b"])
+        )
+        assert [h.source for h in hits] == ["b"]

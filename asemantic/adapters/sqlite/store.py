@@ -45,10 +45,9 @@ from asemantic.adapters.sqlite.search import (
     build_search,
     check_k,
     hit_from_row,
-    knn_prefilter_supported,
 )
 from asemantic.adapters.sqlite.txn import rollback
-from asemantic.adapters.sqlite.vectable import ensure_space
+from asemantic.adapters.sqlite.vectable import ensure_space, knn_prefilter_works
 from asemantic.adapters.sqlite.writeplan import check_drafts, dump_json
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
 from asemantic.domain.space import EmbeddingSpace
@@ -87,6 +86,7 @@ class SqliteStore:
         writer: aiosqlite.Connection,
         reader: aiosqlite.Connection,
         space: EmbeddingSpace | None,
+        prefilter: bool,
     ) -> None:
         """Wrap open connections; use :meth:`open` instead."""
         self._path = path
@@ -96,7 +96,7 @@ class SqliteStore:
         self._space = space
         self._lock = asyncio.Lock()
         self._closed = False
-        self._prefilter = knn_prefilter_supported(driver.sqlite_version)
+        self._prefilter = prefilter
 
     @classmethod
     async def open(
@@ -120,7 +120,7 @@ class SqliteStore:
         writer = await open_connection(target, driver=driver, busy_timeout_ms=busy_timeout_ms)
         reader: aiosqlite.Connection | None = None
         try:
-            recorded = await _prepare(writer, driver, space)
+            recorded, prefilter = await _prepare(writer, driver, space)
             reader = await open_connection(
                 target, driver=driver, busy_timeout_ms=busy_timeout_ms, query_only=True
             )
@@ -128,7 +128,14 @@ class SqliteStore:
             await _close_quietly(writer)
             raise
         logger.debug("sqlite store opened")
-        return cls(path=target, driver=driver, writer=writer, reader=reader, space=recorded)
+        return cls(
+            path=target,
+            driver=driver,
+            writer=writer,
+            reader=reader,
+            space=recorded,
+            prefilter=prefilter,
+        )
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -341,13 +348,15 @@ class SqliteStore:
 
 async def _prepare(
     writer: aiosqlite.Connection, driver: Driver, space: EmbeddingSpace | None
-) -> EmbeddingSpace | None:
-    """Refuse a newer schema untouched, then WAL, schema upgrade and the space."""
+) -> tuple[EmbeddingSpace | None, bool]:
+    """Refuse a newer schema untouched, then WAL, schema upgrade, the space and the
+    KNN pre-filter probe."""
     try:
         await check_schema_version(writer)
         await enable_wal(writer)
         await ensure_schema_compatibility(writer)
-        return await ensure_space(writer, space)
+        recorded = await ensure_space(writer, space)
+        return recorded, await knn_prefilter_works(writer, driver.error)
     except driver.error as exc:
         raise StoreError(f"cannot prepare the database: {exc}") from exc
 

@@ -35,6 +35,7 @@ __all__ = [
     "VEC_TABLE",
     "create_vec_table",
     "ensure_space",
+    "knn_prefilter_works",
     "read_space",
     "vec_chunk_size",
     "vec_table_sql",
@@ -161,3 +162,37 @@ async def _record_once(conn: aiosqlite.Connection, space: EmbeddingSpace) -> Non
     await record_space(conn, space)
     await create_vec_table(conn, space.dimensions)
     logger.info("embedding space recorded")
+
+
+_PROBE = (
+    "CREATE VIRTUAL TABLE temp.asemantic_knn_probe USING vec0(embedding float[2])",
+    "INSERT INTO temp.asemantic_knn_probe (rowid, embedding) "
+    "VALUES (1, '[1, 0]'), (2, '[0.9, 0.1]'), (3, '[0, 1]')",
+)
+
+
+async def knn_prefilter_works(conn: aiosqlite.Connection, error: type[Exception]) -> bool:
+    """Whether vec0 applies ``rowid IN (...)`` *before* picking the k nearest.
+
+    It does with sqlite-vec 0.1.9 on SQLite >= 3.38 (``sqlite3_vtab_in``); elsewhere
+    SQLite could apply the IN to the k rows vec0 returns, and a filtered search would
+    come back short. So it is tried on a scratch table in the temp schema: the nearest
+    row to (1, 0) among rowid 3 alone must be rowid 3.
+    """
+    try:
+        for statement in _PROBE:
+            await conn.execute(statement)
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT rowid FROM temp.asemantic_knn_probe WHERE embedding MATCH '[1, 0]' "
+                "AND k = 1 AND rowid IN (SELECT 3)"
+            )
+        )
+    except error:
+        rows = []
+    finally:
+        await conn.execute("DROP TABLE IF EXISTS temp.asemantic_knn_probe")
+    works = [tuple(row) for row in rows] == [(3,)]
+    if not works:
+        logger.info("vec0 cannot pre-filter KNN by rowid here; filtered searches scan")
+    return works

@@ -22,6 +22,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 
 from asemantic.domain.documents import ChunkDraft, EmbeddingStatus, JSONValue
 from asemantic.errors import InvalidInputError
@@ -35,6 +36,7 @@ __all__ = [
     "plan_write",
 ]
 
+_string = encode_basestring  # a JSON string literal, non-ASCII kept (ensure_ascii=False)
 _READY = EmbeddingStatus.READY.value
 _PENDING = EmbeddingStatus.PENDING.value
 
@@ -92,13 +94,15 @@ def dump_json(value: JSONValue | Mapping[str, JSONValue]) -> str:
 
 
 def chunk_meta_json(draft: ChunkDraft) -> str:
-    """The ``meta_json`` of a chunk: vector source, heading path and token estimate."""
-    return dump_json(
-        {
-            "_vector_source": draft.vector_source,
-            "heading_path": list(draft.heading_path),
-            "token_estimate": draft.token_estimate,
-        }
+    """The ``meta_json`` of a chunk: vector source, heading path and token estimate.
+
+    Built by hand because it is made for every chunk written (json.dumps costs three
+    times as much); it equals :func:`dump_json` of the same mapping (a test checks).
+    """
+    heading = ",".join(_string(part) for part in draft.heading_path)
+    return (
+        f'{{"_vector_source":{_string(draft.vector_source)},"heading_path":[{heading}],'
+        f'"token_estimate":{int(draft.token_estimate)}}}'
     )
 
 
