@@ -11,7 +11,7 @@ from asemantic.adapters.sqlite.writeplan import (
     dump_json,
     plan_write,
 )
-from asemantic.domain.documents import ChunkDraft
+from asemantic.domain.documents import ChunkDraft, JSONValue
 
 from .helpers import draft
 
@@ -94,7 +94,6 @@ def test_chunk_meta_json_is_canonical_json(source: str, heading: list[str], toke
         content_hash="h",
         token_estimate=tokens,
     )
-    expected = dump_json(
-        {"_vector_source": source, "heading_path": heading, "token_estimate": tokens}
-    )
+    path: list[JSONValue] = list(heading)
+    expected = dump_json({"_vector_source": source, "heading_path": path, "token_estimate": tokens})
     assert chunk_meta_json(d) == expected
