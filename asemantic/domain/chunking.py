@@ -21,17 +21,11 @@ Decisions:
 * Heading lines are not part of any section's text: the heading path carries them (and
   the context strategy puts it into the text that is embedded). A heading with no body
   yields no section; its title still appears in its subsections' paths.
-* Headings: ATX (``#`` to ``######``, up to three spaces of indentation) and setext
-  (a single-line paragraph underlined with three or more ``=`` or ``-``; a list item
-  or quote line above ``---`` is not a title). A heading of level *n* closes every
-  open heading of level *n* or deeper; levels may be skipped; an empty heading closes
-  headings but adds no title.
-* Fenced code (``` and ~~~, closed by a fence of the same character at least as long,
-  or by the end of the text) is a single block; ``#`` lines inside are code.
-* YAML front matter (``---`` on the very first line, closed by ``---`` or ``...``) is
-  kept, verbatim, as a code-like block of the first section: silently dropping text is
-  worse than embedding a few metadata lines, and callers who want it gone can strip it
-  (or lift it into ``Document.metadata``) before ingesting.
+* Which lines are headings, fenced code or YAML front matter is decided by
+  :mod:`asemantic.domain.markdown`. A heading of level *n* closes every open heading
+  of level *n* or deeper; levels may be skipped; an empty heading closes headings but
+  adds no title. Fenced code is one code block; front matter is kept, verbatim, as a
+  code-like block of the first section.
 * The splitters expect text from :func:`asemantic.domain.text.clean_text` (LF only).
 """
 
@@ -47,6 +41,14 @@ from pathlib import PurePath
 from types import MappingProxyType
 from typing import Protocol
 
+from asemantic.domain.markdown import (
+    Block,
+    BlockKind,
+    Heading,
+    paragraphs,
+    scan_markdown,
+    skip_white,
+)
 from asemantic.domain.tokens import estimate_tokens
 from asemantic.errors import InvalidInputError
 
@@ -63,16 +65,9 @@ __all__ = [
 MIN_BUDGET_TOKENS = 8
 """The smallest budget a splitter accepts (one character may cost two tokens)."""
 
-_Span = tuple[int, int]
 _Unit = tuple[int, int, int]  # start, end, token estimate (a safe upper bound)
 _Bounds = Callable[[str, int, int, int], list[int]]
 
-_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*))?\Z")
-_ATX_CLOSING = re.compile(r"(?:^|[ \t]+)#+[ \t]*\Z")
-_SETEXT = re.compile(r" {0,3}(={3,}|-{3,})[ \t]*\Z")
-_NOT_SETEXT_TITLE = re.compile(r" {0,3}(?:[-*+>]|\d{1,9}[.)])(?:[ \t]|\Z)")
-_FENCE_OPEN = re.compile(r" {0,3}(?:(`{3,})[^`]*|(~{3,}).*)\Z")
-_NON_WHITE = re.compile(r"\S")
 _JOINERS = frozenset("\u200d\u034f")
 
 
@@ -97,24 +92,6 @@ class TextKind(enum.StrEnum):
 
     MARKDOWN = "markdown"
     PLAIN = "plain"
-
-
-class _Kind(enum.Enum):
-    PROSE = "prose"
-    CODE = "code"
-
-
-@dataclass(frozen=True, slots=True)
-class _Block:
-    start: int
-    end: int
-    kind: _Kind
-
-
-@dataclass(frozen=True, slots=True)
-class _Heading:
-    level: int
-    title: str
 
 
 class _BaseSplitter:
@@ -148,10 +125,10 @@ class _BaseSplitter:
     def split(self, text: str) -> list[Section]:
         """Cut ``text`` into sections (empty sections are skipped)."""
         sections: list[Section] = []
-        open_headings: tuple[_Heading, ...] = ()
-        blocks: list[_Block] = []
+        open_headings: tuple[Heading, ...] = ()
+        blocks: list[Block] = []
         for item in self._items(text):
-            if isinstance(item, _Block):
+            if isinstance(item, Block):
                 blocks.append(item)
                 continue
             path = tuple(heading.title for heading in open_headings)
@@ -165,10 +142,10 @@ class _BaseSplitter:
         sections.extend(self._pack(text, blocks, path))
         return sections
 
-    def _items(self, text: str) -> Iterator[_Block | _Heading]:
+    def _items(self, text: str) -> Iterator[Block | Heading]:
         raise NotImplementedError
 
-    def _pack(self, text: str, blocks: list[_Block], path: tuple[str, ...]) -> list[Section]:
+    def _pack(self, text: str, blocks: list[Block], path: tuple[str, ...]) -> list[Section]:
         """Greedy packing of the section's units up to the target budget.
 
         Units start and end with a character that is not white space, and the gaps
@@ -189,13 +166,13 @@ class _BaseSplitter:
             out.append(Section(text=text[start:end], heading_path=path))
         return out
 
-    def _units(self, text: str, blocks: list[_Block]) -> Iterator[_Unit]:
+    def _units(self, text: str, blocks: list[Block]) -> Iterator[_Unit]:
         for block in blocks:
             unit = (block.start, block.end, estimate_tokens(text[block.start : block.end]))
             if unit[2] <= self._max:
                 yield unit
             else:
-                levels = _CODE_LEVELS if block.kind is _Kind.CODE else _PROSE_LEVELS
+                levels = _CODE_LEVELS if block.kind is BlockKind.CODE else _PROSE_LEVELS
                 yield from _split_block(text, unit, self._target, levels)
 
 
@@ -205,19 +182,19 @@ class PlainTextSplitter(_BaseSplitter):
     __slots__ = ()
     _name = "plain"
 
-    def _items(self, text: str) -> Iterator[_Block | _Heading]:
-        for start, end in _paragraphs(text):
-            yield _Block(start, end, _Kind.PROSE)
+    def _items(self, text: str) -> Iterator[Block | Heading]:
+        for start, end in paragraphs(text):
+            yield Block(start, end, BlockKind.PROSE)
 
 
 class MarkdownSplitter(_BaseSplitter):
-    """Heading-aware splitting of Markdown (see the module notes for the rules)."""
+    """Heading-aware splitting of Markdown (see :mod:`asemantic.domain.markdown`)."""
 
     __slots__ = ()
     _name = "markdown"
 
-    def _items(self, text: str) -> Iterator[_Block | _Heading]:
-        return _MarkdownScanner(text).items()
+    def _items(self, text: str) -> Iterator[Block | Heading]:
+        return scan_markdown(text)
 
 
 def splitter_for(
@@ -245,115 +222,6 @@ def _kind_of(kind_or_path: str | os.PathLike[str]) -> TextKind:
         return _KIND_ALIASES[kind_or_path.strip().lower()]
     suffix = PurePath(os.fspath(kind_or_path)).suffix.lower()
     return TextKind.MARKDOWN if suffix in _MARKDOWN_SUFFIXES else TextKind.PLAIN
-
-
-class _MarkdownScanner:
-    """Turns Markdown into a stream of blocks and headings, one line at a time."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._lines = list(_lines(text))
-
-    def _line(self, index: int) -> str:
-        start, end = self._lines[index]
-        return self._text[start:end]
-
-    def _block(self, first: int, stop: int, kind: _Kind) -> _Block:
-        end = _rstrip(self._text, self._lines[first][0], self._lines[stop - 1][1])
-        return _Block(_skip_white(self._text, self._lines[first][0], end), end, kind)
-
-    def items(self) -> Iterator[_Block | _Heading]:
-        count = len(self._lines)
-        index = self._front_matter_lines()
-        if index:
-            yield self._block(0, index, _Kind.CODE)
-        para: int | None = None  # the first line of the open paragraph
-        while index < count:
-            line = self._line(index)
-            fence = _FENCE_OPEN.match(line)
-            atx = None if fence else _ATX.match(line)
-            if not line.strip() or fence or atx:
-                if para is not None:
-                    yield self._block(para, index, _Kind.PROSE)
-                para = None
-            if fence:
-                last = self._fence_end(index, fence.group(1) or fence.group(2))
-                yield self._block(index, last + 1, _Kind.CODE)
-                index = last
-            elif atx:
-                yield _Heading(len(atx.group(1)), _atx_title(atx.group(2) or ""))
-            elif para is not None and para == index - 1 and self._underlines(index):
-                level = 1 if line.strip().startswith("=") else 2
-                yield _Heading(level, " ".join(self._line(para).split()))
-                para = None
-            elif para is None and line.strip():
-                para = index
-            index += 1
-        if para is not None:
-            yield self._block(para, count, _Kind.PROSE)
-
-    def _underlines(self, index: int) -> bool:
-        """Whether line ``index`` makes the single line above it a setext heading."""
-        title = self._line(index - 1)
-        return bool(_SETEXT.match(self._line(index))) and not _NOT_SETEXT_TITLE.match(title)
-
-    def _front_matter_lines(self) -> int:
-        """How many lines the YAML front matter takes (0 when there is none)."""
-        if self._line(0).rstrip() != "---":
-            return 0
-        for index in range(1, len(self._lines)):
-            if self._line(index).rstrip() in ("---", "..."):
-                return index + 1
-        return 0
-
-    def _fence_end(self, first: int, marker: str) -> int:
-        """The closing fence's line, or the last line when the fence never closes."""
-        closing = re.compile(rf" {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}[ \t]*\Z")
-        for index in range(first + 1, len(self._lines)):
-            if closing.match(self._line(index)):
-                return index
-        return len(self._lines) - 1
-
-
-def _atx_title(raw: str) -> str:
-    return " ".join(_ATX_CLOSING.sub("", raw.strip()).split())
-
-
-def _lines(text: str) -> Iterator[_Span]:
-    """The (start, end) offsets of every line, newline excluded."""
-    start = 0
-    while True:
-        newline = text.find("\n", start)
-        if newline < 0:
-            yield start, len(text)
-            return
-        yield start, newline
-        start = newline + 1
-
-
-def _paragraphs(text: str) -> Iterator[_Span]:
-    """Runs of non-blank lines, as (start, end) with trailing white space excluded."""
-    first = last = -1
-    for start, end in _lines(text):
-        if text[start:end].strip():
-            first = start if first < 0 else first
-            last = end
-        elif first >= 0:
-            yield _skip_white(text, first, last), _rstrip(text, first, last)
-            first = -1
-    if first >= 0:
-        yield _skip_white(text, first, last), _rstrip(text, first, last)
-
-
-def _rstrip(text: str, start: int, end: int) -> int:
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return end
-
-
-def _skip_white(text: str, pos: int, end: int) -> int:
-    match = _NON_WHITE.search(text, pos, end)
-    return match.start() if match else end
 
 
 def _split_block(text: str, unit: _Unit, budget: int, levels: Sequence[_Bounds]) -> list[_Unit]:
@@ -436,7 +304,7 @@ class _Grouper:
         self._last = right
 
     def _flush(self) -> None:
-        start = _skip_white(self._text, self._first, self._last)
+        start = skip_white(self._text, self._first, self._last)
         self._units.append((start, self._last, self._tokens))
         self._tokens = 0
 
