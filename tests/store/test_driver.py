@@ -10,6 +10,7 @@ import pytest
 import sqlite_vec
 
 from asemantic.adapters.sqlite.driver import (
+    Driver,
     can_load_extensions,
     enable_wal,
     open_connection,
@@ -111,3 +112,28 @@ async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
 async def test_negative_busy_timeout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="busy_timeout"):
         await open_connection(tmp_path / "x.db", busy_timeout_ms=-1)
+
+
+@pytest.mark.skipif(
+    not can_load_extensions(sqlite3), reason="this Python's sqlite3 cannot load extensions"
+)
+async def test_stdlib_driver_path(tmp_path: Path) -> None:
+    stdlib = Driver(name="sqlite3", module=sqlite3)
+    conn = await open_connection(tmp_path / "x.db", driver=stdlib)
+    try:
+        rows = list(await conn.execute_fetchall("SELECT vec_version()"))
+        assert str(rows[0][0]).startswith("v")
+        with pytest.raises(sqlite3.OperationalError):
+            await conn.load_extension(sqlite_vec.loadable_path())
+    finally:
+        await conn.close()
+
+
+async def test_sqlean_driver_path(tmp_path: Path) -> None:
+    sqlean = pytest.importorskip("sqlean")
+    conn = await open_connection(tmp_path / "x.db", driver=Driver(name="sqlean", module=sqlean))
+    try:
+        rows = list(await conn.execute_fetchall("SELECT vec_version()"))
+        assert str(rows[0][0]).startswith("v")
+    finally:
+        await conn.close()

@@ -118,7 +118,6 @@ class SqliteStore:
             raise InvalidInputError("SqliteStore needs a file path (two connections share it)")
         driver = select_driver()
         writer = await open_connection(target, driver=driver, busy_timeout_ms=busy_timeout_ms)
-        reader: aiosqlite.Connection | None = None
         try:
             recorded, prefilter = await _prepare(writer, driver, space)
             reader = await open_connection(
