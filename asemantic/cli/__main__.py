@@ -1,0 +1,5 @@
+"""``python -m asemantic.cli``."""
+
+from asemantic.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ``asemantic`` subcommands, one module per command (or command group)."""

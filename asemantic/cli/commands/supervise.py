@@ -1,0 +1,126 @@
+"""``asemantic supervise``: run the batch supervisor until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+
+import anyio
+import click
+
+from asemantic.batch.supervisor import BatchSupervisor, SupervisorConfig
+from asemantic.cli.context import AppContext, Need, json_option, pass_app
+from asemantic.cli.errors import KeyHint
+from asemantic.cli.live import PipelineView, Snapshot
+from asemantic.cli.progress import status as spinner
+from asemantic.cli.signals import stop_on_signals
+from asemantic.domain.jobs import JobStatus
+
+__all__ = ["supervise"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Outcome:
+    reason: str
+    running_remotely: int
+    snapshot: Snapshot
+
+
+@click.command()
+@click.option("--poll-interval", type=click.FloatRange(min=0.1), default=30.0,
+              show_default=True, help="Seconds between two passes (jittered).")
+@click.option("--min-batch-size", type=click.IntRange(1), default=10, show_default=True,
+              help="Queued chunks that make a job at once.")
+@click.option("--max-wait", type=click.FloatRange(min=0), default=300.0, show_default=True,
+              help="Seconds a smaller queue waits before it is flushed anyway.")
+@click.option("--until-idle", is_flag=True,
+              help="Exit once no chunk is PENDING and no job is active.")
+@json_option
+@pass_app
+def supervise(
+    app: AppContext, poll_interval: float, min_batch_size: int, max_wait: float, until_idle: bool
+) -> None:
+    """Flush, poll and apply batch jobs in a loop until Ctrl-C or SIGTERM.
+
+    On a signal it stops after the current step and exits 0; remote jobs keep running
+    and the next 'asemantic supervise' resumes them. With --json it prints one JSON
+    object per line (started, transition, status, stopped).
+    """
+    app.key_hint = KeyHint.BATCH
+    config = SupervisorConfig(
+        poll_interval=poll_interval, min_batch_size=min_batch_size, max_wait=max_wait
+    )
+    outcome = app.run(_supervise(app, config, until_idle=until_idle))
+    out = app.output
+    if out.json_mode:
+        out.json_line(
+            {
+                "event": "stopped",
+                "reason": outcome.reason,
+                "running_remotely": outcome.running_remotely,
+                "chunks": dict(outcome.snapshot.chunks),
+                "jobs": dict(outcome.snapshot.jobs),
+            }
+        )
+    elif outcome.running_remotely:
+        out.line(
+            f"stopped: {outcome.running_remotely} job(s) still running remotely; "
+            "run 'asemantic supervise' again to resume them"
+        )
+    else:
+        out.line("stopped: no job is running" if outcome.reason == "signal" else
+                 "idle: every chunk is embedded and no job is active")
+
+
+async def _supervise(app: AppContext, config: SupervisorConfig, *, until_idle: bool) -> _Outcome:
+    out = app.output
+    async with app.core(need=Need.BATCH) as core:
+        with spinner(out, "checking the Batch API"):
+            await core.batch_manager.reconcile()
+        view = PipelineView.for_output(
+            out, poll_interval=config.poll_interval, footer="Ctrl-C stops"
+        )
+        core.batch_manager.on_transition(view.on_transition)
+        stop = asyncio.Event()
+        with stop_on_signals(stop):
+            async with BatchSupervisor(core, config) as supervisor:
+                _announce(app, config)
+                async with view.running(core, supervisor):
+                    reason = await _wait(view, stop, until_idle=until_idle)
+        snapshot = await view.refresh(core, None)
+        remote = await core.batch_jobs.jobs((JobStatus.SUBMITTED, JobStatus.PROCESSING))
+        return _Outcome(reason=reason, running_remotely=len(remote), snapshot=snapshot)
+
+
+def _announce(app: AppContext, config: SupervisorConfig) -> None:
+    out = app.output
+    if out.json_mode:
+        out.json_line({"event": "started", "database": str(app.db), "pid": os.getpid()})
+    else:
+        out.line(
+            f"supervising {app.db} (a pass every {config.poll_interval:g} s, jobs of "
+            f"{config.min_batch_size}+ chunks); Ctrl-C or SIGTERM stops"
+        )
+
+
+async def _wait(view: PipelineView, stop: asyncio.Event, *, until_idle: bool) -> str:
+    if not until_idle:
+        await stop.wait()
+        return "signal"
+    reason = "signal"
+    async with anyio.create_task_group() as group:
+
+        async def idle() -> None:
+            nonlocal reason
+            await view.wait_idle()
+            reason = "idle"
+            group.cancel_scope.cancel()
+
+        async def signalled() -> None:
+            await stop.wait()
+            group.cancel_scope.cancel()
+
+        group.start_soon(idle)
+        group.start_soon(signalled)
+    return reason

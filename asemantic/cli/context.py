@@ -1,0 +1,210 @@
+"""What every command shares: settings from the global options, keys, opening the core.
+
+Keys come from the command line or the environment (click reads ``GEMINI_API_KEY`` and
+``GEMINI_BATCH_API_KEY``; this is the only place in asemantic where the environment
+decides anything). They are checked before the database is opened, so a missing or
+malformed key changes nothing on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import traceback
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from asemantic.adapters.gemini.client import RetryConfig
+from asemantic.cli.errors import CliError, ExitCode, KeyHint, from_exception, redact
+from asemantic.cli.output import Output
+from asemantic.config import CoreConfig, GeminiSettings
+from asemantic.core import SemanticCore
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import AsemanticError, AuthenticationError, InvalidInputError
+from asemantic.keys import GoogleKeyring
+from asemantic.ports import EmbedRequest
+
+__all__ = ["AppContext", "Need", "OfflineEmbedder", "json_option", "pass_app"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+ONLINE_ENV = "GEMINI_API_KEY"
+BATCH_ENV = "GEMINI_BATCH_API_KEY"
+
+CLI_RETRY = RetryConfig(attempts=4, initial_delay=0.25, max_delay=10.0, timeout=60.0)
+"""Retries for a command a person waits on: give up on a dead endpoint in ~2 seconds."""
+
+
+class Need(enum.Enum):
+    """Which keys a command needs."""
+
+    NONE = "none"
+    ONLINE = "online"
+    BATCH = "batch"
+
+
+class OfflineEmbedder:
+    """The embedder of commands that only read the database: it never calls out."""
+
+    def __init__(self, space: EmbeddingSpace) -> None:
+        self._space = space
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        return self._space
+
+    async def embed_documents(self, requests: Sequence[EmbedRequest]) -> list[bytes]:
+        raise AuthenticationError(f"this command has no online key; set {ONLINE_ENV}")
+
+    async def embed_query(self, text: str) -> bytes:
+        raise AuthenticationError(f"this command has no online key; set {ONLINE_ENV}")
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass(slots=True, kw_only=True)
+class AppContext:
+    """The global options, as every command sees them (``ctx.obj``)."""
+
+    db: Path
+    db_explicit: bool
+    api_key: str | None
+    batch_key: str | None
+    base_url: str | None
+    dimensions: int
+    json_mode: bool
+    verbose: int
+    key_hint: KeyHint = KeyHint.ANY
+    output: Output = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api_key = self.api_key or None
+        self.batch_key = self.batch_key or None
+        self.output = Output(json_mode=self.json_mode)
+
+    def __repr__(self) -> str:
+        return f"AppContext(db={str(self.db)!r}, json={self.json_mode})"
+
+    def set_json(self, enabled: bool) -> None:
+        if enabled and not self.json_mode:
+            self.json_mode = True
+            self.output = Output(json_mode=True)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(key for key in (self.api_key, self.batch_key) if key)
+
+    # --- keys -------------------------------------------------------------------------
+
+    def keyring(self, need: Need) -> GoogleKeyring | None:
+        """The keys for ``need``; a missing or malformed one is a :class:`CliError` (3)."""
+        if need is Need.NONE:
+            return None
+        if self.api_key is None:
+            raise CliError(
+                "no API key for Gemini",
+                code=ExitCode.AUTH,
+                hint=f"set {ONLINE_ENV} (or pass --api-key)",
+            )
+        if need is Need.BATCH and self.batch_key is None:
+            raise CliError(
+                "no batch API key: batch work uses a dedicated key",
+                code=ExitCode.AUTH,
+                hint=f"set {BATCH_ENV} (or pass --batch-api-key)",
+            )
+        try:
+            return GoogleKeyring(self.api_key, batch_key=self.batch_key)
+        except InvalidInputError as exc:
+            raise CliError(
+                f"malformed API key: {redact(str(exc), self.secrets)}",
+                code=ExitCode.AUTH,
+                hint=f"check {ONLINE_ENV} and {BATCH_ENV} for stray spaces or quotes",
+            ) from None
+
+    def settings(self, base_url: str | None = None) -> GeminiSettings:
+        return GeminiSettings(base_url=base_url or self.base_url, retry=CLI_RETRY)
+
+    def config(self) -> CoreConfig:
+        return CoreConfig(space=EmbeddingSpace(dimensions=self.dimensions))
+
+    # --- the database -----------------------------------------------------------------
+
+    def require_database(self) -> None:
+        """Refuse to go on (exit 5) when the database file does not exist."""
+        if not self.db.exists():
+            raise CliError(
+                f"no database at {self.db}",
+                code=ExitCode.DATABASE,
+                hint="ingest documents first (asemantic ingest PATH), or pass --db",
+            )
+        if self.db.is_dir():
+            raise CliError(
+                f"{self.db} is a directory, not a database", code=ExitCode.DATABASE,
+                hint="pass --db with a file path",
+            )
+
+    @asynccontextmanager
+    async def core(
+        self, *, need: Need, must_exist: bool = True, keys: GoogleKeyring | None = None
+    ) -> AsyncIterator[SemanticCore]:
+        """Open the core for a command (keys checked before the file is touched)."""
+        if keys is None:
+            keys = self.keyring(need)
+        if must_exist:
+            self.require_database()
+        embedder = None if keys is not None else OfflineEmbedder(self.config().space)
+        async with SemanticCore.open(
+            self.db, keys=keys, embedder=embedder, config=self.config(), gemini=self.settings()
+        ) as core:
+            yield core
+
+    # --- running ----------------------------------------------------------------------
+
+    def run(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """Run a command's coroutine; expected errors become :class:`CliError`."""
+        try:
+            return asyncio.run(work)
+        except (CliError, click.ClickException):
+            raise
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise CliError("interrupted", code=ExitCode.INTERRUPTED) from None
+        except AsemanticError as exc:
+            raise from_exception(exc, key_hint=self.key_hint, secrets=self.secrets) from None
+        except OSError as exc:
+            raise CliError(redact(str(exc), self.secrets), code=ExitCode.FAILURE) from None
+        except Exception as exc:  # noqa: BLE001 - the command boundary: one line, no traceback
+            if self.verbose:
+                text = "".join(traceback.format_exception(exc))
+                click.echo(redact(text, self.secrets), err=True)
+            raise from_exception(exc, secrets=self.secrets) from None
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json`` on a subcommand too (``asemantic stats --json``)."""
+
+    def enable(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        app = ctx.find_object(AppContext)
+        if value and app is not None:
+            app.set_json(True)
+        return value
+
+    return click.option(
+        "--json",
+        "json_flag",
+        is_flag=True,
+        expose_value=False,
+        callback=enable,
+        help="Machine-readable output (JSON).",
+    )(function)
