@@ -87,6 +87,7 @@ def _report(message: str, hint: str | None, code: int) -> int:
 
 
 @click.group(
+    "asemantic",
     cls=AsemanticGroup,
     help=HELP,
     epilog=EXIT_CODES_HELP,

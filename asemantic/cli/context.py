@@ -162,10 +162,21 @@ class AppContext:
         if must_exist:
             self.require_database()
         embedder = None if keys is not None else OfflineEmbedder(self.config().space)
-        async with SemanticCore.open(
-            self.db, keys=keys, embedder=embedder, config=self.config(), gemini=self.settings()
-        ) as core:
-            yield core
+        created = not self.db.exists()
+        discard = False
+        try:
+            async with SemanticCore.open(
+                self.db, keys=keys, embedder=embedder, config=self.config(),
+                gemini=self.settings(),
+            ) as core:
+                try:
+                    yield core
+                except Exception:
+                    discard = created and await _holds_nothing(core)
+                    raise
+        finally:
+            if discard:
+                _remove_database(self.db)
 
     # --- running ----------------------------------------------------------------------
 
@@ -173,19 +184,55 @@ class AppContext:
         """Run a command's coroutine; expected errors become :class:`CliError`."""
         try:
             return asyncio.run(work)
-        except (CliError, click.ClickException):
-            raise
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            raise CliError("interrupted", code=ExitCode.INTERRUPTED) from None
-        except AsemanticError as exc:
-            raise from_exception(exc, key_hint=self.key_hint, secrets=self.secrets) from None
-        except OSError as exc:
-            raise CliError(redact(str(exc), self.secrets), code=ExitCode.FAILURE) from None
-        except Exception as exc:  # noqa: BLE001 - the command boundary: one line, no traceback
-            if self.verbose:
-                text = "".join(traceback.format_exception(exc))
-                click.echo(redact(text, self.secrets), err=True)
-            raise from_exception(exc, secrets=self.secrets) from None
+        except BaseException as exc:  # noqa: BLE001 - the command boundary
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """What to raise for ``exc``: a :class:`CliError` unless it must pass through."""
+        leaf = _first_leaf(exc)
+        if isinstance(leaf, (CliError, click.ClickException)):
+            return leaf
+        if isinstance(leaf, (KeyboardInterrupt, asyncio.CancelledError)):
+            return CliError("interrupted", code=ExitCode.INTERRUPTED)
+        if isinstance(leaf, AsemanticError):
+            return from_exception(leaf, key_hint=self.key_hint, secrets=self.secrets)
+        if isinstance(leaf, OSError):
+            return CliError(redact(str(leaf), self.secrets), code=ExitCode.FAILURE)
+        if not isinstance(leaf, Exception):
+            return exc  # SystemExit and friends
+        if self.verbose:
+            text = "".join(traceback.format_exception(exc))
+            click.echo(redact(text, self.secrets), err=True)
+        return from_exception(leaf, secrets=self.secrets)
+
+
+async def _holds_nothing(core: SemanticCore) -> bool:
+    """True when the database has no document and no job (a failed first command)."""
+    try:
+        rows = await core.store.fetchall(
+            "SELECT (SELECT COUNT(*) FROM documents) + (SELECT COUNT(*) FROM batch_jobs)"
+        )
+    except AsemanticError:
+        return False
+    return int(rows[0][0]) == 0
+
+
+def _remove_database(path: Path) -> None:
+    """Remove a database this command created and left empty: bad input writes nothing."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    logger.debug("removed the empty database a failed command created")
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first real exception in a (nested) exception group, or ``exc`` itself.
+
+    Task groups wrap what their tasks raise; the library's online embedder lets such a
+    group escape, so an ``AuthenticationError`` can arrive inside one.
+    """
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -28,6 +28,8 @@ from asemantic.cli.output import Output
 __all__ = ["Progress", "progress", "status"]
 
 PLAIN_EVERY_SECONDS = 5.0
+PLAIN_MIN_TOTAL = 10
+"""Less work than this gets no progress lines in a pipe (it is over at once)."""
 
 
 class Progress(Protocol):
@@ -95,7 +97,7 @@ def progress(output: Output, label: str, *, total: int, unit: str) -> Iterator[P
         )
         with RichProgress(*columns, console=output.err, transient=True) as bar:
             yield _Bar(bar, bar.add_task(label, total=total, item=""))
-    elif output.json_mode:
+    elif output.json_mode or total < PLAIN_MIN_TOTAL:
         yield _Quiet()
     else:
         yield _Plain(output, label, total, unit)

@@ -122,8 +122,9 @@ def _read_all(app: AppContext, files: Sequence[Path]) -> list[_Loaded]:
             try:
                 document, kind = read_document(path, title=None, metadata=None)
             except InvalidInputError as exc:
+                message = _with_path(path, str(exc))
                 raise CliError(
-                    str(exc),
+                    message,
                     code=ExitCode.USAGE,
                     hint="nothing was written; fix or leave out that file and run again",
                 ) from None
@@ -150,13 +151,20 @@ async def _ingest(
 
 def _partial_failure(app: AppContext, exc: AsemanticError, path: Path, *, done: int) -> CliError:
     error = from_exception(exc, key_hint=app.key_hint, secrets=app.secrets)
-    error.message = f"{path}: {error.message}"
+    error.message = _with_path(path, error.message)
     if done:
         error.hint = (
             f"{done} earlier file(s) were ingested; running again skips unchanged files"
             + (f" ({error.hint})" if error.hint else "")
         )
     return error
+
+
+def _with_path(path: Path, message: str) -> str:
+    """``message``, naming ``path`` first unless it already names it."""
+    if str(path) in message or str(path.resolve()) in message:
+        return message
+    return f"{path}: {message}"
 
 
 def _row(path: Path, result: IngestResult) -> dict[str, Any]:
