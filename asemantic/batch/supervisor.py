@@ -1,42 +1,72 @@
 """The batch supervisor: a long-running loop that flushes, polls and applies.
 
-``async with BatchSupervisor(core) as supervisor:`` holds the database's supervisor
-lease and owns one task group in which a loop runs *ticks*: reconcile what a crash may
-have left, flush the queue into jobs, poll the active jobs (at most
-``max_concurrent_jobs`` requests at a time), apply results and clean up. Ticks are
-spaced by a jittered ``poll_interval``. Leaving the ``async with`` block stops the loop
-at its next await (a write in progress commits or rolls back as a whole), releases the
-lease and leaves remote jobs running: the next supervisor resumes them.
+``async with BatchSupervisor(core) as supervisor:`` takes the database's supervisor
+lease and owns one task group with two tasks: a loop that runs *ticks* (reconcile what
+a crash may have left, flush the queue into jobs, poll the active jobs with at most
+``max_concurrent_jobs`` requests at a time, apply results, clean up) spaced by a
+jittered ``poll_interval``, and a lease keeper that renews the lease every third of
+``lease_ttl``.
 
-A failing job never stops the others. A failure that would repeat on every tick (a
-rejected key, a full disk) pauses the loop with a growing delay and is reported in
-:attr:`BatchSupervisor.health` instead of spinning.
+Decisions:
+
+* **Stopping is two-phase.** Leaving the block (or :meth:`BatchSupervisor.aclose`)
+  asks the loop to stop: no new step starts, and the step in progress gets
+  ``stop_timeout`` seconds to finish. Then whatever is left is cancelled; a write
+  cancelled half-way is rolled back as a whole by the store, so the database is always
+  consistent and unlocked. The lease is released (shielded, bounded) and remote jobs
+  keep running: the next supervisor resumes them from the database. When the block is
+  left *because of cancellation* there is no grace period: cancellation is prompt.
+* **One tick at a time.** The loop and any :meth:`BatchSupervisor.run_once` call
+  share a lock. Outside the ``async with`` block, :meth:`run_once` takes the lease for
+  that one tick, so even a one-shot pass never runs beside another supervisor.
+* **The lease is checked before every tick.** Besides the keeper task, the loop
+  renews the lease itself when more than half of its time-to-live is gone, so a
+  process frozen longer than ``lease_ttl`` (suspended laptop, ``SIGSTOP``) learns
+  that its lease went to another supervisor before it does anything. A lost lease
+  cancels the step in progress and stops the loop; :attr:`BatchSupervisor.health`
+  then says so.
+* **Failures back off.** A failed tick is retried after ``pause_initial``, doubling
+  up to ``pause_max`` (never sooner than ``poll_interval``), all jittered. A failure
+  that retrying will not cure on its own (a rejected key, a full disk, a request the
+  provider refuses, any unexpected error) also sets ``health.paused_reason``;
+  transient provider trouble (429, 5xx, timeouts) only backs off. While backing off,
+  :meth:`BatchSupervisor.wake` is ignored, so code that wakes the supervisor in a
+  loop cannot turn a pause into a request storm.
+* A failing job never stops the others: the manager isolates provider errors per job.
+* Messages about failures are built from asemantic's own (scrubbed) error texts and
+  scrubbed once more of the keyring's keys before they are logged or shown.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import math
 import os
 import random
 import socket
 import time
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
-import anyio.abc
 
 from asemantic.batch.hooks import TransitionCallback
 from asemantic.batch.manager import BatchManager, SyncReport
 from asemantic.domain.documents import EmbeddingStatus
-from asemantic.domain.jobs import ACTIVE_STATUSES, JobStatus
+from asemantic.domain.jobs import JobStatus
 from asemantic.errors import (
+    AsemanticError,
     AuthenticationError,
+    InvalidInputError,
+    MissingBatchKeyError,
     ProviderError,
-    StoreError,
+    ProviderRequestError,
     SupervisorLeaseError,
 )
 
@@ -47,16 +77,33 @@ __all__ = ["BatchSupervisor", "SupervisorConfig", "SupervisorHealth"]
 
 logger = logging.getLogger(__name__)
 
+_LEASE_POLL = 0.2
+"""Seconds between two looks at a lease held by another supervisor (``lease_wait``)."""
+_RELEASE_TIMEOUT = 5.0
+"""How long releasing the lease on stop may take before it is left to expire."""
+_MAX_MESSAGE = 500
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SupervisorConfig:
-    """How a supervisor paces itself.
+    """How a supervisor paces itself (all durations in seconds).
 
-    ``max_wait`` is how long a queue smaller than ``min_batch_size`` may wait before it
-    is flushed anyway. ``lease_ttl`` is how long the lease outlives a supervisor that
-    stops renewing it (a crashed or frozen process). ``lease_wait`` is how long
-    ``__aenter__`` waits for another supervisor's lease (0: fail at once).
-    Per-call timeouts live in :class:`~asemantic.config.GeminiSettings` (``retry``).
+    * ``poll_interval``: time between two ticks, spread by ``jitter`` (a fraction in
+      ``[0, 1)``: 0.2 means anywhere from 80% to 120% of the interval).
+    * ``min_batch_size``/``max_batch_size``: a queue smaller than ``min_batch_size``
+      waits, but never longer than ``max_wait``; a job holds at most
+      ``max_batch_size`` chunks.
+    * ``max_concurrent_jobs``: at most this many remote polls at a time.
+    * ``lease_ttl``: how long the lease outlives a supervisor that stops renewing it
+      (a crashed or frozen process). ``lease_wait``: how long entering waits for
+      another supervisor's lease (0: fail at once with :class:`SupervisorLeaseError`).
+    * ``pause_initial``/``pause_max``: the delay after a failed tick, doubling from the
+      first to the second while failures repeat.
+    * ``stop_timeout``: how long a graceful stop lets the step in progress finish
+      before cancelling it (0: cancel at once).
+
+    Per-call timeouts and retries of remote calls are set where the calls are made:
+    ``GeminiSettings(retry=RetryConfig(timeout=..., attempts=...))``.
     """
 
     poll_interval: float = 30.0
@@ -69,30 +116,103 @@ class SupervisorConfig:
     lease_wait: float = 0.0
     pause_initial: float = 5.0
     pause_max: float = 300.0
-    stop_timeout: float = 30.0
+    stop_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.poll_interval <= 0 or self.lease_ttl <= 0:
-            raise ValueError("poll_interval and lease_ttl must be positive")
-        if not 0 <= self.jitter < 1:
-            raise ValueError("jitter must be within [0, 1)")
-        if self.max_concurrent_jobs < 1 or self.min_batch_size < 1 or self.max_batch_size < 1:
-            raise ValueError("sizes and concurrency must be at least 1")
+        for name in ("poll_interval", "lease_ttl", "pause_initial", "pause_max"):
+            _check_seconds(name, getattr(self, name), allow_zero=False)
+        for name in ("max_wait", "lease_wait", "stop_timeout"):
+            _check_seconds(name, getattr(self, name), allow_zero=True)
+        for name in ("min_batch_size", "max_batch_size", "max_concurrent_jobs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be an integer of at least 1, got {value!r}")
+        jitter = self.jitter
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
+            raise InvalidInputError(f"jitter must be a fraction within [0, 1), got {jitter!r}")
+        if self.min_batch_size > self.max_batch_size:
+            raise InvalidInputError("min_batch_size must not exceed max_batch_size")
+        if self.pause_max < self.pause_initial:
+            raise InvalidInputError("pause_max must not be shorter than pause_initial")
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if not ok:
+        wanted = "a finite number of seconds >= 0" if allow_zero else "a finite number > 0"
+        raise InvalidInputError(f"{name} must be {wanted}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SupervisorHealth:
-    """The supervisor's state, for a health endpoint or a progress view."""
+    """The supervisor's state, for a health endpoint or a progress view.
+
+    ``paused_reason`` is set while a persistent failure (a rejected key, a full disk)
+    holds the loop back; ``last_error`` is the latest failure of any kind (also a lost
+    lease). ``failures`` counts consecutive failed ticks and ``backoff`` is the delay
+    chosen after the latest one (both reset by a good tick).
+    """
 
     running: bool
     ticks: int
     paused_reason: str | None
     last_error: str | None
     last_tick_at: float | None
+    failures: int = 0
+    backoff: float | None = None
+
+
+def jittered_delay(interval: float, jitter: float, rng: random.Random) -> float:
+    """``interval`` spread uniformly over ``interval * [1 - jitter, 1 + jitter]``."""
+    if jitter <= 0:
+        return interval
+    low, high = interval * (1.0 - jitter), interval * (1.0 + jitter)
+    return min(high, max(low, rng.uniform(low, high)))
+
+
+def backoff_delay(failures: int, *, initial: float, cap: float) -> float:
+    """The delay after ``failures`` consecutive failures: doubling from ``initial``, capped."""
+    if failures < 1:
+        return 0.0
+    return min(cap, initial * 2.0 ** min(failures - 1, 64))
+
+
+def _root_cause(exc: Exception) -> Exception:
+    """The exception to judge a failed tick by (an authentication error wins in a group)."""
+    while isinstance(exc, ExceptionGroup):
+        chosen = exc.subgroup(AuthenticationError) or exc
+        first = chosen.exceptions[0]
+        if not isinstance(first, Exception):
+            break
+        exc = first
+    return exc
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Whether waiting alone may cure ``exc`` (rate limits, 5xx, timeouts)."""
+    return isinstance(exc, ProviderError) and not isinstance(
+        exc, AuthenticationError | ProviderRequestError
+    )
+
+
+def _default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class BatchSupervisor:
-    """Runs the batch pipeline in the background while the ``async with`` block lasts."""
+    """Runs the batch pipeline in the background while the ``async with`` block lasts.
+
+    ``config`` (a :class:`SupervisorConfig`) and keyword ``overrides`` of its fields
+    set the pace; ``owner`` names this supervisor in the lease (host:pid:random by
+    default); ``rng`` drives the jitter (pass a seeded one for reproducible runs).
+    Without a batch key in ``core.keys`` it refuses at once with
+    ``ValueError("Batch operations require a dedicated API key")``.
+    """
 
     def __init__(
         self,
@@ -103,27 +223,42 @@ class BatchSupervisor:
         rng: random.Random | None = None,
         **overrides: Any,
     ) -> None:
-        config = config or SupervisorConfig()
-        self._config = replace(config, **overrides) if overrides else config
+        self._config = _resolve_config(config, overrides)
+        keys = core.keys
+        if keys is None or not keys.has_batch_key:
+            raise MissingBatchKeyError()
+        if owner is not None and (not isinstance(owner, str) or not owner.strip()):
+            raise InvalidInputError("owner must be a non-empty string")
         self._core = core
-        self._manager: BatchManager = core.batch_manager  # checks the batch key
-        self._owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._manager: BatchManager = core.batch_manager
+        self._keys = keys
+        self._owner = owner or _default_owner()
         self._rng = rng or random.Random()
+        self._tick_lock = anyio.Lock()
         self._stack: contextlib.AsyncExitStack | None = None
-        self._stop = anyio.Event()
-        self._wake = anyio.Event()
+        self._running = False
         self._ticks = 0
+        self._failures = 0
+        self._backoff: float | None = None
         self._paused_reason: str | None = None
         self._last_error: str | None = None
         self._last_tick_at: float | None = None
         self._below_min_since: float | None = None
         self._reconciled = False
-        self._running = False
+        self._lease_expires_at = 0.0
+        self._reset_run_state()
+
+    def _reset_run_state(self) -> None:
+        self._stop = anyio.Event()
+        self._wake = anyio.Event()
         self._tick_done = anyio.Event()
+        self._stopped = anyio.Event()
+        self._loop_scope = anyio.CancelScope()
+        self._keeper_scope = anyio.CancelScope()
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
-        return f"BatchSupervisor({state}, ticks={self._ticks})"
+        return f"BatchSupervisor({state}, owner={self._owner!r}, ticks={self._ticks})"
 
     @property
     def config(self) -> SupervisorConfig:
@@ -145,32 +280,46 @@ class BatchSupervisor:
             paused_reason=self._paused_reason,
             last_error=self._last_error,
             last_tick_at=self._last_tick_at,
+            failures=self._failures,
+            backoff=self._backoff,
         )
 
     def on_transition(self, callback: TransitionCallback) -> TransitionCallback:
-        """Call ``callback(event)`` after each persisted job transition, in order."""
+        """Call ``callback(event)`` after each persisted job transition, in order.
+
+        Plain and async callables both work; one that raises is logged and skipped.
+        Hooks run inside the tick: a slow hook slows the pipeline down.
+        """
         return self._manager.on_transition(callback)
 
     def wake(self) -> None:
-        """Start the next tick now instead of at the end of the current interval."""
+        """Start the next tick now instead of at the end of the current interval.
+
+        Ignored while the supervisor backs off after a failure.
+        """
         self._wake.set()
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise RuntimeError("this supervisor is already running")
+        self._reset_run_state()
+        self._reconciled = False
+        self._below_min_since = None
         await self._acquire_lease()
         stack = contextlib.AsyncExitStack()
         try:
             stack.push_async_callback(self._release_lease)
             group = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(group.cancel_scope.cancel)
-            group.start_soon(self._run)
-            group.start_soon(self._renew_lease_forever)
+            self._running = True
+            group.start_soon(self._run, name="asemantic batch supervisor loop")
+            group.start_soon(self._keep_lease, name="asemantic batch supervisor lease")
         except BaseException:
+            self._running = False
             await stack.aclose()
             raise
         self._stack = stack
-        self._running = True
         return self
 
     async def __aexit__(
@@ -179,107 +328,205 @@ class BatchSupervisor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        cancelled = exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class())
+        await self._shutdown(grace=not cancelled)
 
     async def aclose(self) -> None:
-        """Stop after the current step, release the lease; remote jobs keep running."""
+        """Stop after the current step (at most ``stop_timeout`` s), release the lease.
+
+        Remote jobs keep running; the next supervisor resumes them. Idempotent.
+        """
+        await self._shutdown(grace=True)
+
+    async def _shutdown(self, *, grace: bool) -> None:
         stack, self._stack = self._stack, None
+        if stack is None:
+            return
         self._stop.set()
         self._wake.set()
-        self._running = False
-        if stack is not None:
-            await stack.aclose()
+        try:
+            if grace and self._config.stop_timeout > 0:
+                with anyio.move_on_after(self._config.stop_timeout):
+                    await self._stopped.wait()
+        finally:
+            self._loop_scope.cancel()
+            self._keeper_scope.cancel()
+            try:
+                await stack.aclose()
+            finally:
+                self._running = False
+
+    # --- the lease --------------------------------------------------------------------
 
     async def _acquire_lease(self) -> None:
         deadline = time.monotonic() + self._config.lease_wait
         while True:
+            now = time.time()
             lease = await self._core.batch_jobs.acquire_lease(
-                self._owner, ttl=self._config.lease_ttl, now=time.time()
+                self._owner, ttl=self._config.lease_ttl, now=now
             )
             if lease.acquired:
+                self._lease_expires_at = lease.expires_at
                 return
-            wait = lease.expires_at - time.time()
-            if time.monotonic() + min(wait, 1.0) > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                until = datetime.fromtimestamp(lease.expires_at, UTC).isoformat(timespec="seconds")
                 raise SupervisorLeaseError(
-                    f"another supervisor ({lease.owner}) holds this database's lease for "
-                    f"{max(0.0, wait):.0f} more seconds; stop it or wait (lease_wait=)"
+                    f"another supervisor ({lease.owner}) holds this database's lease until "
+                    f"{until} ({max(0.0, lease.expires_at - now):.0f} s from now, unless it "
+                    "renews it); stop it first, or pass lease_wait= to wait for it"
                 )
-            await anyio.sleep(min(max(wait, 0.05), 1.0))
+            await anyio.sleep(min(left, _LEASE_POLL))
+
+    async def _renew_lease(self) -> bool:
+        """Renew the lease; False (and the loop stops) if another supervisor has it."""
+        lease = await self._core.batch_jobs.acquire_lease(
+            self._owner, ttl=self._config.lease_ttl, now=time.time()
+        )
+        if lease.acquired:
+            self._lease_expires_at = lease.expires_at
+            return True
+        self._lose_lease(lease.owner)
+        return False
+
+    def _lose_lease(self, holder: str) -> None:
+        logger.error("supervisor lease taken over by another supervisor; stopping")
+        self._last_error = f"the supervisor lease was taken over by {holder}; stopped"
+        self._lease_expires_at = 0.0
+        self._stop.set()
+        self._wake.set()
+        self._loop_scope.cancel()  # another supervisor owns the database now
+
+    async def _keep_lease(self) -> None:
+        with self._keeper_scope:
+            interval = self._config.lease_ttl / 3
+            while not self._stop.is_set():
+                with anyio.move_on_after(interval):
+                    await self._stop.wait()
+                if self._stop.is_set():
+                    return
+                try:
+                    if not await self._renew_lease():
+                        return
+                except Exception:  # noqa: BLE001 - retried; the loop also checks the lease
+                    logger.warning("supervisor lease renewal failed; retrying")
+
+    async def _ensure_lease(self) -> bool:
+        """Renew now if more than half of the lease's time is gone (see the module doc)."""
+        if self._lease_expires_at - time.time() > self._config.lease_ttl / 2:
+            return True
+        return await self._renew_lease()
 
     async def _release_lease(self) -> None:
-        with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(_RELEASE_TIMEOUT, shield=True):
             try:
                 await self._core.batch_jobs.release_lease(self._owner)
-            except StoreError:
+            except Exception:  # noqa: BLE001 - stopping anyway; the lease expires
                 logger.warning("could not release the supervisor lease; it will expire")
+        self._lease_expires_at = 0.0
 
-    async def _renew_lease_forever(self) -> None:
-        interval = self._config.lease_ttl / 3
-        while not self._stop.is_set():
-            with anyio.move_on_after(interval):
-                await self._stop.wait()
-            if self._stop.is_set():
-                return
-            try:
-                lease = await self._core.batch_jobs.acquire_lease(
-                    self._owner, ttl=self._config.lease_ttl, now=time.time()
-                )
-            except StoreError:
-                logger.warning("lease renewal failed; retrying")
-                continue
-            if not lease.acquired:
-                logger.error("supervisor lease lost to another process; stopping")
-                self._last_error = f"lease lost to {lease.owner}"
-                self._stop.set()
-                self._wake.set()
-                return
+    @contextlib.asynccontextmanager
+    async def _lease_for_one_tick(self) -> AsyncIterator[None]:
+        await self._acquire_lease()
+        try:
+            yield
+        finally:
+            await self._release_lease()
 
     # --- the loop ---------------------------------------------------------------------
 
     async def _run(self) -> None:
-        pause = 0.0
-        while not self._stop.is_set():
-            try:
-                await self.run_once()
-                pause = 0.0
-                self._paused_reason = None
-                delay = self._jittered(self._config.poll_interval)
-            except (AuthenticationError, StoreError) as exc:
-                pause = min(self._config.pause_max, max(self._config.pause_initial, pause * 2))
-                self._paused_reason = f"{type(exc).__name__}: {exc}"
-                self._last_error = self._paused_reason
-                logger.error("batch supervisor paused by a persistent failure")  # noqa: TRY400
-                delay = pause
-            except ProviderError as exc:
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                logger.warning("batch supervisor tick failed; retrying next tick")
-                delay = self._jittered(self._config.poll_interval)
-            except Exception as exc:
-                pause = min(self._config.pause_max, max(self._config.pause_initial, pause * 2))
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                self._paused_reason = self._last_error
-                logger.exception("batch supervisor tick failed unexpectedly")
-                delay = pause
-            self._tick_done.set()
-            self._tick_done = anyio.Event()
-            with anyio.move_on_after(delay):
-                await self._wake.wait()
-            self._wake = anyio.Event()
+        try:
+            with self._loop_scope:
+                while not self._stop.is_set():
+                    delay = await self._step()
+                    if self._stop.is_set():
+                        break
+                    self._finish_tick()
+                    with anyio.move_on_after(delay):
+                        await (self._stop if self._failures else self._wake).wait()
+                    self._wake = anyio.Event()
+        finally:
+            self._running = False
+            self._stop.set()
+            self._stopped.set()
+            self._finish_tick()
 
-    def _jittered(self, interval: float) -> float:
-        spread = interval * self._config.jitter
-        return max(0.0, interval + self._rng.uniform(-spread, spread))
+    def _finish_tick(self) -> None:
+        self._tick_done.set()
+        self._tick_done = anyio.Event()
+
+    async def _step(self) -> float:
+        """One guarded tick; returns the delay before the next one."""
+        try:
+            if not await self._ensure_lease():
+                return 0.0
+            async with self._tick_lock:
+                await self._tick(stoppable=True)
+        except Exception as exc:  # noqa: BLE001 - the tick boundary: judged, logged, paced
+            return self._after_failure(exc)
+        self._failures = 0
+        self._backoff = None
+        self._paused_reason = None
+        return jittered_delay(self._config.poll_interval, self._config.jitter, self._rng)
+
+    def _after_failure(self, exc: Exception) -> float:
+        cause = _root_cause(exc)
+        message = self._scrub(f"{type(cause).__name__}: {cause}")
+        self._failures += 1
+        self._last_error = message
+        extra = {"failures": self._failures, "error": type(cause).__name__}
+        if _is_transient(cause):
+            logger.warning("batch supervisor tick failed; backing off", extra=extra)
+        else:
+            first = self._paused_reason is None
+            self._paused_reason = message
+            if first and not isinstance(cause, AsemanticError):
+                logger.error("batch supervisor paused by an unexpected error", exc_info=cause)
+            elif first:
+                logger.error("batch supervisor paused by a persistent failure", extra=extra)
+            else:
+                logger.warning("batch supervisor still paused; backing off", extra=extra)
+        base = backoff_delay(
+            self._failures, initial=self._config.pause_initial, cap=self._config.pause_max
+        )
+        delay = jittered_delay(
+            max(self._config.poll_interval, base), self._config.jitter, self._rng
+        )
+        self._backoff = delay
+        return delay
+
+    def _scrub(self, text: str) -> str:
+        for secret in (self._keys.default, self._keys.batch):
+            value = secret.reveal()
+            if value:
+                text = text.replace(value, "***")
+        return text[:_MAX_MESSAGE]
 
     async def run_once(self) -> SyncReport:
-        """One tick: reconcile, flush, poll and apply, clean up."""
+        """One tick: reconcile, flush, poll and apply, clean up.
+
+        While the supervisor runs, this waits for the loop's tick in progress and then
+        runs one more. Outside the ``async with`` block it holds the lease for the tick
+        (raising :class:`SupervisorLeaseError` if another supervisor has it). Errors
+        propagate to the caller.
+        """
+        if self._running:
+            async with self._tick_lock:
+                return await self._tick(stoppable=False)
+        async with self._lease_for_one_tick(), self._tick_lock:
+            return await self._tick(stoppable=False)
+
+    async def _tick(self, *, stoppable: bool) -> SyncReport:
         manager = self._manager
-        if not self._reconciled:
+        if not self._reconciled or await self._core.batch_jobs.jobs((JobStatus.CREATED,)):
             await manager.reconcile()
             self._reconciled = True
-        elif await self._core.batch_jobs.jobs((JobStatus.CREATED,)):
-            await manager.reconcile()
-        await self._flush()
-        report = await manager.sync_status()
+        report = SyncReport()
+        if not (stoppable and self._stop.is_set()):
+            await self._flush()
+        if not (stoppable and self._stop.is_set()):
+            report = await manager.sync_status(max_concurrent=self._config.max_concurrent_jobs)
         self._ticks += 1
         self._last_tick_at = time.time()
         if report.auth_error is not None:
@@ -288,34 +535,64 @@ class BatchSupervisor:
 
     async def _flush(self) -> None:
         queued = len(await self._core.batch_jobs.queued_chunks())
+        if queued == 0:
+            self._below_min_since = None
+            return
         force = False
-        if 0 < queued < self._config.min_batch_size:
+        if queued < self._config.min_batch_size:
             now = time.monotonic()
-            self._below_min_since = self._below_min_since or now
+            if self._below_min_since is None:
+                self._below_min_since = now
             force = now - self._below_min_since >= self._config.max_wait
         else:
             self._below_min_since = None
-        if queued:
-            await self._manager.flush_queue(
-                min_size=self._config.min_batch_size,
-                max_size=self._config.max_batch_size,
-                force=force,
-            )
-            if force:
-                self._below_min_since = None
+        created = await self._manager.flush_queue(
+            min_size=self._config.min_batch_size,
+            max_size=self._config.max_batch_size,
+            force=force,
+        )
+        if created:
+            self._below_min_since = None
+
+    # --- waiting ----------------------------------------------------------------------
 
     async def wait_until_idle(self) -> None:
-        """Wait until no chunk is PENDING and no job is active.
+        """Wait until nothing is left to do: no chunk PENDING, no job active or uncleaned.
 
-        Bound the wait yourself: ``with anyio.fail_after(60): await sup.wait_until_idle()``.
+        It never speeds the loop up (call :meth:`wake` for that), and a queue smaller
+        than ``min_batch_size`` counts as work until ``max_wait`` flushes it. Raises
+        ``RuntimeError`` if the supervisor is not running, or stops while waiting
+        (its lease was taken over, or it was closed). Bound the wait yourself:
+        ``with anyio.fail_after(60): await supervisor.wait_until_idle()``.
         """
         while True:
-            counts = await self._core.store.count_chunks_by_status()
-            active = await self._core.batch_jobs.jobs(ACTIVE_STATUSES)
-            if not counts.get(EmbeddingStatus.PENDING.value) and not active:
+            tick = self._tick_done
+            if await self._idle():
                 return
             if not self._running:
-                raise RuntimeError("the supervisor is not running")
-            self.wake()
-            await self._tick_done.wait()
+                reason = f": {self._last_error}" if self._last_error else ""
+                raise RuntimeError(f"the supervisor is not running{reason}")
+            await tick.wait()
 
+    async def _idle(self) -> bool:
+        counts = await self._core.store.count_chunks_by_status()
+        if counts.get(EmbeddingStatus.PENDING.value):
+            return False
+        return not await self._core.batch_jobs.jobs(uncleaned=True)
+
+
+def _resolve_config(config: SupervisorConfig | None, overrides: dict[str, Any]) -> SupervisorConfig:
+    if config is None:
+        config = SupervisorConfig()
+    elif not isinstance(config, SupervisorConfig):
+        raise InvalidInputError(f"config must be a SupervisorConfig, not {type(config).__name__}")
+    if not overrides:
+        return config
+    known = {f.name for f in dataclasses.fields(SupervisorConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown supervisor setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    return dataclasses.replace(config, **overrides)

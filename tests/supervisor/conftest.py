@@ -1,0 +1,137 @@
+"""Fixtures: a SemanticCore on a real SQLite file, talking to the in-process emulator
+through the real google-genai SDK, and helpers to drive a supervisor quickly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from asemantic import (
+    CoreConfig,
+    GeminiSettings,
+    GoogleKeyring,
+    JobStatus,
+    SemanticCore,
+    SupervisorConfig,
+)
+from asemantic.adapters.gemini.client import RetryConfig
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.testing.emulator import GeminiEmulator
+
+DEFAULT_KEY = "sup-default-key-7f3a91"
+BATCH_KEY = "sup-batch-key-c04e28"
+
+OpenCore = Callable[..., Awaitable[SemanticCore]]
+
+
+def fast(**overrides: Any) -> SupervisorConfig:
+    """A supervisor config that ticks every few milliseconds."""
+    values: dict[str, Any] = {
+        "poll_interval": 0.01,
+        "jitter": 0.2,
+        "min_batch_size": 1,
+        "max_wait": 0.0,
+        "lease_ttl": 5.0,
+        "pause_initial": 0.02,
+        "pause_max": 0.1,
+        "stop_timeout": 2.0,
+    }
+    values.update(overrides)
+    return SupervisorConfig(**values)
+
+
+@pytest.fixture
+def emulator() -> GeminiEmulator:
+    return GeminiEmulator()
+
+
+@pytest.fixture
+def keys() -> GoogleKeyring:
+    return GoogleKeyring(DEFAULT_KEY, batch_key=BATCH_KEY)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "kb.db"
+
+
+@pytest.fixture
+async def open_core(
+    db_path: Path, keys: GoogleKeyring, emulator: GeminiEmulator
+) -> AsyncIterator[OpenCore]:
+    """Open cores on ``db_path`` (or another path); all are closed after the test."""
+    opened: list[SemanticCore] = []
+
+    async def factory(
+        path: Path | None = None,
+        *,
+        keyring: GoogleKeyring | None = None,
+        server: GeminiEmulator | None = None,
+    ) -> SemanticCore:
+        target = server or emulator
+        core = await SemanticCore.open(
+            path or db_path,
+            keys=keyring or keys,
+            config=CoreConfig(space=EmbeddingSpace(dimensions=768)),
+            gemini=GeminiSettings(
+                base_url=target.base_url,
+                transport=target.async_transport(),
+                retry=RetryConfig(attempts=2, initial_delay=0.001, max_delay=0.005, timeout=10.0),
+            ),
+        )
+        opened.append(core)
+        return core
+
+    yield factory
+    for core in reversed(opened):
+        await core.aclose()
+
+
+def corpus(n: int, *, words: int = 24) -> list[tuple[str, str]]:
+    """``n`` small distinct one-chunk documents (source, text)."""
+    topics = ["invoice", "refund", "vacation", "certificate", "outage", "onboarding"]
+    docs = []
+    for i in range(n):
+        topic = topics[i % len(topics)]
+        body = " ".join(f"{topic} word{i}x{j}" for j in range(words // 2))
+        docs.append((f"doc-{i}", f"# {topic.title()} note {i}\n\n{body}\n"))
+    return docs
+
+
+async def ingest(core: SemanticCore, n: int, *, start: int = 0) -> None:
+    for source, text in corpus(start + n)[start:]:
+        await core.ingest(text, source=source, mode="async")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, within: float = 10.0, every: float = 0.005
+) -> None:
+    """Wait until ``check()`` holds (the bound only stops a hung test)."""
+    with anyio.fail_after(within):
+        while not await check():  # noqa: ASYNC110 - polls state that has no event
+            await anyio.sleep(every)
+
+
+async def job_statuses(core: SemanticCore) -> list[JobStatus]:
+    return [job.status for job in await core.batch_jobs.jobs()]
+
+
+async def vector_counts(core: SemanticCore) -> tuple[int, int]:
+    rows = await core.store.fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
+    return int(rows[0][0]), int(rows[0][1])
+
+
+async def lease_row(core: SemanticCore) -> tuple[str, float] | None:
+    rows = await core.store.fetchall("SELECT owner, expires_at FROM supervisor_lease")
+    return (str(rows[0][0]), float(rows[0][1])) if rows else None
+
+
+async def keep_completing(emulator: GeminiEmulator, *, every: float = 0.005) -> None:
+    """Finish every remote job as soon as it exists (run in a helper task)."""
+    while True:
+        emulator.complete_all()
+        await anyio.sleep(every)

@@ -1,0 +1,155 @@
+"""At most one supervisor per database: the lease, its renewal, waiting and take-over."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from asemantic import BatchSupervisor, SemanticCore, SupervisorLeaseError
+from asemantic.testing.emulator import GeminiEmulator
+from tests.supervisor.conftest import (
+    OpenCore,
+    eventually,
+    fast,
+    ingest,
+    keep_completing,
+    lease_row,
+)
+
+
+async def _write_lease(core: SemanticCore, owner: str, expires_at: float) -> None:
+    async with core.store.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO supervisor_lease (id, owner, expires_at) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, "
+            "expires_at = excluded.expires_at",
+            (owner, expires_at),
+        )
+
+
+async def test_second_supervisor_is_refused_naming_the_holder(
+    open_core: OpenCore, db_path: Path
+) -> None:
+    first_core = await open_core()
+    second_core = await open_core(db_path)
+    with anyio.fail_after(10):
+        async with BatchSupervisor(first_core, fast(), owner="worker-a:1234"):
+            second = BatchSupervisor(second_core, fast(lease_wait=0), owner="worker-b")
+            with pytest.raises(SupervisorLeaseError, match=r"worker-a:1234") as caught:
+                await second.__aenter__()
+            assert "lease_wait" in str(caught.value)
+            assert not second.health.running
+            assert await lease_row(second_core) == await lease_row(first_core)
+            assert (await lease_row(second_core) or ("",))[0] == "worker-a:1234"
+        # the refused one opened nothing: the first one's exit leaves no lease behind
+        assert await lease_row(second_core) is None
+
+
+async def test_a_waiting_supervisor_takes_over_when_the_first_stops(
+    open_core: OpenCore, emulator: GeminiEmulator, db_path: Path
+) -> None:
+    first_core = await open_core()
+    second_core = await open_core(db_path)
+    await ingest(first_core, 3)
+    took_over = anyio.Event()
+
+    async def second_supervisor() -> None:
+        async with BatchSupervisor(second_core, fast(lease_wait=30), owner="second") as sup:
+            took_over.set()
+            await sup.wait_until_idle()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as group:
+            async with BatchSupervisor(first_core, fast(), owner="first"):
+                group.start_soon(second_supervisor)
+
+                async def holds() -> bool:
+                    row = await lease_row(first_core)
+                    return row is not None and row[0] == "first"
+
+                await eventually(holds)
+                await anyio.sleep(0.3)  # the second one is polling the lease meanwhile
+                assert not took_over.is_set()
+            group.start_soon(keep_completing, emulator)
+            await took_over.wait()
+            assert (await lease_row(first_core) or ("",))[0] == "second"
+
+            async def all_ready() -> bool:
+                return (await second_core.store.count_chunks_by_status())["READY"] == 3
+
+            await eventually(all_ready)
+            group.cancel_scope.cancel()
+    assert await lease_row(second_core) is None
+
+
+async def test_an_expired_lease_of_a_crashed_owner_is_taken_over(open_core: OpenCore) -> None:
+    core = await open_core()
+    await _write_lease(core, "crashed-host:99", time.time() - 5)
+    with anyio.fail_after(10):
+        async with BatchSupervisor(core, fast(lease_wait=0), owner="new") as supervisor:
+            assert supervisor.health.running
+            assert (await lease_row(core) or ("",))[0] == "new"
+    assert await lease_row(core) is None
+
+
+async def test_a_live_lease_is_waited_for_until_it_expires(open_core: OpenCore) -> None:
+    core = await open_core()
+    await _write_lease(core, "frozen-host:7", time.time() + 0.3)
+    with anyio.fail_after(10):
+        async with BatchSupervisor(core, fast(lease_wait=10), owner="patient"):
+            row = await lease_row(core)
+            assert row is not None and row[0] == "patient"
+
+
+async def test_lease_wait_gives_up_with_a_clear_error(open_core: OpenCore) -> None:
+    core = await open_core()
+    await _write_lease(core, "busy-host:8", time.time() + 60)
+    with anyio.fail_after(10), pytest.raises(SupervisorLeaseError, match="busy-host:8"):
+        async with BatchSupervisor(core, fast(lease_wait=0.1)):
+            pass
+    assert (await lease_row(core) or ("",))[0] == "busy-host:8"  # untouched
+
+
+async def test_the_lease_is_renewed_while_running(open_core: OpenCore) -> None:
+    core = await open_core()
+    with anyio.fail_after(10):
+        async with BatchSupervisor(core, fast(lease_ttl=0.3), owner="renewer"):
+            first = await lease_row(core)
+            assert first is not None
+
+            async def renewed() -> bool:
+                row = await lease_row(core)
+                return row is not None and row[0] == "renewer" and row[1] > first[1]
+
+            await eventually(renewed)
+
+
+async def test_a_lost_lease_stops_the_supervisor_and_says_why(
+    open_core: OpenCore, emulator: GeminiEmulator
+) -> None:
+    core = await open_core()
+    await ingest(core, 2)
+    with anyio.fail_after(10):
+        async with BatchSupervisor(core, fast(lease_ttl=0.3), owner="victim") as supervisor:
+
+            async def submitted() -> bool:
+                return bool(await core.batch_jobs.jobs())
+
+            await eventually(submitted)
+            await _write_lease(core, "usurper:1", time.time() + 60)
+
+            async def stopped() -> bool:
+                return not supervisor.health.running
+
+            await eventually(stopped)
+            health = supervisor.health
+            assert health.last_error is not None and "usurper:1" in health.last_error
+            with pytest.raises(RuntimeError, match="usurper:1"):
+                await supervisor.wait_until_idle()
+            with pytest.raises(SupervisorLeaseError, match="usurper:1"):
+                await supervisor.run_once()
+    # leaving does not delete the new holder's lease
+    assert (await lease_row(core) or ("",))[0] == "usurper:1"
