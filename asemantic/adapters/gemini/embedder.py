@@ -22,7 +22,7 @@ from asemantic.errors import ProviderError, StoreClosedError
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import EmbedRequest
 
-__all__ = ["MAX_TEXTS_PER_CALL", "GeminiEmbedder"]
+__all__ = ["GeminiEmbedder", "MAX_TEXTS_PER_CALL"]
 
 logger = logging.getLogger(__name__)
 
