@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from asemantic.adapters.gemini.client import RetryConfig
+from asemantic import RetryConfig
 from asemantic.cli.errors import CliError, ExitCode, KeyHint, from_exception, redact
 from asemantic.cli.output import Output
 from asemantic.config import CoreConfig, GeminiSettings

@@ -28,8 +28,8 @@ from asemantic.errors import (
 )
 
 __all__ = [
-    "EXIT_CODES_HELP",
     "CliError",
+    "EXIT_CODES_HELP",
     "ExitCode",
     "KeyHint",
     "from_exception",

@@ -30,6 +30,8 @@ __all__ = [
     "usd",
 ]
 
+PIPE_WIDTH = 160
+
 
 class Output:
     """Standard output (results) and standard error (notes) for one command."""
@@ -40,6 +42,9 @@ class Output:
         # soft_wrap: a long line stays one line (in a log or a pipe); tables still fit.
         self.console = Console(highlight=False, soft_wrap=True)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        if not self.console.is_terminal:
+            # A pipe or a log has no width; rich assumes 80 and would cut table cells.
+            self.console.width = max(self.console.width, PIPE_WIDTH)
 
     @property
     def interactive(self) -> bool:

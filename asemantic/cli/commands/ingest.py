@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.table import Table
 
 from asemantic.cli.context import AppContext, Need, json_option, pass_app
 from asemantic.cli.errors import CliError, ExitCode, KeyHint, from_exception
-from asemantic.cli.output import relative, tokens
+from asemantic.cli.output import Output, relative, tokens
 from asemantic.cli.progress import progress
 from asemantic.domain.documents import Document, IngestResult
 from asemantic.errors import AsemanticError, InvalidInputError
@@ -182,6 +183,21 @@ def _row(path: Path, result: IngestResult) -> dict[str, Any]:
     }
 
 
+def _table(out: Output, results: Sequence[tuple[Path, IngestResult]]) -> Table:
+    table = out.table("file", "chunks", "new", "pending", "unchanged", "mode")
+    for path, result in results:
+        unchanged = result.chunks_stored == 0 and result.chunks_removed == 0
+        table.add_row(
+            relative(str(path)),
+            str(result.chunks_stored + result.chunks_unchanged),
+            str(result.chunks_stored),
+            str(result.chunks_pending),
+            str(result.chunks_unchanged),
+            "unchanged" if unchanged else result.mode.value,
+        )
+    return table
+
+
 def _render(app: AppContext, results: Sequence[tuple[Path, IngestResult]], plan: FilePlan) -> None:
     rows = [_row(path, result) for path, result in results]
     totals = {
@@ -201,18 +217,7 @@ def _render(app: AppContext, results: Sequence[tuple[Path, IngestResult]], plan:
         )
         return
     if len(rows) <= MAX_TABLE_ROWS:
-        table = out.table("file", "chunks", "new", "pending", "unchanged", "mode")
-        for (path, result), row in zip(results, rows, strict=True):
-            unchanged = result.chunks_stored == 0 and result.chunks_removed == 0
-            table.add_row(
-                relative(str(path)),
-                str(result.chunks_stored + result.chunks_unchanged),
-                str(row["chunks_stored"]),
-                str(row["chunks_pending"]),
-                str(row["chunks_unchanged"]),
-                "unchanged" if unchanged else result.mode.value,
-            )
-        out.print(table)
+        out.print(_table(out, results))
     out.line(
         f"ingested {len(rows)} file(s) into {app.db}: {totals['chunks_stored']:,} new chunk(s)"
         f" ({totals['chunks_pending']:,} pending for the Batch API),"
