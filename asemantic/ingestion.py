@@ -37,7 +37,13 @@ from asemantic.errors import InputFileError, InvalidInputError, MissingBatchKeyE
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import DocumentWrite, Embedder, EmbedRequest, Store
 
-__all__ = ["MARKDOWN_SUFFIXES", "TEXT_SUFFIXES", "Ingestor", "PreparedDocument", "read_document"]
+__all__ = [
+    "Ingestor",
+    "MARKDOWN_SUFFIXES",
+    "PreparedDocument",
+    "TEXT_SUFFIXES",
+    "read_document",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -80,10 +80,10 @@ from asemantic.testing.emulator.transport import EmulatorAsyncTransport, Emulato
 from asemantic.testing.emulator.wire import DEFAULT_BASE_URL, EmulatorRequest, EmulatorResponse
 
 __all__ = [
-    "DEFAULT_BASE_URL",
-    "ENDPOINTS",
     "BatchInfo",
     "Clock",
+    "DEFAULT_BASE_URL",
+    "ENDPOINTS",
     "EmulatorAsyncTransport",
     "EmulatorRequest",
     "EmulatorResponse",

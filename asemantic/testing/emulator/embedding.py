@@ -21,10 +21,10 @@ from asemantic.testing.lexical import lexical_features
 
 __all__ = [
     "DEFAULT_DIMENSIONS",
+    "EmbedSpec",
     "MAX_DIMENSIONS",
     "MAX_TOKENS",
     "MIN_DIMENSIONS",
-    "EmbedSpec",
     "RequestProblem",
     "embedding_values",
     "model_name",

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
-    "ENDPOINTS",
     "AnyFault",
+    "ENDPOINTS",
     "Fault",
     "FaultScript",
     "JobFault",

@@ -9,8 +9,8 @@ from typing import Any
 from asemantic.testing.emulator.wire import EmulatorResponse
 
 __all__ = [
-    "STATUS_NAMES",
     "ApiError",
+    "STATUS_NAMES",
     "api_key_invalid",
     "bad_request",
     "error_for_status",

@@ -17,7 +17,6 @@ from typing import Any
 from asemantic.testing.emulator.faults import JobPlan
 
 __all__ = [
-    "TERMINAL_STATES",
     "BatchInfo",
     "BatchRecord",
     "EmulatorConfig",
@@ -26,6 +25,7 @@ __all__ = [
     "InputItem",
     "Leftovers",
     "Store",
+    "TERMINAL_STATES",
     "UploadSession",
 ]
 
