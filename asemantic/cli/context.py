@@ -197,7 +197,11 @@ class AppContext:
         if isinstance(leaf, AsemanticError):
             return from_exception(leaf, key_hint=self.key_hint, secrets=self.secrets)
         if isinstance(leaf, OSError):
-            return CliError(redact(str(leaf), self.secrets), code=ExitCode.FAILURE)
+            return CliError(
+                redact(str(leaf), self.secrets),
+                code=ExitCode.FAILURE,
+                hint="check the path, its permissions and the free disk space",
+            )
         if not isinstance(leaf, Exception):
             return exc  # SystemExit and friends
         if self.verbose:

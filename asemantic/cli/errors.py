@@ -108,7 +108,11 @@ _RULES: tuple[_Rule, ...] = (
         "pass the --dimensions the database was built with, or use another --db",
     ),
     _Rule(SchemaVersionError, ExitCode.DATABASE, "upgrade asemantic to open this database"),
-    _Rule(ExtensionLoadingUnavailableError, ExitCode.DATABASE, None),
+    _Rule(
+        ExtensionLoadingUnavailableError,
+        ExitCode.DATABASE,
+        "this Python cannot load SQLite extensions; see the message for the fix",
+    ),
     _Rule(StoreError, ExitCode.DATABASE, "check the --db path and that it is a database"),
     _Rule(InvalidInputError, ExitCode.USAGE, "nothing was written; fix the input and retry"),
     _Rule(
@@ -116,7 +120,7 @@ _RULES: tuple[_Rule, ...] = (
         ExitCode.FAILURE,
         "only one supervisor may run per database; stop the other one first",
     ),
-    _Rule(AsemanticError, ExitCode.FAILURE, None),
+    _Rule(AsemanticError, ExitCode.FAILURE, "run with -v for details"),
 )
 
 
@@ -138,9 +142,13 @@ def from_exception(
     )
 
 
+MIN_REDACTED_LENGTH = 6
+"""Shorter "keys" (``a``, test values) are no secret, and replacing them would mangle text."""
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret replaced by ``***`` (defence in depth)."""
     for secret in secrets:
-        if secret:
+        if len(secret) >= MIN_REDACTED_LENGTH:
             text = text.replace(secret, "***")
     return text

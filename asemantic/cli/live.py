@@ -28,7 +28,7 @@ from asemantic.cli.output import Output, count_line, short_id
 from asemantic.core import SemanticCore
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.events import TransitionEvent
-from asemantic.domain.jobs import ACTIVE_STATUSES, JobStatus
+from asemantic.domain.jobs import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus
 
 __all__ = [
     "CHUNK_ORDER",
@@ -60,14 +60,16 @@ class Snapshot:
     jobs: Mapping[str, int]
     ticks: int
     paused: str | None
+    uncleaned: int = 0
+    """Finished jobs whose remote files and job are not deleted yet."""
 
     def key(self) -> tuple[object, ...]:
         return (tuple(self.chunks.items()), tuple(self.jobs.items()), self.paused)
 
 
 def is_idle(snapshot: Snapshot) -> bool:
-    """No chunk PENDING and no job CREATED, SUBMITTED or PROCESSING."""
-    if snapshot.chunks.get(EmbeddingStatus.PENDING.value, 0):
+    """No chunk PENDING, no job CREATED, SUBMITTED or PROCESSING, nothing left remotely."""
+    if snapshot.chunks.get(EmbeddingStatus.PENDING.value, 0) or snapshot.uncleaned:
         return False
     return not any(snapshot.jobs.get(status.value, 0) for status in ACTIVE_STATUSES)
 
@@ -109,6 +111,7 @@ class PipelineView:
         self._printed: tuple[object, ...] | None = None
         self._live: Live | None = None
         self._idle = anyio.Event()
+        self._halted = anyio.Event()
         self.events: list[dict[str, Any]] = []
 
     @classmethod
@@ -155,16 +158,20 @@ class PipelineView:
     async def refresh(self, core: SemanticCore, supervisor: BatchSupervisor | None) -> Snapshot:
         """Read the counts now; print a status line if they changed (plain and JSON)."""
         stats = await core.stats()
+        finished = await core.batch_jobs.jobs(TERMINAL_STATUSES, uncleaned=True)
         health = supervisor.health if supervisor is not None else None
         snapshot = Snapshot(
             chunks={k: int(stats.chunks.get(k, 0)) for k in CHUNK_ORDER},
             jobs={k: int(stats.jobs.get(k, 0)) for k in JOB_ORDER},
             ticks=health.ticks if health else 0,
             paused=health.paused_reason if health else None,
+            uncleaned=len(finished),
         )
         self._snapshot = snapshot
         if is_idle(snapshot):
             self._idle.set()
+        if health is not None and not health.running:
+            self._halted.set()
         if snapshot.key() != self._printed:
             self._printed = snapshot.key()
             self._show_status(snapshot)
@@ -211,6 +218,10 @@ class PipelineView:
         polling keeps the supervisor's own pace (``running`` refreshes the counts).
         """
         await self._idle.wait()
+
+    async def wait_halted(self) -> None:
+        """Wait until a refresh finds that the supervisor stopped by itself (lost lease)."""
+        await self._halted.wait()
 
     # --- running ----------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Progress for long work, on standard error.
 
 On a terminal: a rich progress bar or spinner that disappears when done. In a pipe or
-a log: plain lines, a few of them (each tenth of the way, or every few seconds), no
-ANSI codes and no spinners. With ``--json`` in a pipe: nothing at all.
+a log: plain lines, a few of them (each tenth of the way, or every few seconds, and
+none for fewer than ten items), no ANSI codes and no spinners. With ``--json`` in a
+pipe: nothing at all.
 """
 
 from __future__ import annotations

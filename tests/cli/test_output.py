@@ -109,13 +109,13 @@ def test_collect_files(docs: Path) -> None:
         (StoreError("disk I/O error"), ExitCode.DATABASE),
         (InputFileError("a.pdf: unsupported"), ExitCode.USAGE),
         (SupervisorLeaseError("held"), ExitCode.FAILURE),
-        (RuntimeError("boom"), ExitCode.FAILURE),
+        (RuntimeError("kaboom!"), ExitCode.FAILURE),
     ],
 )
 def test_exit_code_mapping(error: Exception, code: ExitCode) -> None:
-    failure = from_exception(error, key_hint=KeyHint.BATCH, secrets=["boom"])
+    failure = from_exception(error, key_hint=KeyHint.BATCH, secrets=["kaboom!"])
     assert failure.code is code and failure.hint
-    assert "boom" not in failure.message
+    assert "kaboom!" not in failure.message
     if code is ExitCode.AUTH and not isinstance(error, MissingBatchKeyError):
         assert failure.hint == KeyHint.BATCH.value
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -11,7 +12,7 @@ import click
 
 from asemantic.batch.supervisor import BatchSupervisor, SupervisorConfig
 from asemantic.cli.context import AppContext, Need, json_option, pass_app
-from asemantic.cli.errors import KeyHint
+from asemantic.cli.errors import CliError, ExitCode, KeyHint
 from asemantic.cli.live import PipelineView, Snapshot
 from asemantic.cli.progress import status as spinner
 from asemantic.cli.signals import stop_on_signals
@@ -88,6 +89,12 @@ async def _supervise(app: AppContext, config: SupervisorConfig, *, until_idle: b
                 _announce(app, config)
                 async with view.running(core, supervisor):
                     reason = await _wait(view, stop, until_idle=until_idle)
+                if reason == "halted":
+                    raise CliError(
+                        f"the supervisor stopped: {supervisor.health.last_error or 'unknown'}",
+                        code=ExitCode.FAILURE,
+                        hint="another supervisor may have taken over this database's lease",
+                    )
         snapshot = await view.refresh(core, None)
         remote = await core.batch_jobs.jobs((JobStatus.SUBMITTED, JobStatus.PROCESSING))
         return _Outcome(reason=reason, running_remotely=len(remote), snapshot=snapshot)
@@ -105,22 +112,21 @@ def _announce(app: AppContext, config: SupervisorConfig) -> None:
 
 
 async def _wait(view: PipelineView, stop: asyncio.Event, *, until_idle: bool) -> str:
-    if not until_idle:
-        await stop.wait()
-        return "signal"
-    reason = "signal"
+    """Why the wait ended: ``signal``, ``idle`` or ``halted`` (the supervisor stopped)."""
+    waiters: dict[str, Callable[[], Awaitable[object]]] = {
+        "signal": stop.wait,
+        "halted": view.wait_halted,
+    }
+    if until_idle:
+        waiters["idle"] = view.wait_idle
+    reasons: list[str] = []
+
+    async def watch(reason: str, wait: Callable[[], Awaitable[object]]) -> None:
+        await wait()
+        reasons.append(reason)
+        group.cancel_scope.cancel()
+
     async with anyio.create_task_group() as group:
-
-        async def idle() -> None:
-            nonlocal reason
-            await view.wait_idle()
-            reason = "idle"
-            group.cancel_scope.cancel()
-
-        async def signalled() -> None:
-            await stop.wait()
-            group.cancel_scope.cancel()
-
-        group.start_soon(idle)
-        group.start_soon(signalled)
-    return reason
+        for reason, wait in waiters.items():
+            group.start_soon(watch, reason, wait)
+    return reasons[0]
