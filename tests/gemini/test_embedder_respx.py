@@ -188,3 +188,13 @@ async def test_other_4xx_is_a_request_error_and_wrong_dimensions_refused(
     with pytest.raises(Exception, match="dimensions"):
         await embedder.embed_query("x")
     await embedder.aclose()
+
+
+@respx.mock
+async def test_a_failing_call_among_many_raises_plainly(http: httpx.AsyncClient) -> None:
+    body = {"error": {"code": 403, "message": "Permission denied", "status": "PERMISSION_DENIED"}}
+    respx.post(URL).mock(return_value=httpx.Response(403, json=body))
+    embedder = _embedder(http)
+    with pytest.raises(AuthenticationError):  # not an ExceptionGroup
+        await embedder.embed_documents([EmbedRequest(text=str(i)) for i in range(250)])
+    await embedder.aclose()

@@ -18,7 +18,7 @@ from asemantic.adapters.gemini.client import (
 )
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.vectors import normalize
-from asemantic.errors import ProviderError, StoreClosedError
+from asemantic.errors import AsemanticError, ProviderError, StoreClosedError
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import EmbedRequest
 
@@ -100,9 +100,14 @@ class GeminiEmbedder:
             for i, vector in zip(indexes, vectors, strict=True):
                 results[i] = vector
 
-        async with asyncio.TaskGroup() as group:
-            for title, indexes in calls:
-                group.create_task(run(title, indexes))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for title, indexes in calls:
+                    group.create_task(run(title, indexes))
+        except* AsemanticError as errors:
+            # One call failed (the others were cancelled): raise it as itself, so
+            # ``except AuthenticationError`` works for callers.
+            raise errors.exceptions[0] from None
         return [vector for vector in results if vector is not None]
 
     async def embed_query(self, text: str) -> bytes:
