@@ -235,3 +235,21 @@ async def test_scan_is_used_when_the_probe_fails(
             embedder.vector("red fox"), k=1, filters=SearchFilters(sources=["b"])
         )
         assert [h.source for h in hits] == ["b"]
+
+
+async def test_filtered_search_reads_the_partial_index(
+    corpus: SqliteStore, embedder: LexicalEmbedder
+) -> None:
+    """The matching chunk ids come from chunks_ready_document, not the wide rows."""
+    from asemantic.adapters.sqlite.search import build_search
+
+    sql, params = build_search(
+        embedder.vector("x"),
+        k=3,
+        filters=SearchFilters(sources=["cats.md"]),
+        prefilter=corpus._prefilter,
+    )
+    plan = " | ".join(
+        str(row[-1]) for row in await corpus.fetchall("EXPLAIN QUERY PLAN " + sql, params)
+    )
+    assert "COVERING INDEX chunks_ready_document" in plan

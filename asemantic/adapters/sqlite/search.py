@@ -38,6 +38,9 @@ _COLUMNS = (
     "knn.distance, d.metadata_json"
 )
 _JOIN = "JOIN chunks c ON c.id = knn.chunk_id JOIN documents d ON d.id = c.document_id"
+# Documents first (CROSS JOIN keeps that order), then their READY chunks through the
+# partial index chunks_ready_document, never reading the wide chunk rows.
+_MATCHING = "FROM documents d CROSS JOIN chunks c ON c.document_id = d.id"
 
 
 def check_k(k: object) -> int:
@@ -104,15 +107,14 @@ def build_search(
     if prefilter:
         sql = (
             "WITH knn AS (SELECT rowid AS chunk_id, distance FROM vec_chunks "
-            "WHERE embedding MATCH ? AND k = ? AND rowid IN (SELECT c.id FROM chunks c "
-            f"JOIN documents d ON d.id = c.document_id WHERE {where})) "
+            f"WHERE embedding MATCH ? AND k = ? AND rowid IN (SELECT c.id {_MATCHING} "
+            f"WHERE {where})) "
             f"SELECT {_COLUMNS} FROM knn {_JOIN} ORDER BY knn.distance, c.id"
         )
         return sql, [query, k, *params]
     sql = (
         "WITH knn AS (SELECT c.id AS chunk_id, vec_distance_cosine(v.embedding, ?) AS distance "
-        "FROM chunks c JOIN documents d ON d.id = c.document_id "
-        f"JOIN vec_chunks v ON v.rowid = c.id WHERE {where} "
+        f"{_MATCHING} JOIN vec_chunks v ON v.rowid = c.id WHERE {where} "
         "ORDER BY distance, c.id LIMIT ?) "
         f"SELECT {_COLUMNS} FROM knn {_JOIN} ORDER BY knn.distance, c.id"
     )
