@@ -268,7 +268,7 @@ class SqliteStore:
         if not mapping:
             return 0
         check_blobs(mapping.items(), self._space)
-        return await self._in_transaction(lambda conn: self.apply_vectors(conn, mapping))
+        return await self._in_transaction(lambda conn: vec_sql.apply(conn, mapping, now=utc_now()))
 
     async def apply_vectors(self, conn: aiosqlite.Connection, mapping: Mapping[int, bytes]) -> int:
         """:meth:`bulk_update_vectors` inside the caller's :meth:`transaction`.
