@@ -1,0 +1,231 @@
+"""Robustness: the contracts under concurrency, local faults, bad input and key leaks.
+
+Every core here talks to the Gemini emulator through the real google-genai SDK (in
+process, or over loopback where the real HTTP stack matters) and keeps its data in a
+real SQLite file. The two keys are distinctive canaries, so any test may scan for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from asemantic import (
+    CoreConfig,
+    GeminiSettings,
+    GoogleKeyring,
+    JobStatus,
+    RetryConfig,
+    SemanticCore,
+    SupervisorConfig,
+)
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.testing.emulator import GeminiEmulator
+from asemantic.testing.emulator.rpc import api_key_invalid
+from asemantic.testing.emulator.wire import EmulatorResponse
+
+DEFAULT_KEY = "AIzaDEFAULT-LEAK-CANARY-1"
+BATCH_KEY = "AIzaBATCH-LEAK-CANARY-2"
+SPACE = EmbeddingSpace(dimensions=768)
+TABLES = (
+    "documents",
+    "chunks",
+    "vec_chunks",
+    "batch_jobs",
+    "batch_job_transitions",
+    "usage_ledger",
+    "supervisor_lease",
+)
+
+OpenCore = Callable[..., Awaitable[SemanticCore]]
+
+
+class RevocableEmulator(GeminiEmulator):
+    """The emulator, plus keys that can be revoked (and restored) between two calls.
+
+    The emulator only takes a fixed ``api_keys`` list at construction; a revoked key
+    gets the same 400 API_KEY_INVALID answer an unknown key gets.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._revoked: set[str] = set()
+
+    def revoke(self, key: str) -> None:
+        self._revoked.add(self.key_fingerprint(key))
+
+    def restore(self, key: str) -> None:
+        self._revoked.discard(self.key_fingerprint(key))
+
+    def _authorise(self, key: str | None) -> EmulatorResponse | None:
+        if key and self.key_fingerprint(key) in self._revoked:
+            return api_key_invalid().response()
+        return super()._authorise(key)
+
+
+def fast_retry(**overrides: Any) -> RetryConfig:
+    values: dict[str, Any] = {
+        "attempts": 3,
+        "initial_delay": 0.001,
+        "max_delay": 0.01,
+        "timeout": 10.0,
+    }
+    values.update(overrides)
+    return RetryConfig(**values)
+
+
+def fast_supervisor(**overrides: Any) -> SupervisorConfig:
+    """A supervisor config that ticks every few milliseconds."""
+    values: dict[str, Any] = {
+        "poll_interval": 0.01,
+        "jitter": 0.2,
+        "min_batch_size": 1,
+        "max_wait": 0.0,
+        "lease_ttl": 5.0,
+        "pause_initial": 0.02,
+        "pause_max": 0.1,
+        "stop_timeout": 2.0,
+    }
+    values.update(overrides)
+    return SupervisorConfig(**values)
+
+
+@pytest.fixture
+def emulator() -> RevocableEmulator:
+    return RevocableEmulator()
+
+
+@pytest.fixture
+def keys() -> GoogleKeyring:
+    return GoogleKeyring(DEFAULT_KEY, batch_key=BATCH_KEY)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "kb.db"
+
+
+@pytest.fixture
+async def open_core(
+    db_path: Path, keys: GoogleKeyring, emulator: RevocableEmulator
+) -> AsyncIterator[OpenCore]:
+    """Open cores (on ``db_path`` by default); all are closed after the test."""
+    opened: list[SemanticCore] = []
+
+    async def factory(
+        path: Path | None = None,
+        *,
+        keyring: GoogleKeyring | None = None,
+        gemini: GeminiSettings | None = None,
+        config: CoreConfig | None = None,
+    ) -> SemanticCore:
+        core = await SemanticCore.open(
+            path or db_path,
+            keys=keyring or keys,
+            config=config or CoreConfig(space=SPACE),
+            gemini=gemini
+            or GeminiSettings(
+                base_url=emulator.base_url,
+                transport=emulator.async_transport(),
+                retry=fast_retry(),
+            ),
+        )
+        opened.append(core)
+        return core
+
+    yield factory
+    for core in reversed(opened):
+        await core.aclose()
+
+
+def corpus(
+    n: int, *, start: int = 0, words: int = 24, prefix: str = "doc"
+) -> list[tuple[str, str]]:
+    """``n`` small distinct one-chunk documents (source, text)."""
+    topics = ["invoice", "refund", "vacation", "certificate", "outage", "onboarding"]
+    docs = []
+    for i in range(start, start + n):
+        topic = topics[i % len(topics)]
+        body = " ".join(f"{topic} word{i}x{j}" for j in range(words // 2))
+        docs.append((f"{prefix}-{i}", f"# {topic.title()} note {i}\n\n{body}\n"))
+    return docs
+
+
+async def count(core: SemanticCore, table: str) -> int:
+    return int((await core.store.fetchall(f"SELECT COUNT(*) FROM {table}"))[0][0])
+
+
+async def table_counts(core: SemanticCore) -> dict[str, int]:
+    return {table: await count(core, table) for table in TABLES}
+
+
+async def vector_counts(core: SemanticCore) -> tuple[int, int]:
+    rows = await core.store.fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
+    return int(rows[0][0]), int(rows[0][1])
+
+
+async def batch_texts_applied(core: SemanticCore) -> int:
+    """Texts the usage ledger says batch results embedded (each applied result once)."""
+    rows = await core.store.fetchall(
+        "SELECT COALESCE(SUM(texts), 0) FROM usage_ledger WHERE route = 'batch'"
+    )
+    return int(rows[0][0])
+
+
+async def drain(core: SemanticCore, emulator: GeminiEmulator, *, rounds: int = 12) -> None:
+    """Drive the batch pipeline by hand until nothing is pending, active or uncleaned."""
+    manager = core.batch_manager
+    for _ in range(rounds):
+        await manager.reconcile()
+        await manager.flush_queue(min_size=1)
+        emulator.complete_all()
+        await manager.sync_status()
+        counts = await core.store.count_chunks_by_status()
+        if not counts["PENDING"] and not await core.batch_jobs.jobs(uncleaned=True):
+            return
+    raise AssertionError("the batch pipeline did not settle")
+
+
+async def check_contracts(core: SemanticCore, emulator: GeminiEmulator | None = None) -> None:
+    """Contracts 1, 2 and 4 on the file as it is now (and 3, given the emulator)."""
+    assert await core.store.integrity_check() == "ok"
+    ready = (await core.store.count_chunks_by_status())["READY"]
+    assert await vector_counts(core) == (ready, ready)
+    finished = (JobStatus.COMPLETED.value, JobStatus.FAILED.value)
+    stuck = await core.store.fetchall(
+        "SELECT COUNT(*) FROM chunks c JOIN batch_jobs j ON j.id = c.batch_job_id "
+        "WHERE c.embedding_status = 'PENDING' AND j.status IN (?, ?)",
+        finished,
+    )
+    assert stuck[0][0] == 0, "PENDING chunks inside a finished job"
+    failed = await core.store.fetchall(
+        "SELECT COUNT(*) FROM chunks WHERE embedding_status = 'FAILED' "
+        "AND (error_message IS NULL OR error_message = '')"
+    )
+    assert failed[0][0] == 0, "a FAILED chunk without a reason"
+    if emulator is not None:
+        assert not emulator.remote_leftovers()
+
+
+def successful_creates(emulator: GeminiEmulator) -> int:
+    return sum(1 for r in emulator.requests_to("batches.create") if r.status == 200)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, within: float = 20.0, every: float = 0.01
+) -> None:
+    """Wait until ``check()`` holds (the bound only stops a hung test)."""
+    with anyio.fail_after(within):
+        while not await check():  # noqa: ASYNC110 - polls state that has no event
+            await anyio.sleep(every)
+
+
+async def keep_completing(emulator: GeminiEmulator, *, every: float = 0.005) -> None:
+    """Finish every remote job as soon as it exists (run in a helper task)."""
+    while True:
+        emulator.complete_all()
+        await anyio.sleep(every)
