@@ -8,21 +8,25 @@ medians of 3 repeats (2 with ``--quick``).
 1. :func:`~asemantic.adapters.gemini.results.iter_result_slices` on a file on disk, in
    lines/s, against the naive way (stdlib ``json.loads`` per line, ``struct.pack`` of
    every float; target: at least 4x) and against a floor (``orjson.loads`` and
-   ``struct.pack``, no checks; informational).
+   ``struct.pack``, no checks; informational). The two baselines read at most the
+   file's first 150 MB (at 3,072 dimensions, its first ~3,900 lines): their rates are
+   per line, and the naive way would otherwise take a third of the run.
 2. End to end: :meth:`GeminiBatchClient.retrieve_results` (SDK download to a temp file,
    then parsing in a worker thread) against the in-process emulator, same file, same
    naive baseline.
 3. Memory, each size in a fresh process (:mod:`benchmarks._memprobe`): the peak RSS
    while parsing 1,000 and 10,000 lines at 3,072 dimensions (500 and 2,000 with
    ``--quick``) from a file on disk, and the peak RSS of ``retrieve_results``
-   downloading the emulator's own result files over loopback HTTP (real streaming,
-   no in-memory body). Target: flat, the bigger file within 16 MiB of the smaller.
+   downloading the emulator's own 768-dimension result files over loopback HTTP
+   (real streaming, no in-memory body; the emulator's sparse vectors keep its run
+   short). Target: flat, the bigger file within 16 MiB of the smaller.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import struct
@@ -56,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAIVE = "json.loads + struct.pack"
 FLOOR = "orjson.loads + struct.pack, no checks"
 FLAT_SLACK_MIB = 16.0
+BASELINE_BYTES = 150e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,7 @@ def sizes_for(quick: bool) -> Sizes:
 
 
 def time_asemantic(path: Path, keys: set[str], dims: int) -> float:
+    """Lines per second of :func:`iter_result_slices` over the whole file."""
     counts = ResultCounts()
     start = time.perf_counter()
     with path.open("rb") as stream:
@@ -83,64 +89,72 @@ def time_asemantic(path: Path, keys: set[str], dims: int) -> float:
     elapsed = time.perf_counter() - start
     if counts.succeeded != len(keys):
         raise RuntimeError(f"parsed {counts.succeeded} of {len(keys)} lines")
-    return elapsed
+    return len(keys) / elapsed
 
 
-def time_naive(path: Path) -> float:
-    """The naive way: stdlib json per line, struct.pack of every float."""
+def time_naive(path: Path, limit: int) -> float:
+    """Lines per second of the naive way: stdlib json per line, struct.pack of every float."""
     start = time.perf_counter()
     with path.open("rb") as stream:
-        for line in stream:
+        for line in itertools.islice(stream, limit):
             values = json.loads(line)["response"]["embedding"]["values"]
             struct.pack(f"<{len(values)}f", *values)
-    return time.perf_counter() - start
+    return limit / (time.perf_counter() - start)
 
 
-def time_floor(path: Path) -> float:
-    """The least work that turns a line into a float32 blob (no key, no checks)."""
+def time_floor(path: Path, limit: int) -> float:
+    """Lines per second of the least work that makes a float32 blob (no key, no checks)."""
     start = time.perf_counter()
     with path.open("rb") as stream:
-        for line in stream:
+        for line in itertools.islice(stream, limit):
             values = orjson.loads(line)["response"]["embedding"]["values"]
             struct.pack(f"<{len(values)}f", *values)
-    return time.perf_counter() - start
+    return limit / (time.perf_counter() - start)
 
 
 @dataclass(frozen=True, slots=True)
-class ParseTimes:
+class ParseRates:
+    """Lines per second (medians)."""
+
     asemantic: float
     naive: float
     floor: float
+    baseline_lines: int
 
 
-def measure_parse(path: Path, keys: set[str], dims: int, repeats: int) -> ParseTimes:
-    """Medians of ``repeats`` rounds; each round times all three, so load shifts hit all."""
-    runs: list[tuple[float, float, float]] = [
-        (time_asemantic(path, keys, dims), time_naive(path), time_floor(path))
+def measure_parse(path: Path, keys: set[str], dims: int, repeats: int) -> ParseRates:
+    """Medians of ``repeats`` rounds; each round times all three, so load shifts hit all.
+
+    The baselines read at most the file's first ``BASELINE_BYTES`` (see the module doc).
+    """
+    line_bytes = path.stat().st_size / len(keys)
+    limit = min(len(keys), max(1, int(BASELINE_BYTES / line_bytes)))
+    runs = [
+        (time_asemantic(path, keys, dims), time_naive(path, limit), time_floor(path, limit))
         for _ in range(repeats)
     ]
-    return ParseTimes(
+    return ParseRates(
         asemantic=statistics.median(r[0] for r in runs),
         naive=statistics.median(r[1] for r in runs),
         floor=statistics.median(r[2] for r in runs),
+        baseline_lines=limit,
     )
 
 
-def parse_rows(times: ParseTimes, lines: int, dims: int, megabytes: float) -> list[Row]:
-    figure = lines / times.asemantic
+def parse_rows(rates: ParseRates, lines: int, dims: int, megabytes: float) -> list[Row]:
     name = f"iter_result_slices {lines:,} lines x {dims}d ({megabytes:.0f} MB)"
-    ratio_to_naive = times.naive / times.asemantic
+    first = "" if rates.baseline_lines == lines else f" (first {rates.baseline_lines:,} lines)"
     return [
         row(
             name,
-            figure,
+            rates.asemantic,
             "lines/s",
-            baseline=NAIVE,
-            baseline_figure=lines / times.naive,
+            baseline=NAIVE + first,
+            baseline_figure=rates.naive,
             target=">= 4x baseline",
-            met=ratio_to_naive >= 4.0,
+            met=rates.asemantic >= 4.0 * rates.naive,
         ),
-        row(name, figure, "lines/s", baseline=FLOOR, baseline_figure=lines / times.floor),
+        row(name, rates.asemantic, "lines/s", baseline=FLOOR + first, baseline_figure=rates.floor),
     ]
 
 
@@ -203,17 +217,20 @@ async def time_retrieve(job: EmulatedJob, keys: set[str], dims: int) -> float:
     return elapsed
 
 
-def retrieve_row(job: EmulatedJob, keys: set[str], dims: int, naive: float, repeats: int) -> Row:
+def retrieve_row(
+    job: EmulatedJob, keys: set[str], dims: int, rates: ParseRates, repeats: int
+) -> Row:
     elapsed = median_time(repeats, lambda: asyncio.run(time_retrieve(job, keys, dims)))
     lines = len(keys)
+    first = "" if rates.baseline_lines == lines else f" (first {rates.baseline_lines:,} lines)"
     return row(
         f"retrieve_results {lines:,} lines x {dims}d (in-process emulator)",
         lines / elapsed,
         "lines/s",
-        baseline=NAIVE,
-        baseline_figure=lines / naive,
+        baseline=NAIVE + first,
+        baseline_figure=rates.naive,
         target=">= 4x baseline",
-        met=naive / elapsed >= 4.0,
+        met=lines / elapsed >= 4.0 * rates.naive,
     )
 
 
@@ -224,9 +241,9 @@ def bench_dims(workdir: Path, job: EmulatedJob, dims: int, sizes: Sizes) -> list
     path.write_bytes(body)
     job.transport.register(job.output_file, body)
     keys = set(keys_list)
-    times = measure_parse(path, keys, dims, sizes.repeats)
-    rows = parse_rows(times, sizes.lines, dims, len(body) / 1e6)
-    rows.append(retrieve_row(job, keys, dims, times.naive, sizes.repeats))
+    rates = measure_parse(path, keys, dims, sizes.repeats)
+    rows = parse_rows(rates, sizes.lines, dims, len(body) / 1e6)
+    rows.append(retrieve_row(job, keys, dims, rates, sizes.repeats))
     path.unlink()
     return rows
 
@@ -314,7 +331,7 @@ def run(quick: bool) -> list[Row]:
         for dims in (768, 3072):
             rows.extend(bench_dims(workdir, job, dims, sizes))
         rows.append(parse_memory_row(workdir, 3072, sizes.memory_lines))
-        rows.append(retrieve_memory_row(3072, sizes.memory_lines))
+        rows.append(retrieve_memory_row(768, sizes.memory_lines))
     return rows
 
 
