@@ -24,7 +24,8 @@ Decisions:
   process frozen longer than ``lease_ttl`` (suspended laptop, ``SIGSTOP``) learns
   that its lease went to another supervisor before it does anything. A lost lease
   cancels the step in progress and stops the loop; :attr:`BatchSupervisor.health`
-  then says so.
+  then says so. So does a database closed under a running supervisor (close the
+  supervisor before the core): nothing can cure that, so it stops instead of pausing.
 * **Failures back off.** A failed tick is retried after ``pause_initial``, doubling
   up to ``pause_max`` (never sooner than ``poll_interval``), all jittered. A failure
   that retrying will not cure on its own (a rejected key, a full disk, a request the
@@ -67,6 +68,7 @@ from asemantic.errors import (
     MissingBatchKeyError,
     ProviderError,
     ProviderRequestError,
+    StoreClosedError,
     SupervisorLeaseError,
 )
 
@@ -307,7 +309,11 @@ class BatchSupervisor:
         self._reset_run_state()
         self._reconciled = False
         self._below_min_since = None
-        await self._acquire_lease()
+        try:
+            await self._acquire_lease()
+        except anyio.get_cancelled_exc_class():
+            await self._release_lease()  # the lease may have been committed all the same
+            raise
         stack = contextlib.AsyncExitStack()
         try:
             stack.push_async_callback(self._release_lease)
@@ -472,6 +478,11 @@ class BatchSupervisor:
 
     def _after_failure(self, exc: Exception) -> float:
         cause = _root_cause(exc)
+        if isinstance(cause, StoreClosedError):
+            logger.error("the database was closed under the batch supervisor; stopping")
+            self._last_error = "the database was closed while the supervisor ran; stopped"
+            self._stop.set()
+            return 0.0
         message = self._scrub(f"{type(cause).__name__}: {cause}")
         self._failures += 1
         self._last_error = message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from asemantic import (
     SqliteStore,
     SupervisorLeaseError,
 )
+from asemantic.adapters.sqlite.jobs import SqliteJobStore
+from asemantic.ports import Lease
 from asemantic.testing.emulator import GeminiEmulator, RealClock
 from tests.supervisor.conftest import (
     DEFAULT_KEY,
@@ -288,3 +291,80 @@ async def test_without_a_batch_key_it_refuses_to_start(open_core: OpenCore) -> N
     with pytest.raises(ValueError, match=r"^Batch operations require a dedicated API key$"):
         BatchSupervisor(core)
     assert await lease_row(core) is None
+
+
+async def test_an_asyncio_timeout_around_the_block_stops_it_promptly(
+    open_core: OpenCore,
+    emulator: GeminiEmulator,
+    db_path: Path,
+    blocked_apply: tuple[anyio.Event, anyio.Event],
+) -> None:
+    entered, _ = blocked_apply
+    core = await open_core()
+    await ingest(core, 2)
+
+    async def supervise_briefly() -> None:
+        async with asyncio.timeout(0.5), BatchSupervisor(core, fast(stop_timeout=60)):
+            await entered.wait()
+            await asyncio.sleep(30)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as helpers:
+            helpers.start_soon(keep_completing, emulator)
+            with pytest.raises(TimeoutError):
+                await supervise_briefly()
+            helpers.cancel_scope.cancel()
+    assert await lease_row(core) is None
+    assert (await core.store.count_chunks_by_status())["PENDING"] == 2
+    _writer_is_free(db_path)
+
+
+async def test_cancelled_while_taking_the_lease_leaves_no_lease_behind(
+    open_core: OpenCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = await open_core()
+    committed = anyio.Event()
+    original = SqliteJobStore.acquire_lease
+
+    async def slow_answer(self: SqliteJobStore, owner: str, *, ttl: float, now: float) -> Lease:
+        lease = await original(self, owner, ttl=ttl, now=now)  # committed
+        committed.set()
+        await anyio.sleep_forever()  # ... but the answer never arrives
+        return lease
+
+    monkeypatch.setattr(SqliteJobStore, "acquire_lease", slow_answer)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def enter() -> None:
+                async with BatchSupervisor(core, fast()):
+                    raise AssertionError("never entered")
+
+            group.start_soon(enter)
+            await committed.wait()
+            assert await lease_row(core) is not None
+            group.cancel_scope.cancel()
+    assert await lease_row(core) is None
+
+
+async def test_closing_the_core_under_a_running_supervisor_stops_it(
+    open_core: OpenCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    core = await open_core()
+    await ingest(core, 2)
+    with anyio.fail_after(10):
+        async with BatchSupervisor(core, fast()) as supervisor:
+
+            async def submitted() -> bool:
+                return bool(await core.batch_jobs.jobs())
+
+            await eventually(submitted)
+            await core.aclose()
+
+            async def stopped() -> bool:
+                return not supervisor.health.running
+
+            await eventually(stopped)
+            assert "closed" in (supervisor.health.last_error or "")
+            assert supervisor.health.paused_reason is None
+    assert "could not release the supervisor lease" in caplog.text
