@@ -23,10 +23,11 @@ from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.batch.manager import BatchManager
 from asemantic.config import CoreConfig, GeminiSettings
 from asemantic.domain.documents import Document, IngestMode, IngestResult, JSONValue, SearchHit
+from asemantic.domain.hashing import validate_metadata
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.pricing import CostReport, cost_report
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.domain.text import validate_query
+from asemantic.domain.text import check_name, validate_query
 from asemantic.domain.tokens import approximate_tokens
 from asemantic.errors import InvalidInputError, MissingBatchKeyError, StoreClosedError
 from asemantic.ingestion import Ingestor, read_document
@@ -225,8 +226,8 @@ class SemanticCore:
         text = validate_query(query)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self._config.max_search_k:
             raise InvalidInputError(f"k must be an integer within 1..{self._config.max_search_k}")
-        if filters is not None and not isinstance(filters, SearchFilters):
-            filters = SearchFilters.from_mapping(filters)
+        if filters is not None:
+            filters = _checked_filters(filters)
         vector = await self._embedder.embed_query(text)
         self._query_tokens += approximate_tokens(text)
         return await self._store.search(vector, k=k, filters=filters)
@@ -257,7 +258,7 @@ class SemanticCore:
     async def delete_document(self, source: str) -> bool:
         """Delete a document, its chunks and their vectors. True if it existed."""
         self._check_open()
-        return await self._store.delete_document(source)
+        return await self._store.delete_document(check_name(source, what="source"))
 
     async def aclose(self) -> None:
         """Close everything this core opened (idempotent)."""
@@ -282,6 +283,19 @@ class SemanticCore:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _checked_filters(filters: SearchFilters | Mapping[str, JSONValue]) -> SearchFilters:
+    """Filters as :class:`SearchFilters`, refused (typed) when they could not match."""
+    if not isinstance(filters, SearchFilters):
+        if not isinstance(filters, Mapping):
+            raise InvalidInputError("filters must be a mapping or SearchFilters")
+        filters = SearchFilters.from_mapping(validate_metadata(filters))
+    for source in filters.sources or ():
+        check_name(source, what="a source filter")
+    if filters.metadata is not None:
+        validate_metadata(filters.metadata)
+    return filters
 
 
 class _Opening:

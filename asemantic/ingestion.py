@@ -31,9 +31,9 @@ from asemantic.domain.documents import (
 )
 from asemantic.domain.hashing import document_hash, validate_metadata
 from asemantic.domain.policy import choose_mode, parse_mode
-from asemantic.domain.text import clean_text
+from asemantic.domain.text import check_name, clean_text
 from asemantic.domain.tokens import approximate_tokens
-from asemantic.errors import InputFileError, InvalidInputError, MissingBatchKeyError
+from asemantic.errors import InputFileError, MissingBatchKeyError
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import DocumentWrite, Embedder, EmbedRequest, Store
 
@@ -74,11 +74,10 @@ class Ingestor:
     context: ContextStrategy = field(default_factory=TitleHeadingContext)
 
     def prepare(self, document: Document, *, kind: str) -> PreparedDocument:
+        check_name(document.source, what="a document's source")
+        if document.title is not None:
+            check_name(document.title, what="a document's title")
         text = clean_text(document.text, what=f"document {document.source!r}")
-        if not isinstance(document.source, str) or not document.source.strip():
-            raise InvalidInputError("a document needs a non-empty source")
-        if document.title is not None and not isinstance(document.title, str):
-            raise InvalidInputError("a document title must be a string")
         clean = Document(
             text=text,
             source=document.source,

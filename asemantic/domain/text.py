@@ -34,7 +34,7 @@ from asemantic.errors import (
     UndecodableTextError,
 )
 
-__all__ = ["DEFAULT_MAX_CHARS", "clean_text", "validate_query"]
+__all__ = ["DEFAULT_MAX_CHARS", "check_name", "clean_text", "validate_query"]
 
 DEFAULT_MAX_CHARS = 50_000_000
 """The default ceiling on a document's length, in characters (about 50 MB of text)."""
@@ -93,6 +93,20 @@ def validate_query(text: str, *, max_tokens: int = MAX_INPUT_TOKENS) -> str:
             f"the model reads at most {max_tokens:,}"
         )
     return query
+
+
+def check_name(value: object, *, what: str) -> str:
+    """Check a short identifying string (a source, a title, a filter value).
+
+    It must be a ``str`` with something besides white space, and no NUL character or
+    lone surrogate (SQLite could not store it faithfully).
+    """
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a string, not {type(value).__name__}")
+    _refuse_bad_characters(value, what=what)
+    if not value.strip():
+        raise InvalidInputError(f"{what} must not be empty")
+    return value
 
 
 def _decode(data: bytes, *, what: str, max_chars: int) -> str:

@@ -97,14 +97,6 @@ async def test_sync_status_on_a_full_disk_rolls_back_then_finishes(
     await check_contracts(core, emulator)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "SqliteJobStore writes through SqliteStore.transaction(), which does not translate "
-        "SQLite errors: a full disk while applying results reaches the caller of "
-        "sync_status as ExceptionGroup[sqlean OperationalError], not StoreError"
-    ),
-)
 async def test_sync_status_on_a_full_disk_raises_store_error(
     open_core: OpenCore, emulator: RevocableEmulator
 ) -> None:
@@ -116,13 +108,6 @@ async def test_sync_status_on_a_full_disk_raises_store_error(
         await core.batch_manager.sync_status()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "SqliteJobStore.create_job runs in SqliteStore.transaction(), which does not "
-        "translate SQLite errors: flush_queue raises the driver's own error (sqlean IntegrityError)"
-    ),
-)
 async def test_flush_queue_on_a_failing_disk_raises_store_error(open_core: OpenCore) -> None:
     core = await open_core()
     await _ingest(core, 3)

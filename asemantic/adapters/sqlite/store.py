@@ -211,8 +211,11 @@ class SqliteStore:
                 await conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 await conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 await rollback(conn)
+                if isinstance(exc, self._driver.error):
+                    # A full disk, a lock held too long, a constraint: typed for callers.
+                    raise StoreError(f"SQLite error: {exc}") from exc
                 raise
 
     async def _in_transaction(
