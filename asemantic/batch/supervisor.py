@@ -49,7 +49,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -57,12 +57,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
-from asemantic.batch.hooks import TransitionCallback
+from asemantic.batch.hooks import HookRegistry, TransitionCallback
 from asemantic.batch.manager import BatchManager, SyncReport
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
 from asemantic.errors import (
-    AsemanticError,
     AuthenticationError,
     InvalidInputError,
     MissingBatchKeyError,
@@ -237,6 +236,8 @@ class BatchSupervisor:
         self._owner = owner or _default_owner()
         self._rng = rng or random.Random()
         self._tick_lock = anyio.Lock()
+        self._hooks = HookRegistry()
+        self._entering = False
         self._stack: contextlib.AsyncExitStack | None = None
         self._running = False
         self._ticks = 0
@@ -290,9 +291,13 @@ class BatchSupervisor:
         """Call ``callback(event)`` after each persisted job transition, in order.
 
         Plain and async callables both work; one that raises is logged and skipped.
-        Hooks run inside the tick: a slow hook slows the pipeline down.
+        The hooks belong to this supervisor: they see the transitions made while it
+        runs (or during its :meth:`run_once`), and none after it stopped, so a new
+        supervisor on the same core starts without the old one's hooks. Hooks run
+        inside the tick: a slow hook slows the pipeline down. For hooks that outlive
+        supervisors use ``core.batch_manager.on_transition``.
         """
-        return self._manager.on_transition(callback)
+        return self._hooks.add(callback)
 
     def wake(self) -> None:
         """Start the next tick now instead of at the end of the current interval.
@@ -304,8 +309,15 @@ class BatchSupervisor:
     # --- lifecycle --------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._stack is not None:
+        if self._stack is not None or self._entering:
             raise RuntimeError("this supervisor is already running")
+        self._entering = True
+        try:
+            return await self._enter()
+        finally:
+            self._entering = False
+
+    async def _enter(self) -> Self:
         self._reset_run_state()
         self._reconciled = False
         self._below_min_since = None
@@ -317,6 +329,7 @@ class BatchSupervisor:
         stack = contextlib.AsyncExitStack()
         try:
             stack.push_async_callback(self._release_lease)
+            stack.enter_context(self._hooks_attached())
             group = await stack.enter_async_context(anyio.create_task_group())
             self._running = True
             group.start_soon(self._run, name="asemantic batch supervisor loop")
@@ -435,9 +448,20 @@ class BatchSupervisor:
     async def _lease_for_one_tick(self) -> AsyncIterator[None]:
         await self._acquire_lease()
         try:
-            yield
+            with self._hooks_attached():
+                yield
         finally:
             await self._release_lease()
+
+    @contextlib.contextmanager
+    def _hooks_attached(self) -> Iterator[None]:
+        """Route the manager's transition events to this supervisor's hooks meanwhile."""
+        forward = self._hooks.emit
+        self._manager.hooks.add(forward)
+        try:
+            yield
+        finally:
+            self._manager.hooks.remove(forward)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -492,10 +516,10 @@ class BatchSupervisor:
         else:
             first = self._paused_reason is None
             self._paused_reason = message
-            if first and not isinstance(cause, AsemanticError):
-                logger.error("batch supervisor paused by an unexpected error", exc_info=cause)
-            elif first:
-                logger.error("batch supervisor paused by a persistent failure", extra=extra)
+            if first:  # the traceback once; asemantic's error texts carry no key
+                logger.error(
+                    "batch supervisor paused by a persistent failure", exc_info=cause, extra=extra
+                )
             else:
                 logger.warning("batch supervisor still paused; backing off", extra=extra)
         base = backoff_delay(

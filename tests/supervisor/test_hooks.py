@@ -95,3 +95,30 @@ async def test_each_transition_is_announced_once(
     assert seen in ([], [S.SUBMITTED])
     rows = await core.store.fetchall("SELECT to_status FROM batch_job_transitions ORDER BY id")
     assert [r[0] for r in rows] == ["CREATED", "SUBMITTED"]
+
+
+async def test_hooks_belong_to_their_supervisor(
+    open_core: OpenCore, emulator: GeminiEmulator
+) -> None:
+    core = await open_core()
+    await ingest(core, 1)
+    first_seen: list[S] = []
+    second_seen: list[S] = []
+    first = BatchSupervisor(core, fast(poll_interval=3600))
+    first.on_transition(lambda e: first_seen.append(e.to_status))
+    with anyio.fail_after(10):
+        async with first:
+            await first.run_once()
+        assert first_seen == [S.SUBMITTED]
+        emulator.complete_all()
+        await core.batch_manager.sync_status()  # after it stopped: not its business
+        assert first_seen == [S.SUBMITTED]
+        assert len(core.batch_manager.hooks) == 0
+
+        await ingest(core, 1, start=1)
+        second = BatchSupervisor(core, fast(poll_interval=3600))
+        second.on_transition(lambda e: second_seen.append(e.to_status))
+        await second.run_once()  # outside the block: hooks for that one tick
+        assert second_seen == [S.SUBMITTED]
+        assert first_seen == [S.SUBMITTED]
+        assert len(core.batch_manager.hooks) == 0

@@ -286,6 +286,28 @@ async def test_enter_again_after_exit_and_not_twice_at_once(
     assert (await core.store.count_chunks_by_status())[EmbeddingStatus.READY.value] == 2
 
 
+async def test_entering_from_two_tasks_at_once_is_refused(open_core: OpenCore) -> None:
+    core = await open_core()
+    supervisor = BatchSupervisor(core, fast(poll_interval=3600))
+    outcomes: list[str] = []
+
+    async def enter() -> None:
+        try:
+            async with supervisor:
+                await anyio.sleep(0.1)
+        except RuntimeError as exc:
+            outcomes.append(str(exc))
+        else:
+            outcomes.append("ran")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(enter)
+            group.start_soon(enter)
+    assert sorted(outcomes) == ["ran", "this supervisor is already running"]
+    assert await lease_row(core) is None
+
+
 async def test_without_a_batch_key_it_refuses_to_start(open_core: OpenCore) -> None:
     core = await open_core(keyring=GoogleKeyring(DEFAULT_KEY))
     with pytest.raises(ValueError, match=r"^Batch operations require a dedicated API key$"):
