@@ -39,7 +39,8 @@ class CoreConfig:
     ``auto_batch_min_tokens`` is the size from which ``mode="auto"`` sends a document
     through the Batch API (when a batch key is configured). ``pricing`` sets the list
     prices :meth:`SemanticCore.stats` uses; ``max_concurrent_jobs`` bounds concurrent
-    polls of the batch manager.
+    polls of the batch manager. ``memory_index`` searches an exact in-memory copy of
+    the vectors (see :meth:`asemantic.adapters.sqlite.SqliteStore.open`); off, vec0.
     """
 
     space: EmbeddingSpace = field(default_factory=EmbeddingSpace)
@@ -50,6 +51,7 @@ class CoreConfig:
     busy_timeout_ms: int = 5000
     max_concurrent_jobs: int = 50
     pricing: Pricing = field(default_factory=Pricing)
+    memory_index: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.target_tokens <= self.max_tokens:

@@ -339,7 +339,10 @@ class _Opening:
             )
         try:
             store = await SqliteStore.open(
-                self._path, space=embedder.space, busy_timeout_ms=self._config.busy_timeout_ms
+                self._path,
+                space=embedder.space,
+                busy_timeout_ms=self._config.busy_timeout_ms,
+                memory_index=self._config.memory_index,
             )
         except BaseException:
             if owns:

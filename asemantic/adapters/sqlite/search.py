@@ -30,7 +30,15 @@ from asemantic.domain.documents import JSONValue, SearchHit
 from asemantic.errors import InvalidInputError
 from asemantic.ports import SearchFilters
 
-__all__ = ["MAX_K", "build_search", "check_k", "hit_from_row"]
+__all__ = [
+    "HYDRATE",
+    "MAX_K",
+    "build_search",
+    "check_k",
+    "hit_from_row",
+    "is_filtered",
+    "matching_ids_sql",
+]
 
 MAX_K = 1000
 _COLUMNS = (
@@ -82,6 +90,28 @@ def filter_conditions(filters: SearchFilters) -> tuple[list[str], list[object]]:
         conditions.append(sql)
         params.extend(extra)
     return conditions, params
+
+
+# The rows of chosen chunks, for hits the in-memory index found (distance filled in
+# afterwards; a chunk no longer READY is left out).
+HYDRATE = (
+    "SELECT c.id, c.document_id, d.source, d.title, c.text, c.position, c.meta_json, "
+    "0.0, d.metadata_json FROM chunks c JOIN documents d ON d.id = c.document_id "
+    "WHERE c.id IN (SELECT value FROM json_each(?)) AND c.embedding_status = 'READY'"
+)
+
+
+def matching_ids_sql(filters: SearchFilters) -> tuple[str, list[object]]:
+    """One row: the ids of the READY chunks ``filters`` matches, comma-separated
+    (one string is far cheaper to fetch than a row per id)."""
+    conditions, params = filter_conditions(filters)
+    where = " AND ".join(["c.embedding_status = 'READY'", *conditions])
+    return f"SELECT group_concat(c.id) {_MATCHING} WHERE {where}", params
+
+
+def is_filtered(filters: SearchFilters | None) -> bool:
+    """Whether ``filters`` restricts anything."""
+    return _is_filtered(filters)
 
 
 def _is_filtered(filters: SearchFilters | None) -> bool:

@@ -8,6 +8,10 @@ connections, each with its own aiosqlite thread:
 * the *reader* (``query_only``): searches and lookups, one statement each, so each
   reads one committed snapshot. WAL lets it read while a write is in progress.
 
+Search runs on an exact in-memory copy of the READY vectors (:mod:`.memindex`), kept in
+step with every committed write (from any connection or process) before each search;
+``memory_index=False`` searches vec0 directly instead. Both give the same hits.
+
 Across processes, ``busy_timeout`` makes a writer wait for another's transaction.
 
 Cancellation: a transaction interrupted by any exception, ``CancelledError`` included,
@@ -19,6 +23,7 @@ starts clean.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -29,6 +34,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import aiosqlite
+import numpy as np
 
 from asemantic.adapters.sqlite import documents as doc_sql
 from asemantic.adapters.sqlite import vectors as vec_sql
@@ -40,14 +46,22 @@ from asemantic.adapters.sqlite.driver import (
     open_connection,
     select_driver,
 )
+from asemantic.adapters.sqlite.memindex import MemoryIndex, parse_ids
 from asemantic.adapters.sqlite.schema import check_schema_version, ensure_schema_compatibility
 from asemantic.adapters.sqlite.search import (
+    HYDRATE,
     build_search,
     check_k,
     hit_from_row,
+    is_filtered,
+    matching_ids_sql,
 )
 from asemantic.adapters.sqlite.txn import rollback
-from asemantic.adapters.sqlite.vectable import ensure_space, knn_prefilter_works
+from asemantic.adapters.sqlite.vectable import (
+    ensure_space,
+    ensure_vector_log,
+    knn_prefilter_works,
+)
 from asemantic.adapters.sqlite.writeplan import check_drafts, dump_json
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
 from asemantic.domain.space import EmbeddingSpace
@@ -87,6 +101,7 @@ class SqliteStore:
         reader: aiosqlite.Connection,
         space: EmbeddingSpace | None,
         prefilter: bool,
+        memory_index: bool = True,
     ) -> None:
         """Wrap open connections; use :meth:`open` instead."""
         self._path = path
@@ -97,6 +112,8 @@ class SqliteStore:
         self._lock = asyncio.Lock()
         self._closed = False
         self._prefilter = prefilter
+        self._use_index = memory_index
+        self._index: MemoryIndex | None = None
 
     @classmethod
     async def open(
@@ -105,6 +122,7 @@ class SqliteStore:
         *,
         space: EmbeddingSpace | None = None,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        memory_index: bool = True,
     ) -> SqliteStore:
         """Open (creating or upgrading if needed) the database at ``path``.
 
@@ -112,6 +130,10 @@ class SqliteStore:
         :class:`~asemantic.errors.EmbeddingSpaceMismatchError`. With ``space=None`` the
         recorded space (if any) is used. A database from a newer asemantic raises
         :class:`~asemantic.errors.SchemaVersionError` and is left untouched.
+
+        ``memory_index`` (default on) searches an in-memory float32 copy of the vectors,
+        loaded on the first search (about 3 KB per 768d vector); off, every search is a
+        vec0 query. Results are the same.
         """
         target = Path(os.fspath(path))
         if str(target) in ("", ":memory:"):
@@ -134,6 +156,7 @@ class SqliteStore:
             reader=reader,
             space=recorded,
             prefilter=prefilter,
+            memory_index=memory_index,
         )
 
     # --- life cycle -------------------------------------------------------------------
@@ -172,6 +195,8 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        if self._index is not None:
+            self._index.close()
         try:
             async with self._lock:
                 await _close_quietly(self._writer)
@@ -293,9 +318,47 @@ class SqliteStore:
         self._check_open()
         check_k(k)
         blob = check_blob(query, self._space, what="query vector")
+        index = self._memory_index()
+        if index is not None:
+            for _ in range(3):
+                hits = await self._guard(self._index_search(index, blob, k, filters))
+                if hits is not None:
+                    return hits
+            logger.warning("memory index kept missing chunks; searching vec0 instead")
         sql, params = build_search(blob, k=k, filters=filters, prefilter=self._prefilter)
         rows = await self._guard(self._reader.execute_fetchall(sql, params))
         return [hit_from_row(row) for row in rows]
+
+    def _memory_index(self) -> MemoryIndex | None:
+        if not self._use_index or self._space is None:
+            return None
+        if self._index is None:
+            self._index = MemoryIndex(self._reader, self._space.dimensions)
+        return self._index
+
+    async def _index_search(
+        self, index: MemoryIndex, blob: bytes, k: int, filters: SearchFilters | None
+    ) -> list[SearchHit] | None:
+        """Hits from the memory index, or None when a chosen chunk vanished before its
+        row was read (a write raced the search: the caller tries again)."""
+        allowed = None
+        if filters is not None and is_filtered(filters):
+            sql, params = matching_ids_sql(filters)
+            rows = list(await self._reader.execute_fetchall(sql, params))
+            allowed = parse_ids(rows[0][0] if rows else None)
+        query = np.frombuffer(blob, dtype="<f4")
+        ids, distances = await index.nearest(query, k, allowed=allowed)
+        if not len(ids):
+            return []
+        chosen = [int(i) for i in ids]
+        found = await self._reader.execute_fetchall(HYDRATE, (json.dumps(chosen),))
+        by_id = {int(row[0]): tuple(row) for row in found}
+        if len(by_id) != len(chosen):
+            return None
+        return [
+            hit_from_row((*by_id[i][:7], float(d), by_id[i][8]))
+            for i, d in zip(chosen, distances, strict=True)
+        ]
 
     # --- usage ------------------------------------------------------------------------
 
@@ -358,6 +421,7 @@ async def _prepare(
         await enable_wal(writer)
         await ensure_schema_compatibility(writer)
         recorded = await ensure_space(writer, space)
+        await ensure_vector_log(writer)
         return recorded, await knn_prefilter_works(writer, driver.error)
     except driver.error as exc:
         raise StoreError(f"cannot prepare the database: {exc}") from exc

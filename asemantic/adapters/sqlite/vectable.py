@@ -12,6 +12,20 @@ deleted by an ``ON DELETE CASCADE`` from ``documents`` too):
 * ``chunks_vec_delete``: deleting a chunk deletes its vector;
 * ``chunks_vec_unready``: a chunk leaving READY loses its vector.
 
+The ``vector_log`` table (``seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id``) records
+every chunk whose vector may have changed, so an in-memory copy of the vectors (see
+:mod:`.memindex`) can catch up with writes from any connection or process by reading
+the rows past the last ``seq`` it saw. Triggers on ``chunks`` fill it (a trigger cannot
+sit on a vec0 table, but a vector only appears, changes or goes together with its chunk
+being inserted READY, set READY, leaving READY or deleted; the store keeps it so):
+
+* ``chunks_log_insert``: a chunk inserted READY;
+* ``chunks_log_status``: ``embedding_status`` set (to or from READY; re-applying a
+  vector sets READY again, so replaced vectors are logged too);
+* ``chunks_log_delete``: a READY chunk deleted (cascades included);
+* ``vector_log_prune``: every 4,096th entry drops those 65,536 or more behind it. A
+  reader that fell further behind sees the gap (its next ``seq`` is gone) and reloads.
+
 ``chunk_size``: vec0 keeps vectors in blobs of ``chunk_size`` vectors and rewrites part
 of such a blob for every insert; once a blob outgrows the page cache each insert reads
 and writes it from disk. With the default (1024) at 3,072 dimensions a blob is 12 MiB
@@ -33,8 +47,10 @@ from asemantic.errors import EmbeddingSpaceMismatchError, StoreError
 
 __all__ = [
     "VEC_TABLE",
+    "VECTOR_LOG",
     "create_vec_table",
     "ensure_space",
+    "ensure_vector_log",
     "knn_prefilter_works",
     "read_space",
     "vec_chunk_size",
@@ -44,6 +60,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 VEC_TABLE = "vec_chunks"
+VECTOR_LOG = "vector_log"
 _TARGET_BLOB_BYTES = 1 << 20
 _DIMENSIONS = re.compile(r"float\[(\d+)\]", re.IGNORECASE)
 
@@ -53,6 +70,23 @@ _TRIGGERS = (
     """CREATE TRIGGER IF NOT EXISTS chunks_vec_unready
     AFTER UPDATE OF embedding_status ON chunks WHEN NEW.embedding_status <> 'READY'
     BEGIN DELETE FROM vec_chunks WHERE rowid = NEW.id; END""",
+    """CREATE TABLE IF NOT EXISTS vector_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    chunk_id INTEGER NOT NULL
+)""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_log_insert AFTER INSERT ON chunks
+    WHEN NEW.embedding_status = 'READY'
+    BEGIN INSERT INTO vector_log (chunk_id) VALUES (NEW.id); END""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_log_status
+    AFTER UPDATE OF embedding_status ON chunks
+    WHEN NEW.embedding_status = 'READY' OR OLD.embedding_status = 'READY'
+    BEGIN INSERT INTO vector_log (chunk_id) VALUES (NEW.id); END""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_log_delete AFTER DELETE ON chunks
+    WHEN OLD.embedding_status = 'READY'
+    BEGIN INSERT INTO vector_log (chunk_id) VALUES (OLD.id); END""",
+    """CREATE TRIGGER IF NOT EXISTS vector_log_prune AFTER INSERT ON vector_log
+    WHEN NEW.seq % 4096 = 0
+    BEGIN DELETE FROM vector_log WHERE seq <= NEW.seq - 65536; END""",
 )
 
 
@@ -99,6 +133,28 @@ async def create_vec_table(
 async def create_vec_triggers(conn: aiosqlite.Connection) -> None:
     for statement in _TRIGGERS:
         await conn.execute(statement)
+
+
+async def ensure_vector_log(conn: aiosqlite.Connection) -> None:
+    """Add ``vector_log`` and its triggers to a file whose vec table predates them
+    (a development build of schema version 1). A no-op, read-only check otherwise."""
+    if await vec_table_ddl(conn) is None:
+        return
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+            ("vector_log_prune",),
+        )
+    )
+    if int(rows[0][0]):
+        return
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await create_vec_triggers(conn)
+        await conn.execute("COMMIT")
+    except BaseException:
+        await rollback(conn)
+        raise
 
 
 async def read_space(conn: aiosqlite.Connection) -> EmbeddingSpace | None:
