@@ -71,16 +71,20 @@ async def open_core(
         *,
         keyring: GoogleKeyring | None = None,
         server: GeminiEmulator | None = None,
+        base_url: str | None = None,
+        retry: RetryConfig | None = None,
     ) -> SemanticCore:
+        """A core on the in-process ``server`` (or over loopback at ``base_url``)."""
         target = server or emulator
         core = await SemanticCore.open(
             path or db_path,
             keys=keyring or keys,
             config=CoreConfig(space=EmbeddingSpace(dimensions=768)),
             gemini=GeminiSettings(
-                base_url=target.base_url,
-                transport=target.async_transport(),
-                retry=RetryConfig(attempts=2, initial_delay=0.001, max_delay=0.005, timeout=10.0),
+                base_url=base_url or target.base_url,
+                transport=None if base_url else target.async_transport(),
+                retry=retry
+                or RetryConfig(attempts=2, initial_delay=0.001, max_delay=0.005, timeout=10.0),
             ),
         )
         opened.append(core)
