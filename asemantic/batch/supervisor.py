@@ -153,10 +153,12 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
 class SupervisorHealth:
     """The supervisor's state, for a health endpoint or a progress view.
 
-    ``paused_reason`` is set while a persistent failure (a rejected key, a full disk)
-    holds the loop back; ``last_error`` is the latest failure of any kind (also a lost
-    lease). ``failures`` counts consecutive failed ticks and ``backoff`` is the delay
-    chosen after the latest one (both reset by a good tick).
+    ``ticks`` counts the ticks that ran to their end (``last_tick_at``: when the latest
+    did, in epoch seconds). ``paused_reason`` is set while a persistent failure (a
+    rejected key, a full disk) holds the loop back; ``last_error`` is the latest failure
+    of any kind (also a lost lease). ``failures`` counts consecutive failed ticks and
+    ``backoff`` is the delay chosen after the latest one (both reset by a good tick).
+    No text in here contains an API key.
     """
 
     running: bool
@@ -321,11 +323,7 @@ class BatchSupervisor:
         self._reset_run_state()
         self._reconciled = False
         self._below_min_since = None
-        try:
-            await self._acquire_lease()
-        except anyio.get_cancelled_exc_class():
-            await self._release_lease()  # the lease may have been committed all the same
-            raise
+        await self._take_lease()
         stack = contextlib.AsyncExitStack()
         try:
             stack.push_async_callback(self._release_lease)
@@ -397,6 +395,13 @@ class BatchSupervisor:
                 )
             await anyio.sleep(min(left, _LEASE_POLL))
 
+    async def _take_lease(self) -> None:
+        try:
+            await self._acquire_lease()
+        except anyio.get_cancelled_exc_class():
+            await self._release_lease()  # the lease may have been committed all the same
+            raise
+
     async def _renew_lease(self) -> bool:
         """Renew the lease; False (and the loop stops) if another supervisor has it."""
         lease = await self._core.batch_jobs.acquire_lease(
@@ -446,7 +451,7 @@ class BatchSupervisor:
 
     @contextlib.asynccontextmanager
     async def _lease_for_one_tick(self) -> AsyncIterator[None]:
-        await self._acquire_lease()
+        await self._take_lease()
         try:
             with self._hooks_attached():
                 yield
@@ -562,10 +567,10 @@ class BatchSupervisor:
             await self._flush()
         if not (stoppable and self._stop.is_set()):
             report = await manager.sync_status(max_concurrent=self._config.max_concurrent_jobs)
-        self._ticks += 1
-        self._last_tick_at = time.time()
         if report.auth_error is not None:
             raise report.auth_error
+        self._ticks += 1
+        self._last_tick_at = time.time()
         return report
 
     async def _flush(self) -> None:

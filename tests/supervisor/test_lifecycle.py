@@ -91,6 +91,28 @@ async def test_wait_until_idle_refuses_when_not_running(open_core: OpenCore) -> 
         await supervisor.wait_until_idle()
 
 
+async def test_a_waiter_is_told_when_the_supervisor_stops(open_core: OpenCore) -> None:
+    core = await open_core()
+    await ingest(core, 2)  # the remote jobs never finish: the clock does not move
+    errors: list[str] = []
+
+    async def waiter(supervisor: BatchSupervisor) -> None:
+        try:
+            await supervisor.wait_until_idle()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group, BatchSupervisor(core, fast()) as sup:
+            group.start_soon(waiter, sup)
+
+            async def submitted() -> bool:
+                return await job_statuses(core) == [JobStatus.SUBMITTED]
+
+            await eventually(submitted)
+    assert errors == ["the supervisor is not running"]
+
+
 async def test_graceful_stop_leaves_remote_jobs_for_the_next_supervisor(
     open_core: OpenCore, emulator: GeminiEmulator, db_path: Path
 ) -> None:
