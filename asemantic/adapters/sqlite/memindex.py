@@ -63,6 +63,16 @@ _CHANGED = (
 )
 _READY_IDS = "SELECT group_concat(id) FROM chunks WHERE embedding_status = 'READY'"
 _ALL_VECTORS = "SELECT rowid, embedding FROM vec_chunks"
+# vec0's own storage (sqlite-vec 0.1.x): per chunk of ``size`` slots a validity bitmap
+# (bit i of byte i // 8, least significant first), the slots' rowids (int64) and their
+# vectors (float32, one blob). Reading it is about 12x faster than scanning vec0 row
+# by row; what it yields is checked against vec0 itself (see ``_check_sample``).
+_SHADOW = (
+    "SELECT c.size, c.validity, c.rowids, v.vectors FROM vec_chunks_chunks c "
+    "JOIN vec_chunks_vector_chunks00 v ON v.rowid = c.chunk_id"
+)
+_ONE_VECTOR = "SELECT embedding FROM vec_chunks WHERE rowid = ?"
+_SAMPLE = 8
 
 
 def parse_ids(text: object) -> I64:
@@ -70,6 +80,19 @@ def parse_ids(text: object) -> I64:
     if not text:
         return np.empty(0, dtype=np.int64)
     return np.array(str(text).split(","), dtype=np.int64)
+
+
+def _normalise_in_place(rows: F32) -> None:
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+    np.divide(rows, norms, out=rows, where=norms > 0)
+
+
+def _members(values: I64, of: I64) -> npt.NDArray[np.bool_]:
+    """``np.isin(values, of)`` for small non-negative ids, in linear time."""
+    top = int(max(values.max(initial=0), of.max(initial=0))) + 1
+    mask = np.zeros(top, dtype=bool)
+    mask[of] = True
+    return mask[values]
 
 
 class MemoryIndex:
@@ -181,18 +204,82 @@ class MemoryIndex:
         seq = int(head[0][0])
         ready_rows = list(await self._reader.execute_fetchall(_READY_IDS))
         ready = parse_ids(ready_rows[0][0])
-        ids, rows = await self._read_vectors(capacity=len(ready) + 1024)
-        keep = np.isin(ids, ready)
+        loaded = await self._read_shadow(capacity=len(ready) + 1024)
+        if loaded is None or not await self._check_sample(*loaded):
+            logger.info("vec0 storage not as expected; loading vectors row by row")
+            loaded = await self._read_vectors(capacity=len(ready) + 1024)
+        ids, rows = loaded
+        keep = _members(ids, ready)
         if not keep.all():
             ids, rows = ids[keep], rows[keep]
         fresh = VectorMatrix(self._dimensions)
         fresh.adopt(ids, rows)
+        # READY chunks without a vector in that snapshot changed since ``seq`` (the
+        # log replays them); reading their state now does no harm either.
+        missing = ready[~_members(ready, fresh.ids())]
+        if len(missing):
+            found = list(
+                await self._reader.execute_fetchall(_CHANGED, (json.dumps(missing.tolist()),))
+            )
+            blob = b"".join(bytes(row[1]) for row in found)
+            fresh.upsert([int(row[0]) for row in found], unit_rows(blob, self._dimensions))
         await self._until_idle()
         self._matrix = fresh
         self._seq = seq
         self._loaded = True
         self.reloads += 1
         logger.debug("memory index loaded")
+
+    async def _read_shadow(self, *, capacity: int) -> tuple[I64, F32] | None:
+        """Every vector from vec0's shadow tables (one statement, so one snapshot),
+        normalised; None if they are not laid out as expected."""
+        width = self._dimensions * 4
+        ids = np.empty(capacity, dtype=np.int64)
+        rows = np.empty((capacity, self._dimensions), dtype=np.float32)
+        n = 0
+        try:
+            cursor = await self._reader.execute(_SHADOW)
+        except aiosqlite.Error:
+            return None
+        async with cursor:
+            while batch := list(await cursor.fetchmany(16)):
+                for size, validity, rowids, vectors in batch:
+                    size = int(size)
+                    if len(validity) * 8 < size or len(rowids) != size * 8:
+                        return None
+                    if len(vectors) != size * width:
+                        return None
+                    valid = np.unpackbits(
+                        np.frombuffer(validity, np.uint8), bitorder="little"
+                    )[:size].astype(bool)
+                    count = int(valid.sum())
+                    if n + count > len(ids):
+                        grow = max(count, len(ids) // 2)
+                        ids = np.concatenate([ids, np.empty(grow, np.int64)])
+                        rows = np.concatenate(
+                            [rows, np.empty((grow, self._dimensions), np.float32)]
+                        )
+                    ids[n : n + count] = np.frombuffer(rowids, "<i8")[valid]
+                    block = np.frombuffer(vectors, "<f4").reshape(size, self._dimensions)
+                    rows[n : n + count] = block[valid]
+                    n += count
+        for lo in range(0, n, _FETCH):
+            _normalise_in_place(rows[lo : min(n, lo + _FETCH)])
+        return ids[:n], rows[:n]
+
+    async def _check_sample(self, ids: I64, rows: F32) -> bool:
+        """Whether a few rows read from the shadow tables match vec0's own answer."""
+        if not len(ids):
+            return True
+        picks = np.random.default_rng().choice(len(ids), size=min(_SAMPLE, len(ids)))
+        for pick in picks.tolist():
+            found = list(await self._reader.execute_fetchall(_ONE_VECTOR, (int(ids[pick]),)))
+            if not found:
+                continue  # deleted since: nothing to compare
+            expected = unit_rows(bytes(found[0][0]), self._dimensions)[0]
+            if not np.allclose(expected, rows[pick], atol=1e-6):
+                return False
+        return True
 
     async def _read_vectors(self, *, capacity: int) -> tuple[I64, F32]:
         """Every vec0 row (one statement, so one snapshot), normalised."""
