@@ -286,6 +286,7 @@ async def test_many_writers_while_a_supervisor_applies_results(
     total = tasks * per_task
     assert not errors
     assert health.paused_reason is None
+    assert health.last_error is None  # not one tick failed (no lock error inside either)
     assert len(modes) == total
     assert {IngestMode.SYNC, IngestMode.ASYNC} <= set(modes.values())
     assert await count(supervised, "documents") == total
