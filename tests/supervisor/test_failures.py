@@ -4,11 +4,13 @@ one failing job never stops the others."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 import pytest
 
 from asemantic import BatchSupervisor, JobStatus, SemanticCore
+from asemantic.adapters.sqlite.jobs import SqliteJobStore
 from asemantic.testing.emulator import Fault, GeminiEmulator, JobFault
 from tests.supervisor.conftest import (
     BATCH_KEY,
@@ -203,3 +205,63 @@ async def test_a_job_that_fails_remotely_does_not_stop_the_others(
     assert statuses.count(JobStatus.COMPLETED) == 3  # two first-round jobs and the retry
     assert len(completed) == 3
     assert (await core.store.count_chunks_by_status())["READY"] == 6
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BatchManager.sync_status isolates only ProviderError per job: any other error "
+    "in one job's poll/apply cancels the sibling polls and fails the whole tick, so the "
+    "supervisor pauses everything for one bad job",
+)
+async def test_a_job_whose_apply_keeps_failing_does_not_pause_the_others(
+    open_core: OpenCore, emulator: GeminiEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = await open_core()
+    await ingest(core, 2)
+    original = SqliteJobStore.apply_results
+    cursed: list[str] = []
+
+    async def apply_results(self: SqliteJobStore, job_id: str, *args: Any, **kw: Any) -> Any:
+        if not cursed:
+            cursed.append(job_id)
+        if job_id == cursed[0]:
+            raise RuntimeError("this job's results break a bug in the code")
+        return await original(self, job_id, *args, **kw)
+
+    monkeypatch.setattr(SqliteJobStore, "apply_results", apply_results)
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as helpers:
+            helpers.start_soon(keep_completing, emulator)
+            async with BatchSupervisor(core, fast(max_batch_size=1)) as sup:
+
+                async def some_ticks() -> bool:
+                    return sup.health.ticks + sup.health.failures >= 8
+
+                await eventually(some_ticks)
+                health = sup.health
+            helpers.cancel_scope.cancel()
+    assert (await job_statuses(core)).count(JobStatus.COMPLETED) == 1
+    assert health.paused_reason is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BatchManager keeps a job whose remote is gone (404 on batches.get) active "
+    "forever: it should fail it and hand its chunks back",
+)
+async def test_a_job_gone_remotely_is_failed_and_its_chunks_go_again(
+    open_core: OpenCore, emulator: GeminiEmulator
+) -> None:
+    core = await open_core()
+    await ingest(core, 1)
+    with anyio.fail_after(20):
+        async with BatchSupervisor(core, fast()) as sup:
+
+            async def submitted() -> bool:
+                return await job_statuses(core) == [JobStatus.SUBMITTED]
+
+            await eventually(submitted)
+            emulator.faults.add(Fault(endpoint="batches.get", status=404, times=1000))
+            with anyio.move_on_after(1.0):
+                await sup.wait_until_idle()
+    assert JobStatus.FAILED in await job_statuses(core)
