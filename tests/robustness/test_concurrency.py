@@ -36,7 +36,7 @@ from asemantic import (
     SemanticCore,
     SupervisorLeaseError,
 )
-from asemantic.testing.emulator import GeminiEmulator
+from asemantic.testing.emulator import Fault, GeminiEmulator
 from tests.robustness.conftest import (
     BATCH_KEY,
     DEFAULT_KEY,
@@ -236,6 +236,63 @@ async def test_a_sigstopped_supervisor_is_replaced_and_nothing_is_applied_twice(
 
 async def _async_true(value: bool) -> bool:
     return value
+
+
+@posix_signals
+async def test_a_supervisor_woken_during_the_take_over_duplicates_nothing(
+    tmp_path: Path, db_path: Path, keys: GoogleKeyring
+) -> None:
+    """A wakes while B is inside a (slow) create of a job A had planned to submit too."""
+    emulator = GeminiEmulator(api_keys=[DEFAULT_KEY, BATCH_KEY])
+    async with emulator.serve() as base_url:
+        core = await SemanticCore.open(
+            db_path,
+            keys=keys,
+            config=CoreConfig(space=SPACE),
+            gemini=GeminiSettings(base_url=base_url, retry=fast_retry()),
+        )
+        common = ["--db", str(db_path), "--base-url", base_url, "--max-batch-size", "5"]
+        workers: list[Worker] = []
+        try:
+            for source, text in corpus(40):
+                await core.ingest(text, source=source, mode="async")
+            first = Worker(
+                tmp_path, *common, "--owner", "worker-A", "--lease-ttl", "1.0",
+                "--freeze-after-submit",
+            )
+            workers.append(first)
+            await first.wait_for("freezing")
+            await eventually(lambda: _async_true(first.state() == "T"), within=10)
+            emulator.faults.add(Fault(endpoint="batches.create", latency=0.5))
+            emulator.clear_requests()
+            second = Worker(
+                tmp_path, *common, "--owner", "worker-B", "--lease-ttl", "30",
+                "--lease-wait", "60",
+            )
+            workers.append(second)
+            await eventually(
+                lambda: _async_true(emulator.peak_in_flight("batches.create") >= 1), within=60
+            )
+            os.kill(first.proc.pid, signal.SIGCONT)  # B is inside its first create now
+            async with anyio.create_task_group() as helpers:
+                helpers.start_soon(keep_completing, emulator)
+                exited = await first.wait_for("exited")
+                await eventually(lambda: _settled(core, 40), within=60)
+                helpers.cancel_scope.cancel()
+            second.proc.send_signal(signal.SIGTERM)
+            assert await second.wait_exit() == 0
+            assert await first.wait_exit() == 0
+            assert "taken over" in (exited["last_error"] or "")
+            jobs = await core.batch_jobs.jobs()
+            assert successful_creates(emulator) + 1 == len(jobs)  # + A's, before the clear
+            assert len({job.remote_name for job in jobs}) == len(jobs)
+            assert await vector_counts(core) == (40, 40)
+            assert await batch_texts_applied(core) == 40
+            await check_contracts(core, emulator)
+        finally:
+            for worker in workers:
+                worker.kill()
+            await core.aclose()
 
 
 @pytest.mark.parametrize("connections", [1, 3])
