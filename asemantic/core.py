@@ -152,6 +152,7 @@ class SemanticCore:
                 backend_factory=self._make_batch_backend,
                 keys=self._keys,
                 max_concurrent=self._config.max_concurrent_jobs,
+                create_grace=self._config.create_grace_seconds,
             )
         return self._manager
 

@@ -307,6 +307,7 @@ class JobRecord:
     created_at: datetime
     updated_at: datetime
     cleaned: bool
+    create_attempted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -354,6 +355,8 @@ class JobStore(Protocol):
     ) -> list[JobRecord]: ...
 
     async def mark_cleaned(self, job_id: str) -> None: ...
+
+    async def mark_create_attempt(self, job_id: str, at: datetime | None) -> None: ...
 
     async def acquire_lease(self, owner: str, *, ttl: float, now: float) -> Lease: ...
 

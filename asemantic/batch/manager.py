@@ -85,6 +85,7 @@ class BatchManager:
         retry: RetryPolicy | None = None,
         max_concurrent: int = 50,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        create_grace: float = 120.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         if max_concurrent < 1:
@@ -96,6 +97,7 @@ class BatchManager:
         self._retry = retry or RetryPolicy()
         self._max_concurrent = max_concurrent
         self._max_bytes = max_bytes
+        self._create_grace = create_grace
         self._clock = clock or (lambda: datetime.now(UTC))
         self._hooks = HookRegistry()
         self._flush_lock = asyncio.Lock()
@@ -179,14 +181,20 @@ class BatchManager:
             BatchLine(key=line_key(c.chunk_id, c.content_hash), text=c.text, title=c.title)
             for c in chunks
         ]
+        # Written before the call: if we crash or the answer is lost, reconcile knows a
+        # create may be in flight and waits ``create_grace`` before sending another.
+        await self._jobs.mark_create_attempt(job_id, self._clock())
         try:
             remote = await backend.create_embedding_job(lines, display_name=record.display_name)
-        except AuthenticationError:
-            raise
         except ProviderError as exc:
-            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
-                await self._fail(record, f"the provider refused the job: {exc}")
-                return True
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 408:
+                # Refused: certainly not created, a new attempt needs no grace.
+                await self._jobs.mark_create_attempt(job_id, None)
+                if isinstance(exc, AuthenticationError):
+                    raise
+                if exc.status != 429:
+                    await self._fail(record, f"the provider refused the job: {exc}")
+                    return True
             logger.warning("batch create failed; the job stays CREATED for reconcile")
             return False
         await self._move(
@@ -227,6 +235,9 @@ class BatchManager:
             except StoreError as exc:  # the database, not the job: surfaces below
                 store_errors.append(exc)
                 report.errors[record.job_id] = str(exc)
+            except Exception as exc:
+                logger.exception("handling a batch job failed; the others go on")
+                report.errors[record.job_id] = f"{type(exc).__name__}: {exc}"
 
         async with asyncio.TaskGroup() as group:
             for record in active:
@@ -240,7 +251,14 @@ class BatchManager:
 
     async def _sync_one(self, backend: BatchBackend, record: JobRecord, report: SyncReport) -> None:
         assert record.remote_name is not None
-        status = await backend.get_job_status(record.remote_name)
+        try:
+            status = await backend.get_job_status(record.remote_name)
+        except ProviderError as exc:
+            if exc.status != 404 or isinstance(exc, AuthenticationError):
+                raise
+            await self._fail(record, "the remote batch job no longer exists")
+            report.failed.append(record.job_id)
+            return
         plan = plan_for_remote(record.status, status.state)
         if plan.unknown:
             logger.warning("unknown remote batch state; polling on")
@@ -318,9 +336,12 @@ class BatchManager:
 
     # --- reconcile --------------------------------------------------------------------
 
-    async def reconcile(self, *, include_recent: bool = True) -> list[str]:
+    async def reconcile(self) -> list[str]:
         """Adopt or resubmit CREATED jobs and remove remote files nobody needs.
 
+        A CREATED job found remotely by its display name is adopted. One not found is
+        submitted again, unless a create of unknown outcome was sent less than
+        ``create_grace`` seconds ago (it may still land: wait rather than duplicate).
         Returns the ids of the jobs it adopted or submitted.
         """
         backend = self._backend_now()
@@ -332,15 +353,22 @@ class BatchManager:
                     [r.display_name for r in created]
                 )
                 by_name = {f.display_name: f for f in found}
+                now = self._clock()
                 for record in created:
                     remote = by_name.get(record.display_name)
                     if remote is not None:
                         await self._move(record, JobTrigger.SUBMIT, remote_name=remote.name)
+                    elif self._create_may_be_in_flight(record, now):
+                        continue
                     elif not await self._submit(backend, record.job_id):
                         break
                     handled.append(record.job_id)
             await self._remove_orphan_files(backend)
             return handled
+
+    def _create_may_be_in_flight(self, record: JobRecord, now: datetime) -> bool:
+        attempted = record.create_attempted_at
+        return attempted is not None and (now - attempted).total_seconds() < self._create_grace
 
     async def _remove_orphan_files(self, backend: BatchBackend) -> None:
         """Delete this database's remote files that no unfinished business needs."""

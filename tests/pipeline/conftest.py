@@ -52,7 +52,8 @@ async def open_core(
         core = await SemanticCore.open(
             path or tmp_path / "kb.db",
             keys=keyring or keys,
-            config=config or CoreConfig(space=EmbeddingSpace(dimensions=768)),
+            config=config
+            or CoreConfig(space=EmbeddingSpace(dimensions=768), create_grace_seconds=0.0),
             gemini=settings,
         )
         opened.append(core)

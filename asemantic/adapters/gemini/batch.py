@@ -134,6 +134,7 @@ class GeminiBatchClient:
             await asyncio.to_thread(_unlink_quietly, path)
         if not uploaded.name:
             raise ProviderError("files.upload returned no file name")
+        failure: Exception | None = None
         try:
             async with asyncio.timeout(self._retry.timeout):
                 job = await handle.client.aio.batches.create_embeddings(
@@ -141,10 +142,12 @@ class GeminiBatchClient:
                     src={"file_name": uploaded.name},
                     config={"display_name": display_name},
                 )
-        except Exception as exc:  # noqa: BLE001 - translated; the outcome may be unknown (see module doc)
-            raise translate_error(
-                exc, what="batches.create_embeddings", secrets=[self._key]
-            ) from None
+        except Exception as exc:  # noqa: BLE001 - translated below; the outcome may be unknown
+            failure = exc
+        if failure is not None:  # raised outside ``except``, the SDK error dropped (see client)
+            error = translate_error(failure, what="batches.create_embeddings", secrets=[self._key])
+            del failure
+            raise error
         if not job.name:
             raise ProviderError("batches.create_embeddings returned no job name")
         return RemoteJob(name=job.name, display_name=display_name, input_file=uploaded.name)

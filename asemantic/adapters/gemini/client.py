@@ -32,7 +32,13 @@ from asemantic.errors import (
 )
 from asemantic.keys import Secret
 
-__all__ = ["ClientHandle", "RetryConfig", "call_with_retries", "open_client", "translate_error"]
+__all__ = [
+    "ClientHandle",
+    "RetryConfig",
+    "call_with_retries",
+    "open_client",
+    "translate_error",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +202,17 @@ async def call_with_retries(
             async with asyncio.timeout(retry.timeout):
                 return await operation()
         except Exception as exc:  # noqa: BLE001 - translated; CancelledError is not an Exception
-            if attempt >= retry.attempts or not is_retryable(exc):
-                raise translate_error(exc, what=what, secrets=secrets) from None
-            delay = retry.delay(attempt, rng, retry_after_seconds(exc))
-            logger.warning("provider call failed, retrying", extra={"call": what})
-            await asyncio.sleep(delay)
+            failure: Exception = exc
+        if attempt >= retry.attempts or not is_retryable(failure):
+            # Raised outside the ``except`` block and with the SDK's exception dropped
+            # from this frame: that exception holds the HTTP request, and with it the
+            # ``x-goog-api-key`` header. ``raise ... from None`` would only hide it from
+            # tracebacks; ``__context__`` (and frame locals) would still reach it.
+            error = translate_error(failure, what=what, secrets=secrets)
+            del failure
+            raise error
+        delay = retry.delay(attempt, rng, retry_after_seconds(failure))
+        del failure
+        logger.warning("provider call failed, retrying", extra={"call": what})
+        await asyncio.sleep(delay)
+

@@ -36,7 +36,7 @@ __all__ = ["SqliteJobStore"]
 
 _JOB_COLUMNS = (
     "id, display_name, status, google_job_id, input_file, output_file, stats, "
-    "error_message, created_at, updated_at, cleaned_at"
+    "error_message, created_at, updated_at, cleaned_at, create_attempted_at"
 )
 _QUEUED = (
     "SELECT id, length(CAST(COALESCE(json_extract(meta_json, '$._vector_source'), text) "
@@ -243,6 +243,14 @@ class SqliteJobStore:
                 "UPDATE batch_jobs SET cleaned_at = ? WHERE id = ?", (utc_now(), job_id)
             )
 
+    async def mark_create_attempt(self, job_id: str, at: datetime | None) -> None:
+        """Record (or, with None, clear) a remote create whose outcome is not known."""
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                "UPDATE batch_jobs SET create_attempted_at = ? WHERE id = ?",
+                (at.isoformat() if at is not None else None, job_id),
+            )
+
     async def acquire_lease(self, owner: str, *, ttl: float, now: float) -> Lease:
         """Take or renew the supervisor lease unless another live owner holds it."""
         async with self._store.transaction() as conn:
@@ -339,4 +347,5 @@ def _record(row: Sequence[Any]) -> JobRecord:
         created_at=datetime.fromisoformat(row[8]),
         updated_at=datetime.fromisoformat(row[9]),
         cleaned=row[10] is not None,
+        create_attempted_at=datetime.fromisoformat(row[11]) if row[11] else None,
     )

@@ -25,7 +25,8 @@ Version 1 (current):
   ``attempts``, ``created_at`` and ``updated_at``; indexes on ``(document_id, position)``,
   ``(embedding_status, batch_job_id)``, ``(batch_job_id)`` and the READY chunks'
   ``(document_id)``.
-* New tables: ``batch_jobs`` (with ``cleaned_at``: when its remote files and job were
+* New tables: ``batch_jobs`` (with ``create_attempted_at``: when a remote create whose
+  outcome is not known yet was last sent; ``cleaned_at``: when its remote files and job were
   deleted), ``batch_job_transitions``, ``supervisor_lease``, ``embedding_space`` and
   ``store_meta`` (key/value; ``database_id`` names this file's remote objects) and
   ``usage_ledger`` (tokens embedded per route, for cost accounting).
@@ -134,6 +135,7 @@ TABLES: tuple[_Table, ...] = (
             ("created_at", _STAMP),
             ("updated_at", _STAMP),
             ("cleaned_at", "TEXT"),
+            ("create_attempted_at", "TEXT"),
         ),
         required=("id", "google_job_id", "display_name"),
     ),
