@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,17 +256,21 @@ def measure(workdir: Path, n: int, dims: int, n_queries: int) -> list[Row]:
     return _size_rows(f"{n:,} x {dims}d", metrics, build_s)
 
 
-def run(quick: bool) -> list[Row]:
-    """Rows for every size (quick: 20,000 x 768 only)."""
-    sizes = [(20_000, 768, 40)] if quick else [
-        (100_000, 768, 200),
-        (100_000, 3072, 100),
-        (1_000_000, 768, 50),
-    ]
+def _sizes(quick: bool) -> list[tuple[int, int, int]]:
+    if quick:
+        return [(20_000, 768, 40)]
+    return [(100_000, 768, 200), (100_000, 3072, 100), (1_000_000, 768, 50)]
+
+
+def run(quick: bool, *, each: Callable[[list[Row]], None] | None = None) -> list[Row]:
+    """Rows for every size (quick: 20,000 x 768 only); ``each`` sees each size's rows."""
     with tempfile.TemporaryDirectory(prefix="asemantic-search-") as tmp:
         rows: list[Row] = []
-        for n, dims, n_queries in sizes:
-            rows.extend(measure(Path(tmp), n, dims, n_queries))
+        for n, dims, n_queries in _sizes(quick):
+            size_rows = measure(Path(tmp), n, dims, n_queries)
+            if each is not None:
+                each(size_rows)
+            rows.extend(size_rows)
         return rows
 
 
@@ -279,7 +283,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         path, n, dims, queries = args.child
         print(json.dumps(child(Path(path), int(n), int(dims), int(queries))))
         return
-    print_rows(run(args.quick))
+    def show(rows: list[Row]) -> None:
+        print_rows(rows)
+        sys.stdout.flush()
+
+    run(args.quick, each=show)
 
 
 if __name__ == "__main__":
