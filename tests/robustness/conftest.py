@@ -126,7 +126,9 @@ async def open_core(
         core = await SemanticCore.open(
             path or db_path,
             keys=keyring or keys,
-            config=config or CoreConfig(space=SPACE),
+            # No grace after a create of unknown outcome: in process, a create the caller
+            # gave up on never lands later (test_slow_create.py covers the grace).
+            config=config or CoreConfig(space=SPACE, create_grace_seconds=0.0),
             gemini=gemini
             or GeminiSettings(
                 base_url=emulator.base_url,
@@ -176,10 +178,14 @@ async def batch_texts_applied(core: SemanticCore) -> int:
     return int(rows[0][0])
 
 
-async def drain(core: SemanticCore, emulator: GeminiEmulator, *, rounds: int = 12) -> None:
+async def drain(
+    core: SemanticCore, emulator: GeminiEmulator, *, rounds: int = 12, pause: float = 0.0
+) -> None:
     """Drive the batch pipeline by hand until nothing is pending, active or uncleaned."""
     manager = core.batch_manager
-    for _ in range(rounds):
+    for round_ in range(rounds):
+        if round_ and pause:
+            await anyio.sleep(pause)
         await manager.reconcile()
         await manager.flush_queue(min_size=1)
         emulator.complete_all()

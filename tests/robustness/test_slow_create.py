@@ -4,7 +4,8 @@ Over loopback (the in-process transport cancels the emulator's work with the cal
 a real server does not), ``batches.create`` answers after ``RetryConfig.timeout``: the
 client gives up, the job row stays CREATED ("outcome unknown", as designed), and the
 server creates the job a moment later. Contract 3 says reconcile must then adopt that
-job, never create a second one.
+job, never create a second one: it waits ``create_grace_seconds`` after a create of
+unknown outcome before it would send another.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import time
 from pathlib import Path
 
 import anyio
-import pytest
 
 from asemantic import (
     CoreConfig,
@@ -28,18 +28,9 @@ from tests.robustness.conftest import SPACE, corpus, drain, successful_creates
 
 LATE = 0.8
 TIMEOUT = 0.2
+GRACE = 3.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "manager.py reconcile() resubmits a CREATED job as soon as batches.list does not "
-        "show it, even right after a create that timed out and may still land "
-        "(include_recent is accepted but unused); the late job is then never adopted, "
-        "cancelled nor deleted (cleanup_finished only deletes record.remote_name and files "
-        "by display name): a second remote job for the same chunks, billed and orphaned"
-    ),
-)
 async def test_a_create_that_lands_after_the_timeout_is_adopted_not_duplicated(
     db_path: Path, keys: GoogleKeyring
 ) -> None:
@@ -49,7 +40,7 @@ async def test_a_create_that_lands_after_the_timeout_is_adopted_not_duplicated(
         async with SemanticCore.open(
             db_path,
             keys=keys,
-            config=CoreConfig(space=SPACE),
+            config=CoreConfig(space=SPACE, create_grace_seconds=GRACE),
             gemini=GeminiSettings(base_url=base_url, retry=retry),
         ) as core:
             for source, text in corpus(4):
@@ -60,8 +51,11 @@ async def test_a_create_that_lands_after_the_timeout_is_adopted_not_duplicated(
             record = await core.batch_jobs.get_job(job_id)
             assert record is not None and record.status is JobStatus.CREATED
             assert time.monotonic() - started < LATE  # we gave up before the server answered
-            await core.batch_manager.reconcile()  # what the next tick does
+            # The next tick's reconcile waits (the create may land) rather than resend.
+            assert await core.batch_manager.reconcile() == []
+            assert successful_creates(emulator) == 0
             await anyio.sleep(LATE + 0.3)  # the first create lands meanwhile
+            assert await core.batch_manager.reconcile() == [job_id]  # found: adopted
             await drain(core, emulator)
             assert [j.job_id for j in await core.batch_jobs.jobs()] == [job_id]
             creates = successful_creates(emulator)
