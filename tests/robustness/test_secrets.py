@@ -442,24 +442,52 @@ def _reachable(exc: BaseException) -> Iterator[tuple[str, object]]:
                 todo.append((f"{path}.{attr}", nxt))
 
 
+@pytest.mark.parametrize("status", [401, 429, 500])
 async def test_no_key_is_reachable_from_an_exception_even_through_hidden_context(
-    emulator: GeminiEmulator, tmp_path: Path
+    emulator: GeminiEmulator, tmp_path: Path, status: int
 ) -> None:
+    """The full chain (suppressed context too) of errors from every kind of call."""
     keys = GoogleKeyring(DEFAULT_KEY, batch_key=BATCH_KEY)
     settings = GeminiSettings(
         base_url=emulator.base_url,
         transport=emulator.async_transport(),
         retry=RetryConfig(attempts=1, timeout=5.0),
     )
+    caught: list[BaseException] = []
     async with SemanticCore.open(
-        tmp_path / "kb.db", keys=keys, config=CoreConfig(space=SPACE), gemini=settings
+        tmp_path / "kb.db",
+        keys=keys,
+        config=CoreConfig(space=SPACE, create_grace_seconds=0.0),
+        gemini=settings,
     ) as core:
-        emulator.faults.add(Fault(endpoint="*", status=401, message=ECHO_DEFAULT))
-        with pytest.raises(AuthenticationError) as caught:
-            await core.search("anything")
+        manager = core.batch_manager
+        online: list[Callable[[], Awaitable[object]]] = [
+            partial(core.search, "anything"),
+            partial(core.ingest, "# Doc\n\nsome text", source="doc"),
+        ]
+        for call in online:
+            emulator.faults.add(Fault(endpoint="*", status=status, message=ECHO_DEFAULT))
+            with pytest.raises(ProviderError) as error:
+                await call()
+            caught.append(error.value)
+        await core.ingest("# Queued\n\nqueued text", source="queued", mode="async")
+        for endpoint in ("files.upload_start", "batches.create"):
+            emulator.faults.add(Fault(endpoint=endpoint, status=status, message=ECHO_BATCH))
+            try:
+                await manager.flush_queue(min_size=1)
+            except ProviderError as exc:
+                caught.append(exc)
+            await manager.reconcile()
+        emulator.faults.add(Fault(endpoint="batches.get", status=status, message=ECHO_BATCH))
+        report = await manager.sync_status()
+        if report.auth_error is not None:
+            caught.append(report.auth_error)
+        assert report.errors
+    assert len(caught) >= 3
     found = [
-        path
-        for path, item in _reachable(caught.value)
+        f"{type(exc).__name__}: {path}"
+        for exc in caught
+        for path, item in _reachable(exc)
         if any(key in repr(item) or key in str(item) for key in (DEFAULT_KEY, BATCH_KEY))
     ]
     assert found == []
