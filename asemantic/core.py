@@ -38,6 +38,8 @@ __all__ = ["CoreStats", "SemanticCore"]
 
 logger = logging.getLogger(__name__)
 
+_KINDS = ("markdown", "plain")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoreStats:
@@ -185,6 +187,8 @@ class SemanticCore:
         """Store a document's chunks; embed them now (``sync``), later (``async``) or per
         the ``auto`` rule. A plain string needs ``source=`` (its identity)."""
         self._check_open()
+        if kind not in _KINDS:
+            raise InvalidInputError(f"unknown kind {kind!r}; use one of {', '.join(_KINDS)}")
         if isinstance(document, str):
             if source is None:
                 raise InvalidInputError("ingesting a plain string needs source= (its identity)")

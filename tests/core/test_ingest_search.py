@@ -180,6 +180,7 @@ async def test_bad_files_are_refused_and_write_nothing(
         ({"document": "text"}, InvalidInputError),
         ({"document": "text", "source": "x", "metadata": {"n": float("nan")}}, InvalidInputError),
         ({"document": 42, "source": "x"}, InvalidInputError),
+        ({"document": "text", "source": "x", "kind": "markdwon"}, InvalidInputError),
         ({"document": "# " + "title " * 3000 + "\n\nbody", "source": "x"}, ChunkTooLargeError),
     ],
 )
