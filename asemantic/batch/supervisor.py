@@ -466,7 +466,8 @@ class BatchSupervisor:
         try:
             yield
         finally:
-            self._manager.hooks.remove(forward)
+            with contextlib.suppress(ValueError):  # already removed by someone else
+                self._manager.hooks.remove(forward)
 
     # --- the loop ---------------------------------------------------------------------
 
