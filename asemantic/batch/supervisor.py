@@ -60,6 +60,7 @@ import anyio
 from asemantic.batch.hooks import HookRegistry, TransitionCallback
 from asemantic.batch.manager import BatchManager, SyncReport
 from asemantic.domain.documents import EmbeddingStatus
+from asemantic.domain.events import TransitionEvent
 from asemantic.domain.jobs import JobStatus
 from asemantic.errors import (
     AuthenticationError,
@@ -239,6 +240,7 @@ class BatchSupervisor:
         self._rng = rng or random.Random()
         self._tick_lock = anyio.Lock()
         self._hooks = HookRegistry()
+        self._hook_lock = anyio.Lock()
         self._entering = False
         self._stack: contextlib.AsyncExitStack | None = None
         self._running = False
@@ -293,11 +295,15 @@ class BatchSupervisor:
         """Call ``callback(event)`` after each persisted job transition, in order.
 
         Plain and async callables both work; one that raises is logged and skipped.
+        Events are delivered one at a time: every hook has seen an event before any
+        hook sees the next one, although jobs are polled concurrently.
+
         The hooks belong to this supervisor: they see the transitions made while it
         runs (or during its :meth:`run_once`), and none after it stopped, so a new
-        supervisor on the same core starts without the old one's hooks. Hooks run
-        inside the tick: a slow hook slows the pipeline down. For hooks that outlive
-        supervisors use ``core.batch_manager.on_transition``.
+        supervisor on the same core starts without the old one's hooks. For hooks that
+        outlive supervisors use ``core.batch_manager.on_transition``. Hooks run inside
+        the tick: a slow hook slows the pipeline down, and a hook must not call
+        :meth:`run_once` or :meth:`aclose` (they wait for the tick it runs in).
         """
         return self._hooks.add(callback)
 
@@ -458,10 +464,15 @@ class BatchSupervisor:
         finally:
             await self._release_lease()
 
+    async def _deliver(self, event: TransitionEvent) -> None:
+        """One event at a time through every hook (jobs are polled concurrently)."""
+        async with self._hook_lock:
+            await self._hooks.emit(event)
+
     @contextlib.contextmanager
     def _hooks_attached(self) -> Iterator[None]:
         """Route the manager's transition events to this supervisor's hooks meanwhile."""
-        forward = self._hooks.emit
+        forward = self._deliver
         self._manager.hooks.add(forward)
         try:
             yield
