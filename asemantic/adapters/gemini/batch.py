@@ -67,6 +67,10 @@ def jsonl_line(line: BatchLine, space: EmbeddingSpace) -> bytes:
 class GeminiBatchClient:
     """A :class:`~asemantic.ports.BatchBackend` over google-genai's Batch API.
 
+    ``slice_size`` is how many results :meth:`retrieve_results` yields at a time (each
+    slice is one transaction for the caller); ``temp_dir`` holds the private JSONL and
+    result files while they exist.
+
     Raises ``ValueError("Batch operations require a dedicated API key")`` at once when
     the keyring has no batch key.
     """
@@ -81,6 +85,7 @@ class GeminiBatchClient:
         transport: httpx2.AsyncBaseTransport | None = None,
         http_client: Any = None,
         temp_dir: str | os.PathLike[str] | None = None,
+        slice_size: int = 512,
     ) -> None:
         self._key: Secret = keys.batch  # raises the documented ValueError
         self._space = space or EmbeddingSpace()
@@ -89,6 +94,7 @@ class GeminiBatchClient:
         self._transport = transport
         self._http_client = http_client
         self._temp_dir = temp_dir
+        self._slice_size = slice_size
         self._handle: ClientHandle | None = None
         self._closed = False
 
@@ -207,12 +213,22 @@ class GeminiBatchClient:
                     expected_keys=expected_keys,
                     counts=counts,
                     dimensions=self._space.dimensions,
+                    slice_size=self._slice_size,
                 )
-                while True:
-                    batch = await asyncio.to_thread(next, slices, None)
-                    if batch is None:
-                        break
-                    yield batch
+                # One slice is parsed ahead while the caller writes the previous one:
+                # parsing holds the GIL, SQLite releases it, so the two overlap.
+                ahead = asyncio.ensure_future(asyncio.to_thread(next, slices, None))
+                try:
+                    while (batch := await ahead) is not None:
+                        ahead = asyncio.ensure_future(asyncio.to_thread(next, slices, None))
+                        yield batch
+                finally:
+                    # The worker thread cannot be stopped: let it finish with the file
+                    # before the file is closed.
+                    if not ahead.done():
+                        await asyncio.wait({ahead})
+                    if not ahead.cancelled():
+                        ahead.exception()  # retrieved: no "never retrieved" warning
         finally:
             await asyncio.to_thread(_unlink_quietly, path)
 
