@@ -1,0 +1,135 @@
+"""Fixtures of the contract tests: the crash zygote, emulators, and the figures table.
+
+The figures (crash points x runs, kills, survivals) are printed at the end of the
+session, for the README's reliability section.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, cast
+
+import pytest
+
+from asemantic.testing.emulator import GeminiEmulator, RealClock
+from tests.contracts.crashee import Outcome, Spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Zygote:
+    """The warm process that forks crash children (see :mod:`tests.contracts.crashee`)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._process = process
+        self._lock = threading.Lock()
+
+    def run(self, spec: Spec) -> Outcome:
+        """Fork a child for ``spec`` and wait until it is gone (blocking)."""
+        stdin = cast(IO[str], self._process.stdin)
+        stdout = cast(IO[str], self._process.stdout)
+        with self._lock:
+            stdin.write(json.dumps(spec) + "\n")
+            stdin.flush()
+            line = stdout.readline()
+        if not line:
+            raise RuntimeError(f"the crash zygote died (exit {self._process.poll()})")
+        return cast(Outcome, json.loads(line))
+
+    async def arun(self, spec: Spec) -> Outcome:
+        return await asyncio.to_thread(self.run, spec)
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        finally:
+            if self._process.stdout is not None:
+                self._process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def zygote() -> Iterator[Zygote]:
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.contracts.crashee", "zygote"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    forker = Zygote(process)
+    try:
+        yield forker
+    finally:
+        forker.close()
+
+
+def fast_emulator() -> GeminiEmulator:
+    """An emulator on the real clock whose jobs finish in about 70 ms."""
+    return GeminiEmulator(clock=RealClock(), pending_seconds=0.02, running_seconds=0.05)
+
+
+@dataclass
+class Row:
+    runs: int = 0
+    killed: int = 0
+    survived: int = 0
+    notes: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Figures:
+    """Crash runs per point: how many ran, were killed, and passed every check."""
+
+    rows: dict[str, Row] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def record(self, label: str, *, killed: bool, survived: bool, note: str = "") -> None:
+        row = self.rows.setdefault(label, Row())
+        row.runs += 1
+        row.killed += int(killed)
+        row.survived += int(survived)
+        if note:
+            row.notes.add(note)
+
+    def table(self) -> list[str]:
+        out = [f"{'crash point':<44} {'runs':>5} {'killed':>7} {'survived':>9}"]
+        for label, row in sorted(self.rows.items()):
+            out.append(f"{label:<44} {row.runs:>5} {row.killed:>7} {row.survived:>9}")
+        total = Row()
+        for row in self.rows.values():
+            total.runs += row.runs
+            total.killed += row.killed
+            total.survived += row.survived
+        out.append(f"{'total':<44} {total.runs:>5} {total.killed:>7} {total.survived:>9}")
+        return out + self.lines
+
+
+_FIGURES = pytest.StashKey[Figures]()
+
+
+@pytest.fixture(scope="session")
+def figures(request: pytest.FixtureRequest) -> Figures:
+    return request.config.stash.setdefault(_FIGURES, Figures())
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    figures = config.stash.get(_FIGURES, None)
+    if figures is None or not figures.rows:
+        return
+    terminalreporter.section("crash consistency figures (tests/contracts)")
+    for line in figures.table():
+        terminalreporter.write_line(line)

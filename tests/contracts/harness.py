@@ -1,0 +1,418 @@
+"""Shared by the contract tests and the crash child: documents, wiring, drain and checks.
+
+The checks are the contracts of ``design.md`` section 6, as queries over the database
+and the emulator's remote state:
+
+* :func:`check_consistent` holds at *any* moment (right after a crash and reopen, after
+  every step of the state machine): SQLite integrity, every vector on a READY chunk,
+  no PENDING chunk inside a job that is finished or gone, FAILED chunks with a reason,
+  content hashes that match the text, job histories that only move forward.
+* :func:`check_vectors`: each READY chunk has exactly one vector, and it is the
+  emulator's embedding of the chunk's *current* vector source (contract 2).
+* :func:`check_settled` holds once :func:`drain` has run the pipeline to the end:
+  nothing PENDING, every job finished and cleaned, no remote job or file left
+  (contract 3), and, when asked, one remote create per job row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_vec
+
+from asemantic import (
+    CoreConfig,
+    GeminiSettings,
+    GoogleKeyring,
+    JobStatus,
+    RetryConfig,
+    SemanticCore,
+    SupervisorConfig,
+)
+from asemantic.adapters.sqlite import select_driver
+from asemantic.domain.jobs import TERMINAL_STATUSES, JobTrigger, next_status
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import InvalidTransitionError
+from asemantic.testing import LexicalEmbedder
+from asemantic.testing.emulator import GeminiEmulator, RecordedRequest
+
+DEFAULT_KEY = "contracts-default-key-5d1c"
+BATCH_KEY = "contracts-batch-key-9e07"
+SPACE = EmbeddingSpace(dimensions=768)
+FAST_RETRY = RetryConfig(attempts=3, initial_delay=0.001, max_delay=0.005, timeout=10.0)
+
+JOB_SIZE = 8
+"""Chunks per job in the crash workload (three or four jobs per run)."""
+SLICE_SIZE = 3
+"""Result lines per applied slice in the crash child (several transactions per job)."""
+FIRST_DOCS = 8
+"""Documents ingested before the first flush in the crash workload."""
+ALL_DOCS = 12
+
+_TOPICS = ("invoice", "refund", "vacation", "certificate", "outage", "onboarding")
+
+
+def keys() -> GoogleKeyring:
+    return GoogleKeyring(DEFAULT_KEY, batch_key=BATCH_KEY)
+
+
+RECOVERY_GRACE = 0.5
+"""Seconds a reopened core waits before it re-sends a create whose outcome is unknown.
+
+After a kill, a create the child sent may still be in the loopback server's hands for
+a moment; the library's ``create_grace_seconds`` (120 s by default) covers that. The
+tests use a short one so that recovery does not wait two minutes."""
+
+
+def config(*, create_grace: float = 120.0) -> CoreConfig:
+    return CoreConfig(space=SPACE, create_grace_seconds=create_grace)
+
+
+def document(index: int, version: int = 0) -> tuple[str, str]:
+    """Document ``index`` at ``version``: (source, Markdown text).
+
+    Even documents have three sections (three chunks); a new version changes only the
+    last section, so an edit keeps two chunks (and their place in a job) and replaces
+    one. Version 3 also changes the title, which changes every chunk's vector source.
+    """
+    topic = _TOPICS[index % len(_TOPICS)]
+    title = f"{topic.title()} note {index}" + (" revised" if version >= 3 else "")
+    words = " ".join(f"{topic} w{index}x{j}" for j in range(6))
+    if index % 2:
+        return f"doc-{index}", f"# {title}\n\n{words} version {version}\n"
+    sections = [
+        f"## Scope\n\n{words} scope",
+        f"## Rules\n\n{topic} rules for {index} apply",
+        f"## Changes\n\n{topic} change number {version} of {index}",
+    ]
+    return f"doc-{index}", f"# {title}\n\n" + "\n\n".join(sections) + "\n"
+
+
+def fast_supervisor_config() -> SupervisorConfig:
+    return SupervisorConfig(
+        poll_interval=0.01,
+        jitter=0.2,
+        min_batch_size=1,
+        max_batch_size=JOB_SIZE,
+        max_wait=0.0,
+        lease_ttl=5.0,
+        pause_initial=0.02,
+        pause_max=0.1,
+        stop_timeout=2.0,
+    )
+
+
+async def open_in_process(
+    path: Path, emulator: GeminiEmulator, *, create_grace: float = RECOVERY_GRACE
+) -> SemanticCore:
+    """A core on ``path`` that reaches ``emulator`` through its in-process transport."""
+    return await SemanticCore.open(
+        path,
+        keys=keys(),
+        config=config(create_grace=create_grace),
+        gemini=GeminiSettings(
+            base_url=emulator.base_url, transport=emulator.async_transport(), retry=FAST_RETRY
+        ),
+    )
+
+
+async def open_over_http(path: Path, base_url: str) -> SemanticCore:
+    """A core on ``path`` that reaches an emulator over loopback HTTP."""
+    gemini = GeminiSettings(base_url=base_url, retry=FAST_RETRY)
+    return await SemanticCore.open(path, keys=keys(), config=config(), gemini=gemini)
+
+
+# --- running the pipeline ---------------------------------------------------------------
+
+
+async def is_settled(core: SemanticCore) -> bool:
+    """No chunk PENDING and no job active or waiting for its remote cleanup."""
+    counts = await core.store.count_chunks_by_status()
+    if counts["PENDING"]:
+        return False
+    return not await core.batch_jobs.jobs(uncleaned=True) and not await core.batch_jobs.jobs(
+        (JobStatus.CREATED, JobStatus.SUBMITTED, JobStatus.PROCESSING)
+    )
+
+
+async def drain(core: SemanticCore, emulator: GeminiEmulator, *, rounds: int = 60) -> int:
+    """Reconcile, flush, finish remote jobs and sync until settled; the rounds it took.
+
+    While a job waits out the create grace (a create of unknown outcome was sent), a
+    round is followed by a short pause."""
+    manager = core.batch_manager
+    for used in range(1, rounds + 1):
+        await manager.reconcile()
+        await manager.flush_queue(min_size=1)
+        emulator.complete_all()
+        await manager.sync_status()
+        if await is_settled(core):
+            return used
+        if await core.batch_jobs.jobs((JobStatus.CREATED,)):
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the pipeline did not settle in {rounds} rounds: {await describe(core)}")
+
+
+# --- inspection -------------------------------------------------------------------------
+
+
+async def describe(core: SemanticCore) -> str:
+    """Chunks by status and jobs by status, for failure messages."""
+    chunks = await core.store.count_chunks_by_status()
+    jobs = Counter(str(job.status) for job in await core.batch_jobs.jobs())
+    uncleaned = len(await core.batch_jobs.jobs(uncleaned=True))
+    return f"chunks={dict(chunks)} jobs={dict(jobs)} uncleaned={uncleaned}"
+
+
+async def scalar(core: SemanticCore, sql: str, params: tuple[object, ...] = ()) -> int:
+    rows = await core.store.fetchall(sql, params)
+    return int(rows[0][0] or 0)
+
+
+_ORPHANED_PENDING = (
+    "SELECT c.id, c.batch_job_id, j.status FROM chunks c "
+    "LEFT JOIN batch_jobs j ON j.id = c.batch_job_id "
+    "WHERE c.embedding_status = 'PENDING' AND c.batch_job_id IS NOT NULL "
+    "AND (j.id IS NULL OR j.status IN ('COMPLETED', 'FAILED'))"
+)
+_SOURCES = (
+    "SELECT c.id, c.content_hash, COALESCE(json_extract(c.meta_json, '$._vector_source'), "
+    "c.text), d.title, c.embedding_status FROM chunks c JOIN documents d ON d.id = c.document_id"
+)
+
+
+def _legal(from_status: JobStatus, to_status: JobStatus) -> bool:
+    for trigger in JobTrigger:
+        try:
+            if next_status(from_status, trigger) is to_status:
+                return True
+        except InvalidTransitionError:
+            continue
+    return False
+
+
+async def check_consistent(core: SemanticCore) -> None:
+    """What must hold at any moment, even right after a crash (contracts 1, 2 and 4)."""
+    problems = await core.store.integrity_check()
+    assert problems == "ok", problems
+    orphaned = await core.store.fetchall(_ORPHANED_PENDING)
+    assert not orphaned, f"PENDING chunks inside finished or missing jobs: {orphaned}"
+    unexplained = await core.store.fetchall(
+        "SELECT id FROM chunks WHERE embedding_status = 'FAILED' "
+        "AND (error_message IS NULL OR error_message = '')"
+    )
+    assert not unexplained, f"FAILED chunks without a reason: {unexplained}"
+    for chunk_id, content_hash, source, _title, _status in await core.store.fetchall(_SOURCES):
+        expected = hashlib.sha256(str(source).encode("utf-8", "surrogatepass")).hexdigest()
+        assert content_hash == expected, f"chunk {chunk_id}: hash does not match its text"
+    rows = await core.store.fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
+    assert rows[0][0] == rows[0][1], "a chunk has more than one vector"
+    await check_histories(core)
+
+
+async def check_histories(core: SemanticCore) -> None:
+    """Each job's recorded transitions form one legal path that ends at its status."""
+    history: dict[str, list[tuple[str | None, str]]] = {}
+    for job_id, from_status, to_status in await core.store.fetchall(
+        "SELECT job_id, from_status, to_status FROM batch_job_transitions ORDER BY id"
+    ):
+        history.setdefault(str(job_id), []).append((from_status, str(to_status)))
+    for job in await core.batch_jobs.jobs():
+        steps = history.get(job.job_id, [])
+        assert steps and steps[0] == (None, "CREATED"), f"job {job.job_id} history: {steps}"
+        current = JobStatus.CREATED
+        for from_status, to_status in steps[1:]:
+            assert from_status == current.value, f"job {job.job_id} history: {steps}"
+            target = JobStatus(to_status)
+            assert _legal(current, target), f"job {job.job_id}: {current} -> {target}"
+            current = target
+        assert current is job.status, f"job {job.job_id} is {job.status}, history {steps}"
+
+
+def expected_vector(
+    emulator: GeminiEmulator, source: str, title: str | None
+) -> np.ndarray[Any, Any]:
+    """The direction the emulator gives a batch line with this text and title."""
+    values = emulator.embed(
+        source, dimensions=SPACE.dimensions, task_type=SPACE.task_type, title=title or None
+    )
+    return np.asarray(values, dtype=np.float64)
+
+
+async def check_vectors(
+    core: SemanticCore,
+    emulator: GeminiEmulator,
+    *,
+    preexisting: Mapping[int, bytes] | None = None,
+) -> int:
+    """Every READY chunk's one vector is the embedding of its current text; returns the
+    number of READY chunks. ``preexisting`` vectors (from a migrated file) must be kept
+    byte for byte."""
+    vectors = {
+        int(rowid): bytes(blob)
+        for rowid, blob in await core.store.fetchall("SELECT rowid, embedding FROM vec_chunks")
+    }
+    ready = 0
+    for chunk_id, _hash, source, title, status in await core.store.fetchall(_SOURCES):
+        if status != "READY":
+            assert chunk_id not in vectors, f"{status} chunk {chunk_id} has a vector"
+            continue
+        ready += 1
+        assert chunk_id in vectors, f"READY chunk {chunk_id} has no vector"
+        stored = vectors[chunk_id]
+        if preexisting is not None and chunk_id in preexisting:
+            assert stored == preexisting[chunk_id], f"migrated vector of {chunk_id} changed"
+            continue
+        got = np.frombuffer(stored, dtype="<f4").astype(np.float64)
+        want = expected_vector(emulator, str(source), title)
+        cosine = float(got @ want / (np.linalg.norm(got) * np.linalg.norm(want)))
+        assert cosine > 1 - 1e-5, f"chunk {chunk_id}: vector is not for its current text"
+    assert len(vectors) == ready, f"{len(vectors)} vectors for {ready} READY chunks"
+    return ready
+
+
+def actual_creates(requests: tuple[RecordedRequest, ...]) -> int:
+    """Remote jobs the emulator really made: answered 200, or made with the answer lost."""
+    return sum(
+        1
+        for r in requests
+        if r.endpoint == "batches.create"
+        and (r.status == 200 or (r.fault is not None and "response lost" in r.fault))
+    )
+
+
+async def check_settled(
+    core: SemanticCore, emulator: GeminiEmulator, *, one_create_per_job: bool = True
+) -> None:
+    """After :func:`drain`: nothing left anywhere, nothing made twice (contracts 1 and 3)."""
+    assert await is_settled(core), await describe(core)
+    rows = await core.store.fetchall(
+        "SELECT id, embedding_status FROM chunks WHERE embedding_status NOT IN ('READY', 'FAILED')"
+    )
+    assert not rows, f"chunks neither READY nor FAILED: {rows}"
+    leftovers = emulator.remote_leftovers()
+    assert not leftovers, f"remote leftovers: {leftovers}"
+    if one_create_per_job:
+        with_remote = await scalar(
+            core, "SELECT COUNT(*) FROM batch_jobs WHERE google_job_id IS NOT NULL"
+        )
+        assert actual_creates(emulator.requests) == with_remote, (
+            f"{actual_creates(emulator.requests)} remote creates for {with_remote} job rows"
+        )
+
+
+async def batch_texts_applied(core: SemanticCore) -> int:
+    """Texts the usage ledger says the batch route embedded (one per applied vector)."""
+    return await scalar(core, "SELECT SUM(texts) FROM usage_ledger WHERE route = 'batch'")
+
+
+def terminal(status: JobStatus) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+# --- a version-0 database (the schema the project started from) -------------------------
+
+V0_DDL = """
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY,
+    source TEXT UNIQUE NOT NULL,
+    title TEXT,
+    content_hash TEXT NOT NULL,
+    metadata_json TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL
+);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    meta_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX chunks_document ON chunks (document_id);
+CREATE VIRTUAL TABLE vec_chunks USING vec0(embedding float[768]);
+"""
+V0_DOCS = 6
+V0_CHUNKS_PER_DOC = 3
+V0_MISSING_VECTOR = 5
+"""The chunk id whose vector the old file lost: it becomes PENDING on upgrade."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class V0File:
+    """What a version-0 file held: vectors by chunk id (the upgrade must keep them)."""
+
+    vectors: Mapping[int, bytes]
+    chunks: int
+
+
+def raw_connection(path: Path) -> Any:
+    """A plain synchronous connection with sqlite-vec (for building and inspecting files)."""
+    conn = select_driver().module.connect(str(path), isolation_level=None)
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    conn.enable_load_extension(False)
+    return conn
+
+
+def build_v0(path: Path) -> V0File:
+    """A file as the original design wrote it: L2 vec0 table, no status columns, one
+    chunk without its vector and one vector without its chunk."""
+    embedder = LexicalEmbedder(SPACE)
+    vectors: dict[int, bytes] = {}
+    conn = raw_connection(path)
+    try:
+        conn.executescript(V0_DDL)
+        chunk_id = 0
+        for doc_id in range(1, V0_DOCS + 1):
+            source = f"old-{doc_id}.md"
+            conn.execute(
+                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
+                (doc_id, source, f"Old {doc_id}", f"hash-{doc_id}", "{}", "2024-05-01T10:00:00"),
+            )
+            for position in range(V0_CHUNKS_PER_DOC):
+                chunk_id += 1
+                text = f"archived minutes {doc_id} item {position} budget travel"
+                vector_source = f"{source}\n{text}"
+                meta = json.dumps({"_vector_source": vector_source})
+                conn.execute(
+                    "INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
+                    (chunk_id, doc_id, position, text, meta),
+                )
+                if chunk_id != V0_MISSING_VECTOR:
+                    blob = embedder.vector(vector_source)
+                    vectors[chunk_id] = blob
+                    conn.execute(
+                        "INSERT INTO vec_chunks (rowid, embedding) VALUES (?, ?)", (chunk_id, blob)
+                    )
+        conn.execute(
+            "INSERT INTO vec_chunks (rowid, embedding) VALUES (999, ?)", (embedder.vector("x"),)
+        )
+    finally:
+        conn.close()
+    return V0File(vectors=vectors, chunks=chunk_id)
+
+
+def file_state(path: Path) -> dict[str, object]:
+    """Version, schema and rows of a file, to compare before and after a crash."""
+    conn = raw_connection(path)
+    try:
+        return {
+            "version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "integrity": conn.execute("PRAGMA integrity_check").fetchone()[0],
+            "schema": sorted(conn.execute("SELECT type, name, sql FROM sqlite_master")),
+            "documents": conn.execute("SELECT * FROM documents ORDER BY id").fetchall(),
+            "chunks": conn.execute("SELECT * FROM chunks ORDER BY id").fetchall(),
+            "vectors": conn.execute(
+                "SELECT rowid, embedding FROM vec_chunks ORDER BY rowid"
+            ).fetchall(),
+        }
+    finally:
+        conn.close()

@@ -1,0 +1,245 @@
+"""Contract 4 (crash consistency), with 1-3 checked after each crash.
+
+A child process ingests documents (async mode) and runs the batch pipeline against the
+emulator over loopback, and is killed with SIGKILL: at named points (it kills itself
+there) or at random moments (its parent kills it). The emulator lives in this process,
+so the remote state outlives the child. Then this process reopens the file, checks
+what must hold at any moment, runs the pipeline to the end against the (fault-free)
+emulator and checks that every chunk is READY with the vector of its current text,
+that nothing is left remotely and that no job was created or applied twice.
+
+``ASEMANTIC_CRASH_ITERATIONS`` sets the number of random kills (default 30) and
+``ASEMANTIC_CRASH_SEED`` their seed (printed; random by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from asemantic.testing.emulator import GeminiEmulator, JobFault
+from tests.contracts import harness
+from tests.contracts.conftest import Figures, Zygote, fast_emulator
+from tests.contracts.crashee import Outcome, Spec
+
+CRASH_ITERATIONS = int(os.environ.get("ASEMANTIC_CRASH_ITERATIONS", "30"))
+CRASH_SEED = int(os.environ.get("ASEMANTIC_CRASH_SEED") or random.SystemRandom().randrange(2**32))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Point:
+    """A named crash point: where, at which passage, in which workload."""
+
+    name: str
+    nth: int = 1
+    workload: str = "pipeline"
+    driver: str = "manager"
+    failing_job: bool = False
+    what: str = ""
+
+    @property
+    def label(self) -> str:
+        suffix = f" #{self.nth}" if self.nth > 1 else ""
+        via = " (supervisor)" if self.driver == "supervisor" else ""
+        return f"{self.name}{suffix}{via}"
+
+
+EDIT = harness.FIRST_DOCS + 1
+"""The document write that edits doc-0 while its job runs."""
+
+POINTS = (
+    Point(name="inside_document_write", nth=EDIT, what="an edit's transaction, uncommitted"),
+    Point(name="after_document_write", nth=EDIT, what="an edit committed while its job runs"),
+    Point(name="after_job_row", what="(a) job row committed, no remote create yet"),
+    Point(name="after_job_row", nth=2, what="(a) second job row committed, first submitted"),
+    Point(name="after_upload", what="input file uploaded, job not created"),
+    Point(name="after_remote_create", what="(b) remote job made, its name not stored"),
+    Point(name="after_remote_create", nth=2, what="(b) on the second job"),
+    Point(name="after_submit", what="SUBMITTED committed"),
+    Point(name="inside_apply", what="(c) inside a result slice's transaction"),
+    Point(name="inside_apply", nth=2, what="(c) inside the second slice's transaction"),
+    Point(name="after_slice", what="(c) first slice committed, more to come"),
+    Point(name="inside_release", what="inside the COMPLETE transition's transaction"),
+    Point(name="after_complete", what="(d) COMPLETE committed, remote not cleaned"),
+    Point(name="mid_cleanup", what="(d) remote cleanup half done"),
+    Point(name="after_cleanup", what="cleanup marked, later jobs still running"),
+    Point(name="after_fail", failing_job=True, what="a remote FAILED job's chunks handed back"),
+    Point(name="inside_migration", workload="migration", what="(e) inside the v0 -> v1 upgrade"),
+    Point(name="inside_vec_rebuild", workload="migration", what="(e) vec0 table rebuilt empty"),
+    Point(name="after_migration", workload="migration", what="(e) upgrade committed"),
+    Point(name="after_remote_create", driver="supervisor", what="(b) under a supervisor"),
+    Point(name="after_slice", nth=2, driver="supervisor", what="(c) under a supervisor"),
+    Point(name="after_complete", driver="supervisor", what="(d) under a supervisor"),
+)
+
+
+def _log_tail(path: Path, lines: int = 25) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _last_point(path: Path) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    hits = [line.split()[1] for line in text.splitlines() if line.startswith("hit ")]
+    return hits[-1] if hits else "(before any point)"
+
+
+async def _recover_and_check(
+    db: Path, emulator: GeminiEmulator, *, v0: harness.V0File | None, exact_ledger: bool
+) -> int:
+    """Reopen after a crash, check, run to the end, check again; the READY count."""
+    core = await harness.open_in_process(db, emulator)
+    try:
+        await harness.check_consistent(core)  # as found, right after the crash
+        await harness.drain(core, emulator)
+        await harness.check_consistent(core)
+        ready = await harness.check_vectors(core, emulator, preexisting=v0.vectors if v0 else None)
+        await harness.check_settled(core, emulator)
+        counts = await core.store.count_chunks_by_status()
+        assert counts["FAILED"] == 0, "no fault was injected, yet chunks FAILED"
+        if v0 is not None:
+            migrated = await harness.scalar(
+                core, "SELECT COUNT(*) FROM chunks WHERE id <= ?", (v0.chunks,)
+            )
+            assert migrated == v0.chunks, "chunks of the old file were lost"
+        if exact_ledger:
+            # Each vector the batch route wrote was written once: a slice applied
+            # before a crash is not applied (nor counted) again after it.
+            kept = len(v0.vectors) if v0 else 0
+            assert await harness.batch_texts_applied(core) == ready - kept
+        return ready
+    finally:
+        await core.aclose()
+
+
+def _check_migration_file(db: Path, before: dict[str, object]) -> None:
+    """Killed during the upgrade: the old file intact, or the upgrade fully committed."""
+    after = harness.file_state(db)
+    assert after["integrity"] == "ok"
+    if after["version"] == 0:
+        assert after == before, "an interrupted upgrade changed the version-0 file"
+    else:
+        assert after["version"] == 1
+
+
+async def _crash_once(
+    zygote: Zygote,
+    tmp_path: Path,
+    emulator: GeminiEmulator,
+    *,
+    workload: str,
+    driver: str,
+    point: str | None = None,
+    nth: int = 1,
+    kill_after: float | None = None,
+) -> tuple[Outcome, Path, harness.V0File | None, dict[str, object] | None]:
+    await asyncio.to_thread(tmp_path.mkdir, parents=True, exist_ok=True)
+    db = tmp_path / "kb.db"
+    v0 = harness.build_v0(db) if workload == "migration" else None
+    before = harness.file_state(db) if v0 else None
+    log = tmp_path / "child.log"
+    async with emulator.serve() as base_url:
+        spec: Spec = {
+            "db": str(db),
+            "base_url": base_url,
+            "log": str(log),
+            "workload": workload,
+            "driver": driver,
+            "point": point,
+            "nth": nth,
+            "kill_after": kill_after,
+        }
+        outcome = await zygote.arun(spec)
+    if outcome["signal"] is None and outcome["exit"] != 0:
+        raise AssertionError(f"the child failed (exit {outcome['exit']}):\n{_log_tail(log)}")
+    return outcome, log, v0, before
+
+
+@pytest.mark.parametrize("point", POINTS, ids=[p.label.replace(" ", "-") for p in POINTS])
+async def test_kill_at_named_point(
+    point: Point, zygote: Zygote, tmp_path: Path, figures: Figures
+) -> None:
+    emulator = fast_emulator()
+    if point.failing_job:
+        emulator.faults.add(JobFault(outcome="FAILED"))
+    outcome, log, v0, before = await _crash_once(
+        zygote, tmp_path, emulator,
+        workload=point.workload, driver=point.driver, point=point.name, nth=point.nth,
+    )
+    figures.record(point.label, killed=outcome["signal"] is not None, survived=False)
+    assert outcome["signal"] == signal.SIGKILL, (
+        f"the child never reached {point.label}:\n{_log_tail(log)}"
+    )
+    if before is not None:
+        _check_migration_file(tmp_path / "kb.db", before)
+    ready = await _recover_and_check(
+        tmp_path / "kb.db", emulator, v0=v0, exact_ledger=point.driver == "manager"
+    )
+    figures.rows[point.label].survived += 1
+    print(f"{point.label}: {point.what}; killed, recovered, {ready} chunks READY")
+
+
+async def test_kill_at_random_moments(zygote: Zygote, tmp_path: Path, figures: Figures) -> None:
+    """Baselines without a kill give each workload's duration; then kill at random."""
+    rng = random.Random(CRASH_SEED)
+    kinds = [("pipeline", "manager"), ("pipeline", "supervisor"), ("migration", "manager")]
+    duration: dict[tuple[str, str], float] = {}
+    for workload, driver in kinds:
+        emulator = fast_emulator()
+        outcome, log, v0, _ = await _crash_once(
+            zygote, tmp_path / f"baseline-{workload}-{driver}", emulator,
+            workload=workload, driver=driver,
+        )
+        assert outcome["exit"] == 0, _log_tail(log)
+        await _recover_and_check(
+            log.parent / "kb.db", emulator, v0=v0, exact_ledger=driver == "manager"
+        )
+        duration[workload, driver] = outcome["elapsed"]
+
+    killed = 0
+    landed: dict[str, int] = {}
+    for iteration in range(CRASH_ITERATIONS):
+        workload, driver = kinds[iteration % len(kinds)]
+        # Over the shortest full run seen so far, so that most runs are cut short.
+        delay = rng.uniform(0.0, duration[workload, driver] * 0.95)
+        where = tmp_path / f"run-{iteration:03d}"
+        emulator = fast_emulator()
+        outcome, log, v0, before = await _crash_once(
+            zygote, where, emulator, workload=workload, driver=driver, kill_after=delay
+        )
+        context = (
+            f"iteration {iteration} (seed {CRASH_SEED}): {workload}/{driver} "
+            f"killed after {delay:.3f} s at {_last_point(log)}"
+        )
+        was_killed = outcome["killed_by_timer"]
+        if not was_killed:
+            duration[workload, driver] = min(duration[workload, driver], outcome["elapsed"])
+        label = f"random moment ({workload}, {driver})"
+        figures.record(label, killed=was_killed, survived=False)
+        if was_killed:
+            killed += 1
+            last = _last_point(log)
+            landed[last] = landed.get(last, 0) + 1
+        if before is not None:
+            _check_migration_file(where / "kb.db", before)
+        try:
+            await _recover_and_check(
+                where / "kb.db", emulator, v0=v0, exact_ledger=driver == "manager"
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{context}: {exc}\nchild log:\n{_log_tail(log)}") from exc
+        figures.rows[label].survived += 1
+    where_text = ", ".join(f"{k} {v}" for k, v in sorted(landed.items()))
+    summary = (
+        f"random kills: {CRASH_ITERATIONS} runs (seed {CRASH_SEED}), {killed} killed before "
+        f"the end, all recovered; last point passed before the kill: {where_text}"
+    )
+    figures.lines.append(summary)
+    print(summary)

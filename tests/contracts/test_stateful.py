@@ -1,0 +1,272 @@
+"""Contracts 1-3 under random interleavings: a Hypothesis state machine.
+
+Rules ingest (async), edit and delete documents, flush, sync, reconcile, clean up,
+move the emulator's clock, finish remote jobs, inject faults (429/5xx on any endpoint,
+lost create responses, jobs that end FAILED/CANCELLED/EXPIRED, per-line errors,
+malformed result files) and close and reopen the core. After every step the
+contracts are checked; at the end the faults are cleared, the core reopened and the
+pipeline run to the end, which must leave every chunk READY or FAILED with a reason
+and nothing remotely.
+
+Each rule runs its coroutine to completion on the machine's own event loop (an
+:class:`asyncio.Runner` per example). ``ASEMANTIC_STATEFUL_EXAMPLES`` and
+``ASEMANTIC_STATEFUL_STEPS`` set the size (default 20 examples of 60 steps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Awaitable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from asemantic import JobStatus, ProviderError, SemanticCore
+from asemantic.testing.emulator import Fault, GeminiEmulator, JobFault, LineFault, ResultCorruption
+from tests.contracts import harness
+
+EXAMPLES = int(os.environ.get("ASEMANTIC_STATEFUL_EXAMPLES", "20"))
+STEPS = int(os.environ.get("ASEMANTIC_STATEFUL_STEPS", "60"))
+DOCS = 5
+
+_T = TypeVar("_T")
+
+_RANK = {
+    JobStatus.CREATED: 0,
+    JobStatus.SUBMITTED: 1,
+    JobStatus.PROCESSING: 2,
+    JobStatus.COMPLETED: 3,
+    JobStatus.FAILED: 3,
+}
+_ENDPOINTS = (
+    "files.upload_start",
+    "files.upload_chunk",
+    "files.list",
+    "files.delete",
+    "files.download",
+    "batches.create",
+    "batches.get",
+    "batches.list",
+    "batches.delete",
+)
+
+REQUEST_FAULTS = st.one_of(
+    st.builds(
+        Fault,
+        endpoint=st.sampled_from(_ENDPOINTS),
+        status=st.sampled_from([429, 500, 503]),
+        times=st.integers(1, 4),
+    ),
+    st.builds(
+        Fault, endpoint=st.just("batches.create"), lose_response=st.just(True),
+        drop_connection=st.booleans(),
+    ),
+    st.builds(
+        Fault, endpoint=st.sampled_from(["files.upload_chunk", "files.delete", "batches.delete"]),
+        lose_response=st.just(True),
+    ),
+    st.builds(Fault, endpoint=st.just("batches.create"), status=st.just(400)),
+)
+"""429/5xx on any endpoint, lost create (and upload, delete) responses, a refused create."""
+
+JOB_FAULTS = st.one_of(
+    st.builds(JobFault, outcome=st.sampled_from(["FAILED", "CANCELLED", "EXPIRED"])),
+    st.builds(
+        LineFault,
+        code=st.sampled_from([400, 429, 500, 503]),
+        fraction=st.sampled_from([0.34, 0.5, 1.0]),
+    ),
+    st.builds(
+        ResultCorruption,
+        garbage_lines=st.integers(0, 2),
+        blank_lines=st.integers(0, 1),
+        unknown_key_lines=st.integers(0, 2),
+        missing_lines=st.integers(0, 2),
+        unknown_fields=st.just(True),
+    ),
+)
+"""What the next new job meets: a bad end, per-line errors, a malformed result file."""
+
+AnyFault = Fault | JobFault | LineFault | ResultCorruption
+
+
+class BatchPipeline(RuleBasedStateMachine):
+    """The batch manager and the job state machine against the in-process emulator."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._runner = asyncio.Runner()
+        self._folder = tempfile.TemporaryDirectory(prefix="asemantic-stateful-")
+        self._path = Path(self._folder.name) / "kb.db"
+        self.emulator = GeminiEmulator()
+        self.core: SemanticCore = self._run(self._open())
+        self._seen: dict[str, JobStatus] = {}
+        self._remote_of: dict[str, str] = {}
+        self._made: set[str] = set()
+
+    async def _open(self) -> SemanticCore:
+        # No create grace: in-process, a call is over when its rule returns, so a job
+        # not found remotely was certainly not created.
+        return await harness.open_in_process(self._path, self.emulator, create_grace=0.0)
+
+    def _run(self, work: Coroutine[Any, Any, _T]) -> _T:
+        return self._runner.run(work)
+
+    def _tolerate_provider(self, work: Awaitable[object]) -> None:
+        """Run a manager call; the provider's trouble is allowed (the checks decide)."""
+
+        async def call() -> None:
+            try:
+                await work
+            except ProviderError as exc:
+                event(f"a manager call raised {type(exc).__name__}")
+
+        self._run(call())
+
+    # --- documents ---------------------------------------------------------------------
+
+    @initialize(count=st.integers(2, DOCS))
+    def ingest_first(self, count: int) -> None:
+        """Start with documents queued, so that every example has work to do."""
+        for index in range(count):
+            self.ingest(index, 0)
+
+    @rule(index=st.integers(0, DOCS - 1), version=st.integers(0, 3))
+    def ingest(self, index: int, version: int) -> None:
+        """Ingest a document, or edit it: a new version changes some of its chunks."""
+        source, text = harness.document(index, version)
+        self._run(self.core.ingest(text, source=source, mode="async"))
+
+    @rule(index=st.integers(0, DOCS - 1))
+    def delete(self, index: int) -> None:
+        self._run(self.core.delete_document(f"doc-{index}"))
+
+    # --- the manager -------------------------------------------------------------------
+
+    @rule(
+        max_size=st.sampled_from([1, 4, 100]),
+        faults=st.lists(st.one_of(JOB_FAULTS, REQUEST_FAULTS), max_size=2),
+    )
+    def flush(self, max_size: int, faults: list[AnyFault]) -> None:
+        """Flush the queue; the faults meet the new jobs (or the calls made now)."""
+        self.emulator.faults.add(*faults)
+        self._tolerate_provider(self.core.batch_manager.flush_queue(min_size=1, max_size=max_size))
+
+    @rule(faults=st.lists(REQUEST_FAULTS, max_size=2))
+    def sync(self, faults: list[AnyFault]) -> None:
+        self.emulator.faults.add(*faults)
+        self._tolerate_provider(self.core.batch_manager.sync_status())
+
+    @rule(faults=st.lists(REQUEST_FAULTS, max_size=1))
+    def reconcile(self, faults: list[AnyFault]) -> None:
+        self.emulator.faults.add(*faults)
+        self._tolerate_provider(self.core.batch_manager.reconcile())
+
+    @rule()
+    def cleanup(self) -> None:
+        self._tolerate_provider(self.core.batch_manager.cleanup_finished())
+
+    @rule(faults=st.lists(JOB_FAULTS, max_size=1))
+    def pipeline_round(self, faults: list[AnyFault]) -> None:
+        """A whole pass at once (reconcile, flush, remote jobs finish, sync), so that
+        examples get far as well as wide."""
+        self.emulator.faults.add(*faults)
+        manager = self.core.batch_manager
+        self._tolerate_provider(manager.reconcile())
+        self._tolerate_provider(manager.flush_queue(min_size=1))
+        self._run(self._observe_remote())  # before sync deletes what was just made
+        self.emulator.complete_all()
+        self._tolerate_provider(manager.sync_status())
+
+    @rule()
+    def reopen(self) -> None:
+        self._run(self.core.aclose())
+        self.core = self._run(self._open())
+
+    # --- the remote side ---------------------------------------------------------------
+
+    @rule(seconds=st.sampled_from([5.0, 20.0, 100.0]))
+    def advance(self, seconds: float) -> None:
+        self.emulator.advance(seconds)
+
+    @rule()
+    def complete(self) -> None:
+        self.emulator.complete_all()
+
+    @rule(fault=st.one_of(REQUEST_FAULTS, JOB_FAULTS))
+    def inject(self, fault: AnyFault) -> None:
+        """A fault that waits for whichever call or job comes next."""
+        self.emulator.faults.add(fault)
+
+    # --- the contracts -----------------------------------------------------------------
+
+    @invariant()
+    def contracts_hold(self) -> None:
+        self._run(self._check())
+
+    async def _check(self) -> None:
+        core = self.core
+        await harness.check_consistent(core)
+        await harness.check_vectors(core, self.emulator)
+        for job in await core.batch_jobs.jobs():
+            before = self._seen.get(job.job_id)
+            if before is not None:
+                if harness.terminal(before):
+                    assert job.status is before, f"finished job {job.job_id} moved to {job.status}"
+                else:
+                    assert _RANK[job.status] >= _RANK[before], f"{before} -> {job.status}"
+            self._seen[job.job_id] = job.status
+            event(f"a job reached {job.status.value}")
+            for name in ("stale", "retried", "failed", "missing", "malformed"):
+                if job.stats.get(name):
+                    event(f"a completed job had {name} lines")
+        for status, count in (await core.store.count_chunks_by_status()).items():
+            if count:
+                event(f"a chunk was {status}")
+        await self._observe_remote()
+
+    async def _observe_remote(self) -> None:
+        """Every remote job has a job row (committed before the create), and no row
+        ever had two remote jobs. Creates happen only in flush and reconcile, and
+        deletes only in sync and cleanup, so looking after each step sees them all."""
+        rows = {job.display_name for job in await self.core.batch_jobs.jobs()}
+        for batch in self.emulator.batches:
+            assert batch.display_name in rows, f"remote job {batch.name} has no job row"
+            first = self._remote_of.setdefault(batch.display_name, batch.name)
+            assert first == batch.name, f"two remote jobs for {batch.display_name}"
+            self._made.add(batch.name)
+        made = harness.actual_creates(self.emulator.requests)
+        assert made == len(self._made), f"{made} creates, {len(self._made)} remote jobs seen"
+
+    def teardown(self) -> None:
+        try:
+            self._run(self._final_drain())
+        finally:
+            self._run(self.core.aclose())
+            self._runner.close()
+            self._folder.cleanup()
+
+    async def _final_drain(self) -> None:
+        self.emulator.faults.clear()
+        await self.core.aclose()
+        self.core = await self._open()
+        await harness.drain(self.core, self.emulator)
+        # A drain round creates and deletes remote jobs: no per-step remote tracking
+        # here; check_settled counts the creates against the job rows instead.
+        await harness.check_consistent(self.core)
+        await harness.check_vectors(self.core, self.emulator)
+        await harness.check_settled(self.core, self.emulator)
+
+
+BatchPipeline.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=STEPS,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestBatchPipeline = BatchPipeline.TestCase
