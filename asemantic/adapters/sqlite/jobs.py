@@ -21,7 +21,6 @@ from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.linekeys import parse_line_key
 from asemantic.domain.policy import RetryPolicy, classify_line_error, next_chunk_status
-from asemantic.domain.tokens import approximate_tokens
 from asemantic.ports import (
     ApplyCounts,
     JobChange,
@@ -50,7 +49,7 @@ _JOB_CHUNKS = (
 )
 _TARGETS = (
     "SELECT id, content_hash, embedding_status, batch_job_id, attempts, "
-    "COALESCE(json_extract(meta_json, '$._vector_source'), text) FROM chunks "
+    "json_extract(meta_json, '$.token_estimate') FROM chunks "
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
 
@@ -209,7 +208,8 @@ class SqliteJobStore:
                     continue
                 if result.vector is not None:
                     vectors[key[0]] = result.vector
-                    tokens += result.token_count or approximate_tokens(str(row[5]))
+                    # The provider's count; else the estimate made at ingestion (high).
+                    tokens += result.token_count or int(row[5] or 0)
                     continue
                 attempts = int(row[4]) + 1
                 status = next_chunk_status(
