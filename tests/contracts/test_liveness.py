@@ -1,0 +1,80 @@
+"""Contract 1 where the remote side loses things: no chunk waits forever in a job whose
+remote job or result file is gone.
+
+Both cases happen without any bug on our side: the Files API deletes files 48 hours
+after they were made (result files too), and a remote job can be deleted by someone
+else (or expire from the provider's listing) while the local row still waits for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google import genai
+
+from asemantic import JobStatus, SemanticCore
+from asemantic.testing.emulator import GeminiEmulator
+from tests.contracts import harness
+
+HOURS_49 = 49 * 3600.0
+
+
+async def _queued_job(tmp_path: Path, emulator: GeminiEmulator) -> SemanticCore:
+    core = await harness.open_in_process(tmp_path / "kb.db", emulator, create_grace=0.0)
+    for index in range(3):
+        source, text = harness.document(index)
+        await core.ingest(text, source=source, mode="async")
+    assert len(await core.batch_manager.flush_queue(min_size=1)) == 1
+    return core
+
+
+async def _settles_with_nothing_lost(core: SemanticCore, emulator: GeminiEmulator) -> None:
+    await harness.drain(core, emulator, rounds=5)
+    await harness.check_consistent(core)
+    assert await harness.check_vectors(core, emulator) == 7  # 3 + 1 + 3 chunks
+    await harness.check_settled(core, emulator)
+
+
+async def test_a_job_deleted_remotely_hands_its_chunks_back(
+    tmp_path: Path,
+) -> None:
+    emulator = GeminiEmulator()
+    core = await _queued_job(tmp_path, emulator)
+    try:
+        (job,) = await core.batch_jobs.jobs()
+        assert job.status is JobStatus.SUBMITTED and job.remote_name
+        client = genai.Client(
+            api_key=harness.BATCH_KEY, vertexai=False, http_options=emulator.http_options()
+        )
+        client.batches.delete(name=job.remote_name)
+        await _settles_with_nothing_lost(core, emulator)
+        failed = await core.batch_jobs.get_job(job.job_id)
+        assert failed is not None and failed.status is JobStatus.FAILED
+    finally:
+        await core.aclose()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "BatchManager: a SUCCEEDED job whose result file is gone (the Files API deletes "
+        "files after 48 h) stays PROCESSING forever: files.download answers 403 'may not "
+        "exist' (translated to status 404), sync_status logs 'polling a batch job failed; "
+        "it stays active' and retries on every pass, so its chunks stay PENDING in it and "
+        "the remote job is never cleaned up"
+    ),
+)
+async def test_results_deleted_before_they_were_read_are_not_a_dead_end(
+    tmp_path: Path,
+) -> None:
+    emulator = GeminiEmulator()
+    core = await _queued_job(tmp_path, emulator)
+    try:
+        emulator.advance(100)  # the job succeeds and writes its result file
+        emulator.advance(HOURS_49)  # nobody polled for two days: the file is deleted
+        assert all(f.source != "GENERATED" for f in emulator.files)
+        await _settles_with_nothing_lost(core, emulator)
+    finally:
+        await core.aclose()
