@@ -172,7 +172,7 @@ def _cells(r: Row) -> tuple[str, ...]:
         r["unit"],
         r["baseline"],
         format_number(r["baseline_figure"]),
-        f"{format_number(r['ratio'])}x",
+        "n/a" if math.isnan(r["ratio"]) else f"{format_number(r['ratio'])}x",
         r["target"],
         met,
     )
