@@ -17,15 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import statistics
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TypedDict
 
 __all__ = [
     "Row",
     "format_number",
-    "median_time",
     "print_rows",
     "quiet",
     "row",
@@ -67,11 +65,6 @@ def row(
         target=target,
         met=met,
     )
-
-
-def median_time(repeats: int, measure: Callable[[], float]) -> float:
-    """The median of ``repeats`` calls of ``measure`` (each returns seconds)."""
-    return statistics.median(measure() for _ in range(max(1, repeats)))
 
 
 def format_number(value: float) -> str:
