@@ -276,7 +276,16 @@ class BatchManager:
                 await self._fail(record, "the job succeeded but named no result file")
                 report.failed.append(record.job_id)
                 return
-            await self._apply(backend, record, status.output_file)
+            try:
+                await self._apply(backend, record, status.output_file)
+            except ProviderError as exc:
+                if exc.status != 404 or isinstance(exc, AuthenticationError):
+                    raise
+                # The result file is gone (deleted, or past the 48 h retention): what
+                # was not applied goes back to the queue with the job failed.
+                await self._fail(record, "the job's result file no longer exists")
+                report.failed.append(record.job_id)
+                return
             report.completed.append(record.job_id)
 
     async def _apply(self, backend: BatchBackend, record: JobRecord, output_file: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from google import genai
 
 from asemantic import JobStatus, SemanticCore
@@ -55,17 +54,6 @@ async def test_a_job_deleted_remotely_hands_its_chunks_back(
         await core.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BatchManager: a SUCCEEDED job whose result file is gone (the Files API deletes "
-        "files after 48 h) stays PROCESSING forever: files.download answers 403 'may not "
-        "exist' (translated to status 404), sync_status logs 'polling a batch job failed; "
-        "it stays active' and retries on every pass, so its chunks stay PENDING in it and "
-        "the remote job is never cleaned up"
-    ),
-)
 async def test_results_deleted_before_they_were_read_are_not_a_dead_end(
     tmp_path: Path,
 ) -> None:
