@@ -85,7 +85,6 @@ class Row:
     runs: int = 0
     killed: int = 0
     survived: int = 0
-    notes: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -95,13 +94,12 @@ class Figures:
     rows: dict[str, Row] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
 
-    def record(self, label: str, *, killed: bool, survived: bool, note: str = "") -> None:
+    def ran(self, label: str, *, killed: bool) -> Row:
+        """Count a run; the caller adds to ``survived`` once every check passed."""
         row = self.rows.setdefault(label, Row())
         row.runs += 1
         row.killed += int(killed)
-        row.survived += int(survived)
-        if note:
-            row.notes.add(note)
+        return row
 
     def table(self) -> list[str]:
         out = [f"{'crash point':<44} {'runs':>5} {'killed':>7} {'survived':>9}"]

@@ -5,7 +5,8 @@ everything once and then, for each JSON line it reads on standard input, forks a
 that runs :func:`run` with that spec, and answers one JSON line on standard output
 when the child is gone. Forking from a warm process makes a child start in
 milliseconds instead of the seconds the imports take, so many crashes fit in a test
-run. The zygote never starts a thread or an event loop, so forking it is safe.
+run. The zygote runs the workload once in-process first (lazy set-up in the SDK), and
+forks only once no thread but its main one is left, so forking it is safe.
 
 A child kills itself (``os.kill(os.getpid(), SIGKILL)``) at a *named point*: library
 methods are wrapped here, in the child only, and the library code is not changed.
@@ -13,8 +14,8 @@ With ``kill_after`` in the spec the zygote kills the child after that many secon
 instead (a random moment); the child is the zygote's own and not yet reaped, so its
 pid cannot have been reused.
 
-Every point a child passes is written unbuffered to its log (``hit <point> <n>``), so
-after a random kill the log says where the child was.
+Every point a child passes is written unbuffered to its log (``hit <point> <n>
+<seconds>``), so after a random kill the log says where the child was.
 
 ``python -m tests.contracts.crashee run '<json spec>'`` runs one spec in the
 foreground (for debugging).
@@ -60,6 +61,7 @@ POINTS = (
     "after_document_write",
     "inside_document_write",
     "after_job_row",
+    "after_create_mark",
     "after_upload",
     "after_remote_create",
     "after_submit",
@@ -157,6 +159,9 @@ def install_points(points: Points) -> None:
     _after(SqliteStore, "write_document", points, "after_document_write")
     # (a) the job row is committed, the remote create not made yet.
     _after(SqliteJobStore, "create_job", points, lambda n: "after_job_row" if n else None)
+    # A create of unknown outcome is recorded (reconcile waits its grace, then resends).
+    _after(SqliteJobStore, "mark_create_attempt", points, "after_create_mark")
+
     # The input file is uploaded, the job not created.
     async def call_with_retries(operation: Any, *, what: str, **kwargs: Any) -> Any:
         result = await client_module.call_with_retries(operation, what=what, **kwargs)
@@ -297,8 +302,8 @@ def _wait(pid: int, kill_after: float | None) -> tuple[int, bool]:
 
 
 async def _warm_up() -> None:
-    """Run the workload once in-process, so children start with the SDK's lazy set-up
-    done (about half a second of a child's run otherwise)."""
+    """Run the workload once in-process, so that children start with the SDK's lazy
+    set-up done (a few tenths of a second of each child's run otherwise)."""
     emulator = GeminiEmulator(clock=RealClock(), pending_seconds=0.0, running_seconds=0.01)
     with tempfile.TemporaryDirectory() as folder:
         core = await harness.open_in_process(Path(folder) / "warm.db", emulator)

@@ -18,6 +18,7 @@ import asyncio
 import os
 import random
 import signal
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ POINTS = (
     Point(name="after_document_write", nth=EDIT, what="an edit committed while its job runs"),
     Point(name="after_job_row", what="(a) job row committed, no remote create yet"),
     Point(name="after_job_row", nth=2, what="(a) second job row committed, first submitted"),
+    Point(name="after_create_mark", what="create attempt recorded, nothing sent yet"),
     Point(name="after_upload", what="input file uploaded, job not created"),
     Point(name="after_remote_create", what="(b) remote job made, its name not stored"),
     Point(name="after_remote_create", nth=2, what="(b) on the second job"),
@@ -91,11 +93,11 @@ def _last_point(path: Path) -> str:
     return hits[-1] if hits else "(before any point)"
 
 
-async def _recover_and_check(
-    db: Path, emulator: GeminiEmulator, *, v0: harness.V0File | None, exact_ledger: bool
-) -> int:
+async def _recover_and_check(crash: Crash, emulator: GeminiEmulator, *, exact_ledger: bool) -> int:
     """Reopen after a crash, check, run to the end, check again; the READY count."""
-    core = await harness.open_in_process(db, emulator)
+    crash.check_file()
+    v0 = crash.v0
+    core = await harness.open_in_process(crash.db, emulator)
     try:
         await harness.check_consistent(core)  # as found, right after the crash
         await harness.drain(core, emulator)
@@ -119,19 +121,32 @@ async def _recover_and_check(
         await core.aclose()
 
 
-def _check_migration_file(db: Path, before: dict[str, object]) -> None:
-    """Killed during the upgrade: the old file intact, or the upgrade fully committed."""
-    after = harness.file_state(db)
-    assert after["integrity"] == "ok"
-    if after["version"] == 0:
-        assert after == before, "an interrupted upgrade changed the version-0 file"
-    else:
-        assert after["version"] == 1
+@dataclass(frozen=True, kw_only=True)
+class Crash:
+    """One child run: its file, its log and how it ended."""
+
+    db: Path
+    log: Path
+    outcome: Outcome
+    v0: harness.V0File | None
+    before: dict[str, object] | None
+    """The version-0 file's content, for a run that started from one."""
+
+    def check_file(self) -> None:
+        """Killed during an upgrade: the old file intact, or the upgrade committed."""
+        if self.before is None:
+            return
+        after = harness.file_state(self.db)
+        assert after["integrity"] == "ok"
+        if after["version"] == 0:
+            assert after == self.before, "an interrupted upgrade changed the version-0 file"
+        else:
+            assert after["version"] == 1
 
 
 async def _crash_once(
     zygote: Zygote,
-    tmp_path: Path,
+    folder: Path,
     emulator: GeminiEmulator,
     *,
     workload: str,
@@ -139,12 +154,13 @@ async def _crash_once(
     point: str | None = None,
     nth: int = 1,
     kill_after: float | None = None,
-) -> tuple[Outcome, Path, harness.V0File | None, dict[str, object] | None]:
-    await asyncio.to_thread(tmp_path.mkdir, parents=True, exist_ok=True)
-    db = tmp_path / "kb.db"
+) -> Crash:
+    """Run a child in ``folder`` against ``emulator`` (served over loopback meanwhile)."""
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    db = folder / "kb.db"
     v0 = harness.build_v0(db) if workload == "migration" else None
     before = harness.file_state(db) if v0 else None
-    log = tmp_path / "child.log"
+    log = folder / "child.log"
     async with emulator.serve() as base_url:
         spec: Spec = {
             "db": str(db),
@@ -159,7 +175,7 @@ async def _crash_once(
         outcome = await zygote.arun(spec)
     if outcome["signal"] is None and outcome["exit"] != 0:
         raise AssertionError(f"the child failed (exit {outcome['exit']}):\n{_log_tail(log)}")
-    return outcome, log, v0, before
+    return Crash(db=db, log=log, outcome=outcome, v0=v0, before=before)
 
 
 @pytest.mark.parametrize("point", POINTS, ids=[p.label.replace(" ", "-") for p in POINTS])
@@ -169,20 +185,16 @@ async def test_kill_at_named_point(
     emulator = fast_emulator()
     if point.failing_job:
         emulator.faults.add(JobFault(outcome="FAILED"))
-    outcome, log, v0, before = await _crash_once(
+    crash = await _crash_once(
         zygote, tmp_path, emulator,
         workload=point.workload, driver=point.driver, point=point.name, nth=point.nth,
     )
-    figures.record(point.label, killed=outcome["signal"] is not None, survived=False)
-    assert outcome["signal"] == signal.SIGKILL, (
-        f"the child never reached {point.label}:\n{_log_tail(log)}"
+    row = figures.ran(point.label, killed=crash.outcome["signal"] is not None)
+    assert crash.outcome["signal"] == signal.SIGKILL, (
+        f"the child never reached {point.label}:\n{_log_tail(crash.log)}"
     )
-    if before is not None:
-        _check_migration_file(tmp_path / "kb.db", before)
-    ready = await _recover_and_check(
-        tmp_path / "kb.db", emulator, v0=v0, exact_ledger=point.driver == "manager"
-    )
-    figures.rows[point.label].survived += 1
+    ready = await _recover_and_check(crash, emulator, exact_ledger=point.driver == "manager")
+    row.survived += 1
     print(f"{point.label}: {point.what}; killed, recovered, {ready} chunks READY")
 
 
@@ -193,53 +205,45 @@ async def test_kill_at_random_moments(zygote: Zygote, tmp_path: Path, figures: F
     duration: dict[tuple[str, str], float] = {}
     for workload, driver in kinds:
         emulator = fast_emulator()
-        outcome, log, v0, _ = await _crash_once(
+        crash = await _crash_once(
             zygote, tmp_path / f"baseline-{workload}-{driver}", emulator,
             workload=workload, driver=driver,
         )
-        assert outcome["exit"] == 0, _log_tail(log)
-        await _recover_and_check(
-            log.parent / "kb.db", emulator, v0=v0, exact_ledger=driver == "manager"
-        )
-        duration[workload, driver] = outcome["elapsed"]
+        assert crash.outcome["exit"] == 0, _log_tail(crash.log)
+        await _recover_and_check(crash, emulator, exact_ledger=driver == "manager")
+        duration[workload, driver] = crash.outcome["elapsed"]
 
     killed = 0
-    landed: dict[str, int] = {}
+    landed: Counter[str] = Counter()
     for iteration in range(CRASH_ITERATIONS):
         workload, driver = kinds[iteration % len(kinds)]
-        # Over the shortest full run seen so far, so that most runs are cut short.
+        # Within the shortest full run seen so far, so that most runs are cut short.
         delay = rng.uniform(0.0, duration[workload, driver] * 0.95)
-        where = tmp_path / f"run-{iteration:03d}"
         emulator = fast_emulator()
-        outcome, log, v0, before = await _crash_once(
-            zygote, where, emulator, workload=workload, driver=driver, kill_after=delay
+        crash = await _crash_once(
+            zygote, tmp_path / f"run-{iteration:03d}", emulator,
+            workload=workload, driver=driver, kill_after=delay,
         )
-        context = (
-            f"iteration {iteration} (seed {CRASH_SEED}): {workload}/{driver} "
-            f"killed after {delay:.3f} s at {_last_point(log)}"
-        )
-        was_killed = outcome["killed_by_timer"]
-        if not was_killed:
-            duration[workload, driver] = min(duration[workload, driver], outcome["elapsed"])
-        label = f"random moment ({workload}, {driver})"
-        figures.record(label, killed=was_killed, survived=False)
+        was_killed = crash.outcome["killed_by_timer"]
+        row = figures.ran(f"random moment ({workload}, {driver})", killed=was_killed)
         if was_killed:
             killed += 1
-            last = _last_point(log)
-            landed[last] = landed.get(last, 0) + 1
-        if before is not None:
-            _check_migration_file(where / "kb.db", before)
+            landed[_last_point(crash.log)] += 1
+        else:
+            duration[workload, driver] = min(duration[workload, driver], crash.outcome["elapsed"])
         try:
-            await _recover_and_check(
-                where / "kb.db", emulator, v0=v0, exact_ledger=driver == "manager"
-            )
+            await _recover_and_check(crash, emulator, exact_ledger=driver == "manager")
         except AssertionError as exc:
-            raise AssertionError(f"{context}: {exc}\nchild log:\n{_log_tail(log)}") from exc
-        figures.rows[label].survived += 1
-    where_text = ", ".join(f"{k} {v}" for k, v in sorted(landed.items()))
+            context = (
+                f"iteration {iteration} (ASEMANTIC_CRASH_SEED={CRASH_SEED}): {workload}/"
+                f"{driver} killed after {delay:.3f} s, after {_last_point(crash.log)}"
+            )
+            raise AssertionError(f"{context}: {exc}\nchild log:\n{_log_tail(crash.log)}") from exc
+        row.survived += 1
+    where = ", ".join(f"{name} {count}" for name, count in sorted(landed.items()))
     summary = (
         f"random kills: {CRASH_ITERATIONS} runs (seed {CRASH_SEED}), {killed} killed before "
-        f"the end, all recovered; last point passed before the kill: {where_text}"
+        f"the end, all recovered; last point passed before the kill: {where}"
     )
     figures.lines.append(summary)
     print(summary)
