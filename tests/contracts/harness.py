@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import sqlite_vec
 
 from asemantic import (
+    BatchSupervisor,
     CoreConfig,
     GeminiSettings,
     GoogleKeyring,
@@ -96,14 +98,16 @@ def document(index: int, version: int = 0) -> tuple[str, str]:
     return f"doc-{index}", f"# {title}\n\n" + "\n\n".join(sections) + "\n"
 
 
-def fast_supervisor_config() -> SupervisorConfig:
+def fast_supervisor_config(*, lease_wait: float = 0.0) -> SupervisorConfig:
+    """A supervisor that ticks every 10 ms; its lease outlives a killed process by 2 s."""
     return SupervisorConfig(
         poll_interval=0.01,
         jitter=0.2,
         min_batch_size=1,
         max_batch_size=JOB_SIZE,
         max_wait=0.0,
-        lease_ttl=5.0,
+        lease_ttl=2.0,
+        lease_wait=lease_wait,
         pause_initial=0.02,
         pause_max=0.1,
         stop_timeout=2.0,
@@ -159,6 +163,14 @@ async def drain(core: SemanticCore, emulator: GeminiEmulator, *, rounds: int = 6
         if await core.batch_jobs.jobs((JobStatus.CREATED,)):
             await asyncio.sleep(0.05)
     raise AssertionError(f"the pipeline did not settle in {rounds} rounds: {await describe(core)}")
+
+
+async def drain_with_supervisor(core: SemanticCore, *, within: float = 30.0) -> None:
+    """Run a supervisor until idle (it waits for a dead supervisor's lease to expire)."""
+    config = fast_supervisor_config(lease_wait=within)
+    with anyio.fail_after(within):
+        async with BatchSupervisor(core, config) as supervisor:
+            await supervisor.wait_until_idle()
 
 
 # --- inspection -------------------------------------------------------------------------

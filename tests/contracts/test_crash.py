@@ -93,13 +93,18 @@ def _last_point(path: Path) -> str:
     return hits[-1] if hits else "(before any point)"
 
 
-async def _recover_and_check(crash: Crash, emulator: GeminiEmulator, *, exact_ledger: bool) -> int:
-    """Reopen after a crash, check, run to the end, check again; the READY count."""
+async def _recover_and_check(
+    crash: Crash, emulator: GeminiEmulator, *, exact_ledger: bool, supervisor: bool = False
+) -> int:
+    """Reopen after a crash, check, run to the end (by hand, or with a supervisor that
+    takes over the dead one's lease), check again; the READY count."""
     crash.check_file()
     v0 = crash.v0
     core = await harness.open_in_process(crash.db, emulator)
     try:
         await harness.check_consistent(core)  # as found, right after the crash
+        if supervisor:
+            await harness.drain_with_supervisor(core)
         await harness.drain(core, emulator)
         await harness.check_consistent(core)
         ready = await harness.check_vectors(core, emulator, preexisting=v0.vectors if v0 else None)
@@ -193,7 +198,10 @@ async def test_kill_at_named_point(
     assert crash.outcome["signal"] == signal.SIGKILL, (
         f"the child never reached {point.label}:\n{_log_tail(crash.log)}"
     )
-    ready = await _recover_and_check(crash, emulator, exact_ledger=point.driver == "manager")
+    by_hand = point.driver == "manager"
+    ready = await _recover_and_check(
+        crash, emulator, exact_ledger=by_hand, supervisor=not by_hand
+    )
     row.survived += 1
     print(f"{point.label}: {point.what}; killed, recovered, {ready} chunks READY")
 
