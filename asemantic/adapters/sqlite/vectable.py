@@ -46,8 +46,8 @@ from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import EmbeddingSpaceMismatchError, StoreError
 
 __all__ = [
-    "VEC_TABLE",
     "VECTOR_LOG",
+    "VEC_TABLE",
     "create_vec_table",
     "ensure_space",
     "ensure_vector_log",
