@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ FIRST_DOCS = 8
 """Documents ingested before the first flush in the crash workload."""
 ALL_DOCS = 12
 
+VERSIONS = 4
+"""Versions of each document the workloads ingest (see :func:`document`)."""
 _TOPICS = ("invoice", "refund", "vacation", "certificate", "outage", "onboarding")
 
 
@@ -227,7 +230,54 @@ async def check_consistent(core: SemanticCore) -> None:
         assert content_hash == expected, f"chunk {chunk_id}: hash does not match its text"
     rows = await core.store.fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
     assert rows[0][0] == rows[0][1], "a chunk has more than one vector"
+    await check_documents(core)
     await check_histories(core)
+
+
+_VERSION_CHUNKS: dict[str, tuple[str, ...]] = {}
+
+
+async def _version_chunks() -> dict[str, tuple[str, ...]]:
+    """Document hash -> its chunks' hashes, for every version of every document.
+
+    Made once, by ingesting each version into a scratch database."""
+    if not _VERSION_CHUNKS:
+        emulator = GeminiEmulator()
+        with tempfile.TemporaryDirectory() as folder:
+            core = await open_in_process(Path(folder) / "versions.db", emulator)
+            try:
+                for index in range(ALL_DOCS):
+                    for version in range(VERSIONS):
+                        source, text = document(index, version)
+                        await core.ingest(text, source=source, mode="async")
+                        snapshot = await core.store.get_document(source)
+                        assert snapshot is not None
+                        hashes = tuple(sorted(c.content_hash for c in snapshot.chunks))
+                        _VERSION_CHUNKS[snapshot.content_hash] = hashes
+            finally:
+                await core.aclose()
+    return _VERSION_CHUNKS
+
+
+async def check_documents(core: SemanticCore) -> None:
+    """Each document holds the chunks of exactly the version its row names, at
+    positions 0..n-1: an ingestion is all or nothing."""
+    versions = await _version_chunks()
+    found: dict[str, tuple[str, list[str], list[int]]] = {}
+    for source, doc_hash, chunk_hash, position in await core.store.fetchall(
+        "SELECT d.source, d.content_hash, c.content_hash, c.position FROM documents d "
+        "LEFT JOIN chunks c ON c.document_id = d.id"
+    ):
+        entry = found.setdefault(str(source), (str(doc_hash), [], []))
+        if chunk_hash is not None:
+            entry[1].append(str(chunk_hash))
+            entry[2].append(int(position))
+    for source, (doc_hash, hashes, positions) in found.items():
+        assert sorted(positions) == list(range(len(positions))), f"{source}: {positions}"
+        if source.startswith("old-"):  # from a version-0 file: no known versions
+            continue
+        assert doc_hash in versions, f"{source}: a document hash no version has"
+        assert tuple(sorted(hashes)) == versions[doc_hash], f"{source}: chunks of another version"
 
 
 async def check_histories(core: SemanticCore) -> None:

@@ -136,7 +136,7 @@ class BatchPipeline(RuleBasedStateMachine):
         for index in range(count):
             self.ingest(index, 0)
 
-    @rule(index=st.integers(0, DOCS - 1), version=st.integers(0, 3))
+    @rule(index=st.integers(0, DOCS - 1), version=st.integers(0, harness.VERSIONS - 1))
     def ingest(self, index: int, version: int) -> None:
         """Ingest a document, or edit it: a new version changes some of its chunks."""
         source, text = harness.document(index, version)
