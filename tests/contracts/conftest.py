@@ -52,6 +52,9 @@ class Zygote:
             self._process.stdin.close()
         try:
             self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()  # our own zygote, by its handle
+            self._process.wait()
         finally:
             if self._process.stdout is not None:
                 self._process.stdout.close()

@@ -102,14 +102,14 @@ def document(index: int, version: int = 0) -> tuple[str, str]:
 
 
 def fast_supervisor_config(*, lease_wait: float = 0.0) -> SupervisorConfig:
-    """A supervisor that ticks every 10 ms; its lease outlives a killed process by 2 s."""
+    """A supervisor that ticks every 10 ms; its lease outlives a killed process by 3 s."""
     return SupervisorConfig(
         poll_interval=0.01,
         jitter=0.2,
         min_batch_size=1,
         max_batch_size=JOB_SIZE,
         max_wait=0.0,
-        lease_ttl=2.0,
+        lease_ttl=3.0,
         lease_wait=lease_wait,
         pause_initial=0.02,
         pause_max=0.1,

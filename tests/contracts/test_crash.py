@@ -51,6 +51,9 @@ class Point:
         return f"{self.name}{suffix}{via}"
 
 
+HANG_LIMIT = 120.0
+"""Seconds after which a child that should end by itself is killed as hung."""
+
 EDIT = harness.FIRST_DOCS + 1
 """The document write that edits doc-0 while its job runs."""
 
@@ -167,6 +170,7 @@ async def _crash_once(
     before = harness.file_state(db) if v0 else None
     log = folder / "child.log"
     async with emulator.serve() as base_url:
+        limit = HANG_LIMIT if kill_after is None else kill_after
         spec: Spec = {
             "db": str(db),
             "base_url": base_url,
@@ -175,9 +179,11 @@ async def _crash_once(
             "driver": driver,
             "point": point,
             "nth": nth,
-            "kill_after": kill_after,
+            "kill_after": limit,
         }
         outcome = await zygote.arun(spec)
+    if kill_after is None and outcome["killed_by_timer"]:
+        raise AssertionError(f"the child hung for {limit} s:\n{_log_tail(log)}")
     if outcome["signal"] is None and outcome["exit"] != 0:
         raise AssertionError(f"the child failed (exit {outcome['exit']}):\n{_log_tail(log)}")
     return Crash(db=db, log=log, outcome=outcome, v0=v0, before=before)
