@@ -341,6 +341,33 @@ async def check_vectors(
     return ready
 
 
+_QUERY = "refund rules for invoice changes"
+
+
+async def check_search(core: SemanticCore) -> None:
+    """Search sees exactly the READY chunks (asked for more hits than there are), at
+    the cosine distance of their stored vectors: what users see is what is stored."""
+    ready = {
+        int(row[0])
+        for row in await core.store.fetchall(
+            "SELECT id FROM chunks WHERE embedding_status = 'READY'"
+        )
+    }
+    hits = await core.search(_QUERY, k=min(len(ready) + 3, core.config.max_search_k))
+    assert {hit.chunk_id for hit in hits} == ready, "search does not see the READY chunks"
+    if not hits:
+        return
+    query = np.frombuffer(await core.embedder.embed_query(_QUERY), dtype="<f4").astype(np.float64)
+    vectors = {
+        int(rowid): np.frombuffer(bytes(blob), dtype="<f4").astype(np.float64)
+        for rowid, blob in await core.store.fetchall("SELECT rowid, embedding FROM vec_chunks")
+    }
+    for hit in hits:
+        stored = vectors[hit.chunk_id]
+        cosine = float(query @ stored / (np.linalg.norm(query) * np.linalg.norm(stored)))
+        assert abs(hit.distance - (1.0 - cosine)) < 1e-4, f"chunk {hit.chunk_id}: distance"
+
+
 def actual_creates(requests: tuple[RecordedRequest, ...]) -> int:
     """Remote jobs the emulator really made: answered 200, or made with the answer lost."""
     return sum(

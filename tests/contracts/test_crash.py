@@ -112,6 +112,7 @@ async def _recover_and_check(
         await harness.check_consistent(core)
         ready = await harness.check_vectors(core, emulator, preexisting=v0.vectors if v0 else None)
         await harness.check_settled(core, emulator)
+        await harness.check_search(core)
         counts = await core.store.count_chunks_by_status()
         assert counts["FAILED"] == 0, "no fault was injected, yet chunks FAILED"
         if v0 is not None:

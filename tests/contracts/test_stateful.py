@@ -213,6 +213,7 @@ class BatchPipeline(RuleBasedStateMachine):
         core = self.core
         await harness.check_consistent(core)
         await harness.check_vectors(core, self.emulator)
+        await harness.check_search(core)
         for job in await core.batch_jobs.jobs():
             before = self._seen.get(job.job_id)
             if before is not None:
@@ -260,6 +261,7 @@ class BatchPipeline(RuleBasedStateMachine):
         # here; check_settled counts the creates against the job rows instead.
         await harness.check_consistent(self.core)
         await harness.check_vectors(self.core, self.emulator)
+        await harness.check_search(self.core)
         await harness.check_settled(self.core, self.emulator)
 
 
