@@ -10,6 +10,8 @@ in slices, so memory stays flat whatever the file's size.
 
 from __future__ import annotations
 
+import functools
+import struct
 from collections.abc import Collection, Iterator
 from typing import IO, Any
 
@@ -78,22 +80,29 @@ def parse_line(raw: bytes, *, counts: ResultCounts, dimensions: int | None) -> L
     if values is None or not isinstance(response, dict):
         counts.malformed += 1
         return None
-    try:
-        vector = np.asarray(values, dtype="<f4")
-    except (TypeError, ValueError):
-        counts.malformed += 1
-        return None
-    if vector.ndim != 1 or (dimensions is not None and vector.shape[0] != dimensions):
+    if dimensions is not None and len(values) != dimensions:
         return LineResult(
             key=key,
             error_code=500,
             error_status="INTERNAL",
-            error_message=f"result has {vector.shape} values, expected {dimensions}",
+            error_message=f"result has {len(values)} values, expected {dimensions}",
         )
-    if not np.all(np.isfinite(vector)):
+    try:
+        # struct packs a list of floats about twice as fast as np.asarray; NumPy then
+        # checks the packed bytes (bools and ints pack too: JSON numbers are numbers).
+        blob = _pack(len(values)).pack(*values)
+    except struct.error:
         counts.malformed += 1
         return None
-    return LineResult(key=key, vector=vector.tobytes(), token_count=_token_count(response))
+    if not np.isfinite(np.frombuffer(blob, dtype="<f4")).all():
+        counts.malformed += 1
+        return None
+    return LineResult(key=key, vector=blob, token_count=_token_count(response))
+
+
+@functools.lru_cache(maxsize=8)
+def _pack(count: int) -> struct.Struct:
+    return struct.Struct(f"<{count}f")
 
 
 def _token_count(response: dict[str, Any]) -> int | None:
