@@ -24,14 +24,14 @@ from google.genai.pagers import AsyncPager
 
 from asemantic.adapters.gemini.client import (
     ClientHandle,
+    LazyClient,
     RetryConfig,
     call_with_retries,
-    open_client,
     translate_error,
 )
 from asemantic.adapters.gemini.results import iter_result_slices
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.errors import ProviderError, StoreClosedError
+from asemantic.errors import ProviderError
 from asemantic.keys import GoogleKeyring, Secret
 from asemantic.ports import (
     BatchLine,
@@ -90,13 +90,16 @@ class GeminiBatchClient:
         self._key: Secret = keys.batch  # raises the documented ValueError
         self._space = space or EmbeddingSpace()
         self._retry = retry or RetryConfig()
-        self._base_url = base_url
-        self._transport = transport
-        self._http_client = http_client
+        self._lazy = LazyClient(
+            self._key,
+            base_url=base_url,
+            timeout=self._retry.timeout,
+            transport=transport,
+            http_client=http_client,
+            what="batch client",
+        )
         self._temp_dir = temp_dir
         self._slice_size = slice_size
-        self._handle: ClientHandle | None = None
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"GeminiBatchClient(space={self._space.describe()!r})"
@@ -106,17 +109,7 @@ class GeminiBatchClient:
         return self._space
 
     def _client(self) -> ClientHandle:
-        if self._closed:
-            raise StoreClosedError("the batch client is closed")
-        if self._handle is None:
-            self._handle = open_client(
-                self._key,
-                base_url=self._base_url,
-                timeout=self._retry.timeout,
-                transport=self._transport,
-                http_client=self._http_client,
-            )
-        return self._handle
+        return self._lazy.get()
 
     async def create_embedding_job(
         self, lines: Sequence[BatchLine], *, display_name: str
@@ -305,10 +298,7 @@ class GeminiBatchClient:
         return items
 
     async def aclose(self) -> None:
-        self._closed = True
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            await handle.aclose()
+        await self._lazy.aclose()
 
 
 def _deleter(handle: ClientHandle, file_name: str) -> Callable[[], Awaitable[object]]:

@@ -29,11 +29,13 @@ from asemantic.errors import (
     ProviderRequestError,
     ProviderUnavailableError,
     RateLimitError,
+    StoreClosedError,
 )
 from asemantic.keys import Secret
 
 __all__ = [
     "ClientHandle",
+    "LazyClient",
     "RetryConfig",
     "call_with_retries",
     "open_client",
@@ -128,6 +130,55 @@ def open_client(
     )
     client = genai.Client(api_key=key.reveal(), vertexai=False, http_options=options)
     return ClientHandle(client=client, http=http, owns_http=owns)
+
+
+class LazyClient:
+    """One key's google-genai client, made on first use and closed once.
+
+    Building the client does no I/O, but it is still deferred, so an adapter that is
+    never used costs nothing; after :meth:`aclose`, :meth:`get` raises ``closed_error``.
+    """
+
+    def __init__(
+        self,
+        key: Secret,
+        *,
+        base_url: str | None,
+        timeout: float,
+        transport: httpx2.AsyncBaseTransport | None,
+        http_client: Any,
+        what: str,
+    ) -> None:
+        self._key = key
+        self._base_url = base_url
+        self._timeout = timeout
+        self._transport = transport
+        self._http_client = http_client
+        self._what = what
+        self._handle: ClientHandle | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"LazyClient({self._what})"
+
+    def get(self) -> ClientHandle:
+        if self._closed:
+            raise StoreClosedError(f"the {self._what} is closed")
+        if self._handle is None:
+            self._handle = open_client(
+                self._key,
+                base_url=self._base_url,
+                timeout=self._timeout,
+                transport=self._transport,
+                http_client=self._http_client,
+            )
+        return self._handle
+
+    async def aclose(self) -> None:
+        self._closed = True
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            await handle.aclose()
 
 
 def scrub(text: str, secrets: Iterable[Secret]) -> str:

@@ -12,13 +12,13 @@ from google.genai import types
 
 from asemantic.adapters.gemini.client import (
     ClientHandle,
+    LazyClient,
     RetryConfig,
     call_with_retries,
-    open_client,
 )
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.vectors import normalize
-from asemantic.errors import AsemanticError, ProviderError, StoreClosedError
+from asemantic.errors import AsemanticError, ProviderError
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import EmbedRequest
 
@@ -56,12 +56,15 @@ class GeminiEmbedder:
         self._keys = keys
         self._space = space or EmbeddingSpace()
         self._retry = retry or RetryConfig()
-        self._handle: ClientHandle | None = None
-        self._base_url = base_url
-        self._transport = transport
-        self._http_client = http_client
+        self._lazy = LazyClient(
+            keys.default,
+            base_url=base_url,
+            timeout=self._retry.timeout,
+            transport=transport,
+            http_client=http_client,
+            what="embedder",
+        )
         self._limit = asyncio.Semaphore(max_concurrency)
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"GeminiEmbedder(space={self._space.describe()!r})"
@@ -71,17 +74,7 @@ class GeminiEmbedder:
         return self._space
 
     def _client(self) -> ClientHandle:
-        if self._closed:
-            raise StoreClosedError("the embedder is closed")
-        if self._handle is None:
-            self._handle = open_client(
-                self._keys.default,
-                base_url=self._base_url,
-                timeout=self._retry.timeout,
-                transport=self._transport,
-                http_client=self._http_client,
-            )
-        return self._handle
+        return self._lazy.get()
 
     async def embed_documents(self, requests: Sequence[EmbedRequest]) -> list[bytes]:
         # One call shares one config (and so one title): group by title, keep order.
@@ -155,7 +148,4 @@ class GeminiEmbedder:
         return vectors
 
     async def aclose(self) -> None:
-        self._closed = True
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            await handle.aclose()
+        await self._lazy.aclose()
