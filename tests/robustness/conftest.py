@@ -21,7 +21,6 @@ from asemantic import (
     JobStatus,
     RetryConfig,
     SemanticCore,
-    SupervisorConfig,
 )
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
@@ -76,22 +75,6 @@ def fast_retry(**overrides: Any) -> RetryConfig:
     }
     values.update(overrides)
     return RetryConfig(**values)
-
-
-def fast_supervisor(**overrides: Any) -> SupervisorConfig:
-    """A supervisor config that ticks every few milliseconds."""
-    values: dict[str, Any] = {
-        "poll_interval": 0.01,
-        "jitter": 0.2,
-        "min_batch_size": 1,
-        "max_wait": 0.0,
-        "lease_ttl": 5.0,
-        "pause_initial": 0.02,
-        "pause_max": 0.1,
-        "stop_timeout": 2.0,
-    }
-    values.update(overrides)
-    return SupervisorConfig(**values)
 
 
 @pytest.fixture

@@ -50,6 +50,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lease-wait", type=float, default=0.0)
     parser.add_argument("--max-batch-size", type=int, default=10)
     parser.add_argument("--freeze-after-submit", action="store_true")
+    # A create cut short by a lost lease may leave a job CREATED with a create of unknown
+    # outcome; the default grace (120 s) would outlast the test's bounds.
+    parser.add_argument("--create-grace", type=float, default=1.0)
     return parser.parse_args(argv)
 
 
@@ -85,7 +88,12 @@ async def run(args: argparse.Namespace) -> int:
             emit("thawed")
 
     async with SemanticCore.open(
-        args.db, keys=keys, config=CoreConfig(space=EmbeddingSpace(dimensions=768)), gemini=gemini
+        args.db,
+        keys=keys,
+        config=CoreConfig(
+            space=EmbeddingSpace(dimensions=768), create_grace_seconds=args.create_grace
+        ),
+        gemini=gemini,
     ) as core:
         supervisor = BatchSupervisor(core, config, owner=args.owner)
         supervisor.on_transition(hook)

@@ -24,10 +24,10 @@ from tests.robustness.conftest import (
     check_contracts,
     corpus,
     eventually,
-    fast_supervisor,
     table_counts,
     vector_counts,
 )
+from tests.support import fast_supervisor
 
 ROOMY = 1_073_741_823
 

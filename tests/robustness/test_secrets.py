@@ -61,9 +61,9 @@ from tests.robustness.conftest import (
     check_contracts,
     corpus,
     drain,
-    fast_supervisor,
     keep_completing,
 )
+from tests.support import fast_supervisor
 
 FRAGMENT = "LEAK-CANARY"
 STATUSES = (400, 401, 403, 429, 500)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -16,11 +15,11 @@ from asemantic import (
     GoogleKeyring,
     JobStatus,
     SemanticCore,
-    SupervisorConfig,
 )
 from asemantic.adapters.gemini.client import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
+from tests.support import fast_supervisor
 
 DEFAULT_KEY = "sup-default-key-7f3a91"
 BATCH_KEY = "sup-batch-key-c04e28"
@@ -28,20 +27,7 @@ BATCH_KEY = "sup-batch-key-c04e28"
 OpenCore = Callable[..., Awaitable[SemanticCore]]
 
 
-def fast(**overrides: Any) -> SupervisorConfig:
-    """A supervisor config that ticks every few milliseconds."""
-    values: dict[str, Any] = {
-        "poll_interval": 0.01,
-        "jitter": 0.2,
-        "min_batch_size": 1,
-        "max_wait": 0.0,
-        "lease_ttl": 5.0,
-        "pause_initial": 0.02,
-        "pause_max": 0.1,
-        "stop_timeout": 2.0,
-    }
-    values.update(overrides)
-    return SupervisorConfig(**values)
+fast = fast_supervisor
 
 
 @pytest.fixture
