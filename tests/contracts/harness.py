@@ -44,6 +44,7 @@ from asemantic.adapters.sqlite import select_driver
 from asemantic.domain.jobs import TERMINAL_STATUSES, JobTrigger, next_status
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidTransitionError
+from asemantic.ports import Embedder
 from asemantic.testing import LexicalEmbedder
 from asemantic.testing.emulator import GeminiEmulator, RecordedRequest
 
@@ -118,12 +119,18 @@ def fast_supervisor_config(*, lease_wait: float = 0.0) -> SupervisorConfig:
 
 
 async def open_in_process(
-    path: Path, emulator: GeminiEmulator, *, create_grace: float = RECOVERY_GRACE
+    path: Path,
+    emulator: GeminiEmulator,
+    *,
+    create_grace: float = RECOVERY_GRACE,
+    embedder: Embedder | None = None,
 ) -> SemanticCore:
-    """A core on ``path`` that reaches ``emulator`` through its in-process transport."""
+    """A core on ``path`` that reaches ``emulator`` through its in-process transport
+    (for batch work; for queries too unless an ``embedder`` is given)."""
     return await SemanticCore.open(
         path,
         keys=keys(),
+        embedder=embedder,
         config=config(create_grace=create_grace),
         gemini=GeminiSettings(
             base_url=emulator.base_url, transport=emulator.async_transport(), retry=FAST_RETRY
