@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -293,4 +294,6 @@ BatchPipeline.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-TestBatchPipeline = BatchPipeline.TestCase
+# A failure is shrunk for up to five minutes (Hypothesis's own limit) before it is
+# reported: give the test room for that beyond the suite's 300 s timeout.
+TestBatchPipeline = pytest.mark.timeout(600)(BatchPipeline.TestCase)
