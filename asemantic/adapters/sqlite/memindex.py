@@ -51,15 +51,18 @@ _FETCH = 4096
 _INLINE_FLOATS = 1 << 19
 _MIN_RELOAD_DELTA = 20_000
 
-_LOG_BOUNDS = "SELECT MIN(seq), MAX(seq) FROM vector_log"
+# Two scalar subqueries: ``SELECT MIN(seq), MAX(seq)`` in one select scans the whole log
+# (SQLite's min/max shortcut only applies to a lone aggregate); these are two lookups.
+_LOG_BOUNDS = "SELECT (SELECT MIN(seq) FROM vector_log), (SELECT MAX(seq) FROM vector_log)"
 _LOG_DELTA = (
-    "SELECT (SELECT MIN(seq) FROM vector_log), chunk_id FROM vector_log "
-    "WHERE seq > ? AND seq <= ?"
+    "SELECT (SELECT MIN(seq) FROM vector_log), chunk_id FROM vector_log WHERE seq > ? AND seq <= ?"
 )
 _LOG_HEAD = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'), 0)"
+# Driven from the id list (CROSS JOIN keeps that order): with ``c.id IN (...)`` the
+# planner prefers the status index and walks every READY chunk.
 _CHANGED = (
-    "SELECT c.id, v.embedding FROM chunks c JOIN vec_chunks v ON v.rowid = c.id "
-    "WHERE c.id IN (SELECT value FROM json_each(?)) AND c.embedding_status = 'READY'"
+    "SELECT c.id, v.embedding FROM json_each(?) j CROSS JOIN chunks c ON c.id = j.value "
+    "JOIN vec_chunks v ON v.rowid = c.id WHERE c.embedding_status = 'READY'"
 )
 _READY_IDS = "SELECT group_concat(id) FROM chunks WHERE embedding_status = 'READY'"
 _ALL_VECTORS = "SELECT rowid, embedding FROM vec_chunks"
@@ -249,9 +252,9 @@ class MemoryIndex:
                         return None
                     if len(vectors) != size * width:
                         return None
-                    valid = np.unpackbits(
-                        np.frombuffer(validity, np.uint8), bitorder="little"
-                    )[:size].astype(bool)
+                    valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")[
+                        :size
+                    ].astype(bool)
                     count = int(valid.sum())
                     if n + count > len(ids):
                         grow = max(count, len(ids) // 2)

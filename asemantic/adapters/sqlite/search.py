@@ -93,11 +93,13 @@ def filter_conditions(filters: SearchFilters) -> tuple[list[str], list[object]]:
 
 
 # The rows of chosen chunks, for hits the in-memory index found (distance filled in
-# afterwards; a chunk no longer READY is left out).
+# afterwards; a chunk no longer READY is left out). Driven from the id list (CROSS JOIN
+# keeps that order): with ``c.id IN (...)`` the planner prefers the status index and
+# walks every READY chunk, 15 ms at 100,000 chunks instead of a few lookups.
 HYDRATE = (
     "SELECT c.id, c.document_id, d.source, d.title, c.text, c.position, c.meta_json, "
-    "0.0, d.metadata_json FROM chunks c JOIN documents d ON d.id = c.document_id "
-    "WHERE c.id IN (SELECT value FROM json_each(?)) AND c.embedding_status = 'READY'"
+    "0.0, d.metadata_json FROM json_each(?) j CROSS JOIN chunks c ON c.id = j.value "
+    "JOIN documents d ON d.id = c.document_id WHERE c.embedding_status = 'READY'"
 )
 
 
