@@ -75,7 +75,7 @@ def test_matrix_matches_brute_force_through_upserts_and_removals() -> None:
             ids = list(dict.fromkeys(ids))
             rows = rng.standard_normal((len(ids), 8)).astype(np.float32)
             rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-            matrix.upsert(ids, rows)
+            matrix.upsert(ids, rows, [i % 7 for i in ids])
             truth.update(zip(ids, rows, strict=True))
     assert sorted(matrix.ids().tolist()) == sorted(truth)
     q = rng.standard_normal(8).astype(np.float32)
@@ -85,9 +85,10 @@ def test_matrix_matches_brute_force_through_upserts_and_removals() -> None:
     got, distances = matrix.search(q, 7)
     assert got.tolist() == expected
     assert np.allclose(distances, [dist[i] for i in expected], atol=1e-6)
-    allowed = np.array([*keys[::4], 10_000, -1], dtype=np.int64)
-    got, _ = matrix.search(q, 7, allowed=allowed)
-    assert got.tolist() == sorted(keys[::4], key=lambda i: (dist[i], i))[:7]
+    for documents in ([3], [0, 5], [1, 2, 4, 6, 100, -1]):
+        got, _ = matrix.search(q, 7, documents=np.array(documents, dtype=np.int64))
+        chosen = [i for i in keys if i % 7 in documents]
+        assert got.tolist() == sorted(chosen, key=lambda i: (dist[i], i))[:7]
 
 
 # --- against vec0 ------------------------------------------------------------------------
@@ -291,4 +292,43 @@ async def test_unusual_vec0_storage_falls_back_to_a_row_scan(
         assert await ids_of(store, query(2), k=30) == await ids_of(plain, query(2), k=30)
     finally:
         await store.aclose()
+        await plain.aclose()
+
+
+async def test_filters_follow_documents_deleted_and_recreated(db_path: Path) -> None:
+    """Filters are masks over the documents the index holds per row: deleting the last
+    document and writing another (SQLite hands out its id and its chunk ids again), or
+    one in the middle (rows move in the matrix), from another connection, must leave
+    filtered hits equal to vec0's."""
+    store = await open_store(db_path)
+    writer = await open_store(db_path, memory_index=False)
+    plain = await open_store(db_path, memory_index=False)
+    rng = np.random.default_rng(21)
+    try:
+        await fill(store, docs=6, per_doc=8)
+        await store.search(query(0), k=5)  # loaded before the writes below
+        last = "doc5"
+        for step in range(8):
+            # Even steps delete the newest document (its id and chunk ids come back for
+            # the next write), odd ones one in the middle (rows move, ids are fresh).
+            gone = last if step % 2 == 0 else f"doc{step // 2}"
+            assert await writer.delete_document(gone)
+            last = f"new{step}"
+            vectors = rng.standard_normal((8, DIMS)).astype(np.float32)
+            await writer.write_document(
+                vector_write(last, vectors, metadata={"g": step % 3}, tag="new")
+            )
+            ids = await writer.fetchall("SELECT id FROM documents ORDER BY id")
+            for filters in (
+                SearchFilters(document_ids=[int(ids[-1][0])]),
+                SearchFilters(metadata={"g": step % 3}),
+                SearchFilters(sources=[gone, last, "doc4"]),
+            ):
+                mine = await store.search(query(step), k=12, filters=filters)
+                theirs = await plain.search(query(step), k=12, filters=filters)
+                assert [h.chunk_id for h in mine] == [h.chunk_id for h in theirs]
+                assert [h.source for h in mine] == [h.source for h in theirs]
+    finally:
+        await store.aclose()
+        await writer.aclose()
         await plain.aclose()

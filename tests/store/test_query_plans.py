@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from asemantic.adapters.sqlite import SqliteStore, memindex
-from asemantic.adapters.sqlite.search import HYDRATE, matching_ids_sql
+from asemantic.adapters.sqlite.search import HYDRATE, matching_documents_sql
 from asemantic.ports import SearchFilters
 from tests.store.test_memindex import fill, open_store
 
@@ -66,8 +66,14 @@ async def test_the_log_delta_reads_a_range_of_the_log(filled: SqliteStore) -> No
     assert not any(d.startswith("SCAN vector_log") for d in details), details
 
 
-async def test_a_document_filter_reads_only_that_documents_chunks(filled: SqliteStore) -> None:
-    sql, params = matching_ids_sql(SearchFilters(document_ids=[2]))
-    details = await plan(filled, sql, tuple(params))
-    assert any("chunks_ready_document" in d for d in details), details
-    assert not any(d.startswith("SCAN c") for d in details), details
+async def test_a_filter_reads_documents_only(filled: SqliteStore) -> None:
+    for filters in (
+        SearchFilters(document_ids=[2]),
+        SearchFilters(sources=["doc1"]),
+        SearchFilters(metadata={"g": 1}),
+    ):
+        sql, params = matching_documents_sql(filters)
+        details = await plan(filled, sql, tuple(params))
+        assert not any("chunks" in d for d in details), details
+    sql, params = matching_documents_sql(SearchFilters(document_ids=[2]))
+    assert _by_primary_key(await plan(filled, sql, tuple(params)), "d")

@@ -39,7 +39,7 @@ import aiosqlite
 import numpy as np
 import numpy.typing as npt
 
-from asemantic.adapters.sqlite.vecmatrix import F32, I64, VectorMatrix, unit_rows
+from asemantic.adapters.sqlite.vecmatrix import F32, I64, VectorMatrix, members, unit_rows
 
 __all__ = ["MemoryIndex"]
 
@@ -61,10 +61,15 @@ _LOG_HEAD = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'vect
 # Driven from the id list (CROSS JOIN keeps that order): with ``c.id IN (...)`` the
 # planner prefers the status index and walks every READY chunk.
 _CHANGED = (
-    "SELECT c.id, v.embedding FROM json_each(?) j CROSS JOIN chunks c ON c.id = j.value "
-    "JOIN vec_chunks v ON v.rowid = c.id WHERE c.embedding_status = 'READY'"
+    "SELECT c.id, c.document_id, v.embedding FROM json_each(?) j "
+    "CROSS JOIN chunks c ON c.id = j.value JOIN vec_chunks v ON v.rowid = c.id "
+    "WHERE c.embedding_status = 'READY'"
 )
-_READY_IDS = "SELECT group_concat(id) FROM chunks WHERE embedding_status = 'READY'"
+# Both lists in one aggregate, so their entries pair up (each row feeds both).
+_READY_IDS = (
+    "SELECT group_concat(id), group_concat(document_id) FROM chunks "
+    "WHERE embedding_status = 'READY'"
+)
 _ALL_VECTORS = "SELECT rowid, embedding FROM vec_chunks"
 # vec0's own storage (sqlite-vec 0.1.x): per chunk of ``size`` slots a validity bitmap
 # (bit i of byte i // 8, least significant first), the slots' rowids (int64) and their
@@ -88,14 +93,6 @@ def parse_ids(text: object) -> I64:
 def _normalise_in_place(rows: F32) -> None:
     norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
     np.divide(rows, norms, out=rows, where=norms > 0)
-
-
-def _members(values: I64, of: I64) -> npt.NDArray[np.bool_]:
-    """``np.isin(values, of)`` for small non-negative ids, in linear time."""
-    top = int(max(values.max(initial=0), of.max(initial=0))) + 1
-    mask = np.zeros(top, dtype=bool)
-    mask[of] = True
-    return mask[values]
 
 
 class MemoryIndex:
@@ -130,16 +127,15 @@ class MemoryIndex:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def nearest(
-        self, query: F32, k: int, *, allowed: I64 | None = None
+        self, query: F32, k: int, *, documents: I64 | None = None
     ) -> tuple[I64, npt.NDArray[np.float64]]:
-        """Chunk ids and cosine distances of the ``k`` nearest READY chunks (among
-        ``allowed`` if given), nearest first, after catching up with the database."""
+        """Chunk ids and cosine distances of the ``k`` nearest READY chunks (of
+        ``documents`` if given), nearest first, after catching up with the database."""
         await self.sync()
         matrix = self._matrix
-        rows = len(matrix) if allowed is None else min(len(matrix), len(allowed))
-        if rows * self._dimensions <= _INLINE_FLOATS:
-            return matrix.search(query, k, allowed=allowed)
-        return await self._in_thread(lambda: matrix.search(query, k, allowed=allowed))
+        if len(matrix) * self._dimensions <= _INLINE_FLOATS:
+            return matrix.search(query, k, documents=documents)
+        return await self._in_thread(lambda: matrix.search(query, k, documents=documents))
 
     async def _in_thread(self, work: Callable[[], _T]) -> _T:
         loop = asyncio.get_running_loop()
@@ -195,37 +191,44 @@ class MemoryIndex:
     async def _apply(self, changed: list[int]) -> None:
         rows = list(await self._reader.execute_fetchall(_CHANGED, (json.dumps(changed),)))
         present = [int(row[0]) for row in rows]
-        vectors = unit_rows(b"".join(bytes(row[1]) for row in rows), self._dimensions)
+        documents = [int(row[1]) for row in rows]
+        vectors = unit_rows(b"".join(bytes(row[2]) for row in rows), self._dimensions)
         gone = sorted(set(changed) - set(present))
         await self._until_idle()
         # No await from here on: no search thread starts while the matrix changes.
         self._matrix.remove(gone)
-        self._matrix.upsert(present, vectors)
+        self._matrix.upsert(present, vectors, documents)
 
     async def _reload(self) -> None:
         head = list(await self._reader.execute_fetchall(_LOG_HEAD))
         seq = int(head[0][0])
         ready_rows = list(await self._reader.execute_fetchall(_READY_IDS))
         ready = parse_ids(ready_rows[0][0])
+        document_of = np.zeros(int(ready.max(initial=0)) + 1, dtype=np.int64)
+        document_of[ready] = parse_ids(ready_rows[0][1])
         loaded = await self._read_shadow(capacity=len(ready) + 1024)
         if loaded is None or not await self._check_sample(*loaded):
             logger.info("vec0 storage not as expected; loading vectors row by row")
             loaded = await self._read_vectors(capacity=len(ready) + 1024)
         ids, rows = loaded
-        keep = _members(ids, ready)
+        keep = members(ids, ready)
         if not keep.all():
             ids, rows = ids[keep], rows[keep]
         fresh = VectorMatrix(self._dimensions)
-        fresh.adopt(ids, rows)
+        fresh.adopt(ids, rows, document_of[ids])
         # READY chunks without a vector in that snapshot changed since ``seq`` (the
         # log replays them); reading their state now does no harm either.
-        missing = ready[~_members(ready, fresh.ids())]
+        missing = ready[~members(ready, fresh.ids())]
         if len(missing):
             found = list(
                 await self._reader.execute_fetchall(_CHANGED, (json.dumps(missing.tolist()),))
             )
-            blob = b"".join(bytes(row[1]) for row in found)
-            fresh.upsert([int(row[0]) for row in found], unit_rows(blob, self._dimensions))
+            blob = b"".join(bytes(row[2]) for row in found)
+            fresh.upsert(
+                [int(row[0]) for row in found],
+                unit_rows(blob, self._dimensions),
+                [int(row[1]) for row in found],
+            )
         await self._until_idle()
         self._matrix = fresh
         self._seq = seq

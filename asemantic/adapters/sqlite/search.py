@@ -37,7 +37,7 @@ __all__ = [
     "check_k",
     "hit_from_row",
     "is_filtered",
-    "matching_ids_sql",
+    "matching_documents_sql",
 ]
 
 MAX_K = 1000
@@ -103,12 +103,13 @@ HYDRATE = (
 )
 
 
-def matching_ids_sql(filters: SearchFilters) -> tuple[str, list[object]]:
-    """One row: the ids of the READY chunks ``filters`` matches, comma-separated
-    (one string is far cheaper to fetch than a row per id)."""
+def matching_documents_sql(filters: SearchFilters) -> tuple[str, list[object]]:
+    """One row: the ids of the documents ``filters`` matches, comma-separated (one
+    string is far cheaper to fetch than a row per id). Every filter is on documents,
+    so the in-memory index turns this list into a mask over its rows."""
     conditions, params = filter_conditions(filters)
-    where = " AND ".join(["c.embedding_status = 'READY'", *conditions])
-    return f"SELECT group_concat(c.id) {_MATCHING} WHERE {where}", params
+    where = " AND ".join(conditions) or "1"
+    return f"SELECT group_concat(d.id) FROM documents d WHERE {where}", params
 
 
 def is_filtered(filters: SearchFilters | None) -> bool:

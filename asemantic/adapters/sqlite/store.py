@@ -54,7 +54,7 @@ from asemantic.adapters.sqlite.search import (
     check_k,
     hit_from_row,
     is_filtered,
-    matching_ids_sql,
+    matching_documents_sql,
 )
 from asemantic.adapters.sqlite.txn import rollback
 from asemantic.adapters.sqlite.vectable import (
@@ -341,13 +341,15 @@ class SqliteStore:
     ) -> list[SearchHit] | None:
         """Hits from the memory index, or None when a chosen chunk vanished before its
         row was read (a write raced the search: the caller tries again)."""
-        allowed = None
+        documents = None
         if filters is not None and is_filtered(filters):
-            sql, params = matching_ids_sql(filters)
+            sql, params = matching_documents_sql(filters)
             rows = list(await self._reader.execute_fetchall(sql, params))
-            allowed = parse_ids(rows[0][0] if rows else None)
+            documents = parse_ids(rows[0][0] if rows else None)
+            if not len(documents):
+                return []
         query = np.frombuffer(blob, dtype="<f4")
-        ids, distances = await index.nearest(query, k, allowed=allowed)
+        ids, distances = await index.nearest(query, k, documents=documents)
         if not len(ids):
             return []
         chosen = [int(i) for i in ids]

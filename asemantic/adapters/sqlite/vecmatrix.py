@@ -10,6 +10,11 @@ and ``slot_of[chunk_id]`` its row (``-1``: none). Chunk ids are small dense inte
 (the store hands them out as ``max + 1``), so ``slot_of`` is a plain array. Removing a
 row moves the last row into its place; capacity grows by half when full.
 
+``docs[slot]`` is the document of a row, so a filter (every filter is on documents)
+becomes a mask over rows instead of a list of chunk ids read from SQLite. A chunk never
+changes document (nothing updates ``chunks.document_id``), so the document read with a
+vector stays true for as long as the row is held.
+
 Mutations must not overlap a search running in another thread: :mod:`.memindex` only
 mutates while no search is in flight.
 """
@@ -17,12 +22,11 @@ mutates while no search is in flight.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["VectorMatrix", "unit_rows"]
+__all__ = ["VectorMatrix", "members", "unit_rows"]
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -46,6 +50,7 @@ class VectorMatrix:
         self.dimensions = dimensions
         self._matrix: F32 = np.empty((0, dimensions), dtype=np.float32)
         self._ids: I64 = np.empty(0, dtype=np.int64)
+        self._docs: I64 = np.empty(0, dtype=np.int64)
         self._slot_of: I64 = np.empty(0, dtype=np.int64)
         self._n = 0
 
@@ -54,7 +59,9 @@ class VectorMatrix:
 
     @property
     def nbytes(self) -> int:
-        return int(self._matrix.nbytes + self._ids.nbytes + self._slot_of.nbytes)
+        return int(
+            self._matrix.nbytes + self._ids.nbytes + self._docs.nbytes + self._slot_of.nbytes
+        )
 
     def ids(self) -> I64:
         """The chunk ids held, in row order (a copy)."""
@@ -62,25 +69,13 @@ class VectorMatrix:
 
     # --- mutation -------------------------------------------------------------------
 
-    def reset(self, ids: I64, rows: F32, *, spare: float = 0.125) -> None:
-        """Hold exactly ``rows`` (already unit) for ``ids``; keeps ``spare`` room to grow."""
-        n = len(ids)
-        capacity = max(16, int(n * (1 + spare)))
-        matrix = np.empty((capacity, self.dimensions), dtype=np.float32)
-        matrix[:n] = rows
-        self._matrix = matrix
-        self._ids = np.zeros(capacity, dtype=np.int64)
-        self._ids[:n] = ids
-        top = int(ids.max()) + 1 if n else 0
-        self._slot_of = np.full(max(16, int(top * (1 + spare))), -1, dtype=np.int64)
-        self._slot_of[ids] = np.arange(n, dtype=np.int64)
-        self._n = n
-
-    def adopt(self, ids: I64, rows: F32) -> None:
-        """Hold ``rows`` (already unit, C-contiguous) for ``ids`` without copying them."""
+    def adopt(self, ids: I64, rows: F32, documents: I64) -> None:
+        """Hold ``rows`` (already unit, C-contiguous) for ``ids`` (of ``documents``)
+        without copying them."""
         n = len(ids)
         self._matrix = np.ascontiguousarray(rows, dtype=np.float32)
         self._ids = np.array(ids, dtype=np.int64)
+        self._docs = np.array(documents, dtype=np.int64)
         top = int(ids.max()) + 1 if n else 0
         self._slot_of = np.full(max(16, top + top // 8), -1, dtype=np.int64)
         self._slot_of[ids] = np.arange(n, dtype=np.int64)
@@ -98,19 +93,21 @@ class VectorMatrix:
                 moved = int(self._ids[last])
                 self._matrix[slot] = self._matrix[last]
                 self._ids[slot] = moved
+                self._docs[slot] = self._docs[last]
                 self._slot_of[moved] = slot
             self._slot_of[chunk_id] = -1
             self._n = last
             removed += 1
         return removed
 
-    def upsert(self, chunk_ids: Sequence[int], rows: F32) -> None:
-        """Set the (unit) row of each chunk id, replacing the one it had."""
-        for chunk_id, row in zip(chunk_ids, rows, strict=True):
+    def upsert(self, chunk_ids: Sequence[int], rows: F32, documents: Sequence[int]) -> None:
+        """Set the (unit) row and document of each chunk id, replacing what it had."""
+        for chunk_id, row, document in zip(chunk_ids, rows, documents, strict=True):
             slot = self._slot(chunk_id)
             if slot < 0:
                 slot = self._append_slot(chunk_id)
             self._matrix[slot] = row
+            self._docs[slot] = document
 
     def _slot(self, chunk_id: int) -> int:
         return int(self._slot_of[chunk_id]) if 0 <= chunk_id < len(self._slot_of) else -1
@@ -121,8 +118,9 @@ class VectorMatrix:
             grown[: self._n] = self._matrix[: self._n]
             self._matrix = grown
         if self._n >= len(self._ids):
-            extra = len(self._matrix) - len(self._ids)
-            self._ids = np.concatenate([self._ids, np.zeros(max(extra, 16), np.int64)])
+            extra = max(len(self._matrix) - len(self._ids), 16)
+            self._ids = np.concatenate([self._ids, np.zeros(extra, np.int64)])
+            self._docs = np.concatenate([self._docs, np.zeros(extra, np.int64)])
         if chunk_id >= len(self._slot_of):
             extra = max(chunk_id + 1, len(self._slot_of) * 3 // 2) - len(self._slot_of)
             self._slot_of = np.concatenate([self._slot_of, np.full(extra, -1, np.int64)])
@@ -135,19 +133,19 @@ class VectorMatrix:
     # --- search ---------------------------------------------------------------------
 
     def search(
-        self, query: F32, k: int, *, allowed: I64 | None = None
+        self, query: F32, k: int, *, documents: I64 | None = None
     ) -> tuple[I64, npt.NDArray[np.float64]]:
         """Chunk ids and cosine distances of the ``k`` nearest rows, nearest first
-        (ties by chunk id). With ``allowed``, only those chunk ids are candidates, so
-        ``min(k, matching rows)`` come back."""
+        (ties by chunk id). With ``documents``, only chunks of those documents are
+        candidates, so ``min(k, matching rows)`` come back."""
         norm = float(np.linalg.norm(query))
         q = (query / norm if norm > 0 else query).astype(np.float32)
         n = self._n
-        if allowed is None:
+        if documents is None:
             slots: I64 | None = None
             scores = self._matrix[:n] @ q
         else:
-            slots = self._allowed_slots(allowed)
+            slots = np.flatnonzero(members(self._docs[:n], documents))
             if len(slots) < _GATHER_SHARE * n:
                 scores = self._matrix[slots] @ q
             else:
@@ -163,12 +161,12 @@ class VectorMatrix:
         order = np.lexsort((ids, distances))
         return ids[order], distances[order]
 
-    def _allowed_slots(self, allowed: I64) -> I64:
-        inside = allowed[(allowed >= 0) & (allowed < len(self._slot_of))]
-        slots = self._slot_of[inside]
-        return np.sort(slots[slots >= 0])
 
-
-def as_ids(values: Any) -> I64:
-    """Chunk ids as an int64 array."""
-    return np.asarray(values, dtype=np.int64)
+def members(values: I64, of: I64) -> npt.NDArray[np.bool_]:
+    """``np.isin(values, of)`` for small non-negative ids, in linear time (negative
+    ``of`` entries match nothing)."""
+    of = of[of >= 0]
+    top = int(max(values.max(initial=0), of.max(initial=0))) + 1
+    mask = np.zeros(top, dtype=bool)
+    mask[of] = True
+    return mask[values]
