@@ -6,14 +6,17 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from asemantic.adapters.sqlite import SqliteStore
 from asemantic.adapters.sqlite import memindex as memindex_module
+from asemantic.adapters.sqlite.vecload import RowFiller
 from asemantic.adapters.sqlite.vecmatrix import VectorMatrix
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.ports import DocumentWrite, SearchFilters
@@ -332,3 +335,54 @@ async def test_filters_follow_documents_deleted_and_recreated(db_path: Path) -> 
         await store.aclose()
         await writer.aclose()
         await plain.aclose()
+
+
+async def test_a_load_skips_the_holes_deletions_leave_in_vec0(db_path: Path) -> None:
+    """Deleted rows stay in vec0's chunks as cleared validity bits; a fresh load must
+    skip exactly those (compared with vec0 over every chunk)."""
+    writer = await open_store(db_path, memory_index=False)
+    try:
+        await fill(writer, docs=12, per_doc=30)
+        for d in (0, 3, 4, 10):
+            assert await writer.delete_document(f"doc{d}")
+        fresh = await open_store(db_path)
+        try:
+            for seed in range(3):
+                everything = 8 * 30
+                mine = await ids_of(fresh, query(seed), k=everything + 5)
+                assert mine == await ids_of(writer, query(seed), k=everything + 5)
+                assert len(mine) == everything
+        finally:
+            await fresh.aclose()
+    finally:
+        await writer.aclose()
+
+
+async def test_a_load_decodes_vectors_off_the_event_loop(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading copies every vector: that work runs on worker threads, never on the
+    thread of the event loop (a web app's other requests keep being served)."""
+    threads: list[int] = []
+    for name in ("add_shadow", "add_rows"):
+        original = getattr(RowFiller, name)
+
+        def spy(self: RowFiller, batch: object, _original: Any = original) -> object:
+            threads.append(threading.get_ident())
+            return _original(self, batch)
+
+        monkeypatch.setattr(RowFiller, name, spy)
+    store = await open_store(db_path)
+    try:
+        await fill(store, docs=4, per_doc=10)
+        await store.search(query(0), k=3)
+        monkeypatch.setattr(memindex_module, "_SHADOW", "SELECT 1, x'00', x'00', x'00'")
+        other = await open_store(db_path)  # the row-by-row fallback
+        try:
+            await other.search(query(0), k=3)
+        finally:
+            await other.aclose()
+    finally:
+        await store.aclose()
+    assert len(threads) >= 3
+    assert threading.get_ident() not in threads

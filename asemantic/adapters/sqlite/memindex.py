@@ -19,10 +19,12 @@ no longer READY) is dropped before the next search. If the log was pruned past o
 matrix is reloaded.
 
 The first search loads everything (``sqlite_sequence`` first, then the vec0 rows and the
-READY ids; the same argument makes the snapshots' order safe). Searches run in a small
-thread pool (NumPy releases the GIL); the matrix is mutated on the event loop only while
-no search is running in a thread, and a search is never cancelled mid-product (the
-thread finishes, then the next mutation may go ahead).
+READY ids; the same argument makes the snapshots' order safe). The rows are decoded on
+a worker thread, batch by batch, so the event loop stays free while hundreds of
+megabytes are copied. Searches run in the same small thread pool (NumPy releases the
+GIL); the matrix is mutated on the event loop only while no search is running in a
+thread, and a search is never cancelled mid-product (the thread finishes, then the next
+mutation may go ahead).
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 import numpy as np
 import numpy.typing as npt
 
+from asemantic.adapters.sqlite.vecload import RowFiller
 from asemantic.adapters.sqlite.vecmatrix import F32, I64, VectorMatrix, members, unit_rows
 
 __all__ = ["MemoryIndex"]
@@ -71,10 +74,8 @@ _READY_IDS = (
     "WHERE embedding_status = 'READY'"
 )
 _ALL_VECTORS = "SELECT rowid, embedding FROM vec_chunks"
-# vec0's own storage (sqlite-vec 0.1.x): per chunk of ``size`` slots a validity bitmap
-# (bit i of byte i // 8, least significant first), the slots' rowids (int64) and their
-# vectors (float32, one blob). Reading it is about 12x faster than scanning vec0 row
-# by row; what it yields is checked against vec0 itself (see ``_check_sample``).
+# vec0's own storage (see :mod:`.vecload`): reading it is about 12x faster than scanning
+# vec0 row by row; what it yields is checked against vec0 itself (``_check_sample``).
 _SHADOW = (
     "SELECT c.size, c.validity, c.rowids, v.vectors FROM vec_chunks_chunks c "
     "JOIN vec_chunks_vector_chunks00 v ON v.rowid = c.chunk_id"
@@ -90,9 +91,24 @@ def parse_ids(text: object) -> I64:
     return np.array(str(text).split(","), dtype=np.int64)
 
 
-def _normalise_in_place(rows: F32) -> None:
-    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
-    np.divide(rows, norms, out=rows, where=norms > 0)
+def _documents(ready_text: object, documents_text: object) -> tuple[I64, I64]:
+    """The READY chunk ids and the document of each chunk id (by index)."""
+    ready = parse_ids(ready_text)
+    document_of = np.zeros(int(ready.max(initial=0)) + 1, dtype=np.int64)
+    document_of[ready] = parse_ids(documents_text)
+    return ready, document_of
+
+
+def _assemble(
+    dimensions: int, ready: I64, document_of: I64, ids: I64, rows: F32
+) -> tuple[VectorMatrix, I64]:
+    """A matrix of the loaded rows that are READY, and the READY ids it lacks."""
+    keep = members(ids, ready)
+    if not keep.all():
+        ids, rows = ids[keep], rows[keep]
+    fresh = VectorMatrix(dimensions)
+    fresh.adopt(ids, rows, document_of[ids])
+    return fresh, ready[~members(ready, fresh.ids())]
 
 
 class MemoryIndex:
@@ -203,22 +219,17 @@ class MemoryIndex:
         head = list(await self._reader.execute_fetchall(_LOG_HEAD))
         seq = int(head[0][0])
         ready_rows = list(await self._reader.execute_fetchall(_READY_IDS))
-        ready = parse_ids(ready_rows[0][0])
-        document_of = np.zeros(int(ready.max(initial=0)) + 1, dtype=np.int64)
-        document_of[ready] = parse_ids(ready_rows[0][1])
+        loop = asyncio.get_running_loop()
+        ready, document_of = await loop.run_in_executor(self._pool, _documents, *ready_rows[0])
         loaded = await self._read_shadow(capacity=len(ready) + 1024)
         if loaded is None or not await self._check_sample(*loaded):
             logger.info("vec0 storage not as expected; loading vectors row by row")
             loaded = await self._read_vectors(capacity=len(ready) + 1024)
-        ids, rows = loaded
-        keep = members(ids, ready)
-        if not keep.all():
-            ids, rows = ids[keep], rows[keep]
-        fresh = VectorMatrix(self._dimensions)
-        fresh.adopt(ids, rows, document_of[ids])
         # READY chunks without a vector in that snapshot changed since ``seq`` (the
         # log replays them); reading their state now does no harm either.
-        missing = ready[~members(ready, fresh.ids())]
+        fresh, missing = await loop.run_in_executor(
+            self._pool, _assemble, self._dimensions, ready, document_of, *loaded
+        )
         if len(missing):
             found = list(
                 await self._reader.execute_fetchall(_CHANGED, (json.dumps(missing.tolist()),))
@@ -239,39 +250,12 @@ class MemoryIndex:
     async def _read_shadow(self, *, capacity: int) -> tuple[I64, F32] | None:
         """Every vector from vec0's shadow tables (one statement, so one snapshot),
         normalised; None if they are not laid out as expected."""
-        width = self._dimensions * 4
-        ids = np.empty(capacity, dtype=np.int64)
-        rows = np.empty((capacity, self._dimensions), dtype=np.float32)
-        n = 0
+        filler = RowFiller(self._dimensions, capacity)
         try:
-            cursor = await self._reader.execute(_SHADOW)
+            complete = await self._stream(_SHADOW, 16, filler.add_shadow)
         except aiosqlite.Error:
             return None
-        async with cursor:
-            while batch := list(await cursor.fetchmany(16)):
-                for size, validity, rowids, vectors in batch:
-                    size = int(size)
-                    if len(validity) * 8 < size or len(rowids) != size * 8:
-                        return None
-                    if len(vectors) != size * width:
-                        return None
-                    valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")[
-                        :size
-                    ].astype(bool)
-                    count = int(valid.sum())
-                    if n + count > len(ids):
-                        grow = max(count, len(ids) // 2)
-                        ids = np.concatenate([ids, np.empty(grow, np.int64)])
-                        rows = np.concatenate(
-                            [rows, np.empty((grow, self._dimensions), np.float32)]
-                        )
-                    ids[n : n + count] = np.frombuffer(rowids, "<i8")[valid]
-                    block = np.frombuffer(vectors, "<f4").reshape(size, self._dimensions)
-                    rows[n : n + count] = block[valid]
-                    n += count
-        for lo in range(0, n, _FETCH):
-            _normalise_in_place(rows[lo : min(n, lo + _FETCH)])
-        return ids[:n], rows[:n]
+        return filler.result() if complete else None
 
     async def _check_sample(self, ids: I64, rows: F32) -> bool:
         """Whether a few rows read from the shadow tables match vec0's own answer."""
@@ -289,17 +273,27 @@ class MemoryIndex:
 
     async def _read_vectors(self, *, capacity: int) -> tuple[I64, F32]:
         """Every vec0 row (one statement, so one snapshot), normalised."""
-        ids = np.empty(capacity, dtype=np.int64)
-        rows = np.empty((capacity, self._dimensions), dtype=np.float32)
-        n = 0
-        async with self._reader.execute(_ALL_VECTORS) as cursor:
-            while batch := list(await cursor.fetchmany(_FETCH)):
-                if n + len(batch) > len(ids):
-                    grow = max(len(batch), len(ids) // 2)
-                    ids = np.concatenate([ids, np.empty(grow, np.int64)])
-                    rows = np.concatenate([rows, np.empty((grow, self._dimensions), np.float32)])
-                ids[n : n + len(batch)] = [int(row[0]) for row in batch]
-                blob = b"".join(bytes(row[1]) for row in batch)
-                rows[n : n + len(batch)] = unit_rows(blob, self._dimensions)
-                n += len(batch)
-        return ids[:n], rows[:n]
+        filler = RowFiller(self._dimensions, capacity)
+
+        def add(batch: list[Any]) -> bool:
+            filler.add_rows(batch)
+            return True
+
+        await self._stream(_ALL_VECTORS, _FETCH, add)
+        return filler.result()
+
+    async def _stream(self, sql: str, size: int, work: Callable[[list[Any]], bool]) -> bool:
+        """Hand the rows of ``sql``, ``size`` at a time, to ``work`` on a worker thread
+        while the next batch is fetched (the event loop only passes batches along);
+        False as soon as ``work`` returns False."""
+        loop = asyncio.get_running_loop()
+        async with self._reader.execute(sql) as cursor:
+            fetch = asyncio.ensure_future(cursor.fetchmany(size))
+            try:
+                while batch := list(await fetch):
+                    fetch = asyncio.ensure_future(cursor.fetchmany(size))
+                    if not await loop.run_in_executor(self._pool, work, batch):
+                        return False
+                return True
+            finally:
+                fetch.cancel()  # a no-op once it is done
