@@ -6,7 +6,9 @@ SQL inserts through :class:`SqliteStore`'s schema, then a *fresh subprocess* ope
 and measures, in this order (so its peak RSS is that of the store's search, before the
 baseline's own copy of the vectors exists):
 
-* startup: ``SqliteStore.open`` plus the first search (the memory index loads);
+* startup: ``SqliteStore.open`` plus the first search (the memory index loads), and the
+  longest the event loop went without running a 1 ms ticker task meanwhile (a web
+  app's other requests wait that long);
 * ``store.search`` k=10 (the query embedding excluded): p50/p95 over the queries;
 * filtered: half the documents (metadata ``group = 0``) and 1% of them (by id);
 * vec0's own KNN (``memory_index=False``), the path search took before;
@@ -141,11 +143,24 @@ async def _measure_store(path: Path, n: int, queries: Any) -> dict[str, Any]:
     narrow = SearchFilters(document_ids=list(range(1, docs + 1, 100)))
     broad = SearchFilters(metadata={"group": 0})
     out: dict[str, Any] = {}
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
     start = time.perf_counter()
     store = await SqliteStore.open(path)
     try:
         first = await store.search(queries[0].tobytes(), k=_K)
         out["startup"] = time.perf_counter() - start
+        ticking.cancel()
+        out["stall"] = max(gaps, default=0.0)
         out["plain"] = await _timed(store, queries, None)
         out["broad"] = await _timed(store, queries, broad)
         out["narrow"] = await _timed(store, queries, narrow)
@@ -200,6 +215,7 @@ def child(path: Path, n: int, dims: int, n_queries: int) -> dict[str, Any]:
     floor, exact, broad_exact = _floor(_vectors(n, dims, 11), queries)
     return {
         "startup_ms": out["startup"] * 1000,
+        "stall_ms": out["stall"] * 1000,
         "p50": statistics.median(out["plain"]) * 1000,
         "p95": _pct(out["plain"], 0.95) * 1000,
         "broad_p50": statistics.median(out["broad"]) * 1000,
@@ -236,6 +252,8 @@ def _size_rows(label: str, m: dict[str, Any], build_s: float) -> list[Row]:
             baseline="exact NumPy scan p50", baseline_figure=floor),
         row(f"startup: open + first search, {label}", m["startup_ms"], "ms",
             baseline="vec0 KNN p50 (one query)", baseline_figure=m["vec0_p50"]),
+        row(f"longest event-loop stall during startup, {label}", m["stall_ms"], "ms",
+            baseline="startup", baseline_figure=m["startup_ms"]),
         row(f"peak RSS of search, {label}", m["rss_mib"], "MiB",
             baseline="float32 matrix alone", baseline_figure=m["matrix_mib"]),
         row(f"build by direct SQL, {label}", build_s, "s", baseline="(informational)",
