@@ -10,9 +10,9 @@ through the Gemini Batch API) and kept with their vectors in one SQLite file::
         hits = await core.search("what did we decide?")
 """
 
-from asemantic.adapters.gemini.batch import GeminiBatchClient
-from asemantic.adapters.gemini.client import RetryConfig
-from asemantic.adapters.gemini.embedder import GeminiEmbedder
+from typing import TYPE_CHECKING, Any
+
+from asemantic.adapters.gemini.retry import RetryConfig
 from asemantic.adapters.sqlite.schema import ensure_schema_compatibility
 from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.batch.manager import BatchManager, SyncReport
@@ -57,6 +57,10 @@ from asemantic.errors import (
 )
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import SearchFilters
+
+if TYPE_CHECKING:
+    from asemantic.adapters.gemini.batch import GeminiBatchClient
+    from asemantic.adapters.gemini.embedder import GeminiEmbedder
 
 __all__ = [
     "AsemanticError",
@@ -110,3 +114,20 @@ __all__ = [
     "ensure_schema_compatibility",
 ]
 __version__ = "0.1.0"
+
+
+# The Gemini adapters import google-genai (about a second): loaded on first access.
+_LAZY = {
+    "GeminiBatchClient": "asemantic.adapters.gemini.batch",
+    "GeminiEmbedder": "asemantic.adapters.gemini.embedder",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'asemantic' has no attribute {name!r}")

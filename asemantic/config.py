@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx2
 
-from asemantic.adapters.gemini.client import RetryConfig
+from asemantic.adapters.gemini.retry import RetryConfig
 from asemantic.domain.pricing import Pricing
 from asemantic.domain.space import EmbeddingSpace
 

@@ -16,8 +16,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from asemantic.adapters.gemini.batch import GeminiBatchClient
-from asemantic.adapters.gemini.embedder import GeminiEmbedder
 from asemantic.adapters.sqlite.jobs import SqliteJobStore
 from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.batch.manager import BatchManager
@@ -161,6 +159,8 @@ class SemanticCore:
     def _make_batch_backend(self) -> BatchBackend:
         if self._keys is None:
             raise MissingBatchKeyError()
+        from asemantic.adapters.gemini.batch import GeminiBatchClient  # see _open
+
         return GeminiBatchClient(
             self._keys,
             space=self.space,
@@ -333,6 +333,10 @@ class _Opening:
             embedder = self._embedder
         else:
             assert self._keys is not None
+            # Imported on first use: google-genai takes about a second to import, which
+            # `import asemantic`, the CLI's --help and local-only use need not pay.
+            from asemantic.adapters.gemini.embedder import GeminiEmbedder
+
             embedder = GeminiEmbedder(
                 self._keys,
                 space=self._config.space,

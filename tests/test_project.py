@@ -71,6 +71,22 @@ def test_vendor_sdks_only_in_adapters_and_testing() -> None:
             )
 
 
+def test_importing_the_package_leaves_google_genai_unloaded() -> None:
+    """google-genai takes about a second to import: ``import asemantic`` and the CLI's
+    ``--help`` must not pay it; the Gemini adapters load it on first use."""
+    code = (
+        "import sys, asemantic, asemantic.cli.app\n"
+        "assert not [m for m in sys.modules if m.startswith('google.genai')], 'loaded'\n"
+        "from asemantic import GeminiBatchClient, GeminiEmbedder\n"
+        "assert 'google.genai' in sys.modules\n"
+        "assert asemantic.GeminiEmbedder is GeminiEmbedder\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_py_typed_is_shipped() -> None:
     assert (PACKAGE / "py.typed").exists()
 
