@@ -8,8 +8,11 @@ prints one JSON object per line: ``waiting``, ``active``, ``transition``, ``free
 ``thawed``, ``refused``, ``exited``.
 
 With ``--freeze-after-submit`` it stops itself with SIGSTOP from inside the transition
-hook of its first SUBMITTED job: the hook runs after the transition's commit, with no
-transaction open, so the frozen process holds the lease but no SQLite lock.
+hook of its first SUBMITTED job, so the jobs it planned in the same pass are not yet
+submitted. The hook runs after the transition's commit, but the lease keeper may be
+inside a renewal at that moment: the hook first takes the store's write lock, so the
+frozen process holds the lease but no SQLite lock (a writer frozen inside a transaction
+would lock every other process out of the file).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     # A create cut short by a lost lease may leave a job CREATED with a create of unknown
     # outcome; the default grace (120 s) would outlast the test's bounds.
     parser.add_argument("--create-grace", type=float, default=1.0)
+    parser.add_argument("--timeout", type=float, default=10.0, help="per remote call")
     return parser.parse_args(argv)
 
 
@@ -74,18 +78,9 @@ async def run(args: argparse.Namespace) -> int:
     )
     gemini = GeminiSettings(
         base_url=args.base_url,
-        retry=RetryConfig(attempts=3, initial_delay=0.01, max_delay=0.05, timeout=10.0),
+        retry=RetryConfig(attempts=3, initial_delay=0.01, max_delay=0.05, timeout=args.timeout),
     )
     frozen = False
-
-    def hook(event: TransitionEvent) -> None:
-        nonlocal frozen
-        emit("transition", job=event.job_id, to=event.to_status.value)
-        if args.freeze_after_submit and not frozen and event.to_status is JobStatus.SUBMITTED:
-            frozen = True
-            emit("freezing")
-            os.kill(os.getpid(), signal.SIGSTOP)
-            emit("thawed")
 
     async with SemanticCore.open(
         args.db,
@@ -95,6 +90,19 @@ async def run(args: argparse.Namespace) -> int:
         ),
         gemini=gemini,
     ) as core:
+
+        async def hook(event: TransitionEvent) -> None:
+            nonlocal frozen
+            emit("transition", job=event.job_id, to=event.to_status.value)
+            if args.freeze_after_submit and not frozen and event.to_status is JobStatus.SUBMITTED:
+                frozen = True
+                # Wait for a transaction in progress (the lease keeper's) to end, and let
+                # none begin while frozen: the lock is the store's, private, test-only use.
+                async with core.store._lock:
+                    emit("freezing")
+                    os.kill(os.getpid(), signal.SIGSTOP)
+                    emit("thawed")
+
         supervisor = BatchSupervisor(core, config, owner=args.owner)
         supervisor.on_transition(hook)
         emit("waiting")

@@ -33,10 +33,13 @@ from asemantic import (
     GeminiSettings,
     GoogleKeyring,
     IngestMode,
+    JobStatus,
     SemanticCore,
     SupervisorLeaseError,
 )
-from asemantic.testing.emulator import Fault, GeminiEmulator
+from asemantic.testing.emulator import GeminiEmulator
+from asemantic.testing.emulator.routes import match
+from asemantic.testing.emulator.wire import EmulatorRequest, EmulatorResponse
 from tests.robustness.conftest import (
     BATCH_KEY,
     DEFAULT_KEY,
@@ -238,21 +241,44 @@ async def _async_true(value: bool) -> bool:
     return value
 
 
+class HeldCreates(GeminiEmulator):
+    """The emulator, holding each ``batches.create`` between :meth:`hold` and :meth:`release`.
+
+    A held create waits on the server's handler thread before the emulator sees it, so
+    the job it asks for does not exist yet; ``held`` is set once one is waiting.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.held = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def handle(self, request: EmulatorRequest) -> EmulatorResponse:
+        route = match(request)
+        if route is not None and route.endpoint == "batches.create" and not self._open.is_set():
+            self.held.set()
+            self._open.wait(timeout=120)
+        return super().handle(request)
+
+
 @posix_signals
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "timing premise, not a contract failure: the test expects worker B to be inside a "
-        "create when A wakes, but since hooks are delivered in order after the work, A "
-        "sometimes submits every job before its hook freezes it, so B has nothing to "
-        "create and the wait for a create in flight times out"
-    ),
-)
 async def test_a_supervisor_woken_during_the_take_over_duplicates_nothing(
     tmp_path: Path, db_path: Path, keys: GoogleKeyring
 ) -> None:
-    """A wakes while B is inside a (slow) create of a job A had planned to submit too."""
-    emulator = GeminiEmulator(api_keys=[DEFAULT_KEY, BATCH_KEY])
+    """A wakes while B is inside a create of a job A had planned to submit too.
+
+    A plans all 8 jobs in one pass and freezes right after submitting the first; B takes
+    over once A's lease has expired and reconciles the 7 others. B's first create is held
+    by the emulator until A has woken, noticed that its lease is gone and exited.
+    """
+    emulator = HeldCreates(api_keys=[DEFAULT_KEY, BATCH_KEY])
     async with emulator.serve() as base_url:
         core = await SemanticCore.open(
             db_path,
@@ -260,7 +286,11 @@ async def test_a_supervisor_woken_during_the_take_over_duplicates_nothing(
             config=CoreConfig(space=SPACE),
             gemini=GeminiSettings(base_url=base_url, retry=fast_retry()),
         )
-        common = ["--db", str(db_path), "--base-url", base_url, "--max-batch-size", "5"]
+        # A held create must not time out in B (a timed-out create has an unknown outcome).
+        common = [
+            "--db", str(db_path), "--base-url", base_url, "--max-batch-size", "5",
+            "--timeout", "120",
+        ]
         workers: list[Worker] = []
         try:
             for source, text in corpus(40):
@@ -272,33 +302,45 @@ async def test_a_supervisor_woken_during_the_take_over_duplicates_nothing(
             workers.append(first)
             await first.wait_for("freezing")
             await eventually(lambda: _async_true(first.state() == "T"), within=10)
-            emulator.faults.add(Fault(endpoint="batches.create", latency=0.5))
-            emulator.clear_requests()
+            assert successful_creates(emulator) == 1
+            planned = await core.batch_jobs.jobs((JobStatus.CREATED,))
+            assert len(planned) == 7  # planned by A in the same pass, not submitted yet
+            assert all(job.create_attempted_at is None for job in planned)
+            emulator.hold()
             second = Worker(
                 tmp_path, *common, "--owner", "worker-B", "--lease-ttl", "30",
                 "--lease-wait", "60",
             )
             workers.append(second)
-            await eventually(
-                lambda: _async_true(emulator.peak_in_flight("batches.create") >= 1), within=60
-            )
-            os.kill(first.proc.pid, signal.SIGCONT)  # B is inside its first create now
+            assert await anyio.to_thread.run_sync(emulator.held.wait, 60)
+            assert await _lease_owner(core) == "worker-B"
+            os.kill(first.proc.pid, signal.SIGCONT)  # B is inside a create of A's plan
+            exited = await first.wait_for("exited")
+            assert await first.wait_exit() == 0
+            assert "taken over" in (exited["last_error"] or "")
+            after_thaw = first.names()[first.names().index("thawed") :]
+            assert "transition" not in after_thaw, first.events
+            assert successful_creates(emulator) == 1  # A created nothing after it woke
+            emulator.release()
             async with anyio.create_task_group() as helpers:
                 helpers.start_soon(keep_completing, emulator)
-                exited = await first.wait_for("exited")
                 await eventually(lambda: _settled(core, 40), within=60)
                 helpers.cancel_scope.cancel()
             second.proc.send_signal(signal.SIGTERM)
+            await second.wait_for("exited")
             assert await second.wait_exit() == 0
-            assert await first.wait_exit() == 0
-            assert "taken over" in (exited["last_error"] or "")
             jobs = await core.batch_jobs.jobs()
-            assert successful_creates(emulator) + 1 == len(jobs)  # + A's, before the clear
+            assert len(jobs) == 8
+            assert successful_creates(emulator) == len(emulator.requests_to("batches.create"))
+            assert successful_creates(emulator) == len(jobs)
             assert len({job.remote_name for job in jobs}) == len(jobs)
+            submitted_by_b = [e for e in second.events if e.get("to") == "SUBMITTED"]
+            assert len(submitted_by_b) == 7
             assert await vector_counts(core) == (40, 40)
             assert await batch_texts_applied(core) == 40
             await check_contracts(core, emulator)
         finally:
+            emulator.release()
             for worker in workers:
                 worker.kill()
             await core.aclose()
