@@ -14,6 +14,12 @@ One pass of work is split in three public calls, each safe to repeat and to inte
   created twice); one that was never created is submitted; remote files of this
   database that no job needs any more are deleted.
 
+Both calls that create remote jobs take ``before_create``: a check awaited right before
+each create (after the local checks, before anything is written or sent). When it says
+no, that job and the rest of the pass stay CREATED for a later reconcile. The supervisor
+passes its lease check, so a process frozen in the middle of a pass, whose lease another
+supervisor took meanwhile, sends no create when it wakes.
+
 Every job transition is decided by the state machine (:mod:`asemantic.domain.jobs`),
 persisted, and only then announced to hooks.
 """
@@ -23,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -48,13 +54,16 @@ from asemantic.ports import (
     ResultCounts,
 )
 
-__all__ = ["BatchManager", "SyncReport"]
+__all__ = ["BatchManager", "CreateCheck", "SyncReport"]
 
 logger = logging.getLogger(__name__)
 
 DISPLAY_PREFIX = "asemantic"
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 """Bytes of JSONL per job: far under the Files API's 2 GB per file."""
+
+CreateCheck = Callable[[], Awaitable[bool]]
+"""Awaited right before each remote create; False: send no create, stop submitting."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -135,12 +144,18 @@ class BatchManager:
     # --- flush ------------------------------------------------------------------------
 
     async def flush_queue(
-        self, min_size: int = 10, max_size: int = 10_000, force: bool = False
+        self,
+        min_size: int = 10,
+        max_size: int = 10_000,
+        force: bool = False,
+        *,
+        before_create: CreateCheck | None = None,
     ) -> list[str]:
         """Group queued PENDING chunks into new jobs and submit them; return their ids.
 
         Below ``min_size`` queued chunks and without ``force``, nothing happens. A job
-        whose create fails stays CREATED: :meth:`reconcile` adopts or resubmits it.
+        whose create fails stays CREATED: :meth:`reconcile` adopts or resubmits it. So
+        does every job not yet submitted when ``before_create`` returns False.
         """
         backend = self._backend_now()
         if min_size < 1 or max_size < 1:
@@ -164,11 +179,13 @@ class BatchManager:
                 if assigned:
                     created.append(job_id)
             for job_id in created:
-                if not await self._submit(backend, job_id):
+                if not await self._submit(backend, job_id, before_create):
                     break
             return created
 
-    async def _submit(self, backend: BatchBackend, job_id: str) -> bool:
+    async def _submit(
+        self, backend: BatchBackend, job_id: str, before_create: CreateCheck | None
+    ) -> bool:
         """Create the remote job for a CREATED row. False: stop submitting for now."""
         record = await self._jobs.get_job(job_id)
         if record is None or record.status is not JobStatus.CREATED:
@@ -181,6 +198,9 @@ class BatchManager:
             BatchLine(key=line_key(c.chunk_id, c.content_hash), text=c.text, title=c.title)
             for c in chunks
         ]
+        if before_create is not None and not await before_create():
+            logger.warning("batch create not sent (before_create said no); the job stays CREATED")
+            return False
         # Written before the call: if we crash or the answer is lost, reconcile knows a
         # create may be in flight and waits ``create_grace`` before sending another.
         await self._jobs.mark_create_attempt(job_id, self._clock())
@@ -345,12 +365,13 @@ class BatchManager:
 
     # --- reconcile --------------------------------------------------------------------
 
-    async def reconcile(self) -> list[str]:
+    async def reconcile(self, *, before_create: CreateCheck | None = None) -> list[str]:
         """Adopt or resubmit CREATED jobs and remove remote files nobody needs.
 
         A CREATED job found remotely by its display name is adopted. One not found is
         submitted again, unless a create of unknown outcome was sent less than
-        ``create_grace`` seconds ago (it may still land: wait rather than duplicate).
+        ``create_grace`` seconds ago (it may still land: wait rather than duplicate),
+        or ``before_create`` returns False (then no more are submitted in this pass).
         Returns the ids of the jobs it adopted or submitted.
         """
         backend = self._backend_now()
@@ -369,7 +390,7 @@ class BatchManager:
                         await self._move(record, JobTrigger.SUBMIT, remote_name=remote.name)
                     elif self._create_may_be_in_flight(record, now):
                         continue
-                    elif not await self._submit(backend, record.job_id):
+                    elif not await self._submit(backend, record.job_id, before_create):
                         break
                     handled.append(record.job_id)
             await self._remove_orphan_files(backend)

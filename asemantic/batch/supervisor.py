@@ -19,13 +19,20 @@ Decisions:
 * **One tick at a time.** The loop and any :meth:`BatchSupervisor.run_once` call
   share a lock. Outside the ``async with`` block, :meth:`run_once` takes the lease for
   that one tick, so even a one-shot pass never runs beside another supervisor.
-* **The lease is checked before every tick.** Besides the keeper task, the loop
-  renews the lease itself when more than half of its time-to-live is gone, so a
-  process frozen longer than ``lease_ttl`` (suspended laptop, ``SIGSTOP``) learns
-  that its lease went to another supervisor before it does anything. A lost lease
-  cancels the step in progress and stops the loop; :attr:`BatchSupervisor.health`
-  then says so. So does a database closed under a running supervisor (close the
-  supervisor before the core): nothing can cure that, so it stops instead of pausing.
+* **The lease is checked before every tick and before every remote create.** Besides
+  the keeper task, the loop renews the lease itself when more than half of its
+  time-to-live is gone, so a process frozen longer than ``lease_ttl`` (suspended
+  laptop, ``SIGSTOP``) learns that its lease went to another supervisor before it does
+  anything. The same check runs right before each remote create of a pass (the
+  manager's ``before_create``), so a process frozen *in the middle* of a pass creates
+  nothing when it wakes: a lease that ran out by the local clock sends no create in
+  this pass (another supervisor may have taken the plan over meanwhile); renewing it
+  then tells whether the supervisor carries on from its next tick or stops. The check
+  costs no remote call and at most one small SQLite transaction. A lost lease cancels
+  the step in progress and stops the loop (:meth:`BatchSupervisor.run_once` raises
+  :class:`SupervisorLeaseError`); :attr:`BatchSupervisor.health` then says so. So
+  does a database closed under a running supervisor (close the supervisor before the
+  core): nothing can cure that, so it stops instead of pausing.
 * **Failures back off.** A failed tick is retried after ``pause_initial``, doubling
   up to ``pause_max`` (never sooner than ``poll_interval``), all jittered. A failure
   that retrying will not cure on its own (a rejected key, a full disk, a request the
@@ -253,6 +260,7 @@ class BatchSupervisor:
         self._below_min_since: float | None = None
         self._reconciled = False
         self._lease_expires_at = 0.0
+        self._lease_lost = False
         self._reset_run_state()
 
     def _reset_run_state(self) -> None:
@@ -390,6 +398,7 @@ class BatchSupervisor:
             )
             if lease.acquired:
                 self._lease_expires_at = lease.expires_at
+                self._lease_lost = False
                 return
             left = deadline - time.monotonic()
             if left <= 0:
@@ -423,6 +432,7 @@ class BatchSupervisor:
         logger.error("supervisor lease taken over by another supervisor; stopping")
         self._last_error = f"the supervisor lease was taken over by {holder}; stopped"
         self._lease_expires_at = 0.0
+        self._lease_lost = True
         self._stop.set()
         self._wake.set()
         self._loop_scope.cancel()  # another supervisor owns the database now
@@ -446,6 +456,16 @@ class BatchSupervisor:
         if self._lease_expires_at - time.time() > self._config.lease_ttl / 2:
             return True
         return await self._renew_lease()
+
+    async def _may_create(self) -> bool:
+        """The manager's ``before_create``: is the lease still ours (see the module doc)?"""
+        if time.time() >= self._lease_expires_at:
+            # Run out by our own clock (frozen mid-pass?): another supervisor may have
+            # taken it and submitted this plan. Renewing tells whether we stop.
+            logger.warning("supervisor lease ran out during a pass; no more creates in it")
+            await self._renew_lease()
+            return False
+        return await self._ensure_lease()
 
     async def _release_lease(self) -> None:
         with anyio.move_on_after(_RELEASE_TIMEOUT, shield=True):
@@ -510,6 +530,8 @@ class BatchSupervisor:
                 return 0.0
             async with self._tick_lock:
                 await self._tick(stoppable=True)
+        except SupervisorLeaseError:
+            return 0.0  # lost during the tick: the loop stops (see _lose_lease)
         except Exception as exc:  # noqa: BLE001 - the tick boundary: judged, logged, paced
             return self._after_failure(exc)
         self._failures = 0
@@ -572,11 +594,13 @@ class BatchSupervisor:
     async def _tick(self, *, stoppable: bool) -> SyncReport:
         manager = self._manager
         if not self._reconciled or await self._core.batch_jobs.jobs((JobStatus.CREATED,)):
-            await manager.reconcile()
+            await manager.reconcile(before_create=self._may_create)
             self._reconciled = True
         report = SyncReport()
         if not (stoppable and self._stop.is_set()):
             await self._flush()
+        if self._lease_lost:  # found out right before a create
+            raise SupervisorLeaseError(self._last_error or "the supervisor lease was lost")
         if not (stoppable and self._stop.is_set()):
             report = await manager.sync_status(max_concurrent=self._config.max_concurrent_jobs)
         if report.auth_error is not None:
@@ -602,6 +626,7 @@ class BatchSupervisor:
             min_size=self._config.min_batch_size,
             max_size=self._config.max_batch_size,
             force=force,
+            before_create=self._may_create,
         )
         if created:
             self._below_min_since = None

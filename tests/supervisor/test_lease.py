@@ -8,16 +8,25 @@ from pathlib import Path
 import anyio
 import pytest
 
-from asemantic import BatchSupervisor, SemanticCore, SupervisorLeaseError
+from asemantic import (
+    BatchSupervisor,
+    JobStatus,
+    SemanticCore,
+    SupervisorLeaseError,
+    TransitionEvent,
+)
 from asemantic.testing.emulator import GeminiEmulator
 from tests.supervisor.conftest import (
     OpenCore,
     eventually,
     fast,
     ingest,
+    job_statuses,
     keep_completing,
     lease_row,
 )
+
+FROZEN_TTL = 0.5
 
 
 async def _write_lease(core: SemanticCore, owner: str, expires_at: float) -> None:
@@ -153,3 +162,66 @@ async def test_a_lost_lease_stops_the_supervisor_and_says_why(
                 await supervisor.run_once()
     # leaving does not delete the new holder's lease
     assert (await lease_row(core) or ("",))[0] == "usurper:1"
+
+
+def _creates(emulator: GeminiEmulator) -> int:
+    return len(emulator.requests_to("batches.create"))
+
+
+async def test_a_lease_taken_over_between_two_creates_of_a_pass_stops_the_pass(
+    open_core: OpenCore, emulator: GeminiEmulator, db_path: Path
+) -> None:
+    """The process freezes after the first of three creates; another supervisor takes over.
+
+    ``run_once`` outside the ``async with`` block has no keeper task, and the loop
+    renews only between ticks: only the check before each create can notice.
+    """
+    core = await open_core()
+    other = await open_core(db_path)
+    await ingest(core, 3)
+    supervisor = BatchSupervisor(core, fast(lease_ttl=FROZEN_TTL, max_batch_size=1), owner="A")
+    taken: list[bool] = []
+
+    @supervisor.on_transition
+    async def freeze_then_take_over(event: TransitionEvent) -> None:
+        if event.to_status is JobStatus.SUBMITTED and not taken:
+            await anyio.sleep(FROZEN_TTL * 1.5)  # frozen: the lease runs out meanwhile
+            lease = await other.batch_jobs.acquire_lease("B", ttl=60, now=time.time())
+            taken.append(lease.acquired)
+
+    with anyio.fail_after(10), pytest.raises(SupervisorLeaseError, match="taken over by B"):
+        await supervisor.run_once()
+    assert taken == [True]
+    assert _creates(emulator) == 1
+    assert sorted(await job_statuses(core)) == sorted(
+        [JobStatus.SUBMITTED, JobStatus.CREATED, JobStatus.CREATED]
+    )
+    waiting = await core.batch_jobs.jobs((JobStatus.CREATED,))
+    assert [job.create_attempted_at for job in waiting] == [None, None]  # nothing sent
+    assert (await lease_row(core) or ("",))[0] == "B"
+    assert "taken over by B" in (supervisor.health.last_error or "")
+
+
+async def test_a_lease_run_out_mid_pass_defers_the_rest_to_the_next_tick(
+    open_core: OpenCore, emulator: GeminiEmulator
+) -> None:
+    """Nobody took the lease: the pass sends no more creates, the next tick does."""
+    core = await open_core()
+    await ingest(core, 3)
+    supervisor = BatchSupervisor(core, fast(lease_ttl=FROZEN_TTL, max_batch_size=1), owner="A")
+    frozen: list[str] = []
+
+    @supervisor.on_transition
+    async def freeze(event: TransitionEvent) -> None:
+        if event.to_status is JobStatus.SUBMITTED and not frozen:
+            frozen.append(event.job_id)
+            await anyio.sleep(FROZEN_TTL * 1.5)
+
+    with anyio.fail_after(10):
+        await supervisor.run_once()
+        assert _creates(emulator) == 1
+        assert supervisor.health.last_error is None
+        assert await lease_row(core) is None  # renewed, then released after the tick
+        await supervisor.run_once()
+    assert _creates(emulator) == 3
+    assert JobStatus.CREATED not in await job_statuses(core)
