@@ -47,6 +47,7 @@ from asemantic.errors import InvalidTransitionError
 from asemantic.ports import Embedder
 from asemantic.testing import LexicalEmbedder
 from asemantic.testing.emulator import GeminiEmulator, RecordedRequest
+from tests.legacy_schema import V0_DDL
 
 DEFAULT_KEY = "contracts-default-key-5d1c"
 BATCH_KEY = "contracts-batch-key-9e07"
@@ -416,25 +417,6 @@ def terminal(status: JobStatus) -> bool:
 
 # --- a version-0 database (the schema the project started from) -------------------------
 
-V0_DDL = """
-CREATE TABLE documents (
-    id INTEGER PRIMARY KEY,
-    source TEXT UNIQUE NOT NULL,
-    title TEXT,
-    content_hash TEXT NOT NULL,
-    metadata_json TEXT NOT NULL DEFAULT '{}',
-    created_at TEXT NOT NULL
-);
-CREATE TABLE chunks (
-    id INTEGER PRIMARY KEY,
-    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    position INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    meta_json TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX chunks_document ON chunks (document_id);
-CREATE VIRTUAL TABLE vec_chunks USING vec0(embedding float[768]);
-"""
 V0_DOCS = 6
 V0_CHUNKS_PER_DOC = 3
 V0_MISSING_VECTOR = 5

@@ -21,28 +21,9 @@ from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import SchemaVersionError
 from asemantic.testing import LexicalEmbedder
+from tests.legacy_schema import V0_DDL, V0_TABLES_DDL
 
 from .helpers import draft, make_write, raw, scalar, statuses, vector_ids
-
-V0_DDL = """
-CREATE TABLE documents (
-    id INTEGER PRIMARY KEY,
-    source TEXT UNIQUE NOT NULL,
-    title TEXT,
-    content_hash TEXT NOT NULL,
-    metadata_json TEXT NOT NULL DEFAULT '{}',
-    created_at TEXT NOT NULL
-);
-CREATE TABLE chunks (
-    id INTEGER PRIMARY KEY,
-    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    position INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    meta_json TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX chunks_document ON chunks (document_id);
-CREATE VIRTUAL TABLE vec_chunks USING vec0(embedding float[768]);
-"""
 
 V0_SPACE = EmbeddingSpace(model="gemini-embedding-001", dimensions=768)
 V0_TEXTS = {
@@ -56,7 +37,7 @@ def build_v0(path: Path, embedder: LexicalEmbedder, *, with_vectors: bool = True
     """A database as the original design wrote it: every chunk with an L2 vector, one
     orphan vector, one chunk whose vector went missing."""
     with raw(path) as conn:
-        ddl = V0_DDL if with_vectors else V0_DDL.split("CREATE VIRTUAL")[0]
+        ddl = V0_DDL if with_vectors else V0_TABLES_DDL
         conn.executescript(ddl)
         chunk_id = 0
         for doc_id, (source, texts) in enumerate(V0_TEXTS.items(), start=1):
