@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import IO, cast
 
 import pytest
 
-from asemantic.testing.emulator import GeminiEmulator, RealClock
+from asemantic.testing.emulator import Fault, FaultScript, GeminiEmulator, RealClock
 from tests.contracts.crashee import Outcome, Spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +83,53 @@ def zygote() -> Iterator[Zygote]:
 def fast_emulator() -> GeminiEmulator:
     """An emulator on the real clock whose jobs finish in about 70 ms."""
     return GeminiEmulator(clock=RealClock(), pending_seconds=0.02, running_seconds=0.05)
+
+
+TRANSIENT_FAULTS: dict[str, tuple[str, ...]] = {
+    "batches.create": ("429", "503", "503 response lost"),
+    "batches.get": ("429", "503"),
+    "files.download": ("500", "503"),
+}
+"""Per endpoint, the transient faults :class:`TransientFaults` picks from. A 429 on a
+create is a refusal (nothing made); a 503 leaves its outcome unknown (nothing made);
+"response lost" makes the job and then answers 503. Polls and downloads are retried by
+the client (three attempts), so a fault there is hidden or fails that one call."""
+
+
+class TransientFaults(FaultScript):
+    """Scripted faults first; then, while :attr:`on`, a random transient fault on a
+    ``rate`` share of the calls to :data:`TRANSIENT_FAULTS`' endpoints (seeded, so a
+    run's faults follow from its seed and its calls). ``injected`` counts them."""
+
+    def __init__(self, rng: random.Random, *, rate: float) -> None:
+        super().__init__()
+        self.on = True
+        self.injected: Counter[str] = Counter()
+        self._rng = rng
+        self._rate = rate
+        self._pick_lock = threading.Lock()
+
+    def take_request_fault(self, endpoint: str) -> Fault | None:
+        scripted = super().take_request_fault(endpoint)
+        kinds = TRANSIENT_FAULTS.get(endpoint)
+        if scripted is not None or not kinds or not self.on:
+            return scripted
+        with self._pick_lock:
+            if self._rng.random() >= self._rate:
+                return None
+            kind = self._rng.choice(kinds)
+            self.injected[f"{endpoint} {kind}"] += 1
+        status = int(kind.split()[0])
+        return Fault(endpoint=endpoint, status=status, lose_response="lost" in kind)
+
+
+class FlakyEmulator(GeminiEmulator):
+    """:func:`fast_emulator` whose fault script also injects :class:`TransientFaults`."""
+
+    def __init__(self, faults: TransientFaults) -> None:
+        super().__init__(clock=RealClock(), pending_seconds=0.02, running_seconds=0.05)
+        self._faults = faults
+        self.transient = faults
 
 
 @dataclass

@@ -46,6 +46,7 @@ from asemantic.adapters.gemini import batch as batch_module
 from asemantic.adapters.gemini import client as client_module
 from asemantic.adapters.gemini import results as results_module
 from asemantic.adapters.gemini.batch import GeminiBatchClient
+from asemantic.adapters.gemini.embedder import GeminiEmbedder
 from asemantic.adapters.sqlite import documents as documents_module
 from asemantic.adapters.sqlite import jobs as jobs_module
 from asemantic.adapters.sqlite import schema as schema_module
@@ -58,6 +59,8 @@ from asemantic.testing.emulator import GeminiEmulator, RealClock
 from tests.contracts import harness
 
 POINTS = (
+    "after_online_embed",
+    "after_usage",
     "after_document_write",
     "inside_document_write",
     "after_job_row",
@@ -83,11 +86,12 @@ class Spec(TypedDict, total=False):
     db: str
     base_url: str
     log: str
-    workload: str  # "pipeline" (fresh file) or "migration" (a version-0 file)
+    workload: str  # "pipeline", "sync" (fresh file) or "migration" (a version-0 file)
     driver: str  # "manager" or "supervisor"
     point: str | None
     nth: int
     kill_after: float | None
+    create_grace: float  # seconds before resending a create of unknown outcome (120)
 
 
 class Outcome(TypedDict):
@@ -154,6 +158,10 @@ def _transition_point(record: JobRecord | None) -> str | None:
 
 def install_points(points: Points) -> None:
     """Wrap the library where the named points are (in this process only)."""
+    # Sync ingestion: vectors came back from the online API; their usage was recorded
+    # (before the document is written, in a transaction of its own).
+    _after(GeminiEmbedder, "embed_documents", points, "after_online_embed")
+    _after(SqliteStore, "record_usage", points, "after_usage")
     # Ingestion: the document write transaction, inside (before COMMIT) and after.
     _after(documents_module, "write", points, "inside_document_write")
     _after(SqliteStore, "write_document", points, "after_document_write")
@@ -199,9 +207,9 @@ def install_points(points: Points) -> None:
 # --- the workload -------------------------------------------------------------------------
 
 
-async def ingest(core: SemanticCore, index: int, version: int = 0) -> None:
+async def ingest(core: SemanticCore, index: int, version: int = 0, *, mode: str = "async") -> None:
     source, text = harness.document(index, version)
-    await core.ingest(text, source=source, mode="async")
+    await core.ingest(text, source=source, mode=mode)
 
 
 async def drive_manager(core: SemanticCore, *, rounds: int = 1000) -> None:
@@ -229,33 +237,45 @@ async def workload(core: SemanticCore, driver: str) -> None:
     await drive_manager(core)
 
 
+async def sync_workload(core: SemanticCore) -> None:
+    """The same documents, edits and deletes, all ingested in sync mode (no batch)."""
+    await _documents(core, flush=None, mode="sync")
+
+
 async def _documents(
-    core: SemanticCore, *, flush: Callable[..., Awaitable[list[str]]] | None
+    core: SemanticCore,
+    *,
+    flush: Callable[..., Awaitable[list[str]]] | None,
+    mode: str = "async",
 ) -> None:
     for index in range(harness.FIRST_DOCS):
-        await ingest(core, index)
+        await ingest(core, index, mode=mode)
     if flush is not None:
         await flush(min_size=1, max_size=harness.JOB_SIZE)
     # The newest chunk leaves its running job, and the edit below reuses its id: the
     # job's result for that id is for another text and must be discarded.
     await core.delete_document(f"doc-{harness.FIRST_DOCS - 1}")
-    await ingest(core, 0, version=1)  # one of three chunks changes while its job runs
+    await ingest(core, 0, version=1, mode=mode)  # one of three chunks changes
     await core.delete_document("doc-1")  # its chunk leaves a running job
     for index in range(harness.FIRST_DOCS, harness.ALL_DOCS):
-        await ingest(core, index)
-    await ingest(core, 2, version=3)  # a new title: every chunk of doc-2 changes
+        await ingest(core, index, mode=mode)
+    await ingest(core, 2, version=3, mode=mode)  # a new title: every chunk of doc-2 changes
 
 
 async def run(spec: Spec) -> int:
     warnings.simplefilter("ignore")
     points = Points(spec.get("point"), int(spec.get("nth", 1)), sys.stdout.fileno())
     install_points(points)
-    core = await harness.open_over_http(Path(spec["db"]), spec["base_url"])
+    core = await harness.open_over_http(
+        Path(spec["db"]), spec["base_url"], create_grace=spec.get("create_grace", 120.0)
+    )
     try:
         if spec.get("workload") == "migration":
             for index in range(harness.FIRST_DOCS, harness.FIRST_DOCS + 3):
                 await ingest(core, index)
             await drive_manager(core)
+        elif spec.get("workload") == "sync":
+            await sync_workload(core)
         else:
             await workload(core, spec.get("driver", "manager"))
     finally:
@@ -309,6 +329,7 @@ async def _warm_up() -> None:
         core = await harness.open_in_process(Path(folder) / "warm.db", emulator)
         try:
             await workload(core, "manager")
+            await ingest(core, 0, version=2, mode="sync")  # the online embedding path too
         finally:
             await core.aclose()
 

@@ -8,8 +8,14 @@ what must hold at any moment, runs the pipeline to the end against the (fault-fr
 emulator and checks that every chunk is READY with the vector of its current text,
 that nothing is left remotely and that no job was created or applied twice.
 
-``ASEMANTIC_CRASH_ITERATIONS`` sets the number of random kills (default 30) and
-``ASEMANTIC_CRASH_SEED`` their seed (printed; random by default).
+Two variants: the killed child meets transient remote faults (429/503 on some creates,
+polls and downloads, some creates made with their answer lost; recovery runs without
+them), and a child that ingests in sync mode (online embedding, no batch) is killed;
+its recovery runs the same ingestion again to its end.
+
+``ASEMANTIC_CRASH_ITERATIONS`` sets the number of random kills (default 30; each
+variant runs half as many) and ``ASEMANTIC_CRASH_SEED`` their seed (printed; random by
+default).
 """
 
 from __future__ import annotations
@@ -24,13 +30,23 @@ from pathlib import Path
 
 import pytest
 
+from asemantic import SemanticCore
 from asemantic.testing.emulator import GeminiEmulator, JobFault
 from tests.contracts import harness
-from tests.contracts.conftest import Figures, Zygote, fast_emulator
-from tests.contracts.crashee import Outcome, Spec
+from tests.contracts.conftest import (
+    Figures,
+    FlakyEmulator,
+    TransientFaults,
+    Zygote,
+    fast_emulator,
+)
+from tests.contracts.crashee import Outcome, Spec, sync_workload
 
 CRASH_ITERATIONS = int(os.environ.get("ASEMANTIC_CRASH_ITERATIONS", "30"))
+VARIANT_ITERATIONS = max(1, CRASH_ITERATIONS // 2)
 CRASH_SEED = int(os.environ.get("ASEMANTIC_CRASH_SEED") or random.SystemRandom().randrange(2**32))
+FAULT_RATE = 0.3
+"""The share of creates, polls and downloads that meet a transient fault (variant)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +64,7 @@ class Point:
     def label(self) -> str:
         suffix = f" #{self.nth}" if self.nth > 1 else ""
         via = " (supervisor)" if self.driver == "supervisor" else ""
+        via += " (sync ingestion)" if self.workload == "sync" else ""
         return f"{self.name}{suffix}{via}"
 
 
@@ -81,13 +98,31 @@ POINTS = (
     Point(name="after_remote_create", driver="supervisor", what="(b) under a supervisor"),
     Point(name="after_slice", nth=2, driver="supervisor", what="(c) under a supervisor"),
     Point(name="after_complete", driver="supervisor", what="(d) under a supervisor"),
+    Point(name="after_online_embed", nth=EDIT, workload="sync", what="an edit embedded online"),
+    Point(name="after_usage", nth=EDIT, workload="sync", what="its usage recorded, no write"),
+    Point(name="inside_document_write", nth=EDIT, workload="sync", what="edit + vectors, open"),
 )
+
+SYNC_SOURCES = {f"doc-{i}" for i in range(harness.ALL_DOCS)} - {
+    "doc-1",
+    f"doc-{harness.FIRST_DOCS - 1}",
+}
+"""The documents the sync workload leaves (it deletes two)."""
 
 
 def _log_tail(path: Path, lines: int = 25) -> str:
     if not path.exists():
         return "(no log)"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _first_passage(path: Path, point: str) -> float:
+    """Seconds into the child's run when it first passed ``point`` (from its log)."""
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "hit" and parts[1] == point:
+            return float(parts[3])
+    raise AssertionError(f"the baseline never passed {point}")
 
 
 def _last_point(path: Path) -> str:
@@ -97,15 +132,24 @@ def _last_point(path: Path) -> str:
 
 
 async def _recover_and_check(
-    crash: Crash, emulator: GeminiEmulator, *, exact_ledger: bool, supervisor: bool = False
+    crash: Crash,
+    emulator: GeminiEmulator,
+    *,
+    exact_ledger: bool,
+    supervisor: bool = False,
+    workload: str = "pipeline",
 ) -> int:
     """Reopen after a crash, check, run to the end (by hand, or with a supervisor that
-    takes over the dead one's lease), check again; the READY count."""
+    takes over the dead one's lease), check again; the READY count.
+
+    After a sync-mode child, "the end" is the same ingestion run again to its end."""
     crash.check_file()
     v0 = crash.v0
     core = await harness.open_in_process(crash.db, emulator)
     try:
         await harness.check_consistent(core)  # as found, right after the crash
+        if workload == "sync":
+            await sync_workload(core)
         if supervisor:
             await harness.drain_with_supervisor(core)
         await harness.drain(core, emulator)
@@ -114,7 +158,7 @@ async def _recover_and_check(
         await harness.check_settled(core, emulator)
         await harness.check_search(core)
         counts = await core.store.count_chunks_by_status()
-        assert counts["FAILED"] == 0, "no fault was injected, yet chunks FAILED"
+        assert counts["FAILED"] == 0, "no job or line fault was injected, yet chunks FAILED"
         if v0 is not None:
             migrated = await harness.scalar(
                 core, "SELECT COUNT(*) FROM chunks WHERE id <= ?", (v0.chunks,)
@@ -125,9 +169,24 @@ async def _recover_and_check(
             # before a crash is not applied (nor counted) again after it.
             kept = len(v0.vectors) if v0 else 0
             assert await harness.batch_texts_applied(core) == ready - kept
+        if workload == "sync":
+            await _check_sync_end(core, ready)
         return ready
     finally:
         await core.aclose()
+
+
+async def _check_sync_end(core: SemanticCore, ready: int) -> None:
+    """Every document of the sync workload is there, no batch was used, and every
+    stored vector's embedding was recorded in the usage ledger before its write."""
+    sources = {str(row[0]) for row in await core.store.fetchall("SELECT source FROM documents")}
+    assert sources == SYNC_SOURCES
+    assert not await core.batch_jobs.jobs(), "sync ingestion made batch jobs"
+    assert await harness.batch_texts_applied(core) == 0
+    online = await harness.scalar(
+        core, "SELECT SUM(texts) FROM usage_ledger WHERE route = 'online'"
+    )
+    assert online >= ready, f"{ready} vectors, {online} texts recorded as embedded"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,6 +222,7 @@ async def _crash_once(
     point: str | None = None,
     nth: int = 1,
     kill_after: float | None = None,
+    create_grace: float = 120.0,
 ) -> Crash:
     """Run a child in ``folder`` against ``emulator`` (served over loopback meanwhile)."""
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -181,6 +241,7 @@ async def _crash_once(
             "point": point,
             "nth": nth,
             "kill_after": limit,
+            "create_grace": create_grace,
         }
         outcome = await zygote.arun(spec)
     if kill_after is None and outcome["killed_by_timer"]:
@@ -207,58 +268,150 @@ async def test_kill_at_named_point(
     )
     by_hand = point.driver == "manager"
     ready = await _recover_and_check(
-        crash, emulator, exact_ledger=by_hand, supervisor=not by_hand
+        crash,
+        emulator,
+        exact_ledger=by_hand and point.workload != "sync",
+        supervisor=not by_hand,
+        workload=point.workload,
     )
     row.survived += 1
     print(f"{point.label}: {point.what}; killed, recovered, {ready} chunks READY")
 
 
-async def test_kill_at_random_moments(zygote: Zygote, tmp_path: Path, figures: Figures) -> None:
-    """Baselines without a kill give each workload's duration; then kill at random."""
-    rng = random.Random(CRASH_SEED)
-    kinds = [("pipeline", "manager"), ("pipeline", "supervisor"), ("migration", "manager")]
-    duration: dict[tuple[str, str], float] = {}
-    for workload, driver in kinds:
-        emulator = fast_emulator()
-        crash = await _crash_once(
-            zygote, tmp_path / f"baseline-{workload}-{driver}", emulator,
-            workload=workload, driver=driver,
-        )
+@dataclass(frozen=True, kw_only=True)
+class Kind:
+    """What a randomly killed child runs, and whether it meets transient remote faults."""
+
+    workload: str
+    driver: str = "manager"
+    faults: bool = False
+    kill_from: str | None = None
+    """Kill only after the baseline's first passage of this point (its set-up is long
+    next to the work: the sync child opens its client in a quarter second, then ingests
+    everything in a fifth)."""
+
+    @property
+    def label(self) -> str:
+        if self.workload == "sync":
+            return "random moment (sync ingestion)"
+        extra = ", faults" if self.faults else ""
+        return f"random moment ({self.workload}, {self.driver}{extra})"
+
+
+async def _run_kind(
+    kind: Kind, zygote: Zygote, folder: Path, rng: random.Random, kill_after: float | None
+) -> tuple[Crash, GeminiEmulator, TransientFaults | None]:
+    """One child of ``kind``; transient faults are switched off once it is gone."""
+    faults: TransientFaults | None = None
+    emulator = fast_emulator()
+    if kind.faults:
+        faults = TransientFaults(random.Random(rng.randrange(2**32)), rate=FAULT_RATE)
+        emulator = FlakyEmulator(faults)
+    crash = await _crash_once(
+        zygote, folder, emulator,
+        workload=kind.workload, driver=kind.driver, kill_after=kill_after,
+        # Faults leave creates of unknown outcome: a short grace lets the child go on.
+        create_grace=harness.RECOVERY_GRACE if kind.faults else 120.0,
+    )
+    if faults is not None:
+        faults.on = False  # recovery runs without them
+    return crash, emulator, faults
+
+
+async def _kill_at_random(
+    zygote: Zygote,
+    folder: Path,
+    figures: Figures,
+    kinds: list[Kind],
+    *,
+    iterations: int,
+    seed: int,
+    title: str,
+) -> None:
+    """Baselines without a kill give each kind's duration; then kill at random."""
+    rng = random.Random(seed)
+    duration: dict[Kind, float] = {}
+    start: dict[Kind, float] = {}
+    for kind in kinds:
+        name = f"baseline-{kind.workload}-{kind.driver}"
+        crash, emulator, _ = await _run_kind(kind, zygote, folder / name, rng, None)
         assert crash.outcome["exit"] == 0, _log_tail(crash.log)
-        await _recover_and_check(crash, emulator, exact_ledger=driver == "manager")
-        duration[workload, driver] = crash.outcome["elapsed"]
+        await _recover_and_check(
+            crash, emulator, exact_ledger=_exact_ledger(kind), workload=kind.workload
+        )
+        duration[kind] = crash.outcome["elapsed"]
+        start[kind] = 0.9 * _first_passage(crash.log, kind.kill_from) if kind.kill_from else 0.0
 
     killed = 0
     landed: Counter[str] = Counter()
-    for iteration in range(CRASH_ITERATIONS):
-        workload, driver = kinds[iteration % len(kinds)]
+    injected: Counter[str] = Counter()
+    for iteration in range(iterations):
+        kind = kinds[iteration % len(kinds)]
         # Within the shortest full run seen so far, so that most runs are cut short.
-        delay = rng.uniform(0.0, duration[workload, driver] * 0.95)
-        emulator = fast_emulator()
-        crash = await _crash_once(
-            zygote, tmp_path / f"run-{iteration:03d}", emulator,
-            workload=workload, driver=driver, kill_after=delay,
+        delay = rng.uniform(start[kind], duration[kind] * 0.95)
+        crash, emulator, faults = await _run_kind(
+            kind, zygote, folder / f"run-{iteration:03d}", rng, delay
         )
+        if faults is not None:
+            injected.update(faults.injected)
         was_killed = crash.outcome["killed_by_timer"]
-        row = figures.ran(f"random moment ({workload}, {driver})", killed=was_killed)
+        row = figures.ran(kind.label, killed=was_killed)
         if was_killed:
             killed += 1
             landed[_last_point(crash.log)] += 1
         else:
-            duration[workload, driver] = min(duration[workload, driver], crash.outcome["elapsed"])
+            duration[kind] = min(duration[kind], crash.outcome["elapsed"])
         try:
-            await _recover_and_check(crash, emulator, exact_ledger=driver == "manager")
+            await _recover_and_check(
+                crash, emulator, exact_ledger=_exact_ledger(kind), workload=kind.workload
+            )
         except AssertionError as exc:
             context = (
-                f"iteration {iteration} (ASEMANTIC_CRASH_SEED={CRASH_SEED}): {workload}/"
-                f"{driver} killed after {delay:.3f} s, after {_last_point(crash.log)}"
+                f"iteration {iteration} (ASEMANTIC_CRASH_SEED={seed}): {kind.label} "
+                f"killed after {delay:.3f} s, after {_last_point(crash.log)}"
             )
             raise AssertionError(f"{context}: {exc}\nchild log:\n{_log_tail(crash.log)}") from exc
         row.survived += 1
     where = ", ".join(f"{name} {count}" for name, count in sorted(landed.items()))
     summary = (
-        f"random kills: {CRASH_ITERATIONS} runs (seed {CRASH_SEED}), {killed} killed before "
+        f"{title}: {iterations} runs (seed {seed}), {killed} killed before "
         f"the end, all recovered; last point passed before the kill: {where}"
     )
+    if injected:
+        met = ", ".join(f"{name} x{count}" for name, count in sorted(injected.items()))
+        summary += f"; {sum(injected.values())} transient faults met by the runs: {met}"
     figures.lines.append(summary)
     print(summary)
+
+
+def _exact_ledger(kind: Kind) -> bool:
+    return kind.driver == "manager" and kind.workload != "sync"
+
+
+async def test_kill_at_random_moments(zygote: Zygote, tmp_path: Path, figures: Figures) -> None:
+    kinds = [Kind(workload="pipeline"), Kind(workload="pipeline", driver="supervisor")]
+    kinds.append(Kind(workload="migration"))
+    await _kill_at_random(
+        zygote, tmp_path, figures, kinds,
+        iterations=CRASH_ITERATIONS, seed=CRASH_SEED, title="random kills",
+    )
+
+
+async def test_kill_at_random_moments_under_transient_remote_faults(
+    zygote: Zygote, tmp_path: Path, figures: Figures
+) -> None:
+    kinds = [Kind(workload="pipeline", faults=True)]
+    kinds.append(Kind(workload="pipeline", driver="supervisor", faults=True))
+    await _kill_at_random(
+        zygote, tmp_path, figures, kinds,
+        iterations=VARIANT_ITERATIONS, seed=CRASH_SEED + 1, title="random kills, remote faults",
+    )
+
+
+async def test_kill_sync_ingestion_at_random_moments(
+    zygote: Zygote, tmp_path: Path, figures: Figures
+) -> None:
+    await _kill_at_random(
+        zygote, tmp_path, figures, [Kind(workload="sync", kill_from="after_online_embed")],
+        iterations=VARIANT_ITERATIONS, seed=CRASH_SEED + 2, title="random kills, sync ingestion",
+    )
