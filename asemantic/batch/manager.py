@@ -379,9 +379,7 @@ class BatchManager:
             created = await self._jobs.jobs((JobStatus.CREATED,))
             handled: list[str] = []
             if created:
-                found = await backend.find_jobs_by_display_name(
-                    [r.display_name for r in created]
-                )
+                found = await backend.find_jobs_by_display_name([r.display_name for r in created])
                 by_name = {f.display_name: f for f in found}
                 now = self._clock()
                 for record in created:

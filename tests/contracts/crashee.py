@@ -129,9 +129,7 @@ def _replace(owner: object, attr: str, value: object) -> None:
     setattr(owner, attr, value)
 
 
-def _after(
-    owner: Any, attr: str, points: Points, name: Callable[[Any], str | None] | str
-) -> None:
+def _after(owner: Any, attr: str, points: Points, name: Callable[[Any], str | None] | str) -> None:
     """Wrap the coroutine function ``owner.attr``: call ``points.hit`` once it returns."""
     real = getattr(owner, attr)
 

@@ -139,9 +139,7 @@ async def open_in_process(
     )
 
 
-async def open_over_http(
-    path: Path, base_url: str, *, create_grace: float = 120.0
-) -> SemanticCore:
+async def open_over_http(path: Path, base_url: str, *, create_grace: float = 120.0) -> SemanticCore:
     """A core on ``path`` that reaches an emulator over loopback HTTP."""
     gemini = GeminiSettings(base_url=base_url, retry=FAST_RETRY)
     return await SemanticCore.open(

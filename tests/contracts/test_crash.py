@@ -259,8 +259,13 @@ async def test_kill_at_named_point(
     if point.failing_job:
         emulator.faults.add(JobFault(outcome="FAILED"))
     crash = await _crash_once(
-        zygote, tmp_path, emulator,
-        workload=point.workload, driver=point.driver, point=point.name, nth=point.nth,
+        zygote,
+        tmp_path,
+        emulator,
+        workload=point.workload,
+        driver=point.driver,
+        point=point.name,
+        nth=point.nth,
     )
     row = figures.ran(point.label, killed=crash.outcome["signal"] is not None)
     assert crash.outcome["signal"] == signal.SIGKILL, (
@@ -308,8 +313,12 @@ async def _run_kind(
         faults = TransientFaults(random.Random(rng.randrange(2**32)), rate=FAULT_RATE)
         emulator = FlakyEmulator(faults)
     crash = await _crash_once(
-        zygote, folder, emulator,
-        workload=kind.workload, driver=kind.driver, kill_after=kill_after,
+        zygote,
+        folder,
+        emulator,
+        workload=kind.workload,
+        driver=kind.driver,
+        kill_after=kill_after,
         # Faults leave creates of unknown outcome: a short grace lets the child go on.
         create_grace=harness.RECOVERY_GRACE if kind.faults else 120.0,
     )
@@ -392,8 +401,13 @@ async def test_kill_at_random_moments(zygote: Zygote, tmp_path: Path, figures: F
     kinds = [Kind(workload="pipeline"), Kind(workload="pipeline", driver="supervisor")]
     kinds.append(Kind(workload="migration"))
     await _kill_at_random(
-        zygote, tmp_path, figures, kinds,
-        iterations=CRASH_ITERATIONS, seed=CRASH_SEED, title="random kills",
+        zygote,
+        tmp_path,
+        figures,
+        kinds,
+        iterations=CRASH_ITERATIONS,
+        seed=CRASH_SEED,
+        title="random kills",
     )
 
 
@@ -403,8 +417,13 @@ async def test_kill_at_random_moments_under_transient_remote_faults(
     kinds = [Kind(workload="pipeline", faults=True)]
     kinds.append(Kind(workload="pipeline", driver="supervisor", faults=True))
     await _kill_at_random(
-        zygote, tmp_path, figures, kinds,
-        iterations=VARIANT_ITERATIONS, seed=CRASH_SEED + 1, title="random kills, remote faults",
+        zygote,
+        tmp_path,
+        figures,
+        kinds,
+        iterations=VARIANT_ITERATIONS,
+        seed=CRASH_SEED + 1,
+        title="random kills, remote faults",
     )
 
 
@@ -412,6 +431,11 @@ async def test_kill_sync_ingestion_at_random_moments(
     zygote: Zygote, tmp_path: Path, figures: Figures
 ) -> None:
     await _kill_at_random(
-        zygote, tmp_path, figures, [Kind(workload="sync", kill_from="after_online_embed")],
-        iterations=VARIANT_ITERATIONS, seed=CRASH_SEED + 2, title="random kills, sync ingestion",
+        zygote,
+        tmp_path,
+        figures,
+        [Kind(workload="sync", kill_from="after_online_embed")],
+        iterations=VARIANT_ITERATIONS,
+        seed=CRASH_SEED + 2,
+        title="random kills, sync ingestion",
     )

@@ -171,7 +171,12 @@ async def test_a_sigstopped_supervisor_is_replaced_and_nothing_is_applied_twice(
             for source, text in corpus(40):
                 await core.ingest(text, source=source, mode="async")
             first = Worker(
-                tmp_path, *common, "--owner", "worker-A", "--lease-ttl", str(LEASE_TTL),
+                tmp_path,
+                *common,
+                "--owner",
+                "worker-A",
+                "--lease-ttl",
+                str(LEASE_TTL),
                 "--freeze-after-submit",
             )
             workers.append(first)
@@ -185,8 +190,14 @@ async def test_a_sigstopped_supervisor_is_replaced_and_nothing_is_applied_twice(
             frozen_at = time.monotonic()
             # ... and one that waits takes over once A's lease has expired.
             second = Worker(
-                tmp_path, *common, "--owner", "worker-B", "--lease-ttl", "30",
-                "--lease-wait", "60",
+                tmp_path,
+                *common,
+                "--owner",
+                "worker-B",
+                "--lease-ttl",
+                "30",
+                "--lease-wait",
+                "60",
             )
             workers.append(second)
             async with anyio.create_task_group() as helpers:
@@ -288,15 +299,26 @@ async def test_a_supervisor_woken_during_the_take_over_duplicates_nothing(
         )
         # A held create must not time out in B (a timed-out create has an unknown outcome).
         common = [
-            "--db", str(db_path), "--base-url", base_url, "--max-batch-size", "5",
-            "--timeout", "120",
+            "--db",
+            str(db_path),
+            "--base-url",
+            base_url,
+            "--max-batch-size",
+            "5",
+            "--timeout",
+            "120",
         ]
         workers: list[Worker] = []
         try:
             for source, text in corpus(40):
                 await core.ingest(text, source=source, mode="async")
             first = Worker(
-                tmp_path, *common, "--owner", "worker-A", "--lease-ttl", "1.0",
+                tmp_path,
+                *common,
+                "--owner",
+                "worker-A",
+                "--lease-ttl",
+                "1.0",
                 "--freeze-after-submit",
             )
             workers.append(first)
@@ -308,8 +330,14 @@ async def test_a_supervisor_woken_during_the_take_over_duplicates_nothing(
             assert all(job.create_attempted_at is None for job in planned)
             emulator.hold()
             second = Worker(
-                tmp_path, *common, "--owner", "worker-B", "--lease-ttl", "30",
-                "--lease-wait", "60",
+                tmp_path,
+                *common,
+                "--owner",
+                "worker-B",
+                "--lease-ttl",
+                "30",
+                "--lease-wait",
+                "60",
             )
             workers.append(second)
             assert await anyio.to_thread.run_sync(emulator.held.wait, 60)

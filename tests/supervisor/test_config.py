@@ -163,9 +163,7 @@ async def test_max_concurrent_jobs_bounds_the_polls(open_core: OpenCore) -> None
     core = await open_core(server=server)
     await ingest(core, 8)
     with anyio.fail_after(20):
-        async with BatchSupervisor(
-            core, fast(max_batch_size=1, max_concurrent_jobs=2)
-        ) as sup:
+        async with BatchSupervisor(core, fast(max_batch_size=1, max_concurrent_jobs=2)) as sup:
 
             async def polled_all() -> bool:
                 return len(server.requests_to("batches.get")) >= 16
