@@ -15,8 +15,8 @@ Store and floor runs are interleaved and medians reported.
    the chunk rows READY (rows of ~2.3 KB, since ``meta_json`` repeats the vector source).
 3. vec0 ``chunk_size`` x page cache: raw vec0 inserts, to check the store's choice
    (:func:`asemantic.adapters.sqlite.vec_chunk_size`, 16 MiB cache per connection).
-4. ``search`` (top 10, unfiltered and with half the documents filtered out) against
-   NumPy's in-memory scan of the same vectors.
+
+Search has its own module, :mod:`benchmarks.bench_search` (sizes up to 1,000,000).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from asemantic.adapters.sqlite.schema import TABLES
 from asemantic.adapters.sqlite.writeplan import chunk_meta_json
 from asemantic.domain.documents import ChunkDraft, Document
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.ports import DocumentWrite, SearchFilters
+from asemantic.ports import DocumentWrite
 
 __all__ = ["main", "run"]
 
@@ -352,64 +351,6 @@ def explain_choice(rows: Sequence[Row], dims: int) -> str:
     )
 
 
-# --- 4. search -----------------------------------------------------------------------
-
-
-async def _store_search(
-    path: Path, vectors: np.ndarray[Any, Any], queries: np.ndarray[Any, Any]
-) -> tuple[float, float]:
-    """Seconds per unfiltered and per filtered (half the documents) top-10 query."""
-    n, dims = vectors.shape
-    writes = make_documents(max(1, n // 100), 100, seed=1)
-    store = await SqliteStore.open(path, space=EmbeddingSpace(dimensions=dims))
-    try:
-        for d, write in enumerate(writes):
-            offset = d * 100
-            ready = {
-                c.content_hash: vectors[offset + i].tobytes() for i, c in enumerate(write.drafts)
-            }
-            await store.write_document(replace(write, vectors=ready))
-        filters = SearchFilters(document_ids=list(range(1, len(writes) + 1, 2)))
-        timings = []
-        for chosen in (None, filters):
-            start = time.perf_counter()
-            for query in queries:
-                await store.search(query.tobytes(), k=10, filters=chosen)
-            timings.append((time.perf_counter() - start) / len(queries))
-        return timings[0], timings[1]
-    finally:
-        await store.aclose()
-
-
-def _numpy_search(vectors: np.ndarray[Any, Any], queries: np.ndarray[Any, Any]) -> float:
-    """The in-memory floor: normalised matrix times query, then a partial sort."""
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    start = time.perf_counter()
-    for query in queries:
-        scores = unit @ (query / np.linalg.norm(query))
-        top = np.argpartition(-scores, 10)[:10]
-        top[np.argsort(-scores[top])]
-    return (time.perf_counter() - start) / len(queries)
-
-
-def bench_search(workdir: Path, *, quick: bool) -> list[Row]:
-    n, dims, n_queries = (2000, 768, 20) if quick else (20_000, 768, 50)
-    rng = np.random.default_rng(3)
-    vectors = rng.standard_normal((n, dims)).astype("<f4")
-    queries = rng.standard_normal((n_queries, dims)).astype("<f4")
-    plain, filtered = asyncio.run(_store_search(workdir / "search.db", vectors, queries))
-    floor = _numpy_search(vectors, queries)
-    return [
-        _row(f"search top-10 of {n} x {dims}d vs NumPy in memory", 1 / plain, 1 / floor, "q/s"),
-        _row(
-            f"search top-10 of {n} x {dims}d, half filtered out, vs NumPy",
-            1 / filtered,
-            1 / floor,
-            "q/s",
-        ),
-    ]
-
-
 # --- running --------------------------------------------------------------------------
 
 
@@ -433,7 +374,6 @@ def run(quick: bool) -> list[Row]:
             lambda: bench_vectors(workdir, 3072, quick=quick),
             lambda: bench_chunk_sizes(workdir, 768, quick=quick),
             lambda: bench_chunk_sizes(workdir, 3072, quick=quick),
-            lambda: bench_search(workdir, quick=quick),
         ]
         rows: list[Row] = []
         for step in steps:
