@@ -54,6 +54,7 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "SchemaVersionError",
+    "StoreBusyError",
     "StoreClosedError",
     "StoreError",
     "SupervisorLeaseError",
@@ -119,6 +120,11 @@ class SchemaVersionError(StoreError):
 
 class EmbeddingSpaceMismatchError(StoreError):
     """The database holds vectors of another model, dimension or task type."""
+
+
+class StoreBusyError(StoreError):
+    """Another connection or process held the database's write lock for longer than
+    ``busy_timeout``; nothing was written, and trying again later may succeed."""
 
 
 class StoreClosedError(StoreError):

@@ -79,6 +79,7 @@ from asemantic.errors import (
     MissingBatchKeyError,
     ProviderError,
     ProviderRequestError,
+    StoreBusyError,
     StoreClosedError,
     SupervisorLeaseError,
 )
@@ -297,9 +298,19 @@ class BatchSupervisor:
         deadline = time.monotonic() + self._config.lease_wait
         while True:
             now = time.time()
-            lease = await self._core.batch_jobs.acquire_lease(
-                self._owner, ttl=self._config.lease_ttl, now=now
-            )
+            try:
+                lease = await self._core.batch_jobs.acquire_lease(
+                    self._owner, ttl=self._config.lease_ttl, now=now
+                )
+            except StoreBusyError:
+                # Another process held the write lock past busy_timeout (a supervisor
+                # frozen mid-transaction, a long write): while we may wait, wait.
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                logger.warning("database busy while taking the supervisor lease; retrying")
+                await anyio.sleep(min(left, _LEASE_POLL))
+                continue
             if lease.acquired:
                 self._lease_expires_at = lease.expires_at
                 self._lease_lost = False

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from asemantic.adapters.sqlite import SqliteStore
+from asemantic.adapters.sqlite.driver import select_driver
 from asemantic.domain.documents import Document
+from asemantic.errors import StoreBusyError, StoreError
 from asemantic.ports import SearchFilters
 from asemantic.testing import LexicalEmbedder
 
@@ -270,3 +272,26 @@ async def test_close_waits_for_the_write_in_progress(
         snapshot = await again.get_document("doc")
         assert snapshot is not None
         assert len(snapshot.chunks) == 50
+
+
+async def test_a_lock_held_past_busy_timeout_is_a_store_busy_error(
+    db_path: Path, embedder: LexicalEmbedder
+) -> None:
+    """Another process holding the write lock longer than ``busy_timeout``: the write
+    fails with :class:`StoreBusyError` (a :class:`StoreError`), writes nothing, and the
+    same write succeeds once the lock is released."""
+    store = await SqliteStore.open(db_path, space=embedder.space, busy_timeout_ms=50)
+    holder = select_driver().module.connect(str(db_path), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        write = make_write("held.md", _texts(3, "rain clouds"), embedder=embedder)
+        with pytest.raises(StoreBusyError, match="write lock") as caught:
+            await store.write_document(write)
+        assert isinstance(caught.value, StoreError)
+        holder.execute("ROLLBACK")
+        assert await store.fetchall("SELECT COUNT(*) FROM documents") == [(0,)]
+        await store.write_document(write)
+        assert await store.fetchall("SELECT COUNT(*) FROM documents") == [(1,)]
+    finally:
+        holder.close()
+        await store.aclose()

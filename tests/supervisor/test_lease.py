@@ -10,11 +10,16 @@ import pytest
 
 from asemantic import (
     BatchSupervisor,
+    CoreConfig,
+    EmbeddingSpace,
+    GeminiSettings,
+    GoogleKeyring,
     JobStatus,
     SemanticCore,
     SupervisorLeaseError,
     TransitionEvent,
 )
+from asemantic.adapters.sqlite.driver import select_driver
 from asemantic.testing.emulator import GeminiEmulator
 from tests.supervisor.conftest import (
     OpenCore,
@@ -225,3 +230,49 @@ async def test_a_lease_run_out_mid_pass_defers_the_rest_to_the_next_tick(
         await supervisor.run_once()
     assert _creates(emulator) == 3
     assert JobStatus.CREATED not in await job_statuses(core)
+
+
+async def test_a_waiting_supervisor_rides_out_a_busy_database(
+    db_path: Path,
+    keys: GoogleKeyring,
+    emulator: GeminiEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another process holds the write lock past ``busy_timeout`` while a supervisor
+    takes its lease: with ``lease_wait`` left, it retries instead of failing."""
+    core = await SemanticCore.open(
+        db_path,
+        keys=keys,
+        config=CoreConfig(space=EmbeddingSpace(dimensions=768), busy_timeout_ms=50),
+        gemini=GeminiSettings(base_url=emulator.base_url, transport=emulator.async_transport()),
+    )
+    holder = select_driver().module.connect(str(db_path), isolation_level=None)
+    entered = anyio.Event()
+    leave = anyio.Event()
+
+    async def supervise() -> None:
+        async with BatchSupervisor(core, fast(lease_wait=30), owner="patient"):
+            entered.set()
+            await leave.wait()
+
+    def warned() -> bool:
+        return any("database busy while taking" in r.getMessage() for r in caplog.records)
+
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                group.start_soon(supervise)
+                await eventually(lambda: _async(warned()))
+                assert not entered.is_set()
+                holder.execute("ROLLBACK")
+                await entered.wait()
+                assert (await lease_row(core) or ("",))[0] == "patient"
+                leave.set()
+    finally:
+        holder.close()
+        await core.aclose()
+
+
+async def _async(value: bool) -> bool:
+    return value

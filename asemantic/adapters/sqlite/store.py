@@ -56,7 +56,7 @@ from asemantic.adapters.sqlite.search import (
     is_filtered,
     matching_documents_sql,
 )
-from asemantic.adapters.sqlite.txn import rollback
+from asemantic.adapters.sqlite.txn import rollback, store_error
 from asemantic.adapters.sqlite.vectable import (
     ensure_space,
     ensure_vector_log,
@@ -213,7 +213,7 @@ class SqliteStore:
         try:
             return await work
         except self._driver.error as exc:
-            raise StoreError(f"SQLite error: {exc}") from exc
+            raise store_error(exc) from exc
         except ValueError as exc:
             if self._closed and "closed" in str(exc).lower():
                 raise StoreClosedError("the store was closed during the call") from exc
@@ -240,7 +240,7 @@ class SqliteStore:
                 await rollback(conn)
                 if isinstance(exc, self._driver.error):
                     # A full disk, a lock held too long, a constraint: typed for callers.
-                    raise StoreError(f"SQLite error: {exc}") from exc
+                    raise store_error(exc) from exc
                 raise
 
     async def _in_transaction(

@@ -6,9 +6,26 @@ import logging
 
 import aiosqlite
 
-__all__ = ["rollback"]
+from asemantic.errors import StoreBusyError, StoreError
+
+__all__ = ["rollback", "store_error"]
 
 logger = logging.getLogger(__name__)
+
+# SQLITE_BUSY and SQLITE_LOCKED (primary codes: extended ones keep them in the low byte).
+_BUSY_CODES = frozenset({5, 6})
+
+
+def store_error(exc: BaseException) -> StoreError:
+    """The typed error for a driver error: :class:`StoreBusyError` when the database's
+    lock stayed taken past ``busy_timeout``, else :class:`StoreError`."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    message = str(exc)
+    if (isinstance(code, int) and code & 0xFF in _BUSY_CODES) or (
+        code is None and ("database is locked" in message or "database is busy" in message)
+    ):
+        return StoreBusyError(f"SQLite error: {message} (the write lock stayed taken)")
+    return StoreError(f"SQLite error: {message}")
 
 
 async def rollback(conn: aiosqlite.Connection) -> None:
