@@ -101,8 +101,12 @@ class SemanticCore:
         the space of ``config.space``. With one, the embedder's space rules.
         """
         return _Opening(
-            cls, Path(path), keys=keys, embedder=embedder,
-            config=config or CoreConfig(), gemini=gemini or GeminiSettings(),
+            cls,
+            Path(path),
+            keys=keys,
+            embedder=embedder,
+            config=config or CoreConfig(),
+            gemini=gemini or GeminiSettings(),
         )
 
     def __repr__(self) -> str:
@@ -246,9 +250,7 @@ class SemanticCore:
         self._check_open()
         chunks = await self._store.count_chunks_by_status()
         documents = await self._store.fetchall("SELECT COUNT(*) FROM documents")
-        rows = await self._store.fetchall(
-            "SELECT status, COUNT(*) FROM batch_jobs GROUP BY status"
-        )
+        rows = await self._store.fetchall("SELECT status, COUNT(*) FROM batch_jobs GROUP BY status")
         jobs = {status.value: 0 for status in JobStatus}
         jobs.update({str(status): int(n) for status, n in rows})
         tokens = await self._store.usage_totals()
@@ -358,8 +360,12 @@ class _Opening:
                 await embedder.aclose()
             raise
         return self._cls(
-            store=store, embedder=embedder, keys=self._keys, config=self._config,
-            gemini=self._gemini, owns_embedder=owns,
+            store=store,
+            embedder=embedder,
+            keys=self._keys,
+            config=self._config,
+            gemini=self._gemini,
+            owns_embedder=owns,
         )
 
     def __await__(self) -> Generator[Any, None, SemanticCore]:

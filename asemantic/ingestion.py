@@ -145,9 +145,7 @@ class Ingestor:
                 blobs = await self.embedder.embed_documents(requests)
                 vectors = dict(zip(todo, blobs, strict=True))
                 tokens_embedded = sum(approximate_tokens(d.vector_source) for d in todo.values())
-                await self.store.record_usage(
-                    "online", texts=len(requests), tokens=tokens_embedded
-                )
+                await self.store.record_usage("online", texts=len(requests), tokens=tokens_embedded)
         outcome = await self.store.write_document(
             DocumentWrite(
                 document=prepared.document,

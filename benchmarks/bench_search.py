@@ -233,31 +233,93 @@ def child(path: Path, n: int, dims: int, n_queries: int) -> dict[str, Any]:
 def _size_rows(label: str, m: dict[str, Any], build_s: float) -> list[Row]:
     p50, floor = m["p50"], m["floor_p50"]
     return [
-        row(f"search p50 k=10, {label}", p50, "ms", baseline="exact NumPy scan p50",
-            baseline_figure=floor, target="<= 2x NumPy", met=p50 <= 2 * floor),
-        row(f"search p95 k=10, {label}", m["p95"], "ms", baseline="exact NumPy scan p95",
-            baseline_figure=m["floor_p95"]),
-        row(f"recall@10 vs exact, {label}", m["recall"], "", baseline="exact NumPy",
-            baseline_figure=1.0, target=">= 0.99", met=m["recall"] >= 0.99),
-        row(f"filtered p50 (half the docs, metadata), {label}", m["broad_p50"], "ms",
-            baseline="unfiltered p50", baseline_figure=p50, target="<= 2x unfiltered",
-            met=m["broad_p50"] <= 2 * p50),
-        row(f"filtered recall@10 (half the docs), {label}", m["broad_recall"], "",
-            baseline="exact NumPy, filtered", baseline_figure=1.0, target=">= 0.99",
-            met=m["broad_recall"] >= 0.99),
-        row(f"filtered p50 (1% of docs, by id), {label}", m["narrow_p50"], "ms",
-            baseline="unfiltered p50", baseline_figure=p50, target="<= 2x unfiltered",
-            met=m["narrow_p50"] <= 2 * p50),
-        row(f"vec0 KNN p50 (memory_index=False), {label}", m["vec0_p50"], "ms",
-            baseline="exact NumPy scan p50", baseline_figure=floor),
-        row(f"startup: open + first search, {label}", m["startup_ms"], "ms",
-            baseline="vec0 KNN p50 (one query)", baseline_figure=m["vec0_p50"]),
-        row(f"longest event-loop stall during startup, {label}", m["stall_ms"], "ms",
-            baseline="startup", baseline_figure=m["startup_ms"]),
-        row(f"peak RSS of search, {label}", m["rss_mib"], "MiB",
-            baseline="float32 matrix alone", baseline_figure=m["matrix_mib"]),
-        row(f"build by direct SQL, {label}", build_s, "s", baseline="(informational)",
-            baseline_figure=math.nan),
+        row(
+            f"search p50 k=10, {label}",
+            p50,
+            "ms",
+            baseline="exact NumPy scan p50",
+            baseline_figure=floor,
+            target="<= 2x NumPy",
+            met=p50 <= 2 * floor,
+        ),
+        row(
+            f"search p95 k=10, {label}",
+            m["p95"],
+            "ms",
+            baseline="exact NumPy scan p95",
+            baseline_figure=m["floor_p95"],
+        ),
+        row(
+            f"recall@10 vs exact, {label}",
+            m["recall"],
+            "",
+            baseline="exact NumPy",
+            baseline_figure=1.0,
+            target=">= 0.99",
+            met=m["recall"] >= 0.99,
+        ),
+        row(
+            f"filtered p50 (half the docs, metadata), {label}",
+            m["broad_p50"],
+            "ms",
+            baseline="unfiltered p50",
+            baseline_figure=p50,
+            target="<= 2x unfiltered",
+            met=m["broad_p50"] <= 2 * p50,
+        ),
+        row(
+            f"filtered recall@10 (half the docs), {label}",
+            m["broad_recall"],
+            "",
+            baseline="exact NumPy, filtered",
+            baseline_figure=1.0,
+            target=">= 0.99",
+            met=m["broad_recall"] >= 0.99,
+        ),
+        row(
+            f"filtered p50 (1% of docs, by id), {label}",
+            m["narrow_p50"],
+            "ms",
+            baseline="unfiltered p50",
+            baseline_figure=p50,
+            target="<= 2x unfiltered",
+            met=m["narrow_p50"] <= 2 * p50,
+        ),
+        row(
+            f"vec0 KNN p50 (memory_index=False), {label}",
+            m["vec0_p50"],
+            "ms",
+            baseline="exact NumPy scan p50",
+            baseline_figure=floor,
+        ),
+        row(
+            f"startup: open + first search, {label}",
+            m["startup_ms"],
+            "ms",
+            baseline="vec0 KNN p50 (one query)",
+            baseline_figure=m["vec0_p50"],
+        ),
+        row(
+            f"longest event-loop stall during startup, {label}",
+            m["stall_ms"],
+            "ms",
+            baseline="startup",
+            baseline_figure=m["startup_ms"],
+        ),
+        row(
+            f"peak RSS of search, {label}",
+            m["rss_mib"],
+            "MiB",
+            baseline="float32 matrix alone",
+            baseline_figure=m["matrix_mib"],
+        ),
+        row(
+            f"build by direct SQL, {label}",
+            build_s,
+            "s",
+            baseline="(informational)",
+            baseline_figure=math.nan,
+        ),
     ]
 
 
@@ -265,9 +327,19 @@ def measure(workdir: Path, n: int, dims: int, n_queries: int) -> list[Row]:
     path = workdir / f"search-{n}x{dims}.db"
     build_s = build(path, n, dims)
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_search", "--child", str(path),
-         str(n), str(dims), str(n_queries)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_search",
+            "--child",
+            str(path),
+            str(n),
+            str(dims),
+            str(n_queries),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     path.unlink()
@@ -301,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         path, n, dims, queries = args.child
         print(json.dumps(child(Path(path), int(n), int(dims), int(queries))))
         return
+
     def show(rows: list[Row]) -> None:
         print_rows(rows)
         sys.stdout.flush()

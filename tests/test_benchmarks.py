@@ -45,7 +45,17 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
             if expected is not None:
                 assert row["ratio"] == pytest.approx(expected), row
     names = " ".join(row["name"] for row in rows)
-    for needed in ("search p50", "recall@10", "filtered p50", "startup", "peak RSS",
-                   "applies", "poll pass", "iter_result_slices", "ingest", "bulk_update_vectors"):
+    for needed in (
+        "search p50",
+        "recall@10",
+        "filtered p50",
+        "startup",
+        "peak RSS",
+        "applies",
+        "poll pass",
+        "iter_result_slices",
+        "ingest",
+        "bulk_update_vectors",
+    ):
         assert needed in names, needed
     assert document.get("machine")

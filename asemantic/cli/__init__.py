@@ -15,6 +15,7 @@ __all__ = ["cli", "main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
-    code = cli.main(args=list(argv) if argv is not None else None, prog_name="asemantic",
-                    standalone_mode=False)
+    code = cli.main(
+        args=list(argv) if argv is not None else None, prog_name="asemantic", standalone_mode=False
+    )
     return int(code)

@@ -58,9 +58,7 @@ class AsemanticGroup(click.Group):
         self, args: Sequence[str] | None, prog_name: str, complete_var: str | None, **extra: Any
     ) -> int:
         try:
-            result = super().main(
-                args, prog_name, complete_var, standalone_mode=False, **extra
-            )
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except CliError as exc:
             return _report(exc.message, exc.hint, exc.code)
         except click.UsageError as exc:

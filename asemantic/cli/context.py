@@ -148,7 +148,8 @@ class AppContext:
             )
         if self.db.is_dir():
             raise CliError(
-                f"{self.db} is a directory, not a database", code=ExitCode.DATABASE,
+                f"{self.db} is a directory, not a database",
+                code=ExitCode.DATABASE,
                 hint="pass --db with a file path",
             )
 
@@ -166,7 +167,10 @@ class AppContext:
         discard = False
         try:
             async with SemanticCore.open(
-                self.db, keys=keys, embedder=embedder, config=self.config(),
+                self.db,
+                keys=keys,
+                embedder=embedder,
+                config=self.config(),
                 gemini=self.settings(),
             ) as core:
                 try:

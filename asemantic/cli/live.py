@@ -205,7 +205,8 @@ class PipelineView:
         grid.add_row("chunks", count_line(snapshot.chunks, CHUNK_ORDER))
         health = f"tick {snapshot.ticks} · a pass every {self._poll_interval:g} s"
         parts: list[RenderableType] = [
-            grid, Text(f"{health} · {self._footer}" if self._footer else health, style="dim")
+            grid,
+            Text(f"{health} · {self._footer}" if self._footer else health, style="dim"),
         ]
         if snapshot.paused:
             parts.append(Text(f"paused: {snapshot.paused}", style="red"))

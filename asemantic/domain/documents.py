@@ -17,9 +17,7 @@ __all__ = [
     "SearchHit",
 ]
 
-JSONValue: TypeAlias = (
-    str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
-)
+JSONValue: TypeAlias = str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
 
 
 class EmbeddingStatus(enum.StrEnum):

@@ -64,8 +64,7 @@ class Cli:
 
 def invoke(args: Sequence[str], env: Mapping[str, str | None] | None = None) -> Result:
     runner = CliRunner()
-    return runner.invoke(cli, list(args), env={**CLEAN_ENV, **(env or {})},
-                         catch_exceptions=False)
+    return runner.invoke(cli, list(args), env={**CLEAN_ENV, **(env or {})}, catch_exceptions=False)
 
 
 @pytest.fixture

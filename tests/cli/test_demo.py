@@ -31,8 +31,13 @@ def test_demo_console_script_end_to_end(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "GOOGLE_"))}
     env.pop("FORCE_COLOR", None)
     done = subprocess.run(
-        [*_command(), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=120, check=False,
+        [*_command(), "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     out = done.stdout
     assert done.returncode == 0, done.stdout + done.stderr

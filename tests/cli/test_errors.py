@@ -107,9 +107,7 @@ def test_rejected_online_key(run: Cli, docs: Path, strict_url: str) -> None:
     assert_clean_error(run("search", "refund", base_url=strict_url), 3, "GEMINI_API_KEY")
 
 
-def test_rejected_batch_key_writes_no_job(
-    run: Cli, docs: Path, strict_url: str
-) -> None:
+def test_rejected_batch_key_writes_no_job(run: Cli, docs: Path, strict_url: str) -> None:
     assert run("ingest", "--mode", "async", str(docs)).exit_code == 0
     for args in (["batch", "flush", "--force"], ["batch", "sync"], ["supervise"]):
         result = run(*args, base_url=strict_url)
@@ -136,8 +134,7 @@ def test_unreachable_provider(run: Cli, docs: Path, closed_port_url: str) -> Non
 
 @pytest.mark.parametrize(
     "args",
-    [["stats"], ["jobs"], ["batch", "status"], ["batch", "sync"], ["search", "x"],
-     ["supervise"]],
+    [["stats"], ["jobs"], ["batch", "status"], ["batch", "sync"], ["search", "x"], ["supervise"]],
 )
 def test_missing_database_is_not_created(run: Cli, args: list[str]) -> None:
     assert_clean_error(run(*args), 5, "no database at")

@@ -29,16 +29,34 @@ from tests.cli.conftest import Cli, invoke
 def test_help_documents_keys_and_exit_codes() -> None:
     result = invoke(["--help"])
     assert result.exit_code == 0
-    for text in ("GEMINI_API_KEY", "GEMINI_BATCH_API_KEY", "ASEMANTIC_DB", "Exit codes:",
-                 "3    API key problem", "4    provider unreachable", "5    database problem"):
+    for text in (
+        "GEMINI_API_KEY",
+        "GEMINI_BATCH_API_KEY",
+        "ASEMANTIC_DB",
+        "Exit codes:",
+        "3    API key problem",
+        "4    provider unreachable",
+        "5    database problem",
+    ):
         assert text in result.stdout
     assert invoke([]).stdout == result.stdout  # no command: the help, exit 0
     assert invoke(["--version"]).exit_code == 0
 
 
 def test_every_subcommand_has_help() -> None:
-    for command in ("ingest", "search", "batch", "batch flush", "batch sync", "batch status",
-                    "jobs", "supervise", "stats", "emulator", "demo"):
+    for command in (
+        "ingest",
+        "search",
+        "batch",
+        "batch flush",
+        "batch sync",
+        "batch status",
+        "jobs",
+        "supervise",
+        "stats",
+        "emulator",
+        "demo",
+    ):
         result = invoke([*command.split(), "--help"])
         assert result.exit_code == 0 and "Usage: asemantic" in result.stdout, command
 
@@ -47,8 +65,14 @@ def test_json_everywhere_and_no_ansi_in_pipes(run: Cli, docs: Path) -> None:
     outputs: list[str] = []
     result = run("ingest", "--mode", "async", str(docs))
     outputs.append(result.output)
-    for args in (["stats"], ["jobs"], ["batch", "status"], ["batch", "flush", "--force"],
-                 ["batch", "sync"], ["search", "refund"]):
+    for args in (
+        ["stats"],
+        ["jobs"],
+        ["batch", "status"],
+        ["batch", "flush", "--force"],
+        ["batch", "sync"],
+        ["search", "refund"],
+    ):
         for position in ("before", "after"):
             argv = ["--json", *args] if position == "before" else [*args, "--json"]
             result = run(*argv)
@@ -77,8 +101,11 @@ def test_plain_progress_lines_for_many_files(run: Cli, tmp_path: Path) -> None:
 
 
 def test_parse_filters() -> None:
-    assert parse_filters(["document_id=3", "team=search", "year=2026", "tags=[\"a\"]"]) == {
-        "document_id": 3, "team": "search", "year": 2026, "tags": ["a"],
+    assert parse_filters(["document_id=3", "team=search", "year=2026", 'tags=["a"]']) == {
+        "document_id": 3,
+        "team": "search",
+        "year": 2026,
+        "tags": ["a"],
     }
     assert parse_filters(["source=a.md", "source=b.md"]) == {"source": ["a.md", "b.md"]}
     assert parse_filters(["note=a=b"]) == {"note": "a=b"}
@@ -92,9 +119,7 @@ def test_collect_files(docs: Path) -> None:
     plan = collect_files([docs, docs / "refunds.md"])
     names = [p.name for p in plan.files]
     assert names == ["outage.md", "refunds.md", "adr.markdown", "vacation.txt"]
-    assert [(p.name, why) for p, why in plan.skipped] == [
-        ("picture.png", "unsupported type .png")
-    ]
+    assert [(p.name, why) for p, why in plan.skipped] == [("picture.png", "unsupported type .png")]
 
 
 @pytest.mark.parametrize(

@@ -58,8 +58,20 @@ def test_keys_are_never_printed(
 def test_keys_given_as_flags_or_malformed_are_not_echoed(tmp_path: Path, docs: Path) -> None:
     db = str(tmp_path / "kb.db")
     results = [
-        invoke(["--api-key", ONLINE, "--batch-api-key", BATCH, "--db", db, "--base-url",
-                "http://127.0.0.1:9", "search", "x"]),
+        invoke(
+            [
+                "--api-key",
+                ONLINE,
+                "--batch-api-key",
+                BATCH,
+                "--db",
+                db,
+                "--base-url",
+                "http://127.0.0.1:9",
+                "search",
+                "x",
+            ]
+        ),
         invoke(["--db", db, "ingest", str(docs)], env={"GEMINI_API_KEY": f"{ONLINE} {BATCH}"}),
         invoke(["--api-key", ONLINE, "--help"]),
         invoke(["--api-key", ONLINE, "emulator", "--help"]),

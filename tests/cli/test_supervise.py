@@ -29,9 +29,25 @@ class Supervisor:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "GOOGLE_"))}
         env.update(GEMINI_API_KEY=ONLINE_KEY, GEMINI_BATCH_API_KEY=BATCH_KEY)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "asemantic.cli", "--db", str(db), "--base-url", base_url,
-             "--json", "supervise", "--poll-interval", "0.2", "--min-batch-size", "1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "asemantic.cli",
+                "--db",
+                str(db),
+                "--base-url",
+                base_url,
+                "--json",
+                "supervise",
+                "--poll-interval",
+                "0.2",
+                "--min-batch-size",
+                "1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         self.events: list[Event] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -106,7 +122,9 @@ def test_sigterm_stops_gracefully_and_a_second_run_resumes(
     assert not emulator.remote_leftovers()
     created = [e for e in first.events + second.events if e["event"] == "transition"]
     assert [(e["from"], e["to"]) for e in created] == [
-        ("CREATED", "SUBMITTED"), ("SUBMITTED", "PROCESSING"), ("PROCESSING", "COMPLETED"),
+        ("CREATED", "SUBMITTED"),
+        ("SUBMITTED", "PROCESSING"),
+        ("PROCESSING", "COMPLETED"),
     ]
 
 
@@ -115,8 +133,7 @@ def test_until_idle_in_process(tmp_path: Path, docs: Path) -> None:
     with emulator.serve() as url:
         run = Cli(db=tmp_path / "kb.db", base_url=url)
         assert run("ingest", "--mode", "async", str(docs)).exit_code == 0
-        result = run("supervise", "--until-idle", "--poll-interval", "0.2",
-                     "--min-batch-size", "1")
+        result = run("supervise", "--until-idle", "--poll-interval", "0.2", "--min-batch-size", "1")
     assert result.exit_code == 0, result.output
     assert "CREATED -> SUBMITTED" in result.stdout
     assert "PROCESSING -> COMPLETED" in result.stdout

@@ -83,11 +83,14 @@ REQUEST_FAULTS = st.one_of(
         times=st.integers(1, 4),
     ),
     st.builds(
-        Fault, endpoint=st.just("batches.create"), lose_response=st.just(True),
+        Fault,
+        endpoint=st.just("batches.create"),
+        lose_response=st.just(True),
         drop_connection=st.booleans(),
     ),
     st.builds(
-        Fault, endpoint=st.sampled_from(["files.upload_chunk", "files.delete", "batches.delete"]),
+        Fault,
+        endpoint=st.sampled_from(["files.upload_chunk", "files.delete", "batches.delete"]),
         lose_response=st.just(True),
     ),
     st.builds(Fault, endpoint=st.just("batches.create"), status=st.just(400)),

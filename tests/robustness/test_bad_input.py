@@ -70,17 +70,13 @@ BAD_DOCUMENTS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"document": "\ufeff"}, EmptyDocumentError, "bom-only"),
     ({"document": "\ufeff \n"}, EmptyDocumentError, "bom-and-spaces"),
     ({"document": "a" * 50_000_001}, InvalidInputError, "over-size-limit"),
-    (
-        {"document": "fine text\n\n" * 1000 + "late \x00 nul"}, UndecodableTextError, "late-nul"
-    ),
+    ({"document": "fine text\n\n" * 1000 + "late \x00 nul"}, UndecodableTextError, "late-nul"),
     ({"document": "low \udc80 surrogate"}, UndecodableTextError, "low-surrogate"),
     ({"document": "pair \ud83d\ude00 split"}, UndecodableTextError, "split-pair"),
     ({"title": "bad \ud800 title"}, UndecodableTextError, "title-surrogate"),
     ({"title": GIANT}, ChunkTooLargeError, "giant-title"),
     ({"title": 42}, InvalidInputError, "title-not-str"),
-    (
-        {"document": "## " + GIANT + "\n\nbody text"}, ChunkTooLargeError, "giant-heading"
-    ),
+    ({"document": "## " + GIANT + "\n\nbody text"}, ChunkTooLargeError, "giant-heading"),
     (
         {"document": "# Doc\n\n## ok\n\n### " + GIANT + "\n\nbody"},
         ChunkTooLargeError,
@@ -211,9 +207,7 @@ BAD_FILES: list[tuple[str, bytes, type[Exception], str]] = [
     ("trunc.md", b"euro \xe2\x82", UndecodableTextError, "truncated-sequence"),
     ("overlong.md", b"slash \xc0\xaf", UndecodableTextError, "overlong"),
     ("cesu.md", b"pair \xed\xa0\x80", UndecodableTextError, "encoded-surrogate"),
-    (
-        "utf16.txt", "utf-16 text".encode("utf-16"), UndecodableTextError, "utf16-bom"
-    ),
+    ("utf16.txt", "utf-16 text".encode("utf-16"), UndecodableTextError, "utf16-bom"),
     ("nul.txt", b"text\x00\x00\x00binary", UndecodableTextError, "nul-bytes"),
     ("bom.md", b"\xef\xbb\xbf", EmptyDocumentError, "bom-only"),
     ("blank.txt", b"\xc2\xa0\n\r\n\t", EmptyDocumentError, "nbsp-crlf"),

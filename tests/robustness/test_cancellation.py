@@ -125,9 +125,7 @@ def points() -> Points:
 
 
 @pytest.fixture
-async def core(
-    open_core: OpenCore, emulator: RevocableEmulator, points: Points
-) -> SemanticCore:
+async def core(open_core: OpenCore, emulator: RevocableEmulator, points: Points) -> SemanticCore:
     opened = await open_core(
         gemini=GeminiSettings(
             base_url=emulator.base_url,
@@ -150,8 +148,7 @@ def _versioned(version: int, *, paragraphs: int = 6) -> str:
 
 async def _versions_of(core: SemanticCore, source: str) -> set[str]:
     rows = await core.store.fetchall(
-        "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
-        "WHERE d.source = ?",
+        "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.source = ?",
         (source,),
     )
     return {word for (text,) in rows for word in str(text).split() if word.startswith("marker")}

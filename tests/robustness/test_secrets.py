@@ -371,10 +371,23 @@ async def test_keys_never_leak_through_the_whole_pipeline(
                 batch_client = GeminiBatchClient(keys, space=SPACE, base_url=base_url)
                 embedder = GeminiEmbedder(keys, space=SPACE, base_url=base_url)
                 run.objects += [
-                    core, core.store, core.embedder, core.batch_manager, core.batch_jobs,
-                    core.keys, core.keys.default if core.keys else None, core.config,
-                    core.gemini, core.space, retry, settings, batch_client, embedder,
-                    emulator, *emulator.requests, emulator.faults,
+                    core,
+                    core.store,
+                    core.embedder,
+                    core.batch_manager,
+                    core.batch_jobs,
+                    core.keys,
+                    core.keys.default if core.keys else None,
+                    core.config,
+                    core.gemini,
+                    core.space,
+                    retry,
+                    settings,
+                    batch_client,
+                    embedder,
+                    emulator,
+                    *emulator.requests,
+                    emulator.faults,
                 ]
                 await batch_client.aclose()
                 await embedder.aclose()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from asemantic.adapters.sqlite import SqliteStore
 from asemantic.adapters.sqlite import memindex as memindex_module
 from asemantic.adapters.sqlite.vecload import RowFiller
 from asemantic.adapters.sqlite.vecmatrix import VectorMatrix
+from asemantic.domain.documents import JSONValue
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.ports import DocumentWrite, SearchFilters
 from tests.store.helpers import make_write, raw
@@ -30,12 +32,13 @@ def vector_write(
     source: str,
     vectors: np.ndarray,
     *,
-    metadata: dict[str, object] | None = None,
+    metadata: Mapping[str, JSONValue] | None = None,
     tag: str = "chunk",
 ) -> DocumentWrite:
     """A document whose chunks carry ``vectors`` (one per chunk, any norm)."""
-    write = make_write(source, [f"{source} {tag} {i}" for i in range(len(vectors))],
-                       metadata=metadata)  # type: ignore[arg-type]
+    write = make_write(
+        source, [f"{source} {tag} {i}" for i in range(len(vectors))], metadata=metadata
+    )
     ready = {d.content_hash: vectors[i].astype("<f4").tobytes() for i, d in enumerate(write.drafts)}
     return replace(write, vectors=ready)
 
@@ -104,8 +107,11 @@ async def test_same_hits_as_vec0(db_path: Path) -> None:
         await fill(store, docs=30, per_doc=20)
         for seed in range(15):
             q = query(seed)
-            for filters in (None, SearchFilters(metadata={"g": 1}),
-                            SearchFilters(sources=["doc3", "doc7"])):
+            for filters in (
+                None,
+                SearchFilters(metadata={"g": 1}),
+                SearchFilters(sources=["doc3", "doc7"]),
+            ):
                 mine = await store.search(q, k=25, filters=filters)
                 theirs = await plain.search(q, k=25, filters=filters)
                 assert [h.chunk_id for h in mine] == [h.chunk_id for h in theirs]
@@ -129,7 +135,8 @@ async def test_distances_match_vec_distance_cosine(db_path: Path) -> None:
     with raw(db_path) as conn:
         rows = conn.execute(
             "SELECT rowid, vec_distance_cosine(embedding, ?) AS d FROM vec_chunks "
-            "ORDER BY d, rowid", (q,)
+            "ORDER BY d, rowid",
+            (q,),
         ).fetchall()
     assert [h.chunk_id for h in hits] == [int(r[0]) for r in rows]
     assert np.allclose([h.distance for h in hits], [float(r[1]) for r in rows], atol=1e-5)
@@ -153,8 +160,9 @@ async def test_writes_through_another_store_are_seen(db_path: Path) -> None:
         await other.delete_document("fresh")
         assert await ids_of(store, q) == before
         # Re-ingest doc0 with other vectors: its old chunks never come back.
-        old = {h.chunk_id for h in await store.search(q, k=40, filters=SearchFilters(
-            sources=["doc0"]))}
+        old = {
+            h.chunk_id for h in await store.search(q, k=40, filters=SearchFilters(sources=["doc0"]))
+        }
         await other.write_document(vector_write("doc0", -np.ones((3, DIMS), np.float32), tag="v2"))
         now = await store.search(q, k=100)
         assert not old & {h.chunk_id for h in now}
@@ -257,8 +265,10 @@ async def test_concurrent_writes_and_searches_stay_consistent(db_path: Path) -> 
                 assert len(hits) == 10
                 assert len({h.chunk_id for h in hits}) == 10
 
-        await asyncio.gather(*(writer(n, store if n % 2 else other) for n in range(6)),
-                             *(searcher() for _ in range(6)))
+        await asyncio.gather(
+            *(writer(n, store if n % 2 else other) for n in range(6)),
+            *(searcher() for _ in range(6)),
+        )
         plain = await open_store(db_path, memory_index=False)
         try:
             for s in range(5):

@@ -64,9 +64,7 @@ async def test_a_rejected_key_pauses_with_a_clear_error_and_does_not_spin(
     assert "API key" in health.paused_reason or "API_KEY" in health.paused_reason
     _no_key_in(health.paused_reason, health.last_error, caplog.text)
     assert all(r.status in (400, 401, 403) for r in server.requests)
-    assert any(
-        r.levelno == logging.ERROR and "paused" in r.getMessage() for r in caplog.records
-    )
+    assert any(r.levelno == logging.ERROR and "paused" in r.getMessage() for r in caplog.records)
     # nothing was lost: the chunks wait for a working key
     assert (await core.store.count_chunks_by_status())["PENDING"] == 3
 
@@ -194,9 +192,9 @@ async def test_a_job_that_fails_remotely_does_not_stop_the_others(
                 await eventually(three_jobs)
                 helpers.start_soon(keep_completing, emulator)
                 sup.on_transition(
-                    lambda e: completed.append(e.job_id)
-                    if e.to_status is JobStatus.COMPLETED
-                    else None
+                    lambda e: (
+                        completed.append(e.job_id) if e.to_status is JobStatus.COMPLETED else None
+                    )
                 )
                 await sup.wait_until_idle()
             helpers.cancel_scope.cancel()

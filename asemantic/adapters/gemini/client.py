@@ -93,8 +93,10 @@ def open_client(
     asemantic makes its own ``httpx2.AsyncClient`` (with ``transport`` when given).
     """
     owns = http_client is None
-    http = http_client if http_client is not None else httpx2.AsyncClient(
-        transport=transport, timeout=timeout
+    http = (
+        http_client
+        if http_client is not None
+        else httpx2.AsyncClient(transport=transport, timeout=timeout)
     )
     options = types.HttpOptions(
         api_version="v1beta",
@@ -240,4 +242,3 @@ async def call_with_retries(
         del failure
         logger.warning("provider call failed, retrying", extra={"call": what})
         await asyncio.sleep(delay)
-

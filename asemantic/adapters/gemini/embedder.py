@@ -107,9 +107,7 @@ class GeminiEmbedder:
         (vector,) = await self._embed([text], task_type="RETRIEVAL_QUERY", title=None)
         return vector
 
-    async def _embed(
-        self, texts: list[str], *, task_type: str, title: str | None
-    ) -> list[bytes]:
+    async def _embed(self, texts: list[str], *, task_type: str, title: str | None) -> list[bytes]:
         handle = self._client()
         config = types.EmbedContentConfig(
             task_type=task_type,

@@ -231,8 +231,7 @@ class SqliteJobStore:
             ready = await self._store.apply_vectors(conn, vectors)
             if ready:
                 await conn.execute(
-                    "INSERT INTO usage_ledger (at, route, texts, tokens) "
-                    "VALUES (?, 'batch', ?, ?)",
+                    "INSERT INTO usage_ledger (at, route, texts, tokens) VALUES (?, 'batch', ?, ?)",
                     (now, ready, tokens),
                 )
         return ApplyCounts(ready=ready, failed=failed, retried=retried, stale=stale)

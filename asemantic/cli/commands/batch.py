@@ -49,10 +49,20 @@ class _Flushed:
 
 @batch.command()
 @click.option("--force", is_flag=True, help="Flush even when fewer than --min-size are queued.")
-@click.option("--min-size", type=click.IntRange(1), default=10, show_default=True,
-              help="Flush only when at least this many chunks are queued.")
-@click.option("--max-size", type=click.IntRange(1), default=10_000, show_default=True,
-              help="At most this many chunks per job.")
+@click.option(
+    "--min-size",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Flush only when at least this many chunks are queued.",
+)
+@click.option(
+    "--max-size",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="At most this many chunks per job.",
+)
 @json_option
 @pass_app
 def flush(app: AppContext, force: bool, min_size: int, max_size: int) -> None:

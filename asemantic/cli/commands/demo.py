@@ -67,14 +67,22 @@ class _Printer(Narrator):
 
 
 @click.command()
-@click.option("--live", is_flag=True,
-              help="Run against the real Gemini API with your keys (costs a little).")
-@click.option("--db", "demo_db", type=click.Path(dir_okay=False, path_type=Path),
-              help="Keep the demo database here (default: a temporary folder; "
-              f"with --live: {LIVE_DB}).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None,
-              help=f"Seconds to wait for the batch jobs (default {OFFLINE_TIMEOUT:g}; "
-              f"with --live {LIVE_TIMEOUT:g}).")
+@click.option(
+    "--live", is_flag=True, help="Run against the real Gemini API with your keys (costs a little)."
+)
+@click.option(
+    "--db",
+    "demo_db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Keep the demo database here (default: a temporary folder; with --live: {LIVE_DB}).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    help=f"Seconds to wait for the batch jobs (default {OFFLINE_TIMEOUT:g}; "
+    f"with --live {LIVE_TIMEOUT:g}).",
+)
 @json_option
 @pass_app
 def demo(app: AppContext, live: bool, demo_db: Path | None, timeout: float | None) -> None:
@@ -107,8 +115,7 @@ def demo(app: AppContext, live: bool, demo_db: Path | None, timeout: float | Non
 def _finish(out: Output, result: DemoResult) -> None:
     assert result.stats is not None
     out.line()
-    out.line("4. what the batch route saved (list prices, gemini-embedding-001)",
-             style="bold cyan")
+    out.line("4. what the batch route saved (list prices, gemini-embedding-001)", style="bold cyan")
     out.line(f"   chunks: {count_line(result.stats.chunks, CHUNK_ORDER)}")
     out.line(f"   jobs:   {count_line(result.stats.jobs, JOB_ORDER)}")
     render_cost(out, result.stats.cost)

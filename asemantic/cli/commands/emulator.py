@@ -12,14 +12,34 @@ __all__ = ["emulator"]
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
-              help="Port to bind (0: any free port).")
-@click.option("--api-key", "api_keys", multiple=True, metavar="KEY",
-              help="Accept only this key (repeatable; default: any non-empty key).")
-@click.option("--job-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="How long a batch job takes.")
-@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, help="Clock speed-up factor.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to bind (0: any free port).",
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    metavar="KEY",
+    help="Accept only this key (repeatable; default: any non-empty key).",
+)
+@click.option(
+    "--job-seconds",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="How long a batch job takes.",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Clock speed-up factor.",
+)
 def emulator(
     host: str,
     port: int,
@@ -32,8 +52,16 @@ def emulator(
     The first line on standard output is its base URL (also with --json); point the
     other commands at it with --base-url. Jobs finish after --job-seconds.
     """
-    argv = ["--host", host, "--port", str(port), "--job-seconds", str(job_seconds),
-            "--speed", str(speed)]
+    argv = [
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--job-seconds",
+        str(job_seconds),
+        "--speed",
+        str(speed),
+    ]
     for key in api_keys:
         argv += ["--api-key", key]
     try:

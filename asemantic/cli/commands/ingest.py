@@ -69,9 +69,7 @@ def _walk(folder: Path) -> list[Path]:
 
 
 @click.command()
-@click.argument(
-    "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
-)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--mode",
     type=click.Choice(["sync", "async", "auto"], case_sensitive=False),
@@ -202,8 +200,13 @@ def _render(app: AppContext, results: Sequence[tuple[Path, IngestResult]], plan:
     rows = [_row(path, result) for path, result in results]
     totals = {
         key: sum(int(row[key]) for row in rows)
-        for key in ("chunks_stored", "chunks_pending", "chunks_unchanged", "chunks_removed",
-                    "tokens_embedded")
+        for key in (
+            "chunks_stored",
+            "chunks_pending",
+            "chunks_unchanged",
+            "chunks_removed",
+            "tokens_embedded",
+        )
     }
     out = app.output
     if out.json_mode:

@@ -57,7 +57,10 @@ def jobs_table(out: Output, records: Sequence[JobRecord], *, title: str | None =
     help="Only jobs in this state (repeatable).",
 )
 @click.option(
-    "--limit", type=click.IntRange(1), default=50, show_default=True,
+    "--limit",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
     help="Show the most recent N jobs.",
 )
 @json_option

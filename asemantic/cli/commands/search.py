@@ -68,7 +68,11 @@ def _filters_callback(
 @click.command()
 @click.argument("query")
 @click.option(
-    "-k", "k", type=click.IntRange(1, MAX_K), default=5, show_default=True,
+    "-k",
+    "k",
+    type=click.IntRange(1, MAX_K),
+    default=5,
+    show_default=True,
     help="How many results.",
 )
 @click.option(

@@ -50,10 +50,18 @@ def render_cost(out: Output, cost: CostReport) -> None:
     """Tokens and cost per route, and what the batch route saved, at list prices."""
     pricing = cost.pricing
     table = out.table("route", "tokens", "price per 1M", "cost")
-    table.add_row("online", tokens(cost.tokens_online), price(pricing.online_per_million),
-                  usd(cost.cost_online_usd))
-    table.add_row("batch", tokens(cost.tokens_batch), price(pricing.batch_per_million),
-                  usd(cost.cost_batch_usd))
+    table.add_row(
+        "online",
+        tokens(cost.tokens_online),
+        price(pricing.online_per_million),
+        usd(cost.cost_online_usd),
+    )
+    table.add_row(
+        "batch",
+        tokens(cost.tokens_batch),
+        price(pricing.batch_per_million),
+        usd(cost.cost_batch_usd),
+    )
     out.print(table)
     at_online = pricing.online(cost.tokens_batch)
     out.line(

@@ -29,14 +29,30 @@ class _Outcome:
 
 
 @click.command()
-@click.option("--poll-interval", type=click.FloatRange(min=0.1), default=30.0,
-              show_default=True, help="Seconds between two passes (jittered).")
-@click.option("--min-batch-size", type=click.IntRange(1), default=10, show_default=True,
-              help="Queued chunks that make a job at once.")
-@click.option("--max-wait", type=click.FloatRange(min=0), default=300.0, show_default=True,
-              help="Seconds a smaller queue waits before it is flushed anyway.")
-@click.option("--until-idle", is_flag=True,
-              help="Exit once no chunk is PENDING and no job is active.")
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds between two passes (jittered).",
+)
+@click.option(
+    "--min-batch-size",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Queued chunks that make a job at once.",
+)
+@click.option(
+    "--max-wait",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds a smaller queue waits before it is flushed anyway.",
+)
+@click.option(
+    "--until-idle", is_flag=True, help="Exit once no chunk is PENDING and no job is active."
+)
 @json_option
 @pass_app
 def supervise(
@@ -70,8 +86,11 @@ def supervise(
             "run 'asemantic supervise' again to resume them"
         )
     else:
-        out.line("stopped: no job is running" if outcome.reason == "signal" else
-                 "idle: every chunk is embedded and no job is active")
+        out.line(
+            "stopped: no job is running"
+            if outcome.reason == "signal"
+            else "idle: every chunk is embedded and no job is active"
+        )
 
 
 async def _supervise(app: AppContext, config: SupervisorConfig, *, until_idle: bool) -> _Outcome:
