@@ -19,20 +19,12 @@ Decisions:
 * **One tick at a time.** The loop and any :meth:`BatchSupervisor.run_once` call
   share a lock. Outside the ``async with`` block, :meth:`run_once` takes the lease for
   that one tick, so even a one-shot pass never runs beside another supervisor.
-* **The lease is checked before every tick and before every remote create.** Besides
-  the keeper task, the loop renews the lease itself when more than half of its
-  time-to-live is gone, so a process frozen longer than ``lease_ttl`` (suspended
-  laptop, ``SIGSTOP``) learns that its lease went to another supervisor before it does
-  anything. The same check runs right before each remote create of a pass (the
-  manager's ``before_create``), so a process frozen *in the middle* of a pass creates
-  nothing when it wakes: a lease that ran out by the local clock sends no create in
-  this pass (another supervisor may have taken the plan over meanwhile); renewing it
-  then tells whether the supervisor carries on from its next tick or stops. The check
-  costs no remote call and at most one small SQLite transaction. A lost lease cancels
-  the step in progress and stops the loop (:meth:`BatchSupervisor.run_once` raises
-  :class:`SupervisorLeaseError`); :attr:`BatchSupervisor.health` then says so. So
-  does a database closed under a running supervisor (close the supervisor before the
-  core): nothing can cure that, so it stops instead of pausing.
+* **The lease is checked before every tick and before every remote create**, and a
+  lost lease stops the loop: :mod:`asemantic.batch.lease` (the :class:`SupervisorLease`
+  the supervisor owns) says how and why.
+* **A database closed under a running supervisor stops it** (close the supervisor
+  before the core): nothing can cure that, so it stops instead of pausing, and
+  :attr:`BatchSupervisor.health` says so.
 * **Failures back off.** A failed tick is retried after ``pause_initial``, doubling
   up to ``pause_max`` (never sooner than ``poll_interval``), all jittered. A failure
   that retrying will not cure on its own (a rejected key, a full disk, a request the
@@ -55,13 +47,13 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
 from asemantic.batch.hooks import HookRegistry, TransitionCallback
+from asemantic.batch.lease import SupervisorLease
 from asemantic.batch.manager import BatchManager, SyncReport
 from asemantic.batch.supervisor_config import (
     SupervisorConfig,
@@ -79,7 +71,6 @@ from asemantic.errors import (
     MissingBatchKeyError,
     ProviderError,
     ProviderRequestError,
-    StoreBusyError,
     StoreClosedError,
     SupervisorLeaseError,
 )
@@ -91,10 +82,6 @@ __all__ = ["BatchSupervisor", "SupervisorConfig", "SupervisorHealth"]
 
 logger = logging.getLogger(__name__)
 
-_LEASE_POLL = 0.2
-"""Seconds between two looks at a lease held by another supervisor (``lease_wait``)."""
-_RELEASE_TIMEOUT = 5.0
-"""How long releasing the lease on stop may take before it is left to expire."""
 _MAX_MESSAGE = 500
 
 
@@ -164,8 +151,13 @@ class BatchSupervisor:
         self._last_tick_at: float | None = None
         self._below_min_since: float | None = None
         self._reconciled = False
-        self._lease_expires_at = 0.0
-        self._lease_lost = False
+        self._lease = SupervisorLease(
+            core.batch_jobs,
+            owner=self._owner,
+            ttl=self._config.lease_ttl,
+            wait=self._config.lease_wait,
+            on_lost=self._on_lease_lost,
+        )
         self._reset_run_state()
 
     def _reset_run_state(self) -> None:
@@ -242,10 +234,10 @@ class BatchSupervisor:
         self._reset_run_state()
         self._reconciled = False
         self._below_min_since = None
-        await self._take_lease()
+        await self._lease.take()
         stack = contextlib.AsyncExitStack()
         try:
-            stack.push_async_callback(self._release_lease)
+            stack.push_async_callback(self._lease.release)
             stack.enter_context(self._hooks_attached())
             group = await stack.enter_async_context(anyio.create_task_group())
             self._running = True
@@ -292,112 +284,27 @@ class BatchSupervisor:
             finally:
                 self._running = False
 
-    # --- the lease --------------------------------------------------------------------
+    # --- the lease (see asemantic.batch.lease) ----------------------------------------
 
-    async def _acquire_lease(self) -> None:
-        deadline = time.monotonic() + self._config.lease_wait
-        while True:
-            now = time.time()
-            try:
-                lease = await self._core.batch_jobs.acquire_lease(
-                    self._owner, ttl=self._config.lease_ttl, now=now
-                )
-            except StoreBusyError:
-                # Another process held the write lock past busy_timeout (a supervisor
-                # frozen mid-transaction, a long write): while we may wait, wait.
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise
-                logger.warning("database busy while taking the supervisor lease; retrying")
-                await anyio.sleep(min(left, _LEASE_POLL))
-                continue
-            if lease.acquired:
-                self._lease_expires_at = lease.expires_at
-                self._lease_lost = False
-                return
-            left = deadline - time.monotonic()
-            if left <= 0:
-                until = datetime.fromtimestamp(lease.expires_at, UTC).isoformat(timespec="seconds")
-                raise SupervisorLeaseError(
-                    f"another supervisor ({lease.owner}) holds this database's lease until "
-                    f"{until} ({max(0.0, lease.expires_at - now):.0f} s from now, unless it "
-                    "renews it); stop it first, or pass lease_wait= to wait for it"
-                )
-            await anyio.sleep(min(left, _LEASE_POLL))
-
-    async def _take_lease(self) -> None:
-        try:
-            await self._acquire_lease()
-        except anyio.get_cancelled_exc_class():
-            await self._release_lease()  # the lease may have been committed all the same
-            raise
-
-    async def _renew_lease(self) -> bool:
-        """Renew the lease; False (and the loop stops) if another supervisor has it."""
-        lease = await self._core.batch_jobs.acquire_lease(
-            self._owner, ttl=self._config.lease_ttl, now=time.time()
-        )
-        if lease.acquired:
-            self._lease_expires_at = lease.expires_at
-            return True
-        self._lose_lease(lease.owner)
-        return False
-
-    def _lose_lease(self, holder: str) -> None:
-        logger.error("supervisor lease taken over by another supervisor; stopping")
-        self._last_error = f"the supervisor lease was taken over by {holder}; stopped"
-        self._lease_expires_at = 0.0
-        self._lease_lost = True
+    def _on_lease_lost(self, message: str) -> None:
+        """The lease's ``on_lost``: another supervisor owns the database now; stop."""
+        self._last_error = message
         self._stop.set()
         self._wake.set()
-        self._loop_scope.cancel()  # another supervisor owns the database now
+        self._loop_scope.cancel()
 
     async def _keep_lease(self) -> None:
         with self._keeper_scope:
-            interval = self._config.lease_ttl / 3
-            while not self._stop.is_set():
-                with anyio.move_on_after(interval):
-                    await self._stop.wait()
-                if self._stop.is_set():
-                    return
-                try:
-                    if not await self._renew_lease():
-                        return
-                except Exception:  # noqa: BLE001 - retried; the loop also checks the lease
-                    logger.warning("supervisor lease renewal failed; retrying")
-
-    async def _ensure_lease(self) -> bool:
-        """Renew now if more than half of the lease's time is gone (see the module doc)."""
-        if self._lease_expires_at - time.time() > self._config.lease_ttl / 2:
-            return True
-        return await self._renew_lease()
-
-    async def _may_create(self) -> bool:
-        """The manager's ``before_create``: is the lease still ours (see the module doc)?"""
-        if time.time() >= self._lease_expires_at:
-            # Run out by our own clock (frozen mid-pass?): another supervisor may have
-            # taken it and submitted this plan. Renewing tells whether we stop.
-            logger.warning("supervisor lease ran out during a pass; no more creates in it")
-            await self._renew_lease()
-            return False
-        return await self._ensure_lease()
-
-    async def _release_lease(self) -> None:
-        with anyio.move_on_after(_RELEASE_TIMEOUT, shield=True):
-            try:
-                await self._core.batch_jobs.release_lease(self._owner)
-            except Exception:  # noqa: BLE001 - stopping anyway; the lease expires
-                logger.warning("could not release the supervisor lease; it will expire")
-        self._lease_expires_at = 0.0
+            await self._lease.keep(self._stop)
 
     @contextlib.asynccontextmanager
     async def _lease_for_one_tick(self) -> AsyncIterator[None]:
-        await self._take_lease()
+        await self._lease.take()
         try:
             with self._hooks_attached():
                 yield
         finally:
-            await self._release_lease()
+            await self._lease.release()
 
     async def _deliver(self, event: TransitionEvent) -> None:
         """One event at a time through every hook (jobs are polled concurrently)."""
@@ -441,12 +348,12 @@ class BatchSupervisor:
     async def _step(self) -> float:
         """One guarded tick; returns the delay before the next one."""
         try:
-            if not await self._ensure_lease():
+            if not await self._lease.ensure():
                 return 0.0
             async with self._tick_lock:
                 await self._tick(stoppable=True)
         except SupervisorLeaseError:
-            return 0.0  # lost during the tick: the loop stops (see _lose_lease)
+            return 0.0  # lost during the tick: the loop stops (see _on_lease_lost)
         except Exception as exc:  # noqa: BLE001 - the tick boundary: judged, logged, paced
             return self._after_failure(exc)
         self._failures = 0
@@ -509,12 +416,12 @@ class BatchSupervisor:
     async def _tick(self, *, stoppable: bool) -> SyncReport:
         manager = self._manager
         if not self._reconciled or await self._core.batch_jobs.jobs((JobStatus.CREATED,)):
-            await manager.reconcile(before_create=self._may_create)
+            await manager.reconcile(before_create=self._lease.before_create)
             self._reconciled = True
         report = SyncReport()
         if not (stoppable and self._stop.is_set()):
             await self._flush()
-        if self._lease_lost:  # found out right before a create
+        if self._lease.lost:  # found out right before a create
             raise SupervisorLeaseError(self._last_error or "the supervisor lease was lost")
         if not (stoppable and self._stop.is_set()):
             report = await manager.sync_status(max_concurrent=self._config.max_concurrent_jobs)
@@ -541,7 +448,7 @@ class BatchSupervisor:
             min_size=self._config.min_batch_size,
             max_size=self._config.max_batch_size,
             force=force,
-            before_create=self._may_create,
+            before_create=self._lease.before_create,
         )
         if created:
             self._below_min_since = None
