@@ -371,8 +371,10 @@ async def test_a_load_skips_the_holes_deletions_leave_in_vec0(db_path: Path) -> 
 async def test_a_load_decodes_vectors_off_the_event_loop(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Loading copies every vector: that work runs on worker threads, never on the
-    thread of the event loop (a web app's other requests keep being served)."""
+    """Loading a large index copies every vector: that work runs on worker threads,
+    never on the thread of the event loop (a web app's other requests keep being
+    served). "Large" is lowered here so that a small file counts."""
+    monkeypatch.setattr(memindex_module, "_INLINE_FLOATS", 0)
     threads: list[int] = []
     for name in ("add_shadow", "add_rows"):
         original = getattr(RowFiller, name)
@@ -396,3 +398,30 @@ async def test_a_load_decodes_vectors_off_the_event_loop(
         await store.aclose()
     assert len(threads) >= 3
     assert threading.get_ident() not in threads
+
+
+def _index_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("asemantic-search")]
+
+
+async def test_no_index_thread_outlives_the_store(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small index never starts a thread; a large one's threads are gone once the
+    store is closed (a process may fork right after, as servers and test harnesses do)."""
+    assert _index_threads() == []
+    store = await open_store(db_path)
+    try:
+        await fill(store, docs=3, per_doc=10)
+        await store.search(query(0), k=3)
+        assert _index_threads() == []
+    finally:
+        await store.aclose()
+    monkeypatch.setattr(memindex_module, "_INLINE_FLOATS", 0)
+    store = await open_store(db_path)
+    try:
+        await store.search(query(1), k=3)
+        assert _index_threads() != []
+    finally:
+        await store.aclose()
+    assert _index_threads() == []

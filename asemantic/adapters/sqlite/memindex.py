@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -70,7 +71,7 @@ _CHANGED = (
 )
 # Both lists in one aggregate, so their entries pair up (each row feeds both).
 _READY_IDS = (
-    "SELECT group_concat(id), group_concat(document_id) FROM chunks "
+    "SELECT COUNT(*), group_concat(id), group_concat(document_id) FROM chunks "
     "WHERE embedding_status = 'READY'"
 )
 _ALL_VECTORS = "SELECT rowid, embedding FROM vec_chunks"
@@ -138,9 +139,12 @@ class MemoryIndex:
     def nbytes(self) -> int:
         return self._matrix.nbytes
 
-    def close(self) -> None:
-        """Stop the thread pool (searches in flight finish)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    async def aclose(self) -> None:
+        """Wait for work in flight on the worker threads (one product or one batch of a
+        load at most), then stop them: after this no thread of the index is left (a
+        process may fork safely)."""
+        await self._until_idle()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     async def nearest(
         self, query: F32, k: int, *, documents: I64 | None = None
@@ -149,9 +153,18 @@ class MemoryIndex:
         ``documents`` if given), nearest first, after catching up with the database."""
         await self.sync()
         matrix = self._matrix
-        if len(matrix) * self._dimensions <= _INLINE_FLOATS:
-            return matrix.search(query, k, documents=documents)
-        return await self._in_thread(lambda: matrix.search(query, k, documents=documents))
+        floats = len(matrix) * self._dimensions
+        return await self._off_loop(
+            lambda: matrix.search(query, k, documents=documents), inline=floats <= _INLINE_FLOATS
+        )
+
+    async def _off_loop(self, work: Callable[[], _T], *, inline: bool) -> _T:
+        """``work()`` on a worker thread, or right here when it is small (``inline``):
+        a thread hop costs more than small work, and a small database never starts a
+        thread at all."""
+        if inline:
+            return work()
+        return await self._in_thread(work)
 
     async def _in_thread(self, work: Callable[[], _T]) -> _T:
         loop = asyncio.get_running_loop()
@@ -219,16 +232,20 @@ class MemoryIndex:
         head = list(await self._reader.execute_fetchall(_LOG_HEAD))
         seq = int(head[0][0])
         ready_rows = list(await self._reader.execute_fetchall(_READY_IDS))
-        loop = asyncio.get_running_loop()
-        ready, document_of = await loop.run_in_executor(self._pool, _documents, *ready_rows[0])
-        loaded = await self._read_shadow(capacity=len(ready) + 1024)
+        count, ready_text, documents_text = ready_rows[0]
+        inline = int(count) * self._dimensions <= _INLINE_FLOATS
+        ready, document_of = await self._off_loop(
+            lambda: _documents(ready_text, documents_text), inline=inline
+        )
+        loaded = await self._read_shadow(capacity=len(ready) + 1024, inline=inline)
         if loaded is None or not await self._check_sample(*loaded):
             logger.info("vec0 storage not as expected; loading vectors row by row")
-            loaded = await self._read_vectors(capacity=len(ready) + 1024)
+            loaded = await self._read_vectors(capacity=len(ready) + 1024, inline=inline)
+        ids, rows = loaded
         # READY chunks without a vector in that snapshot changed since ``seq`` (the
         # log replays them); reading their state now does no harm either.
-        fresh, missing = await loop.run_in_executor(
-            self._pool, _assemble, self._dimensions, ready, document_of, *loaded
+        fresh, missing = await self._off_loop(
+            lambda: _assemble(self._dimensions, ready, document_of, ids, rows), inline=inline
         )
         if len(missing):
             found = list(
@@ -247,12 +264,12 @@ class MemoryIndex:
         self.reloads += 1
         logger.debug("memory index loaded")
 
-    async def _read_shadow(self, *, capacity: int) -> tuple[I64, F32] | None:
+    async def _read_shadow(self, *, capacity: int, inline: bool) -> tuple[I64, F32] | None:
         """Every vector from vec0's shadow tables (one statement, so one snapshot),
         normalised; None if they are not laid out as expected."""
         filler = RowFiller(self._dimensions, capacity)
         try:
-            complete = await self._stream(_SHADOW, 16, filler.add_shadow)
+            complete = await self._stream(_SHADOW, 16, filler.add_shadow, inline=inline)
         except aiosqlite.Error:
             return None
         return filler.result() if complete else None
@@ -271,7 +288,7 @@ class MemoryIndex:
                 return False
         return True
 
-    async def _read_vectors(self, *, capacity: int) -> tuple[I64, F32]:
+    async def _read_vectors(self, *, capacity: int, inline: bool) -> tuple[I64, F32]:
         """Every vec0 row (one statement, so one snapshot), normalised."""
         filler = RowFiller(self._dimensions, capacity)
 
@@ -279,20 +296,21 @@ class MemoryIndex:
             filler.add_rows(batch)
             return True
 
-        await self._stream(_ALL_VECTORS, _FETCH, add)
+        await self._stream(_ALL_VECTORS, _FETCH, add, inline=inline)
         return filler.result()
 
-    async def _stream(self, sql: str, size: int, work: Callable[[list[Any]], bool]) -> bool:
+    async def _stream(
+        self, sql: str, size: int, work: Callable[[list[Any]], bool], *, inline: bool
+    ) -> bool:
         """Hand the rows of ``sql``, ``size`` at a time, to ``work`` on a worker thread
-        while the next batch is fetched (the event loop only passes batches along);
-        False as soon as ``work`` returns False."""
-        loop = asyncio.get_running_loop()
+        (see :meth:`_off_loop`) while the next batch is fetched (the event loop only
+        passes batches along); False as soon as ``work`` returns False."""
         async with self._reader.execute(sql) as cursor:
             fetch = asyncio.ensure_future(cursor.fetchmany(size))
             try:
                 while batch := list(await fetch):
                     fetch = asyncio.ensure_future(cursor.fetchmany(size))
-                    if not await loop.run_in_executor(self._pool, work, batch):
+                    if not await self._off_loop(functools.partial(work, batch), inline=inline):
                         return False
                 return True
             finally:

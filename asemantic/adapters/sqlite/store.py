@@ -195,8 +195,13 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
-        if self._index is not None:
-            self._index.close()
+        try:
+            if self._index is not None:
+                await self._index.aclose()
+        finally:
+            await self._close_connections()
+
+    async def _close_connections(self) -> None:
         try:
             async with self._lock:
                 await _close_quietly(self._writer)
