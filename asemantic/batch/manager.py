@@ -51,6 +51,7 @@ from asemantic.ports import (
     JobChange,
     JobRecord,
     JobStore,
+    RemoteJob,
     ResultCounts,
 )
 
@@ -217,14 +218,35 @@ class BatchManager:
                     return True
             logger.warning("batch create failed; the job stays CREATED for reconcile")
             return False
-        await self._move(
+        moved = await self._move(
             record,
             JobTrigger.SUBMIT,
             stats={"sent": len(lines)},
             remote_name=remote.name,
             input_file=remote.input_file,
         )
+        if moved is None:
+            await self._drop_unrecorded(backend, job_id, remote)
         return True
+
+    async def _drop_unrecorded(self, backend: BatchBackend, job_id: str, remote: RemoteJob) -> None:
+        """Our create landed but the job had moved on meanwhile (another supervisor took
+        over after our lease ran out, and submitted it again or failed it). Unless the
+        job adopted *our* remote job, ours is a duplicate nobody will read: cancel and
+        delete it with its input file, so no remote orphan is left running."""
+        current = await self._jobs.get_job(job_id)
+        if current is not None and current.remote_name == remote.name:
+            return  # adopted by display name: it is the job's own
+        logger.warning("a batch create landed after its job moved on; deleting that remote job")
+        try:
+            await backend.cancel(remote.name)
+        except ProviderError as exc:
+            if exc.status not in (400, 404):  # already finished, or gone
+                logger.warning("could not cancel the duplicate remote job: %s", exc)
+        try:
+            await backend.cleanup(remote.name, files=[f for f in (remote.input_file,) if f])
+        except ProviderError as exc:
+            logger.warning("could not delete the duplicate remote job: %s", exc)
 
     # --- sync -------------------------------------------------------------------------
 

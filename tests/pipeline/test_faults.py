@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from asemantic import JobStatus, SemanticCore
+from asemantic import GeminiBatchClient, JobStatus, SemanticCore
 from asemantic.testing.emulator import (
     Fault,
     GeminiEmulator,
@@ -235,3 +237,68 @@ async def test_restart_in_the_middle_resumes_without_duplicates(
     assert rows[0][0] == rows[0][1] == 30
     assert len(emulator.requests_to("batches.create")) == 3
     await _check_invariants(again, emulator)
+
+
+async def _race_a_create(
+    monkeypatch: pytest.MonkeyPatch, other: SemanticCore, *, before: bool
+) -> None:
+    """On the next create only, run ``other``'s reconcile (a second supervisor that took
+    over) before the create is sent (``before``) or after it landed: the job moves on
+    while the first manager's create is in flight."""
+    original = GeminiBatchClient.create_embedding_job
+    raced = False
+
+    async def racing(self: GeminiBatchClient, lines: Any, *, display_name: str) -> Any:
+        nonlocal raced
+        if raced:
+            return await original(self, lines, display_name=display_name)
+        raced = True
+        if before:
+            await other.batch_manager.reconcile()
+        remote = await original(self, lines, display_name=display_name)
+        if not before:
+            await other.batch_manager.reconcile()
+        return remote
+
+    monkeypatch.setattr(GeminiBatchClient, "create_embedding_job", racing)
+
+
+async def test_a_create_that_lands_after_its_job_was_resubmitted_is_deleted(
+    open_core: OpenCore, emulator: GeminiEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another manager resubmitted the job while our create was in flight (our lease ran
+    out): ours becomes a duplicate remote job and is cancelled and deleted, with its
+    input file, instead of running on unread."""
+    core = await open_core()
+    other = await open_core()
+    await _ingest(core, 5)
+    await _race_a_create(monkeypatch, other, before=True)
+    await core.batch_manager.flush_queue(min_size=1)
+    assert len([r for r in emulator.requests_to("batches.create") if r.status == 200]) == 2
+    [job] = await core.batch_jobs.jobs()
+    assert job.status is JobStatus.SUBMITTED
+    assert [b.name for b in emulator.batches] == [job.remote_name]  # the other's, only
+    assert [r.status for r in emulator.requests_to("batches.cancel")] == [200]
+    await _run_to_completion(core, emulator)
+    assert (await core.store.count_chunks_by_status())["READY"] == 5
+    await _check_invariants(core, emulator)
+
+
+async def test_a_create_adopted_by_another_manager_is_kept(
+    open_core: OpenCore, emulator: GeminiEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another manager adopted our remote job by its display name before we recorded it:
+    it is the job's own, and stays."""
+    core = await open_core()
+    other = await open_core()
+    await _ingest(core, 5)
+    await _race_a_create(monkeypatch, other, before=False)
+    await core.batch_manager.flush_queue(min_size=1)
+    [job] = await core.batch_jobs.jobs()
+    assert job.status is JobStatus.SUBMITTED
+    assert [b.name for b in emulator.batches] == [job.remote_name]
+    assert not emulator.requests_to("batches.cancel")
+    assert not emulator.requests_to("batches.delete")
+    await _run_to_completion(core, emulator)
+    assert (await core.store.count_chunks_by_status())["READY"] == 5
+    await _check_invariants(core, emulator)
