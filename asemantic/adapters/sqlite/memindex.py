@@ -19,12 +19,14 @@ no longer READY) is dropped before the next search. If the log was pruned past o
 matrix is reloaded.
 
 The first search loads everything (``sqlite_sequence`` first, then the vec0 rows and the
-READY ids; the same argument makes the snapshots' order safe). The rows are decoded on
-a worker thread, batch by batch, so the event loop stays free while hundreds of
-megabytes are copied. Searches run in the same small thread pool (NumPy releases the
-GIL); the matrix is mutated on the event loop only while no search is running in a
-thread, and a search is never cancelled mid-product (the thread finishes, then the next
-mutation may go ahead).
+READY ids; the same argument makes the snapshots' order safe). For a large index the
+rows are decoded on a worker thread, batch by batch, so the event loop stays free while
+hundreds of megabytes are copied. Large searches run in the same small thread pool
+(NumPy releases the GIL); small loads and searches run on the event loop, so a small
+database never starts a thread. The matrix is mutated on the event loop only while no
+search is running in a thread, and a search is never cancelled mid-product (the thread
+finishes, then the next mutation may go ahead). Closing waits for work in flight and
+joins the threads.
 """
 
 from __future__ import annotations
