@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -114,3 +115,29 @@ def test_the_command_line_server() -> None:
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert API_KEY not in stderr
+
+
+def test_a_client_that_goes_away_mid_request_prints_no_traceback(
+    emulator: GeminiEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Killed and timed-out clients are routine in the crash and fault suites: the
+    server notes them at debug level instead of printing a traceback each time."""
+    emulator.faults.add(Fault(endpoint="batches.list", latency=0.3, times=5))
+    with emulator.serve() as base_url:
+        port = int(base_url.rsplit(":", 1)[1])
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                reset_on_close = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset_on_close)
+                sock.sendall(
+                    f"GET /v1beta/batches HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    f"x-goog-api-key: {API_KEY}\r\n\r\n".encode()
+                )
+            # closed with RST while the server still sleeps: its answer hits a dead socket
+        deadline = time.monotonic() + 10
+        while len(emulator.requests_to("batches.list")) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # let the handler threads finish writing into the closed sockets
+    assert len(emulator.requests_to("batches.list")) == 5
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err, captured.err

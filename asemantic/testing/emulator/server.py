@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -42,6 +43,15 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._open_lock:
             self._open.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (killed, timed out, cancelled) is normal
+        here: logged at debug, not a traceback on stderr. Anything else is reported."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            logger.debug("emulator client went away: %s", type(error).__name__)
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Close kept-alive client connections, so a stopped server answers nothing."""
