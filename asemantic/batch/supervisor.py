@@ -22,25 +22,18 @@ Decisions:
 * **The lease is checked before every tick and before every remote create**, and a
   lost lease stops the loop: :mod:`asemantic.batch.lease` (the :class:`SupervisorLease`
   the supervisor owns) says how and why.
-* **A database closed under a running supervisor stops it** (close the supervisor
-  before the core): nothing can cure that, so it stops instead of pausing, and
-  :attr:`BatchSupervisor.health` says so.
-* **Failures back off.** A failed tick is retried after ``pause_initial``, doubling
-  up to ``pause_max`` (never sooner than ``poll_interval``), all jittered. A failure
-  that retrying will not cure on its own (a rejected key, a full disk, a request the
-  provider refuses, any unexpected error) also sets ``health.paused_reason``;
-  transient provider trouble (429, 5xx, timeouts) only backs off. While backing off,
-  :meth:`BatchSupervisor.wake` is ignored, so code that wakes the supervisor in a
-  loop cannot turn a pause into a request storm.
+* **Failures back off**, one that retrying will not cure also sets
+  ``health.paused_reason``, and a database closed under a running supervisor (close the
+  supervisor before the core) stops it: :mod:`asemantic.batch.failures` (the
+  :class:`TickFailures` the supervisor owns) says how, and how failure messages are kept
+  free of API keys. While backing off, :meth:`BatchSupervisor.wake` is ignored, so code
+  that wakes the supervisor in a loop cannot turn a pause into a request storm.
 * A failing job never stops the others: the manager isolates provider errors per job.
-* Messages about failures are built from asemantic's own (scrubbed) error texts and
-  scrubbed once more of the keyring's keys before they are logged or shown.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import random
 import socket
@@ -52,55 +45,25 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
+from asemantic.batch.failures import TickFailures
 from asemantic.batch.hooks import HookRegistry, TransitionCallback
 from asemantic.batch.lease import SupervisorLease
 from asemantic.batch.manager import BatchManager, SyncReport
 from asemantic.batch.supervisor_config import (
     SupervisorConfig,
     SupervisorHealth,
-    backoff_delay,
     jittered_delay,
     resolve_config,
 )
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.events import TransitionEvent
 from asemantic.domain.jobs import JobStatus
-from asemantic.errors import (
-    AuthenticationError,
-    InvalidInputError,
-    MissingBatchKeyError,
-    ProviderError,
-    ProviderRequestError,
-    StoreClosedError,
-    SupervisorLeaseError,
-)
+from asemantic.errors import InvalidInputError, MissingBatchKeyError, SupervisorLeaseError
 
 if TYPE_CHECKING:
     from asemantic.core import SemanticCore
 
 __all__ = ["BatchSupervisor", "SupervisorConfig", "SupervisorHealth"]
-
-logger = logging.getLogger(__name__)
-
-_MAX_MESSAGE = 500
-
-
-def _root_cause(exc: Exception) -> Exception:
-    """The exception to judge a failed tick by (an authentication error wins in a group)."""
-    while isinstance(exc, ExceptionGroup):
-        chosen = exc.subgroup(AuthenticationError) or exc
-        first = chosen.exceptions[0]
-        if not isinstance(first, Exception):
-            break
-        exc = first
-    return exc
-
-
-def _is_transient(exc: Exception) -> bool:
-    """Whether waiting alone may cure ``exc`` (rate limits, 5xx, timeouts)."""
-    return isinstance(exc, ProviderError) and not isinstance(
-        exc, AuthenticationError | ProviderRequestError
-    )
 
 
 def _default_owner() -> str:
@@ -134,7 +97,6 @@ class BatchSupervisor:
             raise InvalidInputError("owner must be a non-empty string")
         self._core = core
         self._manager: BatchManager = core.batch_manager
-        self._keys = keys
         self._owner = owner or _default_owner()
         self._rng = rng or random.Random()
         self._tick_lock = anyio.Lock()
@@ -144,10 +106,7 @@ class BatchSupervisor:
         self._stack: contextlib.AsyncExitStack | None = None
         self._running = False
         self._ticks = 0
-        self._failures = 0
-        self._backoff: float | None = None
-        self._paused_reason: str | None = None
-        self._last_error: str | None = None
+        self._failures = TickFailures(self._config, keys, self._rng)
         self._last_tick_at: float | None = None
         self._below_min_since: float | None = None
         self._reconciled = False
@@ -189,11 +148,11 @@ class BatchSupervisor:
         return SupervisorHealth(
             running=self._running,
             ticks=self._ticks,
-            paused_reason=self._paused_reason,
-            last_error=self._last_error,
+            paused_reason=self._failures.paused_reason,
+            last_error=self._failures.last_error,
             last_tick_at=self._last_tick_at,
-            failures=self._failures,
-            backoff=self._backoff,
+            failures=self._failures.count,
+            backoff=self._failures.backoff,
         )
 
     def on_transition(self, callback: TransitionCallback) -> TransitionCallback:
@@ -288,7 +247,7 @@ class BatchSupervisor:
 
     def _on_lease_lost(self, message: str) -> None:
         """The lease's ``on_lost``: another supervisor owns the database now; stop."""
-        self._last_error = message
+        self._failures.last_error = message
         self._stop.set()
         self._wake.set()
         self._loop_scope.cancel()
@@ -333,7 +292,7 @@ class BatchSupervisor:
                         break
                     self._finish_tick()
                     with anyio.move_on_after(delay):
-                        await (self._stop if self._failures else self._wake).wait()
+                        await (self._stop if self._failures.count else self._wake).wait()
                     self._wake = anyio.Event()
         finally:
             self._running = False
@@ -355,49 +314,9 @@ class BatchSupervisor:
         except SupervisorLeaseError:
             return 0.0  # lost during the tick: the loop stops (see _on_lease_lost)
         except Exception as exc:  # noqa: BLE001 - the tick boundary: judged, logged, paced
-            return self._after_failure(exc)
-        self._failures = 0
-        self._backoff = None
-        self._paused_reason = None
+            return self._failures.record(exc, stop=self._stop)
+        self._failures.reset()
         return jittered_delay(self._config.poll_interval, self._config.jitter, self._rng)
-
-    def _after_failure(self, exc: Exception) -> float:
-        cause = _root_cause(exc)
-        if isinstance(cause, StoreClosedError):
-            logger.error("the database was closed under the batch supervisor; stopping")
-            self._last_error = "the database was closed while the supervisor ran; stopped"
-            self._stop.set()
-            return 0.0
-        message = self._scrub(f"{type(cause).__name__}: {cause}")
-        self._failures += 1
-        self._last_error = message
-        extra = {"failures": self._failures, "error": type(cause).__name__}
-        if _is_transient(cause):
-            logger.warning("batch supervisor tick failed; backing off", extra=extra)
-        else:
-            first = self._paused_reason is None
-            self._paused_reason = message
-            if first:  # the traceback once; asemantic's error texts carry no key
-                logger.error(
-                    "batch supervisor paused by a persistent failure", exc_info=cause, extra=extra
-                )
-            else:
-                logger.warning("batch supervisor still paused; backing off", extra=extra)
-        base = backoff_delay(
-            self._failures, initial=self._config.pause_initial, cap=self._config.pause_max
-        )
-        delay = jittered_delay(
-            max(self._config.poll_interval, base), self._config.jitter, self._rng
-        )
-        self._backoff = delay
-        return delay
-
-    def _scrub(self, text: str) -> str:
-        for secret in (self._keys.default, self._keys.batch):
-            value = secret.reveal()
-            if value:
-                text = text.replace(value, "***")
-        return text[:_MAX_MESSAGE]
 
     async def run_once(self) -> SyncReport:
         """One tick: reconcile, flush, poll and apply, clean up.
@@ -422,7 +341,7 @@ class BatchSupervisor:
         if not (stoppable and self._stop.is_set()):
             await self._flush()
         if self._lease.lost:  # found out right before a create
-            raise SupervisorLeaseError(self._last_error or "the supervisor lease was lost")
+            raise SupervisorLeaseError(self._failures.last_error or "the supervisor lease was lost")
         if not (stoppable and self._stop.is_set()):
             report = await manager.sync_status(max_concurrent=self._config.max_concurrent_jobs)
         if report.auth_error is not None:
@@ -469,7 +388,7 @@ class BatchSupervisor:
             if await self._idle():
                 return
             if not self._running:
-                reason = f": {self._last_error}" if self._last_error else ""
+                reason = f": {self._failures.last_error}" if self._failures.last_error else ""
                 raise RuntimeError(f"the supervisor is not running{reason}")
             await tick.wait()
 
