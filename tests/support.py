@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from asemantic import SupervisorConfig
+from asemantic import (
+    CoreConfig,
+    GeminiSettings,
+    GoogleKeyring,
+    RetryConfig,
+    SemanticCore,
+    SupervisorConfig,
+)
+from asemantic.testing.emulator import GeminiEmulator
 
-__all__ = ["fast_supervisor"]
+__all__ = ["CoreOpener", "fast_supervisor"]
 
 
 def fast_supervisor(**overrides: Any) -> SupervisorConfig:
@@ -23,3 +32,60 @@ def fast_supervisor(**overrides: Any) -> SupervisorConfig:
     }
     values.update(overrides)
     return SupervisorConfig(**values)
+
+
+class CoreOpener:
+    """Opens :class:`SemanticCore`\\ s for one test and closes them all afterwards.
+
+    Each suite's ``open_core`` fixture is one of these with the suite's defaults: the
+    database path, keys, emulator (in process through the real SDK), core config and
+    retry settings. A call may override any of them; ``base_url`` talks to a loopback
+    server instead of the in-process transport, ``gemini`` replaces the settings whole.
+    """
+
+    def __init__(
+        self,
+        *,
+        db_path: Path,
+        keys: GoogleKeyring,
+        emulator: GeminiEmulator,
+        config: CoreConfig,
+        retry: RetryConfig,
+    ) -> None:
+        self._db_path = db_path
+        self._keys = keys
+        self._emulator = emulator
+        self._config = config
+        self._retry = retry
+        self._opened: list[SemanticCore] = []
+
+    async def __call__(
+        self,
+        path: Path | None = None,
+        *,
+        keyring: GoogleKeyring | None = None,
+        server: GeminiEmulator | None = None,
+        base_url: str | None = None,
+        retry: RetryConfig | None = None,
+        gemini: GeminiSettings | None = None,
+        config: CoreConfig | None = None,
+    ) -> SemanticCore:
+        target = server or self._emulator
+        core = await SemanticCore.open(
+            path or self._db_path,
+            keys=keyring or self._keys,
+            config=config or self._config,
+            gemini=gemini
+            or GeminiSettings(
+                base_url=base_url or target.base_url,
+                transport=None if base_url else target.async_transport(),
+                retry=retry or self._retry,
+            ),
+        )
+        self._opened.append(core)
+        return core
+
+    async def aclose(self) -> None:
+        """Close every core opened, newest first."""
+        for core in reversed(self._opened):
+            await core.aclose()

@@ -11,6 +11,7 @@ from asemantic import CoreConfig, GeminiSettings, GoogleKeyring, SemanticCore
 from asemantic.adapters.gemini.client import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
+from tests.support import CoreOpener
 
 DEFAULT_KEY = "test-default-key-0001"
 BATCH_KEY = "test-batch-key-0002"
@@ -39,29 +40,17 @@ def settings(emulator: GeminiEmulator) -> GeminiSettings:
 
 @pytest.fixture
 async def open_core(
-    tmp_path: Path, keys: GoogleKeyring, settings: GeminiSettings
+    tmp_path: Path, keys: GoogleKeyring, emulator: GeminiEmulator, settings: GeminiSettings
 ) -> AsyncIterator[OpenCore]:
-    opened: list[SemanticCore] = []
-
-    async def factory(
-        path: Path | None = None,
-        *,
-        keyring: GoogleKeyring | None = None,
-        config: CoreConfig | None = None,
-    ) -> SemanticCore:
-        core = await SemanticCore.open(
-            path or tmp_path / "kb.db",
-            keys=keyring or keys,
-            config=config
-            or CoreConfig(space=EmbeddingSpace(dimensions=768), create_grace_seconds=0.0),
-            gemini=settings,
-        )
-        opened.append(core)
-        return core
-
-    yield factory
-    for core in opened:
-        await core.aclose()
+    opener = CoreOpener(
+        db_path=tmp_path / "kb.db",
+        keys=keys,
+        emulator=emulator,
+        config=CoreConfig(space=EmbeddingSpace(dimensions=768), create_grace_seconds=0.0),
+        retry=settings.retry,
+    )
+    yield opener
+    await opener.aclose()
 
 
 def corpus(n: int, *, words: int = 40) -> list[tuple[str, str]]:

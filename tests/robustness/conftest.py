@@ -16,7 +16,6 @@ import pytest
 
 from asemantic import (
     CoreConfig,
-    GeminiSettings,
     GoogleKeyring,
     JobStatus,
     RetryConfig,
@@ -26,6 +25,7 @@ from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
 from asemantic.testing.emulator.rpc import api_key_invalid
 from asemantic.testing.emulator.wire import EmulatorResponse
+from tests.support import CoreOpener
 
 DEFAULT_KEY = "AIzaDEFAULT-LEAK-CANARY-1"
 BATCH_KEY = "AIzaBATCH-LEAK-CANARY-2"
@@ -97,34 +97,17 @@ async def open_core(
     db_path: Path, keys: GoogleKeyring, emulator: RevocableEmulator
 ) -> AsyncIterator[OpenCore]:
     """Open cores (on ``db_path`` by default); all are closed after the test."""
-    opened: list[SemanticCore] = []
-
-    async def factory(
-        path: Path | None = None,
-        *,
-        keyring: GoogleKeyring | None = None,
-        gemini: GeminiSettings | None = None,
-        config: CoreConfig | None = None,
-    ) -> SemanticCore:
-        core = await SemanticCore.open(
-            path or db_path,
-            keys=keyring or keys,
-            # No grace after a create of unknown outcome: in process, a create the caller
-            # gave up on never lands later (test_slow_create.py covers the grace).
-            config=config or CoreConfig(space=SPACE, create_grace_seconds=0.0),
-            gemini=gemini
-            or GeminiSettings(
-                base_url=emulator.base_url,
-                transport=emulator.async_transport(),
-                retry=fast_retry(),
-            ),
-        )
-        opened.append(core)
-        return core
-
-    yield factory
-    for core in reversed(opened):
-        await core.aclose()
+    opener = CoreOpener(
+        db_path=db_path,
+        keys=keys,
+        emulator=emulator,
+        # No grace after a create of unknown outcome: in process, a create the caller
+        # gave up on never lands later (test_slow_create.py covers the grace).
+        config=CoreConfig(space=SPACE, create_grace_seconds=0.0),
+        retry=fast_retry(),
+    )
+    yield opener
+    await opener.aclose()
 
 
 def corpus(

@@ -11,7 +11,6 @@ import pytest
 
 from asemantic import (
     CoreConfig,
-    GeminiSettings,
     GoogleKeyring,
     JobStatus,
     SemanticCore,
@@ -19,7 +18,7 @@ from asemantic import (
 from asemantic.adapters.gemini.client import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
-from tests.support import fast_supervisor
+from tests.support import CoreOpener, fast_supervisor
 
 DEFAULT_KEY = "sup-default-key-7f3a91"
 BATCH_KEY = "sup-batch-key-c04e28"
@@ -50,35 +49,15 @@ async def open_core(
     db_path: Path, keys: GoogleKeyring, emulator: GeminiEmulator
 ) -> AsyncIterator[OpenCore]:
     """Open cores on ``db_path`` (or another path); all are closed after the test."""
-    opened: list[SemanticCore] = []
-
-    async def factory(
-        path: Path | None = None,
-        *,
-        keyring: GoogleKeyring | None = None,
-        server: GeminiEmulator | None = None,
-        base_url: str | None = None,
-        retry: RetryConfig | None = None,
-    ) -> SemanticCore:
-        """A core on the in-process ``server`` (or over loopback at ``base_url``)."""
-        target = server or emulator
-        core = await SemanticCore.open(
-            path or db_path,
-            keys=keyring or keys,
-            config=CoreConfig(space=EmbeddingSpace(dimensions=768)),
-            gemini=GeminiSettings(
-                base_url=base_url or target.base_url,
-                transport=None if base_url else target.async_transport(),
-                retry=retry
-                or RetryConfig(attempts=2, initial_delay=0.001, max_delay=0.005, timeout=10.0),
-            ),
-        )
-        opened.append(core)
-        return core
-
-    yield factory
-    for core in reversed(opened):
-        await core.aclose()
+    opener = CoreOpener(
+        db_path=db_path,
+        keys=keys,
+        emulator=emulator,
+        config=CoreConfig(space=EmbeddingSpace(dimensions=768)),
+        retry=RetryConfig(attempts=2, initial_delay=0.001, max_delay=0.005, timeout=10.0),
+    )
+    yield opener
+    await opener.aclose()
 
 
 def corpus(n: int, *, words: int = 24) -> list[tuple[str, str]]:
