@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from asemantic import (
     CoreConfig,
@@ -15,7 +19,7 @@ from asemantic import (
 )
 from asemantic.testing.emulator import GeminiEmulator
 
-__all__ = ["CoreOpener", "fast_supervisor"]
+__all__ = ["CoreOpener", "eventually", "fast_supervisor"]
 
 
 def fast_supervisor(**overrides: Any) -> SupervisorConfig:
@@ -89,3 +93,17 @@ class CoreOpener:
         """Close every core opened, newest first."""
         for core in reversed(self._opened):
             await core.aclose()
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], *, within: float = 10.0, every: float = 0.005
+) -> None:
+    """Wait until ``check()`` (plain or awaitable) holds; the bound only stops a hung test."""
+    with anyio.fail_after(within):
+        while True:
+            outcome = check()
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+            if outcome:
+                return
+            await anyio.sleep(every)

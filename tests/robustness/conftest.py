@@ -7,6 +7,7 @@ real SQLite file. The two keys are distinctive canaries, so any test may scan fo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from asemantic.testing.emulator import GeminiEmulator
 from asemantic.testing.emulator.rpc import api_key_invalid
 from asemantic.testing.emulator.wire import EmulatorResponse
 from tests.support import CoreOpener
+from tests.support import eventually as wait_until
 
 DEFAULT_KEY = "AIzaDEFAULT-LEAK-CANARY-1"
 BATCH_KEY = "AIzaBATCH-LEAK-CANARY-2"
@@ -187,13 +189,8 @@ def successful_creates(emulator: GeminiEmulator) -> int:
     return sum(1 for r in emulator.requests_to("batches.create") if r.status == 200)
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 20.0, every: float = 0.01
-) -> None:
-    """Wait until ``check()`` holds (the bound only stops a hung test)."""
-    with anyio.fail_after(within):
-        while not await check():  # noqa: ASYNC110 - polls state that has no event
-            await anyio.sleep(every)
+# Slower machines meet these suites' subprocesses: a longer bound by default.
+eventually = functools.partial(wait_until, within=20.0, every=0.01)
 
 
 async def keep_completing(emulator: GeminiEmulator, *, every: float = 0.005) -> None:

@@ -186,7 +186,7 @@ async def test_a_sigstopped_supervisor_is_replaced_and_nothing_is_applied_twice(
                 async with BatchSupervisor(core, fast_supervisor(lease_wait=0), owner="parent"):
                     pass
             await first.wait_for("freezing")
-            await eventually(lambda: _async_true(first.state() == "T"), within=10)
+            await eventually(lambda: first.state() == "T", within=10)
             frozen_at = time.monotonic()
             # ... and one that waits takes over once A's lease has expired.
             second = Worker(
@@ -246,10 +246,6 @@ async def test_a_sigstopped_supervisor_is_replaced_and_nothing_is_applied_twice(
             for worker in workers:
                 worker.kill()
             await core.aclose()
-
-
-async def _async_true(value: bool) -> bool:
-    return value
 
 
 class HeldCreates(GeminiEmulator):
@@ -323,7 +319,7 @@ async def test_a_supervisor_woken_during_the_take_over_duplicates_nothing(
             )
             workers.append(first)
             await first.wait_for("freezing")
-            await eventually(lambda: _async_true(first.state() == "T"), within=10)
+            await eventually(lambda: first.state() == "T", within=10)
             assert successful_creates(emulator) == 1
             planned = await core.batch_jobs.jobs((JobStatus.CREATED,))
             assert len(planned) == 7  # planned by A in the same pass, not submitted yet

@@ -19,6 +19,7 @@ from asemantic.adapters.gemini.client import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
 from tests.support import CoreOpener, fast_supervisor
+from tests.support import eventually as eventually  # shared with this suite's tests
 
 DEFAULT_KEY = "sup-default-key-7f3a91"
 BATCH_KEY = "sup-batch-key-c04e28"
@@ -74,15 +75,6 @@ def corpus(n: int, *, words: int = 24) -> list[tuple[str, str]]:
 async def ingest(core: SemanticCore, n: int, *, start: int = 0) -> None:
     for source, text in corpus(start + n)[start:]:
         await core.ingest(text, source=source, mode="async")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 10.0, every: float = 0.005
-) -> None:
-    """Wait until ``check()`` holds (the bound only stops a hung test)."""
-    with anyio.fail_after(within):
-        while not await check():  # noqa: ASYNC110 - polls state that has no event
-            await anyio.sleep(every)
 
 
 async def job_statuses(core: SemanticCore) -> list[JobStatus]:

@@ -263,7 +263,7 @@ async def test_a_waiting_supervisor_rides_out_a_busy_database(
         with anyio.fail_after(20):
             async with anyio.create_task_group() as group:
                 group.start_soon(supervise)
-                await eventually(lambda: _async(warned()))
+                await eventually(warned)
                 assert not entered.is_set()
                 holder.execute("ROLLBACK")
                 await entered.wait()
@@ -272,7 +272,3 @@ async def test_a_waiting_supervisor_rides_out_a_busy_database(
     finally:
         holder.close()
         await core.aclose()
-
-
-async def _async(value: bool) -> bool:
-    return value
