@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from asemantic.adapters.sqlite.vecmatrix import F32, I64
+from asemantic.adapters.sqlite.vecmatrix import F32, I64, normalise
 
 __all__ = ["RowFiller"]
 
@@ -79,6 +79,5 @@ class RowFiller:
         self._ids[lo:hi] = ids
         target = self._rows[lo:hi]
         target[:] = rows
-        norms = np.sqrt(np.einsum("ij,ij->i", target, target))[:, None]
-        np.divide(target, norms, out=target, where=norms > 0)
+        normalise(target)
         self._n = hi

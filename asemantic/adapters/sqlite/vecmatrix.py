@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["VectorMatrix", "members", "unit_rows"]
+__all__ = ["VectorMatrix", "members", "normalise", "unit_rows"]
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -35,11 +35,16 @@ I64 = npt.NDArray[np.int64]
 _GATHER_SHARE = 0.3
 
 
+def normalise(rows: F32) -> None:
+    """Scale each row of ``rows`` to unit length, in place (zero rows stay zero)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+    np.divide(rows, norms, out=rows, where=norms > 0)
+
+
 def unit_rows(blob: bytes, dimensions: int) -> F32:
     """Float32 rows from concatenated little-endian vectors, normalised (zero rows stay)."""
     rows = np.frombuffer(blob, dtype="<f4").reshape(-1, dimensions).astype(np.float32)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    np.divide(rows, norms, out=rows, where=norms > 0)
+    normalise(rows)
     return rows
 
 
