@@ -28,6 +28,7 @@ __all__ = [
     "ApplyCounts",
     "BatchBackend",
     "BatchLine",
+    "BatchSnapshot",
     "DocumentSnapshot",
     "DocumentWrite",
     "EmbedRequest",
@@ -45,6 +46,7 @@ __all__ = [
     "ResultCounts",
     "SearchFilters",
     "Store",
+    "StoreStats",
     "StoredChunk",
     "WriteOutcome",
 ]
@@ -161,8 +163,39 @@ def _as_list(key: str, value: JSONValue, kind: type[_T]) -> list[_T]:
     return out
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreStats:
+    """Counts of one database, read in one snapshot.
+
+    ``chunks`` has every :class:`EmbeddingStatus` and ``jobs`` every ``JobStatus`` as a
+    key (0 when absent); ``tokens`` is the usage ledger's total per route (``online``,
+    ``batch``, ``query``), over the life of the database.
+    """
+
+    documents: int
+    chunks: Mapping[str, int]
+    jobs: Mapping[str, int]
+    tokens: Mapping[str, int]
+
+    @property
+    def empty(self) -> bool:
+        """No document and no batch job (a database nothing was written to)."""
+        return self.documents == 0 and not any(self.jobs.values())
+
+
 class Store(Protocol):
-    """Durable documents, chunks and vectors."""
+    """Durable documents, chunks and vectors of one database (one engine).
+
+    ``jobs`` is the :class:`JobStore` of the same database: both share one set of
+    tables, and a batch job's results and its chunks' statuses change together.
+    ``space`` is the embedding space recorded in the database (None until one is).
+    """
+
+    @property
+    def space(self) -> EmbeddingSpace | None: ...
+
+    @property
+    def jobs(self) -> JobStore: ...
 
     async def get_document(self, source: str) -> DocumentSnapshot | None: ...
 
@@ -177,6 +210,12 @@ class Store(Protocol):
     ) -> list[SearchHit]: ...
 
     async def record_usage(self, route: str, *, texts: int, tokens: int) -> None: ...
+
+    async def count_chunks_by_status(self) -> dict[str, int]: ...
+
+    async def stats(self) -> StoreStats: ...
+
+    async def integrity_check(self) -> str: ...
 
     async def aclose(self) -> None: ...
 
@@ -331,16 +370,42 @@ class Lease:
     acquired: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchSnapshot:
+    """What a batch pass needs to know, read in one consistent snapshot.
+
+    ``jobs``: every job not yet cleaned up (the active ones and the finished ones whose
+    remote files are still to delete), oldest first. ``queued``: the PENDING chunks in
+    no job, by id. ``pending``: every PENDING chunk, queued or in a job.
+    """
+
+    jobs: tuple[JobRecord, ...] = ()
+    queued: tuple[QueuedChunk, ...] = ()
+    pending: int = 0
+
+    def in_status(self, *statuses: JobStatus) -> list[JobRecord]:
+        """The snapshot's jobs in any of ``statuses``, oldest first."""
+        wanted = frozenset(statuses)
+        return [job for job in self.jobs if job.status in wanted]
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to do: no chunk PENDING, no job active or uncleaned."""
+        return self.pending == 0 and not self.jobs
+
+
 class JobStore(Protocol):
     """Durable batch jobs: every change here is one transaction."""
 
     async def database_id(self) -> str: ...
 
+    async def snapshot(self) -> BatchSnapshot: ...
+
     async def queued_chunks(self) -> list[QueuedChunk]: ...
 
     async def create_job(
         self, *, job_id: str, display_name: str, chunk_ids: Sequence[int]
-    ) -> int: ...
+    ) -> JobRecord | None: ...
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...
 
