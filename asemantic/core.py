@@ -2,7 +2,9 @@
 
 It is thin on purpose: it wires a store, an embedder and (for async mode) a batch
 backend together, then delegates: ingestion to :mod:`asemantic.ingestion`, search to the
-store, deferred embedding to :attr:`SemanticCore.batch_manager`.
+store, deferred embedding to :attr:`SemanticCore.batch_manager`. It knows the engines
+only through the ports (:mod:`asemantic.ports`): which engine holds the database is
+decided by :func:`asemantic.adapters.factory.open_store` from the target's form.
 """
 
 from __future__ import annotations
@@ -16,21 +18,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from asemantic.adapters.sqlite.jobs import SqliteJobStore
-from asemantic.adapters.sqlite.store import SqliteStore
+from asemantic.adapters.factory import StoreOptions, open_store
 from asemantic.batch.manager import BatchManager
 from asemantic.config import CoreConfig, GeminiSettings
 from asemantic.domain.documents import Document, IngestMode, IngestResult, JSONValue, SearchHit
 from asemantic.domain.hashing import validate_metadata
-from asemantic.domain.jobs import JobStatus
+from asemantic.domain.policy import require_batch_key
 from asemantic.domain.pricing import CostReport, cost_report
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.text import check_name, validate_query
 from asemantic.domain.tokens import approximate_tokens
-from asemantic.errors import InvalidInputError, MissingBatchKeyError, StoreClosedError
+from asemantic.errors import InvalidInputError, StoreClosedError
 from asemantic.ingestion import Ingestor, read_document
 from asemantic.keys import GoogleKeyring
-from asemantic.ports import BatchBackend, Embedder, SearchFilters
+from asemantic.ports import BatchBackend, Embedder, JobStore, SearchFilters, Store
 
 __all__ = ["CoreStats", "SemanticCore"]
 
@@ -50,7 +51,7 @@ class CoreStats:
 
 
 class SemanticCore:
-    """Documents in, semantic search out, all in one SQLite file.
+    """Documents in, semantic search out, all in one database.
 
     Open it with ``async with SemanticCore.open("kb.db", keys=keys) as core:`` (or
     ``core = await SemanticCore.open(...)`` and later ``await core.aclose()``).
@@ -59,7 +60,7 @@ class SemanticCore:
     def __init__(
         self,
         *,
-        store: SqliteStore,
+        store: Store,
         embedder: Embedder,
         keys: GoogleKeyring | None,
         config: CoreConfig,
@@ -74,7 +75,6 @@ class SemanticCore:
         self._owns_embedder = owns_embedder
         self._closed = False
         self._query_tokens = 0
-        self._jobs = SqliteJobStore(store)
         self._manager: BatchManager | None = None
         self._ingestor = Ingestor(
             store=store,
@@ -88,21 +88,23 @@ class SemanticCore:
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        target: str | os.PathLike[str],
         *,
         keys: GoogleKeyring | None = None,
         embedder: Embedder | None = None,
         config: CoreConfig | None = None,
         gemini: GeminiSettings | None = None,
     ) -> _Opening:
-        """Open (creating if needed) the database at ``path``.
+        """Open (creating if needed) the database at ``target``.
 
+        ``target`` is a SQLite file path (the embedded default) or ``":memory:"``
+        (an in-memory database, gone when closed); the engine is chosen from its form.
         Without ``embedder``, a :class:`GeminiEmbedder` on ``keys.default`` is used, in
         the space of ``config.space``. With one, the embedder's space rules.
         """
         return _Opening(
             cls,
-            Path(path),
+            target,
             keys=keys,
             embedder=embedder,
             config=config or CoreConfig(),
@@ -118,7 +120,8 @@ class SemanticCore:
         return self._embedder.space
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> Store:
+        """The database's documents, chunks and vectors (the engine behind the port)."""
         return self._store
 
     @property
@@ -138,9 +141,9 @@ class SemanticCore:
         return self._gemini
 
     @property
-    def batch_jobs(self) -> SqliteJobStore:
+    def batch_jobs(self) -> JobStore:
         """The batch job records of this database."""
-        return self._jobs
+        return self._store.jobs
 
     @property
     def batch_manager(self) -> BatchManager:
@@ -152,21 +155,21 @@ class SemanticCore:
         self._check_open()
         if self._manager is None:
             self._manager = BatchManager(
-                jobs=self._jobs,
+                jobs=self._store.jobs,
                 backend_factory=self._make_batch_backend,
                 keys=self._keys,
-                max_concurrent=self._config.max_concurrent_jobs,
                 create_grace=self._config.create_grace_seconds,
             )
         return self._manager
 
     def _make_batch_backend(self) -> BatchBackend:
-        if self._keys is None:
-            raise MissingBatchKeyError()
+        keys = self._keys
+        require_batch_key(keys)
+        assert keys is not None
         from asemantic.adapters.gemini.batch import GeminiBatchClient  # see _open
 
         return GeminiBatchClient(
-            self._keys,
+            keys,
             space=self.space,
             base_url=self._gemini.base_url,
             retry=self._gemini.retry,
@@ -248,17 +251,13 @@ class SemanticCore:
         tokens since this core was opened (search never writes to the database).
         """
         self._check_open()
-        chunks = await self._store.count_chunks_by_status()
-        documents = await self._store.fetchall("SELECT COUNT(*) FROM documents")
-        rows = await self._store.fetchall("SELECT status, COUNT(*) FROM batch_jobs GROUP BY status")
-        jobs = {status.value: 0 for status in JobStatus}
-        jobs.update({str(status): int(n) for status, n in rows})
-        tokens = await self._store.usage_totals()
+        stats = await self._store.stats()
+        tokens = dict(stats.tokens)
         tokens["query"] = tokens.get("query", 0) + self._query_tokens
         return CoreStats(
-            documents=int(documents[0][0]),
-            chunks=chunks,
-            jobs=jobs,
+            documents=stats.documents,
+            chunks=dict(stats.chunks),
+            jobs=dict(stats.jobs),
             cost=cost_report(tokens, self._config.pricing),
         )
 
@@ -311,7 +310,7 @@ class _Opening:
     def __init__(
         self,
         cls: type[SemanticCore],
-        path: Path,
+        target: str | os.PathLike[str],
         *,
         keys: GoogleKeyring | None,
         embedder: Embedder | None,
@@ -319,7 +318,7 @@ class _Opening:
         gemini: GeminiSettings,
     ) -> None:
         self._cls = cls
-        self._path = path
+        self._target = target
         self._keys = keys
         self._embedder = embedder
         self._config = config
@@ -349,11 +348,13 @@ class _Opening:
                 http_client=self._gemini.http_client,
             )
         try:
-            store = await SqliteStore.open(
-                self._path,
+            store = await open_store(
+                self._target,
                 space=embedder.space,
-                busy_timeout_ms=self._config.busy_timeout_ms,
-                memory_index=self._config.memory_index,
+                options=StoreOptions(
+                    busy_timeout_ms=self._config.busy_timeout_ms,
+                    memory_index=self._config.memory_index,
+                ),
             )
         except BaseException:
             if owns:

@@ -17,9 +17,17 @@ from asemantic import (
     SemanticCore,
     SupervisorConfig,
 )
+from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.testing.emulator import GeminiEmulator
 
-__all__ = ["CoreOpener", "eventually", "fast_supervisor"]
+__all__ = ["CoreOpener", "eventually", "fast_supervisor", "sqlite_of"]
+
+
+def sqlite_of(core: SemanticCore) -> SqliteStore:
+    """The SQLite store behind ``core``, for tests that look at the file itself."""
+    store = core.store
+    assert isinstance(store, SqliteStore), f"expected a SQLite engine, got {store!r}"
+    return store
 
 
 def fast_supervisor(**overrides: Any) -> SupervisorConfig:

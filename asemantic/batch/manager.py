@@ -22,28 +22,38 @@ supervisor took meanwhile, sends no create when it wakes.
 
 Every job transition is decided by the state machine (:mod:`asemantic.domain.jobs`),
 persisted, and only then announced to hooks.
+
+Each call takes an optional ``view`` (a :class:`~asemantic.batch.view.PassView`): the
+supervisor reads the database once per tick and hands the same view to every step;
+called alone, each reads its own. Concurrency uses anyio throughout ``asemantic.batch``
+(locks, the semaphore and the task group of :meth:`BatchManager.sync_status`, as in the
+supervisor and its lease): one cancellation model, cancel scopes, for a whole tick.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import anyio
+
 from asemantic.batch.hooks import HookRegistry, TransitionCallback
+from asemantic.batch.view import PassView
 from asemantic.domain.events import TransitionEvent
 from asemantic.domain.jobs import JobStatus, JobTrigger, next_status, plan_for_remote
 from asemantic.domain.linekeys import line_key
-from asemantic.domain.policy import RetryPolicy, plan_batches, should_flush
-from asemantic.errors import (
-    AuthenticationError,
-    MissingBatchKeyError,
-    ProviderError,
-    StoreError,
+from asemantic.domain.policy import (
+    RetryPolicy,
+    is_retryable_status,
+    plan_batches,
+    refused_before_acting,
+    require_batch_key,
+    should_flush,
 )
+from asemantic.errors import AuthenticationError, ProviderError, StoreError
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import (
     BatchBackend,
@@ -51,6 +61,7 @@ from asemantic.ports import (
     JobChange,
     JobRecord,
     JobStore,
+    RemoteFile,
     RemoteJob,
     ResultCounts,
 )
@@ -62,6 +73,9 @@ logger = logging.getLogger(__name__)
 DISPLAY_PREFIX = "asemantic"
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 """Bytes of JSONL per job: far under the Files API's 2 GB per file."""
+DEFAULT_MAX_CONCURRENT = 50
+"""Jobs :meth:`BatchManager.sync_status` handles at a time unless told otherwise
+(a supervisor passes its ``max_concurrent_jobs``)."""
 
 CreateCheck = Callable[[], Awaitable[bool]]
 """Awaited right before each remote create; False: send no create, stop submitting."""
@@ -93,32 +107,38 @@ class BatchManager:
         backend_factory: Callable[[], BatchBackend],
         keys: GoogleKeyring | None,
         retry: RetryPolicy | None = None,
-        max_concurrent: int = 50,
         max_bytes: int = DEFAULT_MAX_BYTES,
         create_grace: float = 120.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if max_concurrent < 1:
-            raise ValueError("max_concurrent must be at least 1")
         self._jobs = jobs
         self._backend_factory = backend_factory
         self._backend: BatchBackend | None = None
         self._keys = keys
         self._retry = retry or RetryPolicy()
-        self._max_concurrent = max_concurrent
         self._max_bytes = max_bytes
         self._create_grace = create_grace
         self._clock = clock or (lambda: datetime.now(UTC))
         self._hooks = HookRegistry()
-        self._flush_lock = asyncio.Lock()
+        self._flush_lock = anyio.Lock()
         self._prefix: str | None = None
 
     def __repr__(self) -> str:
-        return f"BatchManager(max_concurrent={self._max_concurrent})"
+        return f"BatchManager(max_bytes={self._max_bytes})"
 
     @property
     def hooks(self) -> HookRegistry:
+        """The one registry of transition hooks (a supervisor attaches its own here)."""
         return self._hooks
+
+    @property
+    def jobs(self) -> JobStore:
+        """The job store this manager works on."""
+        return self._jobs
+
+    @property
+    def keys(self) -> GoogleKeyring | None:
+        return self._keys
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -129,8 +149,7 @@ class BatchManager:
         return self._hooks.add(callback)
 
     def _backend_now(self) -> BatchBackend:
-        if self._keys is None or not self._keys.has_batch_key:
-            raise MissingBatchKeyError()
+        require_batch_key(self._keys)
         if self._backend is None:
             self._backend = self._backend_factory()
         return self._backend
@@ -142,6 +161,14 @@ class BatchManager:
             self._prefix = f"{DISPLAY_PREFIX}-{database_id[:12]}-"
         return self._prefix
 
+    async def read_view(self) -> PassView:
+        """Read the database once for a pass (see :mod:`asemantic.batch.view`)."""
+        return PassView(await self._jobs.snapshot())
+
+    async def _remote_files(self, backend: BatchBackend, view: PassView) -> list[RemoteFile]:
+        prefix = await self.display_prefix()
+        return await view.remote_files(lambda: backend.find_files_by_prefix(prefix))
+
     # --- flush ------------------------------------------------------------------------
 
     async def flush_queue(
@@ -151,6 +178,7 @@ class BatchManager:
         force: bool = False,
         *,
         before_create: CreateCheck | None = None,
+        view: PassView | None = None,
     ) -> list[str]:
         """Group queued PENDING chunks into new jobs and submit them; return their ids.
 
@@ -162,38 +190,42 @@ class BatchManager:
         if min_size < 1 or max_size < 1:
             raise ValueError("min_size and max_size must be at least 1")
         async with self._flush_lock:
-            queued = await self._jobs.queued_chunks()
-            if not should_flush(len(queued), min_size=min_size, force=force):
+            view = view or await self.read_view()
+            if not should_flush(len(view.queued), min_size=min_size, force=force):
                 return []
+            queued = view.take_queue()
             groups = plan_batches(
                 [(chunk.chunk_id, chunk.size) for chunk in queued],
                 max_size=max_size,
                 max_bytes=self._max_bytes,
             )
             prefix = await self.display_prefix()
-            created: list[str] = []
+            created: list[JobRecord] = []
             for chunk_ids in groups:
                 job_id = str(uuid.uuid4())
-                assigned = await self._jobs.create_job(
+                record = await self._jobs.create_job(
                     job_id=job_id, display_name=f"{prefix}{job_id}", chunk_ids=chunk_ids
                 )
-                if assigned:
-                    created.append(job_id)
-            for job_id in created:
-                if not await self._submit(backend, job_id, before_create):
+                if record is not None:
+                    view.record(record)
+                    created.append(record)
+            for record in created:
+                if not await self._submit(backend, record, before_create, view):
                     break
-            return created
+            return [record.job_id for record in created]
 
     async def _submit(
-        self, backend: BatchBackend, job_id: str, before_create: CreateCheck | None
+        self,
+        backend: BatchBackend,
+        record: JobRecord,
+        before_create: CreateCheck | None,
+        view: PassView,
     ) -> bool:
         """Create the remote job for a CREATED row. False: stop submitting for now."""
-        record = await self._jobs.get_job(job_id)
-        if record is None or record.status is not JobStatus.CREATED:
-            return True
+        job_id = record.job_id
         chunks = await self._jobs.job_chunks(job_id)
         if not chunks:
-            await self._fail(record, "the job has no chunks left to embed")
+            await self._fail(record, "the job has no chunks left to embed", view)
             return True
         lines = [
             BatchLine(key=line_key(c.chunk_id, c.content_hash), text=c.text, title=c.title)
@@ -205,22 +237,24 @@ class BatchManager:
         # Written before the call: if we crash or the answer is lost, reconcile knows a
         # create may be in flight and waits ``create_grace`` before sending another.
         await self._jobs.mark_create_attempt(job_id, self._clock())
+        view.uploaded()
         try:
             remote = await backend.create_embedding_job(lines, display_name=record.display_name)
         except ProviderError as exc:
-            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 408:
+            if refused_before_acting(exc.status):
                 # Refused: certainly not created, a new attempt needs no grace.
                 await self._jobs.mark_create_attempt(job_id, None)
                 if isinstance(exc, AuthenticationError):
                     raise
-                if exc.status != 429:
-                    await self._fail(record, f"the provider refused the job: {exc}")
+                if not is_retryable_status(exc.status):
+                    await self._fail(record, f"the provider refused the job: {exc}", view)
                     return True
             logger.warning("batch create failed; the job stays CREATED for reconcile")
             return False
         moved = await self._move(
             record,
             JobTrigger.SUBMIT,
+            view,
             stats={"sent": len(lines)},
             remote_name=remote.name,
             input_file=remote.input_file,
@@ -250,24 +284,27 @@ class BatchManager:
 
     # --- sync -------------------------------------------------------------------------
 
-    async def sync_status(self, *, max_concurrent: int | None = None) -> SyncReport:
+    async def sync_status(
+        self, *, max_concurrent: int = DEFAULT_MAX_CONCURRENT, view: PassView | None = None
+    ) -> SyncReport:
         """Poll active jobs concurrently, apply finished ones, clean up remote leftovers.
 
-        At most ``max_concurrent`` jobs are handled at a time (default: the manager's).
+        At most ``max_concurrent`` jobs are handled at a time.
         """
         backend = self._backend_now()
-        if max_concurrent is not None and max_concurrent < 1:
+        if isinstance(max_concurrent, bool) or max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
+        view = view or await self.read_view()
         report = SyncReport()
-        active = await self._jobs.jobs((JobStatus.SUBMITTED, JobStatus.PROCESSING))
-        limit = asyncio.Semaphore(max_concurrent or self._max_concurrent)
+        active = view.jobs(JobStatus.SUBMITTED, JobStatus.PROCESSING)
+        limit = anyio.Semaphore(max_concurrent)
 
         store_errors: list[StoreError] = []
 
         async def one(record: JobRecord) -> None:
             try:
                 async with limit:
-                    await self._sync_one(backend, record, report)
+                    await self._sync_one(backend, record, report, view)
             except AuthenticationError as exc:
                 report.auth_error = exc
                 report.errors[record.job_id] = str(exc)
@@ -281,24 +318,26 @@ class BatchManager:
                 logger.exception("handling a batch job failed; the others go on")
                 report.errors[record.job_id] = f"{type(exc).__name__}: {exc}"
 
-        async with asyncio.TaskGroup() as group:
+        async with anyio.create_task_group() as group:
             for record in active:
-                group.create_task(one(record))
+                group.start_soon(one, record)
         report.polled = len(active)
         if store_errors:
             raise store_errors[0]
         if report.auth_error is None:
-            report.cleaned = await self.cleanup_finished()
+            report.cleaned = await self.cleanup_finished(view=view)
         return report
 
-    async def _sync_one(self, backend: BatchBackend, record: JobRecord, report: SyncReport) -> None:
+    async def _sync_one(
+        self, backend: BatchBackend, record: JobRecord, report: SyncReport, view: PassView
+    ) -> None:
         assert record.remote_name is not None
         try:
             status = await backend.get_job_status(record.remote_name)
         except ProviderError as exc:
             if exc.status != 404 or isinstance(exc, AuthenticationError):
                 raise
-            await self._fail(record, "the remote batch job no longer exists")
+            await self._fail(record, "the remote batch job no longer exists", view)
             report.failed.append(record.job_id)
             return
         plan = plan_for_remote(record.status, status.state)
@@ -306,31 +345,34 @@ class BatchManager:
             logger.warning("unknown remote batch state; polling on")
         for trigger in plan.triggers_before_apply:
             if trigger is JobTrigger.FAIL:
-                await self._fail(record, plan.fail_reason or f"remote state {status.state}")
+                reason = plan.fail_reason or f"remote state {status.state}"
+                await self._fail(record, reason, view)
                 report.failed.append(record.job_id)
                 return
-            moved = await self._move(record, trigger)
+            moved = await self._move(record, trigger, view)
             if moved is None:
                 return
             record = moved
         if plan.apply_results:
             if not status.output_file:
-                await self._fail(record, "the job succeeded but named no result file")
+                await self._fail(record, "the job succeeded but named no result file", view)
                 report.failed.append(record.job_id)
                 return
             try:
-                await self._apply(backend, record, status.output_file)
+                await self._apply(backend, record, status.output_file, view)
             except ProviderError as exc:
                 if exc.status != 404 or isinstance(exc, AuthenticationError):
                     raise
                 # The result file is gone (deleted, or past the 48 h retention): what
                 # was not applied goes back to the queue with the job failed.
-                await self._fail(record, "the job's result file no longer exists")
+                await self._fail(record, "the job's result file no longer exists", view)
                 report.failed.append(record.job_id)
                 return
             report.completed.append(record.job_id)
 
-    async def _apply(self, backend: BatchBackend, record: JobRecord, output_file: str) -> None:
+    async def _apply(
+        self, backend: BatchBackend, record: JobRecord, output_file: str, view: PassView
+    ) -> None:
         chunks = await self._jobs.job_chunks(record.job_id)
         expected = {line_key(c.chunk_id, c.content_hash) for c in chunks}
         counts = ResultCounts()
@@ -356,22 +398,24 @@ class BatchManager:
         await self._move(
             record,
             JobTrigger.COMPLETE,
+            view,
             stats=stats,
             output_file=output_file,
             release_reason="the result file had no line for this chunk",
         )
 
-    async def cleanup_finished(self) -> int:
+    async def cleanup_finished(self, *, view: PassView | None = None) -> int:
         """Delete remote files and jobs of finished jobs (after their local commit).
 
         Besides the files a job row names, every file carrying the job's display name
         goes too: an upload retried after a lost response leaves a second copy.
         """
         backend = self._backend_now()
-        done = await self._jobs.jobs((JobStatus.COMPLETED, JobStatus.FAILED), uncleaned=True)
+        view = view or await self.read_view()
+        done = view.jobs(JobStatus.COMPLETED, JobStatus.FAILED)
         if not done:
             return 0
-        remote_files = await backend.find_files_by_prefix(await self.display_prefix())
+        remote_files = await self._remote_files(backend, view)
         cleaned = 0
         for record in done:
             files = {f for f in (record.input_file, record.output_file) if f}
@@ -382,12 +426,15 @@ class BatchManager:
                 logger.warning("remote cleanup failed; will retry on the next pass")
                 continue
             await self._jobs.mark_cleaned(record.job_id)
+            view.cleaned(record.job_id)
             cleaned += 1
         return cleaned
 
     # --- reconcile --------------------------------------------------------------------
 
-    async def reconcile(self, *, before_create: CreateCheck | None = None) -> list[str]:
+    async def reconcile(
+        self, *, before_create: CreateCheck | None = None, view: PassView | None = None
+    ) -> list[str]:
         """Adopt or resubmit CREATED jobs and remove remote files nobody needs.
 
         A CREATED job found remotely by its display name is adopted. One not found is
@@ -398,7 +445,8 @@ class BatchManager:
         """
         backend = self._backend_now()
         async with self._flush_lock:
-            created = await self._jobs.jobs((JobStatus.CREATED,))
+            view = view or await self.read_view()
+            created = view.jobs(JobStatus.CREATED)
             handled: list[str] = []
             if created:
                 found = await backend.find_jobs_by_display_name([r.display_name for r in created])
@@ -407,25 +455,25 @@ class BatchManager:
                 for record in created:
                     remote = by_name.get(record.display_name)
                     if remote is not None:
-                        await self._move(record, JobTrigger.SUBMIT, remote_name=remote.name)
+                        await self._move(record, JobTrigger.SUBMIT, view, remote_name=remote.name)
                     elif self._create_may_be_in_flight(record, now):
                         continue
-                    elif not await self._submit(backend, record.job_id, before_create):
+                    elif not await self._submit(backend, record, before_create, view):
                         break
                     handled.append(record.job_id)
-            await self._remove_orphan_files(backend)
+            await self._remove_orphan_files(backend, view)
             return handled
 
     def _create_may_be_in_flight(self, record: JobRecord, now: datetime) -> bool:
         attempted = record.create_attempted_at
         return attempted is not None and (now - attempted).total_seconds() < self._create_grace
 
-    async def _remove_orphan_files(self, backend: BatchBackend) -> None:
+    async def _remove_orphan_files(self, backend: BatchBackend, view: PassView) -> None:
         """Delete this database's remote files that no unfinished business needs."""
-        files = await backend.find_files_by_prefix(await self.display_prefix())
+        files = await self._remote_files(backend, view)
         if not files:
             return
-        wanted = {record.display_name for record in await self._jobs.jobs(uncleaned=True)}
+        wanted = {record.display_name for record in view.jobs()}
         orphans = [f.name for f in files if f.display_name not in wanted]
         if orphans:
             logger.info("removing remote files left behind by an earlier run")
@@ -433,15 +481,16 @@ class BatchManager:
 
     # --- transitions ------------------------------------------------------------------
 
-    async def _fail(self, record: JobRecord, reason: str) -> JobRecord | None:
+    async def _fail(self, record: JobRecord, reason: str, view: PassView) -> JobRecord | None:
         return await self._move(
-            record, JobTrigger.FAIL, error_message=reason, release_reason=reason
+            record, JobTrigger.FAIL, view, error_message=reason, release_reason=reason
         )
 
     async def _move(
         self,
         record: JobRecord,
         trigger: JobTrigger,
+        view: PassView,
         *,
         stats: Mapping[str, int] | None = None,
         remote_name: str | None = None,
@@ -472,6 +521,7 @@ class BatchManager:
         if moved is None:
             logger.info("job changed under us; transition skipped")
             return None
+        view.record(moved)
         await self._hooks.emit(
             TransitionEvent(
                 job_id=moved.job_id,

@@ -1,6 +1,8 @@
 """The batch supervisor: a long-running loop that flushes, polls and applies.
 
-``async with BatchSupervisor(core) as supervisor:`` takes the database's supervisor
+``async with BatchSupervisor(core) as supervisor:`` (or ``BatchSupervisor(manager)``)
+works through the core's :class:`~asemantic.batch.manager.BatchManager` and the job
+store behind it, and nothing else of the core. It takes the database's supervisor
 lease and owns one task group with two tasks: a loop that runs *ticks* (reconcile what
 a crash may have left, flush the queue into jobs, poll the active jobs with at most
 ``max_concurrent_jobs`` requests at a time, apply results, clean up) spaced by a
@@ -16,6 +18,11 @@ Decisions:
   consistent and unlocked. The lease is released (shielded, bounded) and remote jobs
   keep running: the next supervisor resumes them from the database. When the block is
   left *because of cancellation* there is no grace period: cancellation is prompt.
+* **One snapshot per tick.** A tick reads the database once
+  (:meth:`BatchManager.read_view`) and hands that view to reconcile, flush, poll and
+  clean-up, which keep it current with their own writes (:mod:`asemantic.batch.view`).
+* **One hook registry.** Hooks added with :meth:`BatchSupervisor.on_transition` are
+  added to the manager's registry while the supervisor runs and removed when it stops.
 * **One tick at a time.** The loop and any :meth:`BatchSupervisor.run_once` call
   share a lock. Outside the ``async with`` block, :meth:`run_once` takes the lease for
   that one tick, so even a one-shot pass never runs beside another supervisor.
@@ -41,29 +48,28 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Protocol, Self
 
 import anyio
 
 from asemantic.batch.failures import TickFailures
-from asemantic.batch.hooks import HookRegistry, TransitionCallback
+from asemantic.batch.hooks import TransitionCallback
 from asemantic.batch.lease import SupervisorLease
 from asemantic.batch.manager import BatchManager, SyncReport
-from asemantic.batch.supervisor_config import (
-    SupervisorConfig,
-    SupervisorHealth,
-    jittered_delay,
-    resolve_config,
-)
-from asemantic.domain.documents import EmbeddingStatus
-from asemantic.domain.events import TransitionEvent
+from asemantic.batch.supervisor_config import SupervisorConfig, SupervisorHealth, resolve_config
+from asemantic.batch.view import PassView
 from asemantic.domain.jobs import JobStatus
-from asemantic.errors import InvalidInputError, MissingBatchKeyError, SupervisorLeaseError
-
-if TYPE_CHECKING:
-    from asemantic.core import SemanticCore
+from asemantic.domain.policy import jittered_delay, require_batch_key
+from asemantic.errors import InvalidInputError, SupervisorLeaseError
 
 __all__ = ["BatchSupervisor", "SupervisorConfig", "SupervisorHealth"]
+
+
+class HasBatchManager(Protocol):
+    """What a supervisor needs of a :class:`~asemantic.SemanticCore`: its manager."""
+
+    @property
+    def batch_manager(self) -> BatchManager: ...
 
 
 def _default_owner() -> str:
@@ -73,16 +79,18 @@ def _default_owner() -> str:
 class BatchSupervisor:
     """Runs the batch pipeline in the background while the ``async with`` block lasts.
 
-    ``config`` (a :class:`SupervisorConfig`) and keyword ``overrides`` of its fields
-    set the pace; ``owner`` names this supervisor in the lease (host:pid:random by
-    default); ``rng`` drives the jitter (pass a seeded one for reproducible runs).
-    Without a batch key in ``core.keys`` it refuses at once with
+    ``core`` is a :class:`~asemantic.SemanticCore` (its ``batch_manager`` is used) or a
+    :class:`~asemantic.batch.manager.BatchManager`. ``config`` (a
+    :class:`SupervisorConfig`) and keyword ``overrides`` of its fields set the pace;
+    ``owner`` names this supervisor in the lease (host:pid:random by default); ``rng``
+    drives the jitter (pass a seeded one for reproducible runs).
+    Without a batch key it refuses at once with
     ``ValueError("Batch operations require a dedicated API key")``.
     """
 
     def __init__(
         self,
-        core: SemanticCore,
+        core: HasBatchManager | BatchManager,
         config: SupervisorConfig | None = None,
         *,
         owner: str | None = None,
@@ -90,18 +98,18 @@ class BatchSupervisor:
         **overrides: Any,
     ) -> None:
         self._config = resolve_config(config, overrides)
-        keys = core.keys
-        if keys is None or not keys.has_batch_key:
-            raise MissingBatchKeyError()
+        manager = core if isinstance(core, BatchManager) else core.batch_manager
+        keys = manager.keys
+        require_batch_key(keys)
+        assert keys is not None
         if owner is not None and (not isinstance(owner, str) or not owner.strip()):
             raise InvalidInputError("owner must be a non-empty string")
-        self._core = core
-        self._manager: BatchManager = core.batch_manager
+        self._manager = manager
         self._owner = owner or _default_owner()
         self._rng = rng or random.Random()
         self._tick_lock = anyio.Lock()
-        self._hooks = HookRegistry()
-        self._hook_lock = anyio.Lock()
+        self._hooks: list[TransitionCallback] = []
+        self._hooks_live = False
         self._entering = False
         self._stack: contextlib.AsyncExitStack | None = None
         self._running = False
@@ -111,7 +119,7 @@ class BatchSupervisor:
         self._below_min_since: float | None = None
         self._reconciled = False
         self._lease = SupervisorLease(
-            core.batch_jobs,
+            manager.jobs,
             owner=self._owner,
             ttl=self._config.lease_ttl,
             wait=self._config.lease_wait,
@@ -169,7 +177,12 @@ class BatchSupervisor:
         the tick: a slow hook slows the pipeline down, and a hook must not call
         :meth:`run_once` or :meth:`aclose` (they wait for the tick it runs in).
         """
-        return self._hooks.add(callback)
+        if not callable(callback):
+            raise TypeError("a transition hook must be callable")
+        self._hooks.append(callback)
+        if self._hooks_live:
+            self._manager.hooks.add(callback)
+        return callback
 
     def wake(self) -> None:
         """Start the next tick now instead of at the end of the current interval.
@@ -265,21 +278,20 @@ class BatchSupervisor:
         finally:
             await self._lease.release()
 
-    async def _deliver(self, event: TransitionEvent) -> None:
-        """One event at a time through every hook (jobs are polled concurrently)."""
-        async with self._hook_lock:
-            await self._hooks.emit(event)
-
     @contextlib.contextmanager
     def _hooks_attached(self) -> Iterator[None]:
-        """Route the manager's transition events to this supervisor's hooks meanwhile."""
-        forward = self._deliver
-        self._manager.hooks.add(forward)
+        """This supervisor's hooks sit in the manager's registry meanwhile."""
+        registry = self._manager.hooks
+        for callback in self._hooks:
+            registry.add(callback)
+        self._hooks_live = True
         try:
             yield
         finally:
-            with contextlib.suppress(ValueError):  # already removed by someone else
-                self._manager.hooks.remove(forward)
+            self._hooks_live = False
+            for callback in self._hooks:
+                with contextlib.suppress(ValueError):  # already removed by someone else
+                    registry.remove(callback)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -334,24 +346,27 @@ class BatchSupervisor:
 
     async def _tick(self, *, stoppable: bool) -> SyncReport:
         manager = self._manager
-        if not self._reconciled or await self._core.batch_jobs.jobs((JobStatus.CREATED,)):
-            await manager.reconcile(before_create=self._lease.before_create)
+        view = await manager.read_view()
+        if not self._reconciled or view.jobs(JobStatus.CREATED):
+            await manager.reconcile(before_create=self._lease.before_create, view=view)
             self._reconciled = True
         report = SyncReport()
         if not (stoppable and self._stop.is_set()):
-            await self._flush()
+            await self._flush(view)
         if self._lease.lost:  # found out right before a create
             raise SupervisorLeaseError(self._failures.last_error or "the supervisor lease was lost")
         if not (stoppable and self._stop.is_set()):
-            report = await manager.sync_status(max_concurrent=self._config.max_concurrent_jobs)
+            report = await manager.sync_status(
+                max_concurrent=self._config.max_concurrent_jobs, view=view
+            )
         if report.auth_error is not None:
             raise report.auth_error
         self._ticks += 1
         self._last_tick_at = time.time()
         return report
 
-    async def _flush(self) -> None:
-        queued = len(await self._core.batch_jobs.queued_chunks())
+    async def _flush(self, view: PassView) -> None:
+        queued = len(view.queued)
         if queued == 0:
             self._below_min_since = None
             return
@@ -368,6 +383,7 @@ class BatchSupervisor:
             max_size=self._config.max_batch_size,
             force=force,
             before_create=self._lease.before_create,
+            view=view,
         )
         if created:
             self._below_min_since = None
@@ -393,7 +409,4 @@ class BatchSupervisor:
             await tick.wait()
 
     async def _idle(self) -> bool:
-        counts = await self._core.store.count_chunks_by_status()
-        if counts.get(EmbeddingStatus.PENDING.value):
-            return False
-        return not await self._core.batch_jobs.jobs(uncleaned=True)
+        return (await self._manager.jobs.snapshot()).idle

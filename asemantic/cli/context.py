@@ -217,12 +217,10 @@ class AppContext:
 async def _holds_nothing(core: SemanticCore) -> bool:
     """True when the database has no document and no job (a failed first command)."""
     try:
-        rows = await core.store.fetchall(
-            "SELECT (SELECT COUNT(*) FROM documents) + (SELECT COUNT(*) FROM batch_jobs)"
-        )
+        stats = await core.store.stats()
     except AsemanticError:
         return False
-    return int(rows[0][0]) == 0
+    return stats.empty
 
 
 def _remove_database(path: Path) -> None:

@@ -48,6 +48,7 @@ from asemantic.ports import Embedder
 from asemantic.testing import LexicalEmbedder
 from asemantic.testing.emulator import GeminiEmulator, RecordedRequest
 from tests.legacy_schema import V0_DDL
+from tests.support import sqlite_of
 
 DEFAULT_KEY = "contracts-default-key-5d1c"
 BATCH_KEY = "contracts-batch-key-9e07"
@@ -198,7 +199,7 @@ async def describe(core: SemanticCore) -> str:
 
 
 async def scalar(core: SemanticCore, sql: str, params: tuple[object, ...] = ()) -> int:
-    rows = await core.store.fetchall(sql, params)
+    rows = await sqlite_of(core).fetchall(sql, params)
     return int(rows[0][0] or 0)
 
 
@@ -228,17 +229,17 @@ async def check_consistent(core: SemanticCore) -> None:
     """What must hold at any moment, even right after a crash (contracts 1, 2 and 4)."""
     problems = await core.store.integrity_check()
     assert problems == "ok", problems
-    orphaned = await core.store.fetchall(_ORPHANED_PENDING)
+    orphaned = await sqlite_of(core).fetchall(_ORPHANED_PENDING)
     assert not orphaned, f"PENDING chunks inside finished or missing jobs: {orphaned}"
-    unexplained = await core.store.fetchall(
+    unexplained = await sqlite_of(core).fetchall(
         "SELECT id FROM chunks WHERE embedding_status = 'FAILED' "
         "AND (error_message IS NULL OR error_message = '')"
     )
     assert not unexplained, f"FAILED chunks without a reason: {unexplained}"
-    for chunk_id, content_hash, source, _title, _status in await core.store.fetchall(_SOURCES):
+    for chunk_id, content_hash, source, _title, _status in await sqlite_of(core).fetchall(_SOURCES):
         expected = hashlib.sha256(str(source).encode("utf-8", "surrogatepass")).hexdigest()
         assert content_hash == expected, f"chunk {chunk_id}: hash does not match its text"
-    rows = await core.store.fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
+    rows = await sqlite_of(core).fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
     assert rows[0][0] == rows[0][1], "a chunk has more than one vector"
     await check_documents(core)
     await check_histories(core)
@@ -274,7 +275,7 @@ async def check_documents(core: SemanticCore) -> None:
     positions 0..n-1: an ingestion is all or nothing."""
     versions = await _version_chunks()
     found: dict[str, tuple[str, list[str], list[int]]] = {}
-    for source, doc_hash, chunk_hash, position in await core.store.fetchall(
+    for source, doc_hash, chunk_hash, position in await sqlite_of(core).fetchall(
         "SELECT d.source, d.content_hash, c.content_hash, c.position FROM documents d "
         "LEFT JOIN chunks c ON c.document_id = d.id"
     ):
@@ -293,7 +294,7 @@ async def check_documents(core: SemanticCore) -> None:
 async def check_histories(core: SemanticCore) -> None:
     """Each job's recorded transitions form one legal path that ends at its status."""
     history: dict[str, list[tuple[str | None, str]]] = {}
-    for job_id, from_status, to_status in await core.store.fetchall(
+    for job_id, from_status, to_status in await sqlite_of(core).fetchall(
         "SELECT job_id, from_status, to_status FROM batch_job_transitions ORDER BY id"
     ):
         history.setdefault(str(job_id), []).append((from_status, str(to_status)))
@@ -330,10 +331,10 @@ async def check_vectors(
     byte for byte."""
     vectors = {
         int(rowid): bytes(blob)
-        for rowid, blob in await core.store.fetchall("SELECT rowid, embedding FROM vec_chunks")
+        for rowid, blob in await sqlite_of(core).fetchall("SELECT rowid, embedding FROM vec_chunks")
     }
     ready = 0
-    for chunk_id, _hash, source, title, status in await core.store.fetchall(_SOURCES):
+    for chunk_id, _hash, source, title, status in await sqlite_of(core).fetchall(_SOURCES):
         if status != "READY":
             assert chunk_id not in vectors, f"{status} chunk {chunk_id} has a vector"
             continue
@@ -359,7 +360,7 @@ async def check_search(core: SemanticCore) -> None:
     the cosine distance of their stored vectors: what users see is what is stored."""
     ready = {
         int(row[0])
-        for row in await core.store.fetchall(
+        for row in await sqlite_of(core).fetchall(
             "SELECT id FROM chunks WHERE embedding_status = 'READY'"
         )
     }
@@ -370,7 +371,7 @@ async def check_search(core: SemanticCore) -> None:
     query = np.frombuffer(await core.embedder.embed_query(_QUERY), dtype="<f4").astype(np.float64)
     vectors = {
         int(rowid): np.frombuffer(bytes(blob), dtype="<f4").astype(np.float64)
-        for rowid, blob in await core.store.fetchall("SELECT rowid, embedding FROM vec_chunks")
+        for rowid, blob in await sqlite_of(core).fetchall("SELECT rowid, embedding FROM vec_chunks")
     }
     for hit in hits:
         stored = vectors[hit.chunk_id]
@@ -393,7 +394,7 @@ async def check_settled(
 ) -> None:
     """After :func:`drain`: nothing left anywhere, nothing made twice (contracts 1 and 3)."""
     assert await is_settled(core), await describe(core)
-    rows = await core.store.fetchall(
+    rows = await sqlite_of(core).fetchall(
         "SELECT id, embedding_status FROM chunks WHERE embedding_status NOT IN ('READY', 'FAILED')"
     )
     assert not rows, f"chunks neither READY nor FAILED: {rows}"

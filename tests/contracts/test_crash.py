@@ -41,6 +41,7 @@ from tests.contracts.conftest import (
     fast_emulator,
 )
 from tests.contracts.crashee import Outcome, Spec, sync_workload
+from tests.support import sqlite_of
 
 CRASH_ITERATIONS = int(os.environ.get("ASEMANTIC_CRASH_ITERATIONS", "30"))
 VARIANT_ITERATIONS = max(1, CRASH_ITERATIONS // 2)
@@ -179,7 +180,9 @@ async def _recover_and_check(
 async def _check_sync_end(core: SemanticCore, ready: int) -> None:
     """Every document of the sync workload is there, no batch was used, and every
     stored vector's embedding was recorded in the usage ledger before its write."""
-    sources = {str(row[0]) for row in await core.store.fetchall("SELECT source FROM documents")}
+    sources = {
+        str(row[0]) for row in await sqlite_of(core).fetchall("SELECT source FROM documents")
+    }
     assert sources == SYNC_SOURCES
     assert not await core.batch_jobs.jobs(), "sync ingestion made batch jobs"
     assert await harness.batch_texts_applied(core) == 0

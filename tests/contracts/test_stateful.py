@@ -32,6 +32,7 @@ from asemantic import JobStatus, ProviderError, SemanticCore
 from asemantic.testing import LexicalEmbedder
 from asemantic.testing.emulator import Fault, GeminiEmulator, JobFault, LineFault, ResultCorruption
 from tests.contracts import harness
+from tests.support import sqlite_of
 
 EXAMPLES = int(os.environ.get("ASEMANTIC_STATEFUL_EXAMPLES", "30"))
 STEPS = int(os.environ.get("ASEMANTIC_STATEFUL_STEPS", "40"))
@@ -234,7 +235,7 @@ class BatchPipeline(RuleBasedStateMachine):
         core = self.core
         await harness.check_consistent(core)
         await harness.check_vectors(core, self.emulator)
-        ready = await core.store.fetchall(
+        ready = await sqlite_of(core).fetchall(
             "SELECT id, updated_at FROM chunks WHERE embedding_status = 'READY' ORDER BY id"
         )
         if ready != self._searched:  # a search costs an embedding call: only on change

@@ -24,6 +24,7 @@ from asemantic import (
     UndecodableTextError,
 )
 from asemantic.testing import LexicalEmbedder
+from tests.support import sqlite_of
 
 DOCS = {
     "refunds": "# Refunds\n\nCustomers get a full refund within thirty days of purchase.",
@@ -46,7 +47,7 @@ async def core(tmp_path: Path, embedder: LexicalEmbedder) -> AsyncIterator[Seman
 
 
 async def _rows(core: SemanticCore, table: str) -> int:
-    return int((await core.store.fetchall(f"SELECT COUNT(*) FROM {table}"))[0][0])
+    return int((await sqlite_of(core).fetchall(f"SELECT COUNT(*) FROM {table}"))[0][0])
 
 
 async def test_sync_ingest_then_search_ranks_shared_words_first(
@@ -62,7 +63,7 @@ async def test_sync_ingest_then_search_ranks_shared_words_first(
     assert hits[0].title == "Refunds"
     assert hits[0].distance <= hits[1].distance <= hits[2].distance
     assert hits[0].heading_path == ("Refunds",)
-    vector_source = await core.store.fetchall(
+    vector_source = await sqlite_of(core).fetchall(
         "SELECT json_extract(meta_json, '$._vector_source') FROM chunks WHERE position = 0 "
         "AND document_id = ?",
         (hits[0].document_id,),

@@ -15,6 +15,7 @@ from asemantic.testing.emulator import (
     ResultCorruption,
 )
 from tests.pipeline.conftest import OpenCore, corpus
+from tests.support import sqlite_of
 
 
 async def _ingest(core: SemanticCore, n: int) -> None:
@@ -40,7 +41,7 @@ async def _run_to_completion(core: SemanticCore, emulator: GeminiEmulator, round
 
 async def _check_invariants(core: SemanticCore, emulator: GeminiEmulator) -> None:
     assert await core.store.integrity_check() == "ok"
-    rows = await core.store.fetchall(
+    rows = await sqlite_of(core).fetchall(
         "SELECT embedding_status, error_message FROM chunks WHERE embedding_status != 'READY'"
     )
     for status, message in rows:
@@ -59,7 +60,7 @@ async def test_partial_failure_5_of_100_lines(
     await core.batch_manager.sync_status()
     counts = await core.store.count_chunks_by_status()
     assert counts == {"READY": 95, "PENDING": 0, "FAILED": 5}
-    rows = await core.store.fetchall(
+    rows = await sqlite_of(core).fetchall(
         "SELECT error_message FROM chunks WHERE embedding_status = 'FAILED'"
     )
     assert all("400" in r[0] and "text rejected" in r[0] for r in rows)
@@ -79,7 +80,7 @@ async def test_retryable_line_errors_go_back_to_the_queue(
     await core.batch_manager.sync_status()
     counts = await core.store.count_chunks_by_status()
     assert counts == {"READY": 15, "PENDING": 5, "FAILED": 0}
-    rows = await core.store.fetchall(
+    rows = await sqlite_of(core).fetchall(
         "SELECT attempts, batch_job_id FROM chunks WHERE embedding_status = 'PENDING'"
     )
     assert all(r[0] == 1 and r[1] is None for r in rows)
@@ -97,7 +98,7 @@ async def test_retry_budget_is_spent_then_failed(
     await _run_to_completion(core, emulator)
     counts = await core.store.count_chunks_by_status()
     assert counts == {"READY": 0, "PENDING": 0, "FAILED": 4}
-    rows = await core.store.fetchall("SELECT attempts FROM chunks")
+    rows = await sqlite_of(core).fetchall("SELECT attempts FROM chunks")
     assert {r[0] for r in rows} == {core.batch_manager.retry_policy.max_attempts}
     await _check_invariants(core, emulator)
 
@@ -233,7 +234,7 @@ async def test_restart_in_the_middle_resumes_without_duplicates(
     again = await open_core()
     await _run_to_completion(again, emulator)
     assert (await again.store.count_chunks_by_status())["READY"] == 30
-    rows = await again.store.fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
+    rows = await sqlite_of(again).fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
     assert rows[0][0] == rows[0][1] == 30
     assert len(emulator.requests_to("batches.create")) == 3
     await _check_invariants(again, emulator)

@@ -26,7 +26,7 @@ from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
 from asemantic.testing.emulator.rpc import api_key_invalid
 from asemantic.testing.emulator.wire import EmulatorResponse
-from tests.support import CoreOpener
+from tests.support import CoreOpener, sqlite_of
 from tests.support import eventually as wait_until
 
 DEFAULT_KEY = "AIzaDEFAULT-LEAK-CANARY-1"
@@ -126,7 +126,7 @@ def corpus(
 
 
 async def count(core: SemanticCore, table: str) -> int:
-    return int((await core.store.fetchall(f"SELECT COUNT(*) FROM {table}"))[0][0])
+    return int((await sqlite_of(core).fetchall(f"SELECT COUNT(*) FROM {table}"))[0][0])
 
 
 async def table_counts(core: SemanticCore) -> dict[str, int]:
@@ -134,13 +134,13 @@ async def table_counts(core: SemanticCore) -> dict[str, int]:
 
 
 async def vector_counts(core: SemanticCore) -> tuple[int, int]:
-    rows = await core.store.fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
+    rows = await sqlite_of(core).fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
     return int(rows[0][0]), int(rows[0][1])
 
 
 async def batch_texts_applied(core: SemanticCore) -> int:
     """Texts the usage ledger says batch results embedded (each applied result once)."""
-    rows = await core.store.fetchall(
+    rows = await sqlite_of(core).fetchall(
         "SELECT COALESCE(SUM(texts), 0) FROM usage_ledger WHERE route = 'batch'"
     )
     return int(rows[0][0])
@@ -170,13 +170,13 @@ async def check_contracts(core: SemanticCore, emulator: GeminiEmulator | None = 
     ready = (await core.store.count_chunks_by_status())["READY"]
     assert await vector_counts(core) == (ready, ready)
     finished = (JobStatus.COMPLETED.value, JobStatus.FAILED.value)
-    stuck = await core.store.fetchall(
+    stuck = await sqlite_of(core).fetchall(
         "SELECT COUNT(*) FROM chunks c JOIN batch_jobs j ON j.id = c.batch_job_id "
         "WHERE c.embedding_status = 'PENDING' AND j.status IN (?, ?)",
         finished,
     )
     assert stuck[0][0] == 0, "PENDING chunks inside a finished job"
-    failed = await core.store.fetchall(
+    failed = await sqlite_of(core).fetchall(
         "SELECT COUNT(*) FROM chunks WHERE embedding_status = 'FAILED' "
         "AND (error_message IS NULL OR error_message = '')"
     )

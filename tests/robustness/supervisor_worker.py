@@ -38,6 +38,7 @@ from asemantic import (
     TransitionEvent,
 )
 from asemantic.domain.space import EmbeddingSpace
+from tests.support import sqlite_of
 
 
 def emit(event: str, **fields: object) -> None:
@@ -98,7 +99,7 @@ async def run(args: argparse.Namespace) -> int:
                 frozen = True
                 # Wait for a transaction in progress (the lease keeper's) to end, and let
                 # none begin while frozen: the lock is the store's, private, test-only use.
-                async with core.store._lock:
+                async with sqlite_of(core)._lock:
                     emit("freezing")
                     os.kill(os.getpid(), signal.SIGSTOP)
                     emit("thawed")

@@ -46,6 +46,7 @@ from tests.robustness.conftest import (
     fast_retry,
     table_counts,
 )
+from tests.support import sqlite_of
 
 GIANT = "word " * 3000  # about 3,000 tokens: over the model's 2,048-token input
 
@@ -309,7 +310,7 @@ async def test_sql_and_fts_looking_text_is_stored_and_returned_verbatim(
             kind="plain",
         )
     await drain(seeded, emulator)
-    tables = await seeded.store.fetchall("SELECT COUNT(*) FROM sqlite_master")
+    tables = await sqlite_of(seeded).fetchall("SELECT COUNT(*) FROM sqlite_master")
     for i, text in enumerate(SQL_AND_FTS):
         hits = await seeded.search(text, k=1, filters={"source": text})
         assert [(h.text, h.source, h.title) for h in hits] == [(text, text, text)]
@@ -321,7 +322,7 @@ async def test_sql_and_fts_looking_text_is_stored_and_returned_verbatim(
     # Injection-shaped filter values match nothing (and break nothing).
     assert await seeded.search("x", k=50, filters={"i": "1' OR '1'='1"}) == []
     assert await seeded.search("x", k=50, filters={"source": "' OR 1=1 --"}) == []
-    assert await seeded.store.fetchall("SELECT COUNT(*) FROM sqlite_master") == tables
+    assert await sqlite_of(seeded).fetchall("SELECT COUNT(*) FROM sqlite_master") == tables
     assert await seeded.store.integrity_check() == "ok"
     assert await seeded.delete_document(SQL_AND_FTS[0])
     assert (await table_counts(seeded))["chunks"] > 0

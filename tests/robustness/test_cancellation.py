@@ -44,6 +44,7 @@ from tests.robustness.conftest import (
     fast_retry,
     successful_creates,
 )
+from tests.support import sqlite_of
 
 
 @dataclass
@@ -100,7 +101,7 @@ def _count_statements(core: SemanticCore, points: Points) -> None:
     The statement is queued on the connection's thread before the cancellation is
     delivered, as with a real cancellation arriving while a query is in flight.
     """
-    store = core.store
+    store = sqlite_of(core)
     for role, conn, names in (
         ("writer", store._writer, ("execute", "executemany", "execute_fetchall")),
         ("reader", store._reader, ("execute_fetchall",)),
@@ -147,7 +148,7 @@ def _versioned(version: int, *, paragraphs: int = 6) -> str:
 
 
 async def _versions_of(core: SemanticCore, source: str) -> set[str]:
-    rows = await core.store.fetchall(
+    rows = await sqlite_of(core).fetchall(
         "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.source = ?",
         (source,),
     )
@@ -155,7 +156,7 @@ async def _versions_of(core: SemanticCore, source: str) -> set[str]:
 
 
 async def _check_after(core: SemanticCore, path: Path) -> None:
-    store = core.store
+    store = sqlite_of(core)
     assert not store._lock.locked()
     assert not store._writer.in_transaction
     # Another connection takes the write lock at once: nothing is left locked.
@@ -258,7 +259,7 @@ async def test_cancelled_at_every_await_point(
     assert counts["PENDING"] == counts["FAILED"] == 0
     jobs = await core.batch_jobs.jobs()
     assert successful_creates(emulator) == len(jobs)
-    queued = await core.store.fetchall(
+    queued = await sqlite_of(core).fetchall(
         "SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id "
         "WHERE d.source LIKE 'queued-%'"
     )

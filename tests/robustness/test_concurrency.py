@@ -55,7 +55,7 @@ from tests.robustness.conftest import (
     successful_creates,
     vector_counts,
 )
-from tests.support import fast_supervisor
+from tests.support import fast_supervisor, sqlite_of
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_TTL = 3.0
@@ -144,7 +144,7 @@ class Worker:
 
 
 async def _lease_owner(core: SemanticCore) -> str | None:
-    rows = await core.store.fetchall("SELECT owner, expires_at FROM supervisor_lease")
+    rows = await sqlite_of(core).fetchall("SELECT owner, expires_at FROM supervisor_lease")
     return str(rows[0][0]) if rows else None
 
 
@@ -229,7 +229,7 @@ async def test_a_sigstopped_supervisor_is_replaced_and_nothing_is_applied_twice(
             assert len(jobs) >= 5
             assert successful_creates(emulator) == len(jobs)
             assert len({job.remote_name for job in jobs}) == len(jobs)
-            completed = await core.store.fetchall(
+            completed = await sqlite_of(core).fetchall(
                 "SELECT job_id, COUNT(*) FROM batch_job_transitions "
                 "WHERE to_status = 'COMPLETED' GROUP BY job_id"
             )

@@ -27,19 +27,19 @@ from tests.robustness.conftest import (
     table_counts,
     vector_counts,
 )
-from tests.support import fast_supervisor
+from tests.support import fast_supervisor, sqlite_of
 
 ROOMY = 1_073_741_823
 
 
 async def _fill_disk(core: SemanticCore) -> None:
-    async with core.store.transaction() as conn:
+    async with sqlite_of(core).transaction() as conn:
         rows = list(await conn.execute_fetchall("PRAGMA page_count"))
         await conn.execute(f"PRAGMA max_page_count = {int(rows[0][0])}")
 
 
 async def _free_disk(core: SemanticCore) -> None:
-    async with core.store.transaction() as conn:
+    async with sqlite_of(core).transaction() as conn:
         await conn.execute(f"PRAGMA max_page_count = {ROOMY}")
 
 
@@ -111,7 +111,7 @@ async def test_sync_status_on_a_full_disk_raises_store_error(
 async def test_flush_queue_on_a_failing_disk_raises_store_error(open_core: OpenCore) -> None:
     core = await open_core()
     await _ingest(core, 3)
-    async with core.store.transaction() as conn:
+    async with sqlite_of(core).transaction() as conn:
         await conn.execute(
             "CREATE TRIGGER disk_full BEFORE INSERT ON batch_jobs "
             "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"

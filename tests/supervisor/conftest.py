@@ -18,7 +18,7 @@ from asemantic import (
 from asemantic.adapters.gemini.client import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
-from tests.support import CoreOpener, fast_supervisor
+from tests.support import CoreOpener, fast_supervisor, sqlite_of
 from tests.support import eventually as eventually  # shared with this suite's tests
 
 DEFAULT_KEY = "sup-default-key-7f3a91"
@@ -82,12 +82,12 @@ async def job_statuses(core: SemanticCore) -> list[JobStatus]:
 
 
 async def vector_counts(core: SemanticCore) -> tuple[int, int]:
-    rows = await core.store.fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
+    rows = await sqlite_of(core).fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
     return int(rows[0][0]), int(rows[0][1])
 
 
 async def lease_row(core: SemanticCore) -> tuple[str, float] | None:
-    rows = await core.store.fetchall("SELECT owner, expires_at FROM supervisor_lease")
+    rows = await sqlite_of(core).fetchall("SELECT owner, expires_at FROM supervisor_lease")
     return (str(rows[0][0]), float(rows[0][1])) if rows else None
 
 

@@ -23,6 +23,7 @@ from tests.supervisor.conftest import (
     keep_completing,
     vector_counts,
 )
+from tests.support import sqlite_of
 
 
 def _no_key_in(*texts: str | None) -> None:
@@ -96,7 +97,7 @@ async def test_recovers_once_the_auth_fault_is_gone(
 
 
 async def _set_store_broken(core: SemanticCore, broken: bool) -> None:
-    async with core.store.transaction() as conn:
+    async with sqlite_of(core).transaction() as conn:
         if broken:
             await conn.execute(
                 "CREATE TRIGGER refuse_jobs BEFORE INSERT ON batch_jobs "

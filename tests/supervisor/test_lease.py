@@ -30,12 +30,13 @@ from tests.supervisor.conftest import (
     keep_completing,
     lease_row,
 )
+from tests.support import sqlite_of
 
 FROZEN_TTL = 0.5
 
 
 async def _write_lease(core: SemanticCore, owner: str, expires_at: float) -> None:
-    async with core.store.transaction() as conn:
+    async with sqlite_of(core).transaction() as conn:
         await conn.execute(
             "INSERT INTO supervisor_lease (id, owner, expires_at) VALUES (1, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, "

@@ -33,6 +33,7 @@ from tests.supervisor.conftest import (
     lease_row,
     vector_counts,
 )
+from tests.support import sqlite_of
 
 
 async def _check_done(core: SemanticCore, emulator: GeminiEmulator, n: int) -> None:
@@ -195,7 +196,7 @@ async def test_stop_during_a_write_rolls_it_back_and_unlocks(
     assert await job_statuses(core) == [JobStatus.PROCESSING]
     _writer_is_free(db_path)
     with anyio.fail_after(2):
-        async with core.store.transaction() as conn:
+        async with sqlite_of(core).transaction() as conn:
             await conn.execute("SELECT 1")
     assert await core.store.integrity_check() == "ok"
 

@@ -204,6 +204,6 @@ async def _status(
 ) -> tuple[dict[str, int], dict[str, int], int, list[JobRecord]]:
     async with app.core(need=Need.NONE) as core:
         stats = await core.stats()
-        queued = len(await core.batch_jobs.queued_chunks())
-        active = await core.batch_jobs.jobs(ACTIVE_STATUSES)
-    return dict(stats.chunks), dict(stats.jobs), queued, active
+        snapshot = await core.batch_jobs.snapshot()
+    active = snapshot.in_status(*ACTIVE_STATUSES)
+    return dict(stats.chunks), dict(stats.jobs), len(snapshot.queued), active
