@@ -88,7 +88,7 @@ class SemanticCore:
     @classmethod
     def open(
         cls,
-        target: str | os.PathLike[str],
+        target: str | os.PathLike[str] | Store,
         *,
         keys: GoogleKeyring | None = None,
         embedder: Embedder | None = None,
@@ -97,8 +97,9 @@ class SemanticCore:
     ) -> _Opening:
         """Open (creating if needed) the database at ``target``.
 
-        ``target`` is a SQLite file path (the embedded default) or ``":memory:"``
-        (an in-memory database, gone when closed); the engine is chosen from its form.
+        ``target`` is a SQLite file path (the embedded default), ``":memory:"`` (an
+        in-memory database, gone when closed) or a :class:`~asemantic.ports.Store` you
+        built (the core then closes it); the engine is chosen from its form.
         Without ``embedder``, a :class:`GeminiEmbedder` on ``keys.default`` is used, in
         the space of ``config.space``. With one, the embedder's space rules.
         """
@@ -310,7 +311,7 @@ class _Opening:
     def __init__(
         self,
         cls: type[SemanticCore],
-        target: str | os.PathLike[str],
+        target: str | os.PathLike[str] | Store,
         *,
         keys: GoogleKeyring | None,
         embedder: Embedder | None,

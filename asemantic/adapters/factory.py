@@ -11,6 +11,9 @@ Decisions:
   scheme the project has no engine for is refused with a clear
   :class:`~asemantic.errors.StoreError` (never taken for a file name); anything else
   is a path to a SQLite file, created if needed.
+* **A store object is taken as it is**: ``SemanticCore.open(store)`` runs on a store
+  the caller built (an engine with settings of its own, or a test double wrapping a
+  real one); the core then owns it and closes it.
 * Engines are imported when chosen, so opening a SQLite file never imports another
   engine's driver.
 """
@@ -61,7 +64,7 @@ def describe_target(target: str | os.PathLike[str]) -> str:
 
 
 async def open_store(
-    target: str | os.PathLike[str],
+    target: str | os.PathLike[str] | Store,
     *,
     space: EmbeddingSpace | None,
     options: StoreOptions | None = None,
@@ -71,6 +74,8 @@ async def open_store(
     ``space`` is recorded on first use; a database of another space raises
     :class:`~asemantic.errors.EmbeddingSpaceMismatchError`.
     """
+    if not isinstance(target, str | os.PathLike):
+        return target
     options = options or StoreOptions()
     engine = describe_target(target)
     if engine == "memory":
