@@ -20,7 +20,7 @@ from asemantic import (
 from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.testing.emulator import GeminiEmulator
 
-__all__ = ["CoreOpener", "eventually", "fast_supervisor", "sqlite_of"]
+__all__ = ["CoreOpener", "corpus", "eventually", "fast_supervisor", "sqlite_of"]
 
 
 def sqlite_of(core: SemanticCore) -> SqliteStore:
@@ -115,3 +115,16 @@ async def eventually(
             if outcome:
                 return
             await anyio.sleep(every)
+
+
+def corpus(
+    n: int, *, start: int = 0, words: int = 24, prefix: str = "doc"
+) -> list[tuple[str, str]]:
+    """``n`` small distinct one-chunk documents (source, text), numbered from ``start``."""
+    topics = ["invoice", "refund", "vacation", "certificate", "outage", "onboarding"]
+    docs = []
+    for i in range(start, start + n):
+        topic = topics[i % len(topics)]
+        body = " ".join(f"{topic} word{i}x{j}" for j in range(words // 2))
+        docs.append((f"{prefix}-{i}", f"# {topic.title()} note {i}\n\n{body}\n"))
+    return docs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from asemantic.adapters.gemini.client import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
 from tests.support import CoreOpener
+from tests.support import corpus as _corpus
 
 DEFAULT_KEY = "test-default-key-0001"
 BATCH_KEY = "test-batch-key-0002"
@@ -53,12 +55,5 @@ async def open_core(
     await opener.aclose()
 
 
-def corpus(n: int, *, words: int = 40) -> list[tuple[str, str]]:
-    """``n`` small distinct documents (source, text) of one paragraph each."""
-    topics = ["invoice", "refund", "vacation", "certificate", "outage", "onboarding"]
-    docs = []
-    for i in range(n):
-        topic = topics[i % len(topics)]
-        body = " ".join(f"{topic} word{i}x{j}" for j in range(words // 2))
-        docs.append((f"doc-{i}", f"# {topic.title()} note {i}\n\n{body}\n"))
-    return docs
+corpus = functools.partial(_corpus, words=40)
+"""This suite's documents: one paragraph of 40 words each."""

@@ -27,6 +27,7 @@ from asemantic.testing.emulator import GeminiEmulator
 from asemantic.testing.emulator.rpc import api_key_invalid
 from asemantic.testing.emulator.wire import EmulatorResponse
 from tests.support import CoreOpener, sqlite_of
+from tests.support import corpus as corpus  # shared with this suite's tests
 from tests.support import eventually as wait_until
 
 DEFAULT_KEY = "AIzaDEFAULT-LEAK-CANARY-1"
@@ -90,11 +91,6 @@ def keys() -> GoogleKeyring:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "kb.db"
-
-
-@pytest.fixture
 async def open_core(
     db_path: Path, keys: GoogleKeyring, emulator: RevocableEmulator
 ) -> AsyncIterator[OpenCore]:
@@ -110,19 +106,6 @@ async def open_core(
     )
     yield opener
     await opener.aclose()
-
-
-def corpus(
-    n: int, *, start: int = 0, words: int = 24, prefix: str = "doc"
-) -> list[tuple[str, str]]:
-    """``n`` small distinct one-chunk documents (source, text)."""
-    topics = ["invoice", "refund", "vacation", "certificate", "outage", "onboarding"]
-    docs = []
-    for i in range(start, start + n):
-        topic = topics[i % len(topics)]
-        body = " ".join(f"{topic} word{i}x{j}" for j in range(words // 2))
-        docs.append((f"{prefix}-{i}", f"# {topic.title()} note {i}\n\n{body}\n"))
-    return docs
 
 
 async def count(core: SemanticCore, table: str) -> int:

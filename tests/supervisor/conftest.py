@@ -19,6 +19,7 @@ from asemantic.adapters.gemini.client import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
 from tests.support import CoreOpener, fast_supervisor, sqlite_of
+from tests.support import corpus as corpus  # shared with this suite's tests
 from tests.support import eventually as eventually  # shared with this suite's tests
 
 DEFAULT_KEY = "sup-default-key-7f3a91"
@@ -41,11 +42,6 @@ def keys() -> GoogleKeyring:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "kb.db"
-
-
-@pytest.fixture
 async def open_core(
     db_path: Path, keys: GoogleKeyring, emulator: GeminiEmulator
 ) -> AsyncIterator[OpenCore]:
@@ -59,17 +55,6 @@ async def open_core(
     )
     yield opener
     await opener.aclose()
-
-
-def corpus(n: int, *, words: int = 24) -> list[tuple[str, str]]:
-    """``n`` small distinct one-chunk documents (source, text)."""
-    topics = ["invoice", "refund", "vacation", "certificate", "outage", "onboarding"]
-    docs = []
-    for i in range(n):
-        topic = topics[i % len(topics)]
-        body = " ".join(f"{topic} word{i}x{j}" for j in range(words // 2))
-        docs.append((f"doc-{i}", f"# {topic.title()} note {i}\n\n{body}\n"))
-    return docs
 
 
 async def ingest(core: SemanticCore, n: int, *, start: int = 0) -> None:
