@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -17,10 +18,20 @@ from asemantic import (
     SemanticCore,
     SupervisorConfig,
 )
+from asemantic.adapters.factory import StoreOptions, open_store
 from asemantic.adapters.sqlite.store import SqliteStore
+from asemantic.ports import JobStore, Store
 from asemantic.testing.emulator import GeminiEmulator
 
-__all__ = ["CoreOpener", "corpus", "eventually", "fast_supervisor", "sqlite_of"]
+__all__ = [
+    "CoreOpener",
+    "StoreWrap",
+    "corpus",
+    "eventually",
+    "fast_supervisor",
+    "replace_job_methods",
+    "sqlite_of",
+]
 
 
 def sqlite_of(core: SemanticCore) -> SqliteStore:
@@ -28,6 +39,44 @@ def sqlite_of(core: SemanticCore) -> SqliteStore:
     store = core.store
     assert isinstance(store, SqliteStore), f"expected a SQLite engine, got {store!r}"
     return store
+
+
+StoreWrap = Callable[[Store], Store]
+"""Turns the store a test core opens into the store it runs on (a test double)."""
+
+
+class _JobsWith:
+    """A JobStore that delegates to ``inner``, except for the methods in ``replaced``."""
+
+    def __init__(self, inner: JobStore, replaced: dict[str, Callable[..., Any]]) -> None:
+        self._inner = inner
+        self._replaced = replaced
+
+    def __getattr__(self, name: str) -> Any:
+        return self._replaced.get(name) or getattr(self._inner, name)
+
+
+class _StoreWith:
+    """A Store that delegates to ``inner`` but hands out ``jobs`` instead of its own."""
+
+    def __init__(self, inner: Store, jobs: JobStore) -> None:
+        self._inner = inner
+        self.jobs = jobs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def replace_job_methods(**replaced: Callable[..., Any]) -> StoreWrap:
+    """A :data:`StoreWrap` whose job store runs ``replaced`` methods (each gets the real
+    job store as its first argument) and delegates everything else."""
+
+    def wrap(store: Store) -> Store:
+        inner = store.jobs
+        bound = {name: functools.partial(method, inner) for name, method in replaced.items()}
+        return cast(Store, _StoreWith(store, cast(JobStore, _JobsWith(inner, bound))))
+
+    return wrap
 
 
 def fast_supervisor(**overrides: Any) -> SupervisorConfig:
@@ -81,12 +130,21 @@ class CoreOpener:
         retry: RetryConfig | None = None,
         gemini: GeminiSettings | None = None,
         config: CoreConfig | None = None,
+        wrap: StoreWrap | None = None,
     ) -> SemanticCore:
+        """Open a core; with ``wrap``, on the store ``wrap`` makes of the real one."""
         target = server or self._emulator
+        config = config or self._config
+        where: Path | Store = path or self._db_path
+        if wrap is not None:
+            options = StoreOptions(
+                busy_timeout_ms=config.busy_timeout_ms, memory_index=config.memory_index
+            )
+            where = wrap(await open_store(where, space=config.space, options=options))
         core = await SemanticCore.open(
-            path or self._db_path,
+            where,
             keys=keyring or self._keys,
-            config=config or self._config,
+            config=config,
             gemini=gemini
             or GeminiSettings(
                 base_url=base_url or target.base_url,

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from asemantic import BatchSupervisor, JobStatus, SemanticCore
-from asemantic.adapters.sqlite.jobs import SqliteJobStore
+from asemantic.ports import JobStore
 from asemantic.testing.emulator import Fault, GeminiEmulator, JobFault
 from tests.supervisor.conftest import (
     BATCH_KEY,
@@ -23,7 +23,7 @@ from tests.supervisor.conftest import (
     keep_completing,
     vector_counts,
 )
-from tests.support import sqlite_of
+from tests.support import replace_job_methods, sqlite_of
 
 
 def _no_key_in(*texts: str | None) -> None:
@@ -207,21 +207,19 @@ async def test_a_job_that_fails_remotely_does_not_stop_the_others(
 
 
 async def test_a_job_whose_apply_keeps_failing_does_not_stop_the_others(
-    open_core: OpenCore, emulator: GeminiEmulator, monkeypatch: pytest.MonkeyPatch
+    open_core: OpenCore, emulator: GeminiEmulator
 ) -> None:
-    core = await open_core()
-    await ingest(core, 2)
-    original = SqliteJobStore.apply_results
     cursed: list[str] = []
 
-    async def apply_results(self: SqliteJobStore, job_id: str, *args: Any, **kw: Any) -> Any:
+    async def apply_results(real: JobStore, job_id: str, *args: Any, **kw: Any) -> Any:
         if not cursed:
             cursed.append(job_id)
         if job_id == cursed[0]:
             raise RuntimeError("this job's results break a bug in the code")
-        return await original(self, job_id, *args, **kw)
+        return await real.apply_results(job_id, *args, **kw)
 
-    monkeypatch.setattr(SqliteJobStore, "apply_results", apply_results)
+    core = await open_core(wrap=replace_job_methods(apply_results=apply_results))
+    await ingest(core, 2)
     with anyio.fail_after(20):
         async with anyio.create_task_group() as helpers:
             helpers.start_soon(keep_completing, emulator)

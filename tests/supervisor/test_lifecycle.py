@@ -19,8 +19,7 @@ from asemantic import (
     SqliteStore,
     SupervisorLeaseError,
 )
-from asemantic.adapters.sqlite.jobs import SqliteJobStore
-from asemantic.ports import Lease
+from asemantic.ports import JobStore, Lease
 from asemantic.testing.emulator import GeminiEmulator, RealClock
 from tests.supervisor.conftest import (
     DEFAULT_KEY,
@@ -33,7 +32,7 @@ from tests.supervisor.conftest import (
     lease_row,
     vector_counts,
 )
-from tests.support import sqlite_of
+from tests.support import replace_job_methods, sqlite_of
 
 
 async def _check_done(core: SemanticCore, emulator: GeminiEmulator, n: int) -> None:
@@ -365,19 +364,17 @@ async def test_an_asyncio_timeout_around_the_block_stops_it_promptly(
 
 
 async def test_cancelled_while_taking_the_lease_leaves_no_lease_behind(
-    open_core: OpenCore, monkeypatch: pytest.MonkeyPatch
+    open_core: OpenCore,
 ) -> None:
-    core = await open_core()
     committed = anyio.Event()
-    original = SqliteJobStore.acquire_lease
 
-    async def slow_answer(self: SqliteJobStore, owner: str, *, ttl: float, now: float) -> Lease:
-        lease = await original(self, owner, ttl=ttl, now=now)  # committed
+    async def slow_answer(real: JobStore, owner: str, *, ttl: float, now: float) -> Lease:
+        lease = await real.acquire_lease(owner, ttl=ttl, now=now)  # committed
         committed.set()
         await anyio.sleep_forever()  # ... but the answer never arrives
         return lease
 
-    monkeypatch.setattr(SqliteJobStore, "acquire_lease", slow_answer)
+    core = await open_core(wrap=replace_job_methods(acquire_lease=slow_answer))
     with anyio.fail_after(5):
         async with anyio.create_task_group() as group:
 
