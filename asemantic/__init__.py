@@ -12,7 +12,6 @@ through the Gemini Batch API) and kept with their vectors in one SQLite file::
 
 from typing import TYPE_CHECKING, Any
 
-from asemantic.adapters.gemini.retry import RetryConfig
 from asemantic.adapters.sqlite.schema import ensure_schema_compatibility
 from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.batch.manager import BatchManager, SyncReport
@@ -28,7 +27,7 @@ from asemantic.domain.documents import (
 )
 from asemantic.domain.events import TransitionEvent
 from asemantic.domain.jobs import JobStatus
-from asemantic.domain.policy import RetryPolicy
+from asemantic.domain.policy import RetryConfig, RetryPolicy
 from asemantic.domain.pricing import CostReport, Pricing
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import (

@@ -1,13 +1,16 @@
-"""Settings of a :class:`~asemantic.SemanticCore`, as one frozen value."""
+"""Settings of a :class:`~asemantic.SemanticCore`, as one frozen value.
+
+Decisions: the settings import no adapter and no HTTP library (the retry settings come
+from :mod:`asemantic.domain.policy`), so ``transport`` and ``http_client`` are typed
+``Any`` here and typed precisely where they are used, in the Gemini adapters.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
-
-from asemantic.adapters.gemini.retry import RetryConfig
+from asemantic.domain.policy import RetryConfig
 from asemantic.domain.pricing import Pricing
 from asemantic.domain.space import EmbeddingSpace
 
@@ -19,13 +22,14 @@ class GeminiSettings:
     """How to reach Gemini.
 
     ``base_url`` points the SDK elsewhere (an emulator, a proxy); ``transport`` injects an
-    ``httpx2`` transport (the in-process emulator, or a mock in unit tests);
-    ``http_client`` injects an ``httpx.AsyncClient``/``httpx2.AsyncClient`` you own
-    (proxies, custom TLS, ``respx``). ``retry`` sets retries and the per-call timeout.
+    ``httpx2`` transport, an ``httpx2.AsyncBaseTransport`` (the in-process emulator, or a
+    mock in unit tests); ``http_client`` injects an ``httpx.AsyncClient``/
+    ``httpx2.AsyncClient`` you own (proxies, custom TLS, ``respx``). ``retry`` sets
+    retries and the per-call timeout.
     """
 
     base_url: str | None = None
-    transport: httpx2.AsyncBaseTransport | None = None
+    transport: Any = None
     http_client: Any = None
     retry: RetryConfig = field(default_factory=RetryConfig)
     max_concurrency: int = 4

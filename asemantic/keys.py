@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from asemantic.errors import InvalidInputError, MissingBatchKeyError
+from asemantic.domain.policy import require_batch_key
+from asemantic.errors import InvalidInputError
 
 __all__ = ["GoogleKeyring", "Secret"]
 
@@ -73,15 +74,11 @@ class GoogleKeyring:
 
     @property
     def batch(self) -> Secret:
-        """The batch key; raises the documented ``ValueError`` when there is none."""
-        if self._batch is None:
-            raise MissingBatchKeyError()
+        """The batch key; raises the documented ``ValueError`` when there is none
+        (:func:`asemantic.domain.policy.require_batch_key`)."""
+        require_batch_key(self)
+        assert self._batch is not None  # require_batch_key raised otherwise
         return self._batch
-
-    def require_batch_key(self) -> None:
-        """Raise the documented ``ValueError`` unless a batch key is configured."""
-        if self._batch is None:
-            raise MissingBatchKeyError()
 
     def __repr__(self) -> str:
         batch = "'***'" if self._batch is not None else "None"

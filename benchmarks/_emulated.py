@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from asemantic import GeminiSettings, GoogleKeyring
-from asemantic.adapters.gemini.client import RetryConfig
+from asemantic.domain.policy import RetryConfig
 from asemantic.testing.emulator import GeminiEmulator
 
 __all__ = [

@@ -12,7 +12,8 @@ Decisions:
   up to ``pause_max`` (never sooner than ``poll_interval``), all jittered. A failure
   that retrying will not cure on its own (a rejected key, a full disk, a request the
   provider refuses, any unexpected error) also sets ``health.paused_reason``;
-  transient provider trouble (429, 5xx, timeouts) only backs off.
+  transient provider trouble (429, 5xx, timeouts) only backs off. What is transient,
+  the backoff and the scrubbing are :mod:`asemantic.domain.policy`'s.
 * **A failure is judged by its root cause**: the first error of an exception group,
   an authentication error first if there is one.
 * **A database closed under a running supervisor is not paused on**: nothing can cure
@@ -32,13 +33,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from asemantic.batch.supervisor_config import SupervisorConfig, backoff_delay, jittered_delay
-from asemantic.errors import (
-    AuthenticationError,
-    ProviderError,
-    ProviderRequestError,
-    StoreClosedError,
-)
+from asemantic.batch.supervisor_config import SupervisorConfig
+from asemantic.domain.policy import backoff_delay, is_transient, jittered_delay, scrub
+from asemantic.errors import AuthenticationError, StoreClosedError
 
 if TYPE_CHECKING:
     from asemantic.keys import GoogleKeyring
@@ -61,13 +58,6 @@ def _root_cause(exc: Exception) -> Exception:
     return exc
 
 
-def _is_transient(exc: Exception) -> bool:
-    """Whether waiting alone may cure ``exc`` (rate limits, 5xx, timeouts)."""
-    return isinstance(exc, ProviderError) and not isinstance(
-        exc, AuthenticationError | ProviderRequestError
-    )
-
-
 class TickFailures:
     """The failed ticks of one supervisor, paced by ``config`` and jittered by ``rng``.
 
@@ -79,7 +69,7 @@ class TickFailures:
 
     def __init__(self, config: SupervisorConfig, keys: GoogleKeyring, rng: random.Random) -> None:
         self._config = config
-        self._keys = keys
+        self._secrets = (keys.default, keys.batch if keys.has_batch_key else None)
         self._rng = rng
         self.count = 0
         self.backoff: float | None = None
@@ -107,7 +97,7 @@ class TickFailures:
         self.count += 1
         self.last_error = message
         extra = {"failures": self.count, "error": type(cause).__name__}
-        if _is_transient(cause):
+        if is_transient(cause):
             logger.warning("batch supervisor tick failed; backing off", extra=extra)
         else:
             first = self.paused_reason is None
@@ -128,8 +118,4 @@ class TickFailures:
         return delay
 
     def _scrub(self, text: str) -> str:
-        for secret in (self._keys.default, self._keys.batch):
-            value = secret.reveal()
-            if value:
-                text = text.replace(value, "***")
-        return text[:_MAX_MESSAGE]
+        return scrub(text, self._secrets)[:_MAX_MESSAGE]

@@ -1,26 +1,25 @@
 """How a batch supervisor paces itself, and what it reports about its state.
 
 :class:`SupervisorConfig` holds the settings (checked when made), :class:`SupervisorHealth`
-the state a health endpoint shows; ``jittered_delay`` and ``backoff_delay`` turn the
-settings into the delays between ticks. :mod:`asemantic.batch.supervisor` uses them
-and re-exports both classes.
+the state a health endpoint shows. :mod:`asemantic.batch.supervisor` uses them and
+re-exports both classes; the delays between ticks are computed from the settings by
+:mod:`asemantic.domain.policy` (``jittered_delay``, ``backoff_delay``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import random
 from dataclasses import dataclass
 from typing import Any
 
+# Re-imported only for asemantic.batch.supervisor, which still takes it from here.
+from asemantic.domain.policy import jittered_delay as jittered_delay
 from asemantic.errors import InvalidInputError
 
 __all__ = [
     "SupervisorConfig",
     "SupervisorHealth",
-    "backoff_delay",
-    "jittered_delay",
     "resolve_config",
 ]
 
@@ -108,21 +107,6 @@ class SupervisorHealth:
     last_tick_at: float | None
     failures: int = 0
     backoff: float | None = None
-
-
-def jittered_delay(interval: float, jitter: float, rng: random.Random) -> float:
-    """``interval`` spread uniformly over ``interval * [1 - jitter, 1 + jitter]``."""
-    if jitter <= 0:
-        return interval
-    low, high = interval * (1.0 - jitter), interval * (1.0 + jitter)
-    return min(high, max(low, rng.uniform(low, high)))
-
-
-def backoff_delay(failures: int, *, initial: float, cap: float) -> float:
-    """The delay after ``failures`` consecutive failures: doubling from ``initial``, capped."""
-    if failures < 1:
-        return 0.0
-    return min(cap, initial * 2.0 ** min(failures - 1, 64))
 
 
 def resolve_config(config: SupervisorConfig | None, overrides: dict[str, Any]) -> SupervisorConfig:

@@ -12,6 +12,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from asemantic.domain.policy import scrub
 from asemantic.errors import (
     AsemanticError,
     AuthenticationError,
@@ -147,8 +148,6 @@ MIN_REDACTED_LENGTH = 6
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ``***`` (defence in depth)."""
-    for secret in secrets:
-        if len(secret) >= MIN_REDACTED_LENGTH:
-            text = text.replace(secret, "***")
-    return text
+    """``text`` with every secret of at least :data:`MIN_REDACTED_LENGTH` characters
+    replaced by ``***`` (defence in depth; :func:`asemantic.domain.policy.scrub`)."""
+    return scrub(text, (secret for secret in secrets if len(secret) >= MIN_REDACTED_LENGTH))

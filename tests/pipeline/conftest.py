@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from asemantic import CoreConfig, GeminiSettings, GoogleKeyring, SemanticCore
-from asemantic.adapters.gemini.client import RetryConfig
+from asemantic.domain.policy import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
 from tests.support import CoreOpener

@@ -15,7 +15,7 @@ from asemantic import (
     JobStatus,
     SemanticCore,
 )
-from asemantic.adapters.gemini.client import RetryConfig
+from asemantic.domain.policy import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
 from tests.support import CoreOpener, fast_supervisor, sqlite_of

@@ -17,7 +17,7 @@ from asemantic import (
     JobStatus,
     SupervisorConfig,
 )
-from asemantic.batch.supervisor_config import backoff_delay, jittered_delay
+from asemantic.domain.policy import backoff_delay, jittered_delay
 from asemantic.testing.emulator import GeminiEmulator
 from tests.supervisor.conftest import (
     OpenCore,

@@ -25,11 +25,11 @@ from google.genai.pagers import AsyncPager
 from asemantic.adapters.gemini.client import (
     ClientHandle,
     LazyClient,
-    RetryConfig,
     call_with_retries,
     translate_error,
 )
 from asemantic.adapters.gemini.results import iter_result_slices
+from asemantic.domain.policy import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import ProviderError
 from asemantic.keys import GoogleKeyring, Secret
@@ -87,7 +87,7 @@ class GeminiBatchClient:
         temp_dir: str | os.PathLike[str] | None = None,
         slice_size: int = 512,
     ) -> None:
-        self._key: Secret = keys.batch  # raises the documented ValueError
+        self._key: Secret = keys.batch  # no batch key: the documented ValueError (policy)
         self._space = space or EmbeddingSpace()
         self._retry = retry or RetryConfig()
         self._lazy = LazyClient(

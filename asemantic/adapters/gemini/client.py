@@ -23,7 +23,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from asemantic.adapters.gemini.retry import RetryConfig
+from asemantic.domain.policy import RetryConfig, is_retryable_status, scrub
 from asemantic.errors import (
     AuthenticationError,
     ProviderError,
@@ -37,7 +37,6 @@ from asemantic.keys import Secret
 __all__ = [
     "ClientHandle",
     "LazyClient",
-    "RetryConfig",
     "call_with_retries",
     "open_client",
     "translate_error",
@@ -46,7 +45,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 try:  # httpx is optional: the SDK runs on it only when the caller injects a client.
     import httpx as _httpx
@@ -157,12 +155,6 @@ class LazyClient:
             await handle.aclose()
 
 
-def scrub(text: str, secrets: Iterable[Secret]) -> str:
-    for secret in secrets:
-        text = text.replace(secret.reveal(), "***")
-    return text
-
-
 def translate_error(
     exc: BaseException, *, what: str, secrets: Iterable[Secret] = ()
 ) -> ProviderError:
@@ -192,8 +184,10 @@ def translate_error(
 
 
 def is_retryable(exc: BaseException) -> bool:
+    """Whether a failed call is worth trying again: a retryable HTTP status (see
+    :func:`asemantic.domain.policy.is_retryable_status`), a timeout or a transport error."""
     if isinstance(exc, genai_errors.APIError):
-        return exc.code in _RETRYABLE_STATUS
+        return is_retryable_status(exc.code)
     return isinstance(exc, _TIMEOUTS + _TRANSPORT)
 
 

@@ -13,9 +13,9 @@ from google.genai import types
 from asemantic.adapters.gemini.client import (
     ClientHandle,
     LazyClient,
-    RetryConfig,
     call_with_retries,
 )
+from asemantic.domain.policy import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.vectors import normalize
 from asemantic.errors import AsemanticError, ProviderError
