@@ -42,12 +42,14 @@ class CoreConfig:
     ``target_tokens``/``max_tokens`` drive the splitter (estimated tokens per chunk);
     ``auto_batch_min_tokens`` is the size from which ``mode="auto"`` sends a document
     through the Batch API (when a batch key is configured). ``pricing`` sets the list
-    prices :meth:`SemanticCore.stats` uses; ``max_concurrent_jobs`` bounds concurrent
-    polls of the batch manager; ``create_grace_seconds`` is how long the manager waits
-    after a batch create of unknown outcome (a timeout, a 5xx) before it may send
-    another for the same job, rather than risk a duplicate. ``memory_index`` searches an
-    exact in-memory copy of the vectors (see
-    :meth:`asemantic.adapters.sqlite.SqliteStore.open`); off, vec0.
+    prices :meth:`SemanticCore.stats` uses; ``create_grace_seconds`` is how long the
+    batch manager waits after a batch create of unknown outcome (a timeout, a 5xx)
+    before it may send another for the same job, rather than risk a duplicate.
+    ``memory_index`` searches an exact in-memory copy of the vectors (see
+    :meth:`asemantic.adapters.sqlite.SqliteStore.open`); off, vec0. How many batch jobs
+    are polled at a time is the supervisor's setting
+    (:attr:`SupervisorConfig.max_concurrent_jobs`), and an argument of
+    :meth:`BatchManager.sync_status` for a pass run by hand.
     """
 
     space: EmbeddingSpace = field(default_factory=EmbeddingSpace)
@@ -56,7 +58,6 @@ class CoreConfig:
     auto_batch_min_tokens: int = 20_000
     max_search_k: int = 1000
     busy_timeout_ms: int = 5000
-    max_concurrent_jobs: int = 50
     create_grace_seconds: float = 120.0
     pricing: Pricing = field(default_factory=Pricing)
     memory_index: bool = True

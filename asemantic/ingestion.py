@@ -30,10 +30,10 @@ from asemantic.domain.documents import (
     JSONValue,
 )
 from asemantic.domain.hashing import document_hash, validate_metadata
-from asemantic.domain.policy import choose_mode, parse_mode
+from asemantic.domain.policy import choose_mode, parse_mode, require_batch_key
 from asemantic.domain.text import check_name, clean_text
 from asemantic.domain.tokens import approximate_tokens
-from asemantic.errors import InputFileError, MissingBatchKeyError
+from asemantic.errors import InputFileError
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import DocumentWrite, Embedder, EmbedRequest, Store
 
@@ -100,8 +100,8 @@ class Ingestor:
     ) -> tuple[IngestMode, str]:
         mode = parse_mode(requested)
         has_batch_key = self.keys is not None and self.keys.has_batch_key
-        if mode is IngestMode.ASYNC and not has_batch_key:
-            raise MissingBatchKeyError()
+        if mode is IngestMode.ASYNC:
+            require_batch_key(self.keys)
         return choose_mode(
             mode,
             has_batch_key=has_batch_key,

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 # Re-imported only for asemantic.batch.supervisor, which still takes it from here.
-from asemantic.domain.policy import jittered_delay as jittered_delay
 from asemantic.errors import InvalidInputError
 
 __all__ = [
