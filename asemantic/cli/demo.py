@@ -33,7 +33,6 @@ from asemantic.core import CoreStats, SemanticCore
 from asemantic.domain.documents import Document, SearchHit
 from asemantic.ingestion import MARKDOWN_SUFFIXES, TEXT_SUFFIXES
 from asemantic.keys import GoogleKeyring
-from asemantic.testing.emulator import GeminiEmulator, RealClock
 
 __all__ = ["DEMO_QUERIES", "DemoOptions", "DemoResult", "run_demo", "sample_documents"]
 
@@ -108,12 +107,7 @@ async def run_demo(
             db = options.db or LIVE_DB
         else:
             keys = GoogleKeyring(DEMO_ONLINE_KEY, batch_key=DEMO_BATCH_KEY)
-            emulator = GeminiEmulator(
-                clock=RealClock(speed=EMULATOR_SPEED),
-                pending_seconds=PENDING_SECONDS,
-                running_seconds=RUNNING_SECONDS,
-            )
-            base_url = await stack.enter_async_context(emulator.serve())
+            base_url = await _serve_emulator(stack)
             db = options.db or _temp_db(stack)
         result = DemoResult(database=str(db), base_url=base_url, live=options.live)
         tell.intro(result)
@@ -129,6 +123,20 @@ async def run_demo(
         result.stats = await core.stats()
     result.seconds = time.monotonic() - started
     return result
+
+
+async def _serve_emulator(stack: AsyncExitStack) -> str:
+    """Serve a Gemini emulator on loopback until ``stack`` closes; its base URL."""
+    # The emulator is test tooling (asemantic.testing): loaded only when the offline
+    # demo runs, so ``import asemantic.cli`` and ``asemantic --help`` never pay for it.
+    from asemantic.testing.emulator import GeminiEmulator, RealClock
+
+    emulator = GeminiEmulator(
+        clock=RealClock(speed=EMULATOR_SPEED),
+        pending_seconds=PENDING_SECONDS,
+        running_seconds=RUNNING_SECONDS,
+    )
+    return await stack.enter_async_context(emulator.serve())
 
 
 def _temp_db(stack: AsyncExitStack) -> Path:

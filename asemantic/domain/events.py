@@ -6,22 +6,23 @@ Decisions:
   may change what the next one sees. ``stats`` is therefore copied into a read-only,
   hashable :class:`Stats` mapping (a ``MappingProxyType`` would be read-only but not
   hashable, which would make the frozen event unhashable too).
-* ``at`` must be timezone-aware, as for :class:`~asemantic.domain.jobs.Transition`.
-* A hook may be a plain function or a coroutine function; the dispatcher (not this
-  module) awaits what needs awaiting and isolates hooks from each other's errors.
+* ``at`` must be timezone-aware; a naive time is refused with ``InvalidInputError``.
+* The callback type and the dispatcher live in :mod:`asemantic.batch.hooks`
+  (``TransitionCallback``, ``HookRegistry``): a hook may be a plain function or a
+  coroutine function, and awaiting it and isolating hooks from each other's errors is
+  dispatch, not domain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeAlias
 
-from asemantic.domain.jobs import JobStatus, Transition
+from asemantic.domain.jobs import JobStatus
 from asemantic.errors import InvalidInputError
 
-__all__ = ["Stats", "TransitionEvent", "TransitionHook"]
+__all__ = ["Stats", "TransitionEvent"]
 
 
 class Stats(Mapping[str, int]):
@@ -80,25 +81,3 @@ class TransitionEvent:
         object.__setattr__(self, "to_status", JobStatus(self.to_status))
         if not isinstance(self.stats, Stats):
             object.__setattr__(self, "stats", Stats(self.stats))
-
-    @classmethod
-    def from_transition(
-        cls,
-        transition: Transition,
-        *,
-        remote_name: str | None = None,
-        stats: Mapping[str, int] | None = None,
-    ) -> TransitionEvent:
-        """The event announcing a persisted :class:`Transition`."""
-        return cls(
-            job_id=transition.job_id,
-            remote_name=remote_name,
-            from_status=transition.from_status,
-            to_status=transition.to_status,
-            at=transition.at,
-            stats=Stats(stats),
-        )
-
-
-TransitionHook: TypeAlias = Callable[[TransitionEvent], Awaitable[None] | None]
-"""A callback for job transitions: a function, or one returning an awaitable."""

@@ -8,8 +8,8 @@ from typing import Any, cast
 
 import pytest
 
-from asemantic.domain.events import Stats, TransitionEvent, TransitionHook
-from asemantic.domain.jobs import JobStatus, advance
+from asemantic.domain.events import Stats, TransitionEvent
+from asemantic.domain.jobs import JobMachine, JobStatus, JobTrigger
 from asemantic.errors import InvalidInputError
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -64,25 +64,20 @@ def test_naive_times_are_refused() -> None:
         dataclasses.replace(make(), at=datetime(2025, 1, 1))
 
 
-def test_from_transition() -> None:
-    step = advance("j", JobStatus.PROCESSING, "complete", at=NOW)  # type: ignore[arg-type]
-    event = TransitionEvent.from_transition(step, remote_name="batches/9", stats={"succeeded": 5})
+def test_an_event_announces_a_machine_move() -> None:
+    machine = JobMachine(JobStatus.PROCESSING)
+    before = machine.status
+    event = TransitionEvent(
+        job_id="j",
+        remote_name="batches/9",
+        from_status=before,
+        to_status=machine.fire(JobTrigger.COMPLETE),
+        at=NOW,
+        stats={"succeeded": 5},
+    )
     assert (event.from_status, event.to_status, event.remote_name) == (
         JobStatus.PROCESSING,
         JobStatus.COMPLETED,
         "batches/9",
     )
     assert event.stats["succeeded"] == 5 and repr(event.stats) == "Stats({'succeeded': 5})"
-
-
-def test_hooks_may_be_sync_or_async() -> None:
-    seen: list[TransitionEvent] = []
-
-    def sync_hook(event: TransitionEvent) -> None:
-        seen.append(event)
-
-    async def async_hook(event: TransitionEvent) -> None:
-        seen.append(event)
-
-    hooks: list[TransitionHook] = [sync_hook, async_hook]
-    assert len(hooks) == 2

@@ -5,29 +5,25 @@ from __future__ import annotations
 import enum
 import itertools
 import threading
-from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from asemantic.domain.jobs import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
+    JobMachine,
     JobStatus,
     JobTrigger,
     RemotePlan,
     RemoteState,
-    Transition,
-    advance,
-    advance_all,
     allowed_triggers,
     next_status,
     parse_remote_state,
     plan_for_remote,
 )
-from asemantic.errors import BatchError, InvalidInputError, InvalidTransitionError
+from asemantic.errors import BatchError, InvalidTransitionError
 
 S, T = JobStatus, JobTrigger
-NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 LEGAL = {
     (S.CREATED, T.SUBMIT): S.SUBMITTED,
@@ -48,13 +44,18 @@ def test_status_sets_partition_the_statuses() -> None:
 
 @pytest.mark.parametrize(("status", "trigger"), ALL_PAIRS)
 def test_every_status_trigger_pair(status: JobStatus, trigger: JobTrigger) -> None:
+    machine = JobMachine(status)
     if (status, trigger) in LEGAL:
         assert next_status(status, trigger) is LEGAL[status, trigger]
-        assert trigger in allowed_triggers(status)
+        assert trigger in allowed_triggers(status) and trigger in machine.allowed()
+        assert machine.fire(trigger) is LEGAL[status, trigger] is machine.status
     else:
         with pytest.raises(InvalidTransitionError, match=f"cannot '{trigger.value}'"):
             next_status(status, trigger)
         assert trigger not in allowed_triggers(status)
+        with pytest.raises(InvalidTransitionError, match=f"cannot '{trigger.value}'"):
+            machine.fire(trigger)
+        assert machine.status is status  # a refused move changes nothing
 
 
 def test_plain_strings_work_and_garbage_is_refused() -> None:
@@ -63,6 +64,11 @@ def test_plain_strings_work_and_garbage_is_refused() -> None:
         next_status(S.CREATED, "explode")  # type: ignore[arg-type]
     with pytest.raises(InvalidTransitionError):
         next_status("LIMBO", T.FAIL)  # type: ignore[arg-type]
+    assert JobMachine("PROCESSING").fire("complete") is S.COMPLETED  # type: ignore[arg-type]
+    with pytest.raises(InvalidTransitionError, match="unknown job status: 'LIMBO'"):
+        JobMachine("LIMBO")  # type: ignore[arg-type]
+    with pytest.raises(InvalidTransitionError, match="unknown job trigger: 'explode'"):
+        JobMachine().fire("explode")  # type: ignore[arg-type]
 
 
 def test_the_error_lists_the_allowed_triggers() -> None:
@@ -73,42 +79,49 @@ def test_the_error_lists_the_allowed_triggers() -> None:
     assert issubclass(InvalidTransitionError, BatchError)
 
 
-def test_advance_builds_the_transition_to_persist() -> None:
-    step = advance("job-1", S.SUBMITTED, T.START, at=NOW)
-    assert step == Transition(
-        job_id="job-1", from_status=S.SUBMITTED, to_status=S.PROCESSING, at=NOW
+def test_a_job_machine_walks_the_happy_path_and_then_refuses_everything() -> None:
+    machine = JobMachine()
+    assert repr(machine) == "JobMachine(CREATED)"
+    assert [machine.fire(t) for t in (T.SUBMIT, T.START, T.COMPLETE)] == [
+        S.SUBMITTED,
+        S.PROCESSING,
+        S.COMPLETED,
+    ]
+    assert machine.allowed() == ()
+    with pytest.raises(InvalidTransitionError, match=r"in status COMPLETED; .*none \(finished\)"):
+        machine.fire(T.FAIL)
+    assert machine.status is S.COMPLETED and repr(machine) == "JobMachine(COMPLETED)"
+
+
+def test_the_machine_refusal_is_translated_not_leaked() -> None:
+    with pytest.raises(InvalidTransitionError) as caught:
+        JobMachine(S.CREATED).fire(T.START)
+    assert caught.value.__suppress_context__  # transitions' MachineError stays inside
+    assert str(caught.value) == (
+        "cannot 'start' a batch job in status CREATED; allowed triggers: submit, fail"
     )
 
 
-def test_advance_all_walks_a_path_or_raises_before_returning() -> None:
-    steps = advance_all("j", S.CREATED, [T.SUBMIT, T.START, T.COMPLETE], at=NOW)
-    assert [(s.from_status, s.to_status) for s in steps] == [
-        (S.CREATED, S.SUBMITTED),
-        (S.SUBMITTED, S.PROCESSING),
-        (S.PROCESSING, S.COMPLETED),
-    ]
-    assert advance_all("j", S.PROCESSING, [], at=NOW) == ()
-    with pytest.raises(InvalidTransitionError):
-        advance_all("j", S.CREATED, [T.SUBMIT, T.COMPLETE], at=NOW)
+def test_machines_are_independent() -> None:
+    first, second = JobMachine(), JobMachine()
+    first.fire(T.SUBMIT)
+    second.fire(T.FAIL)
+    assert (first.status, second.status) == (S.SUBMITTED, S.FAILED)
+    assert first.allowed() == (T.START, T.FAIL)
 
 
-def test_transition_times_must_be_aware() -> None:
-    with pytest.raises(InvalidInputError, match="timezone-aware"):
-        Transition(
-            job_id="j", from_status=S.CREATED, to_status=S.SUBMITTED, at=datetime(2025, 1, 1)
-        )
-    other_zone = datetime(2025, 1, 1, tzinfo=timezone(timedelta(hours=2)))
-    assert Transition(job_id="j", from_status=S.CREATED, to_status=S.SUBMITTED, at=other_zone)
-
-
-def test_the_shared_table_is_safe_across_threads() -> None:
+def test_the_shared_machine_is_safe_across_threads() -> None:
     errors: list[BaseException] = []
 
     def hammer() -> None:
         try:
-            for _ in range(2000):
+            for _ in range(500):
                 for (status, trigger), expected in LEGAL.items():
                     assert next_status(status, trigger) is expected
+                machine = JobMachine()
+                for trigger in (T.SUBMIT, T.START, T.COMPLETE):
+                    machine.fire(trigger)
+                assert machine.status is S.COMPLETED
         except BaseException as exc:  # pragma: no cover - only on failure
             errors.append(exc)
 
@@ -184,13 +197,11 @@ def test_every_status_remote_pair(status: JobStatus, remote: str) -> None:
             False,
             None,
         )
-        assert not plan.finishes_job
         return
     if state in REASONS:
         assert plan.triggers_before_apply == (T.FAIL,)
         assert plan.fail_reason is not None and REASONS[state] in plan.fail_reason
-        assert not plan.apply_results and not plan.unknown and plan.finishes_job
-        assert plan.triggers_after_apply == ()
+        assert not plan.apply_results and not plan.unknown
     else:
         before, apply, unknown = PLANS[status, remote]
         assert (plan.triggers_before_apply, plan.apply_results, plan.unknown) == (
@@ -199,12 +210,13 @@ def test_every_status_remote_pair(status: JobStatus, remote: str) -> None:
             unknown,
         )
         assert plan.fail_reason is None
-        assert plan.triggers_after_apply == ((T.COMPLETE,) if apply else ())
-    # Every plan is walkable from where the job stands.
-    steps = advance_all(
-        "j", status, [*plan.triggers_before_apply, *plan.triggers_after_apply], at=NOW
-    )
-    final = steps[-1].to_status if steps else status
+    # Every plan is walkable from where the job stands, then applying results completes.
+    machine = JobMachine(status)
+    for trigger in plan.triggers_before_apply:
+        machine.fire(trigger)
+    if plan.apply_results:
+        machine.fire(T.COMPLETE)
+    final = machine.status
     if plan.apply_results:
         assert final is S.COMPLETED
     elif plan.fail_reason:
@@ -215,8 +227,9 @@ def test_every_status_remote_pair(status: JobStatus, remote: str) -> None:
 
 def test_remote_plan_defaults() -> None:
     plan = RemotePlan(remote=None)
-    assert (plan.triggers_before_apply, plan.triggers_after_apply, plan.finishes_job) == (
+    assert (plan.triggers_before_apply, plan.apply_results, plan.fail_reason, plan.unknown) == (
         (),
-        (),
+        False,
+        None,
         False,
     )

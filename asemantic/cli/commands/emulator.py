@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from asemantic.cli.errors import CliError, ExitCode
-from asemantic.testing.emulator.cli import main as emulator_main
 
 __all__ = ["emulator"]
 
@@ -64,6 +63,9 @@ def emulator(
     ]
     for key in api_keys:
         argv += ["--api-key", key]
+    # Test tooling, loaded only when this command runs (not for ``--help``).
+    from asemantic.testing.emulator.cli import main as emulator_main
+
     try:
         code = emulator_main(argv)
     except OSError as exc:

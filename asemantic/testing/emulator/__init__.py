@@ -33,6 +33,11 @@ named in :data:`ENDPOINTS`, :class:`JobFault` (FAILED/CANCELLED/EXPIRED),
 :class:`LineFault` (``{"error": ...}`` result lines) and :class:`ResultCorruption`
 (garbage, blank, unknown-key or missing result lines).
 
+Transports: :class:`EmulatorTransport`, :class:`EmulatorAsyncTransport` (in-process
+``httpx2``) and :class:`EmulatorServer` (loopback) serve any :class:`RequestHandler`
+(``handle`` and ``handle_async`` from :class:`EmulatorRequest` to
+:class:`EmulatorResponse`); the emulator is one, and builds them for itself.
+
 Inspection: :attr:`GeminiEmulator.requests` (endpoint, key fingerprint, status, time,
 fault), :meth:`GeminiEmulator.requests_with_key`, :meth:`GeminiEmulator.peak_in_flight`,
 :attr:`GeminiEmulator.files`, :attr:`GeminiEmulator.batches`,
@@ -77,7 +82,12 @@ from asemantic.testing.emulator.requestlog import RecordedRequest
 from asemantic.testing.emulator.server import EmulatorServer
 from asemantic.testing.emulator.state import BatchInfo, FileInfo, Leftovers
 from asemantic.testing.emulator.transport import EmulatorAsyncTransport, EmulatorTransport
-from asemantic.testing.emulator.wire import DEFAULT_BASE_URL, EmulatorRequest, EmulatorResponse
+from asemantic.testing.emulator.wire import (
+    DEFAULT_BASE_URL,
+    EmulatorRequest,
+    EmulatorResponse,
+    RequestHandler,
+)
 
 __all__ = [
     "BatchInfo",
@@ -99,6 +109,7 @@ __all__ = [
     "ManualClock",
     "RealClock",
     "RecordedRequest",
+    "RequestHandler",
     "ResultCorruption",
     "main",
 ]

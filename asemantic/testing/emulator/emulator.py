@@ -26,6 +26,7 @@ from asemantic.testing.emulator.rpc import (
     html_not_found,
     missing_api_key,
 )
+from asemantic.testing.emulator.server import EmulatorServer
 from asemantic.testing.emulator.state import (
     BatchInfo,
     EmulatorConfig,
@@ -33,13 +34,11 @@ from asemantic.testing.emulator.state import (
     Leftovers,
     Store,
 )
+from asemantic.testing.emulator.transport import EmulatorAsyncTransport, EmulatorTransport
 from asemantic.testing.emulator.wire import DEFAULT_BASE_URL, EmulatorRequest, EmulatorResponse
 
 if TYPE_CHECKING:
     from google.genai import types
-
-    from asemantic.testing.emulator.server import EmulatorServer
-    from asemantic.testing.emulator.transport import EmulatorAsyncTransport, EmulatorTransport
 
 __all__ = ["GeminiEmulator"]
 
@@ -248,14 +247,10 @@ class GeminiEmulator:
 
     def transport(self) -> EmulatorTransport:
         """An ``httpx2`` transport answering from this emulator (for sync clients)."""
-        from asemantic.testing.emulator.transport import EmulatorTransport
-
         return EmulatorTransport(self)
 
     def async_transport(self) -> EmulatorAsyncTransport:
         """An ``httpx2`` async transport answering from this emulator."""
-        from asemantic.testing.emulator.transport import EmulatorAsyncTransport
-
         return EmulatorAsyncTransport(self)
 
     def http_options(self, **extra: Any) -> types.HttpOptions:
@@ -276,8 +271,6 @@ class GeminiEmulator:
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
         """A loopback HTTP server; use ``with`` or ``async with``, which give the base URL."""
-        from asemantic.testing.emulator.server import EmulatorServer
-
         return EmulatorServer(self, host=host, port=port)
 
     # -- time -------------------------------------------------------------------------

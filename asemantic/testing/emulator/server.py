@@ -1,4 +1,5 @@
-"""A loopback HTTP server (stdlib ``ThreadingHTTPServer`` on a thread) for the emulator."""
+"""A loopback HTTP server (stdlib ``ThreadingHTTPServer`` on a thread) for a
+:class:`RequestHandler` (the emulator)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,12 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 
-from asemantic.testing.emulator.wire import EmulatorRequest
-
-if TYPE_CHECKING:
-    from asemantic.testing.emulator.emulator import GeminiEmulator
+from asemantic.testing.emulator.wire import EmulatorRequest, RequestHandler
 
 __all__ = ["EmulatorServer"]
 
@@ -28,9 +26,9 @@ class _HTTPServer(ThreadingHTTPServer):
     # The default backlog of 5 makes bursts of new connections wait for SYN retries.
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], emulator: GeminiEmulator) -> None:
+    def __init__(self, address: tuple[str, int], handler: RequestHandler) -> None:
         super().__init__(address, _Handler)
-        self.emulator = emulator
+        self.handler = handler
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
 
@@ -101,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=self._body(),
             base_url=f"http://{host}",
         )
-        answer = self.server.emulator.handle(request)
+        answer = self.server.handler.handle(request)
         if answer.drop_connection:
             self.close_connection = True
             return
@@ -136,8 +134,8 @@ class EmulatorServer:
     scripted latency is a real sleep.
     """
 
-    def __init__(self, emulator: GeminiEmulator, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._emulator = emulator
+    def __init__(self, handler: RequestHandler, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._handler = handler
         self._address = (host, port)
         self._server: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -157,7 +155,7 @@ class EmulatorServer:
         """Bind, serve on a background thread and return the base URL."""
         if self._server is not None:
             raise RuntimeError("the emulator server is already running")
-        self._server = _HTTPServer(self._address, self._emulator)
+        self._server = _HTTPServer(self._address, self._handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

@@ -1,4 +1,5 @@
-"""``httpx2`` transports that answer from a :class:`GeminiEmulator`, with no network.
+"""``httpx2`` transports that answer from a :class:`RequestHandler` (the emulator), with
+no network.
 
 They serve any host, so the absolute ``X-Goog-Upload-URL`` the emulator returns (on the
 host the client used, ``http://emulator.invalid`` by default) reaches it too.
@@ -6,14 +7,9 @@ host the client used, ``http://emulator.invalid`` by default) reaches it too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import httpx2
 
-from asemantic.testing.emulator.wire import EmulatorRequest, EmulatorResponse
-
-if TYPE_CHECKING:
-    from asemantic.testing.emulator.emulator import GeminiEmulator
+from asemantic.testing.emulator.wire import EmulatorRequest, EmulatorResponse, RequestHandler
 
 __all__ = ["EmulatorAsyncTransport", "EmulatorTransport"]
 
@@ -23,30 +19,30 @@ _DROPPED = "Server disconnected without sending a response."
 class EmulatorTransport(httpx2.BaseTransport):
     """Sync transport; pass it as ``HttpOptions(client_args={"transport": ...})``."""
 
-    def __init__(self, emulator: GeminiEmulator) -> None:
-        self._emulator = emulator
+    def __init__(self, handler: RequestHandler) -> None:
+        self._handler = handler
 
     def __repr__(self) -> str:
         return "EmulatorTransport()"
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         body = request.read()
-        answer = self._emulator.handle(_to_emulator(request, body))
+        answer = self._handler.handle(_to_emulator(request, body))
         return _to_httpx(answer, request)
 
 
 class EmulatorAsyncTransport(httpx2.AsyncBaseTransport):
     """Async transport; pass it as ``HttpOptions(async_client_args={"transport": ...})``."""
 
-    def __init__(self, emulator: GeminiEmulator) -> None:
-        self._emulator = emulator
+    def __init__(self, handler: RequestHandler) -> None:
+        self._handler = handler
 
     def __repr__(self) -> str:
         return "EmulatorAsyncTransport()"
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()
-        answer = await self._emulator.handle_async(_to_emulator(request, body))
+        answer = await self._handler.handle_async(_to_emulator(request, body))
         return _to_httpx(answer, request)
 
 

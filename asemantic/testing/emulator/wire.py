@@ -1,13 +1,23 @@
-"""Transport-neutral request and response values of the emulator."""
+"""Transport-neutral request and response values of the emulator, and the handler
+protocol the transports serve.
+
+Decisions:
+
+* The transports (the in-process ``httpx2`` ones and the loopback server) depend on
+  :class:`RequestHandler` only, never on :class:`~asemantic.testing.emulator.GeminiEmulator`:
+  they translate HTTP to :class:`EmulatorRequest` and :class:`EmulatorResponse` back,
+  and whatever answers is the handler's business. The emulator imports them, not the
+  other way round, so there is no import cycle, and a test may serve a handler of its own.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["DEFAULT_BASE_URL", "EmulatorRequest", "EmulatorResponse"]
+__all__ = ["DEFAULT_BASE_URL", "EmulatorRequest", "EmulatorResponse", "RequestHandler"]
 
 #: The made-up host the in-process transports serve (``.invalid`` never resolves).
 DEFAULT_BASE_URL = "http://emulator.invalid"
@@ -85,3 +95,15 @@ class EmulatorResponse:
             if key.lower() == lowered:
                 return value
         return None
+
+
+class RequestHandler(Protocol):
+    """What the transports need from whatever answers their requests."""
+
+    def handle(self, request: EmulatorRequest) -> EmulatorResponse:
+        """Answer one request, blocking (the sync transport and the loopback server)."""
+        ...
+
+    async def handle_async(self, request: EmulatorRequest) -> EmulatorResponse:
+        """Answer one request on the event loop (the async transport)."""
+        ...
