@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,7 +48,7 @@ StoreWrap = Callable[[Store], Store]
 class _JobsWith:
     """A JobStore that delegates to ``inner``, except for the methods in ``replaced``."""
 
-    def __init__(self, inner: JobStore, replaced: dict[str, Callable[..., Any]]) -> None:
+    def __init__(self, inner: JobStore, replaced: Mapping[str, Callable[..., Any]]) -> None:
         self._inner = inner
         self._replaced = replaced
 
