@@ -32,9 +32,9 @@ from asemantic.domain.policy import RetryPolicy, classify_line_error, next_chunk
 from asemantic.ports import LineResult
 
 __all__ = [
-    "DEFAULT_RELEASE_REASON",
     "ChunkState",
     "ChunkUpdate",
+    "DEFAULT_RELEASE_REASON",
     "Judgement",
     "Verdict",
     "judge_result",
