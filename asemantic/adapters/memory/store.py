@@ -175,7 +175,7 @@ class MemoryStore:
         if not mapping:
             return 0
         check_blobs(mapping.items(), self._db.space)
-        return await self._db.write(lambda tables, journal: set_vectors(tables, journal, mapping))
+        return await self._db.write(lambda tables, journal: _set_vectors(tables, journal, mapping))
 
     # --- search -----------------------------------------------------------------------
 
@@ -210,7 +210,7 @@ class MemoryStore:
             return
         if route not in USAGE_ROUTES:
             raise StoreError(f"unknown usage route {route!r}; routes are {USAGE_ROUTES}")
-        await self._db.write(lambda tables, journal: add_usage(tables, journal, route, tokens))
+        await self._db.write(lambda tables, journal: _add_usage(tables, journal, route, tokens))
 
     async def count_chunks_by_status(self) -> dict[str, int]:
         """How many chunks are READY, PENDING and FAILED (every status present)."""
@@ -241,7 +241,7 @@ class MemoryStore:
         return "ok" if not problems else "; ".join(problems)
 
 
-def set_vectors(tables: Tables, journal: Journal, mapping: Mapping[int, bytes]) -> int:
+def _set_vectors(tables: Tables, journal: Journal, mapping: Mapping[int, bytes]) -> int:
     """Store checked vectors by chunk id, making those chunks READY (inside a write)."""
     done = 0
     for key, blob in mapping.items():
@@ -254,7 +254,7 @@ def set_vectors(tables: Tables, journal: Journal, mapping: Mapping[int, bytes]) 
     return done
 
 
-def add_usage(tables: Tables, journal: Journal, route: str, tokens: int) -> None:
+def _add_usage(tables: Tables, journal: Journal, route: str, tokens: int) -> None:
     journal.put(tables.usage, route, tables.usage.get(route, 0) + tokens)
 
 
