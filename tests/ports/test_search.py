@@ -70,6 +70,21 @@ async def test_ties_are_broken_by_chunk_id(store: Store) -> None:
     assert len({round(h.distance, 6) for h in hits}) == 1
 
 
+async def test_ties_at_the_k_boundary_keep_the_lowest_ids(
+    store: Store, engine: str, request: pytest.FixtureRequest
+) -> None:
+    if engine == "sqlite":
+        # SqliteStore's memory index picks the k rows with argpartition, which keeps
+        # arbitrary rows among those tied at the k-th distance (vecmatrix.search).
+        request.applymarker(pytest.mark.xfail(reason="sqlite ties at k are arbitrary", strict=True))
+    texts = [f"twin {i}" for i in range(300)]
+    await store.write_document(
+        make_write("twins.md", texts, vectors={i: angle(40) for i in range(300)})
+    )
+    ids = await chunk_ids(store, "twins.md")
+    assert [h.chunk_id for h in await store.search(AXIS, k=5)] == sorted(ids)[:5]
+
+
 async def test_an_empty_store_finds_nothing(store: Store) -> None:
     assert await store.search(AXIS, k=5) == []
 
