@@ -168,8 +168,8 @@ class StoreStats:
     """Counts of one database, read in one snapshot.
 
     ``chunks`` has every :class:`EmbeddingStatus` and ``jobs`` every ``JobStatus`` as a
-    key (0 when absent); ``tokens`` is the usage ledger's total per route (``online``,
-    ``batch``, ``query``), over the life of the database.
+    key (0 when absent); ``tokens`` is the usage ledger's total per route, over the life
+    of the database, with ``online``, ``batch`` and ``query`` always present (0 when none).
     """
 
     documents: int
