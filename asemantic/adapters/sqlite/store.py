@@ -28,7 +28,6 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -46,6 +45,7 @@ from asemantic.adapters.sqlite.driver import (
     open_connection,
     select_driver,
 )
+from asemantic.adapters.sqlite.jobs import SqliteJobStore
 from asemantic.adapters.sqlite.memindex import MemoryIndex, parse_ids
 from asemantic.adapters.sqlite.schema import check_schema_version, ensure_schema_compatibility
 from asemantic.adapters.sqlite.search import (
@@ -56,7 +56,7 @@ from asemantic.adapters.sqlite.search import (
     is_filtered,
     matching_documents_sql,
 )
-from asemantic.adapters.sqlite.txn import rollback, store_error
+from asemantic.adapters.sqlite.txn import insert_usage, rollback, store_error, utc_now
 from asemantic.adapters.sqlite.vectable import (
     ensure_space,
     ensure_vector_log,
@@ -64,25 +64,33 @@ from asemantic.adapters.sqlite.vectable import (
 )
 from asemantic.adapters.sqlite.writeplan import check_drafts, dump_json
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
+from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidInputError, StoreClosedError, StoreError
 from asemantic.ports import (
     DocumentSnapshot,
     DocumentWrite,
     SearchFilters,
+    StoreStats,
     WriteOutcome,
 )
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "utc_now"]
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-
-def utc_now() -> str:
-    """Now as an ISO-8601 UTC string (what every timestamp column holds)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+_STATS = (
+    "SELECT (SELECT COUNT(*) FROM documents), "
+    "(SELECT json_group_object(embedding_status, n) FROM "
+    "(SELECT embedding_status, COUNT(*) AS n FROM chunks GROUP BY embedding_status)), "
+    "(SELECT json_group_object(status, n) FROM "
+    "(SELECT status, COUNT(*) AS n FROM batch_jobs GROUP BY status)), "
+    "(SELECT json_group_object(route, n) FROM "
+    "(SELECT route, COALESCE(SUM(tokens), 0) AS n FROM usage_ledger GROUP BY route))"
+)
+"""Every count of :meth:`SqliteStore.stats` in one statement: one committed snapshot."""
 
 
 class SqliteStore:
@@ -114,6 +122,7 @@ class SqliteStore:
         self._prefilter = prefilter
         self._use_index = memory_index
         self._index: MemoryIndex | None = None
+        self._jobs = SqliteJobStore(self)
 
     @classmethod
     async def open(
@@ -169,6 +178,11 @@ class SqliteStore:
     def space(self) -> EmbeddingSpace | None:
         """The database's embedding space (None until one is recorded)."""
         return self._space
+
+    @property
+    def jobs(self) -> SqliteJobStore:
+        """The :class:`~asemantic.ports.JobStore` of this database (one per store)."""
+        return self._jobs
 
     @property
     def closed(self) -> bool:
@@ -374,11 +388,9 @@ class SqliteStore:
         self._check_open()
         if texts <= 0 and tokens <= 0:
             return
+        at = utc_now()
         await self._in_transaction(
-            lambda conn: conn.execute(
-                "INSERT INTO usage_ledger (at, route, texts, tokens) VALUES (?, ?, ?, ?)",
-                (utc_now(), route, texts, tokens),
-            )
+            lambda conn: insert_usage(conn, route, texts=texts, tokens=tokens, at=at)
         )
 
     async def usage_totals(self) -> dict[str, int]:
@@ -410,12 +422,30 @@ class SqliteStore:
         counts.update({str(status): int(n) for status, n in rows})
         return counts
 
+    async def stats(self) -> StoreStats:
+        """Documents, chunks and jobs by status, and tokens per route, in one snapshot."""
+        rows = await self.fetchall(_STATS)
+        documents, chunks, jobs, tokens = rows[0]
+        return StoreStats(
+            documents=int(documents),
+            chunks=_counts(chunks, [status.value for status in EmbeddingStatus]),
+            jobs=_counts(jobs, [status.value for status in JobStatus]),
+            tokens=_counts(tokens, []),
+        )
+
     async def integrity_check(self) -> str:
         """``"ok"``, or what is wrong: SQLite's own check, foreign keys, and vectors
         (every READY chunk has exactly one vector, no other row has one)."""
         self._check_open()
         problems = await self._guard(vec_sql.integrity_problems(self._reader, self._space))
         return "ok" if not problems else "; ".join(problems)
+
+
+def _counts(encoded: str | None, keys: Sequence[str]) -> dict[str, int]:
+    """A JSON object of counts, with every one of ``keys`` present (0 when absent)."""
+    counts = dict.fromkeys(keys, 0)
+    counts.update({str(k): int(v or 0) for k, v in json.loads(encoded or "{}").items()})
+    return counts
 
 
 async def _prepare(

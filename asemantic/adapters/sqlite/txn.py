@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import aiosqlite
 
 from asemantic.errors import StoreBusyError, StoreError
 
-__all__ = ["rollback", "store_error"]
+__all__ = ["insert_usage", "rollback", "store_error", "utc_now"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,3 +42,18 @@ async def rollback(conn: aiosqlite.Connection) -> None:
         await conn.execute("ROLLBACK")
     except Exception:  # noqa: BLE001 - adapter edge: nothing left to undo
         logger.debug("rollback found no open transaction")
+
+
+def utc_now() -> str:
+    """Now as an ISO-8601 UTC string (what every timestamp column holds)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+async def insert_usage(
+    conn: aiosqlite.Connection, route: str, *, texts: int, tokens: int, at: str
+) -> None:
+    """Add one line to the usage ledger inside the caller's transaction."""
+    await conn.execute(
+        "INSERT INTO usage_ledger (at, route, texts, tokens) VALUES (?, ?, ?, ?)",
+        (at, route, texts, tokens),
+    )
