@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from asemantic.adapters.sqlite.txn import insert_usage, utc_now
+from asemantic.adapters.sqlite.connection import insert_usage, utc_now
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.linekeys import parse_line_key
