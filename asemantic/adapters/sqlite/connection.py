@@ -235,10 +235,24 @@ async def rollback(conn: aiosqlite.Connection) -> None:
 
     The statement is queued on the connection's thread behind any statement still
     running there, so it takes effect before anything queued later (another task's
-    ``BEGIN``), even if this task is cancelled while waiting for it. A ``ROLLBACK`` with
-    no transaction open (SQLite already rolled back, or ``BEGIN`` itself failed) fails
-    harmlessly; that failure is logged and dropped. ``CancelledError`` passes through.
+    ``BEGIN``). This waits for it to finish even when the task is cancelled meanwhile
+    (anyio's cancel scopes cancel again at every await), so the caller releases the
+    write lock on a connection with no transaction open; such a cancellation is then
+    raised. A ``ROLLBACK`` with no transaction open (SQLite already rolled back, or
+    ``BEGIN`` itself failed) fails harmlessly; that failure is logged and dropped.
     """
+    done = asyncio.ensure_future(_rollback(conn))
+    cancelled = False
+    while not done.done():
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
     try:
         await conn.execute("ROLLBACK")
     except Exception:  # noqa: BLE001 - adapter edge: nothing left to undo
