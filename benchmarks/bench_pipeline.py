@@ -44,7 +44,7 @@ import orjson
 
 from asemantic import CoreConfig, GeminiSettings, SemanticCore
 from asemantic.adapters.gemini.batch import GeminiBatchClient
-from asemantic.adapters.sqlite.driver import DEFAULT_CACHE_KIB
+from asemantic.adapters.sqlite.connection import DEFAULT_CACHE_KIB
 from asemantic.domain.documents import ChunkDraft, Document
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.linekeys import line_key

@@ -38,9 +38,9 @@ import numpy as np
 import sqlite_vec
 
 from asemantic.adapters.sqlite import SqliteStore, select_driver, vec_chunk_size
-from asemantic.adapters.sqlite.driver import DEFAULT_CACHE_KIB
+from asemantic.adapters.sqlite.connection import DEFAULT_CACHE_KIB
+from asemantic.adapters.sqlite.documents import chunk_meta_json
 from asemantic.adapters.sqlite.schema import TABLES
-from asemantic.adapters.sqlite.writeplan import chunk_meta_json
 from asemantic.domain.documents import ChunkDraft, Document
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.ports import DocumentWrite

@@ -50,7 +50,6 @@ from asemantic.adapters.gemini.embedder import GeminiEmbedder
 from asemantic.adapters.sqlite import documents as documents_module
 from asemantic.adapters.sqlite import jobs as jobs_module
 from asemantic.adapters.sqlite import schema as schema_module
-from asemantic.adapters.sqlite import store as store_module
 from asemantic.adapters.sqlite.jobs import SqliteJobStore
 from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.domain.jobs import JobStatus
@@ -193,7 +192,7 @@ def install_points(points: Points) -> None:
     # old table dropped, the new one empty), and just after its commit.
     _after(schema_module, "_upgrade_vec_table", points, "inside_migration")
     _after(schema_module, "create_vec_table", points, "inside_vec_rebuild")
-    _after(store_module, "ensure_schema_compatibility", points, "after_migration")
+    _after(schema_module, "ensure_schema_compatibility", points, "after_migration")
     # Small slices, so a job's results are applied in several transactions.
     _replace(
         batch_module,

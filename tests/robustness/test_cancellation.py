@@ -33,7 +33,7 @@ import httpx2
 import pytest
 
 from asemantic import GeminiSettings, SemanticCore
-from asemantic.adapters.sqlite.driver import select_driver
+from asemantic.adapters.sqlite.connection import select_driver
 from tests.robustness.conftest import (
     OpenCore,
     RevocableEmulator,

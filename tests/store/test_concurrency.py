@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from asemantic.adapters.sqlite import SqliteStore
-from asemantic.adapters.sqlite.driver import select_driver
+from asemantic.adapters.sqlite.connection import select_driver
 from asemantic.domain.documents import Document
 from asemantic.errors import StoreBusyError, StoreError
 from asemantic.ports import SearchFilters

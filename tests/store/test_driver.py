@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlite_vec
 
-from asemantic.adapters.sqlite.driver import (
+from asemantic.adapters.sqlite.connection import (
     Driver,
     can_load_extensions,
     enable_wal,

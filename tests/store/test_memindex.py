@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 
 from asemantic.adapters.sqlite import SqliteStore
-from asemantic.adapters.sqlite import memindex as memindex_module
-from asemantic.adapters.sqlite.vecload import RowFiller
-from asemantic.adapters.sqlite.vecmatrix import VectorMatrix
+from asemantic.adapters.sqlite import memory_index as memindex_module
+from asemantic.adapters.sqlite.matrix import RowFiller, VectorMatrix
 from asemantic.domain.documents import JSONValue
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.ports import DocumentWrite, SearchFilters

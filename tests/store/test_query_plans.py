@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from asemantic.adapters.sqlite import SqliteStore, memindex
+from asemantic.adapters.sqlite import SqliteStore, memory_index
 from asemantic.adapters.sqlite.search import HYDRATE, matching_documents_sql
 from asemantic.ports import SearchFilters
 from tests.store.test_memindex import fill, open_store
@@ -47,7 +47,7 @@ async def test_hydrating_hits_looks_chunks_up_by_id(filled: SqliteStore) -> None
 
 
 async def test_reading_changed_vectors_looks_chunks_up_by_id(filled: SqliteStore) -> None:
-    details = await plan(filled, memindex._CHANGED, (json.dumps([1, 2, 3]),))
+    details = await plan(filled, memory_index._CHANGED, (json.dumps([1, 2, 3]),))
     assert _by_primary_key(details, "c"), details
     assert not any("chunks_status_job" in d or d.startswith("SCAN c") for d in details), details
 
@@ -55,13 +55,13 @@ async def test_reading_changed_vectors_looks_chunks_up_by_id(filled: SqliteStore
 async def test_the_log_check_before_each_search_does_not_scan_the_log(
     filled: SqliteStore,
 ) -> None:
-    details = await plan(filled, memindex._LOG_BOUNDS)
+    details = await plan(filled, memory_index._LOG_BOUNDS)
     assert details, "no plan"
     assert not any(d.startswith("SCAN vector_log") for d in details), details
 
 
 async def test_the_log_delta_reads_a_range_of_the_log(filled: SqliteStore) -> None:
-    details = await plan(filled, memindex._LOG_DELTA, (0, 10))
+    details = await plan(filled, memory_index._LOG_DELTA, (0, 10))
     assert any("vector_log USING INTEGER PRIMARY KEY" in d for d in details), details
     assert not any(d.startswith("SCAN vector_log") for d in details), details
 

@@ -221,12 +221,12 @@ async def test_store_probes_knn_prefiltering(store: SqliteStore) -> None:
 async def test_scan_is_used_when_the_probe_fails(
     db_path: Path, embedder: LexicalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asemantic.adapters.sqlite import store as store_module
+    from asemantic.adapters.sqlite import schema as schema_module
 
     async def never(*args: object) -> bool:
         return False
 
-    monkeypatch.setattr(store_module, "knn_prefilter_works", never)
+    monkeypatch.setattr(schema_module, "knn_prefilter_works", never)
     async with await SqliteStore.open(db_path, space=embedder.space) as store:
         assert store._prefilter is False
         await store.write_document(make_write("a", ["red fox", "red hen"], embedder=embedder))

@@ -19,7 +19,7 @@ from asemantic import (
     SupervisorLeaseError,
     TransitionEvent,
 )
-from asemantic.adapters.sqlite.driver import select_driver
+from asemantic.adapters.sqlite.connection import select_driver
 from asemantic.testing.emulator import GeminiEmulator
 from tests.supervisor.conftest import (
     OpenCore,

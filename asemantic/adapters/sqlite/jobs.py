@@ -12,17 +12,18 @@ import json
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from asemantic.adapters.sqlite.store import SqliteStore, utc_now
+from asemantic.adapters.sqlite.connection import insert_usage, utc_now
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.linekeys import parse_line_key
 from asemantic.domain.policy import RetryPolicy, classify_line_error, next_chunk_status
 from asemantic.ports import (
     ApplyCounts,
+    BatchSnapshot,
     JobChange,
     JobChunk,
     JobRecord,
@@ -30,6 +31,9 @@ from asemantic.ports import (
     LineResult,
     QueuedChunk,
 )
+
+if TYPE_CHECKING:
+    from asemantic.adapters.sqlite.store import SqliteStore
 
 __all__ = ["SqliteJobStore"]
 
@@ -42,6 +46,18 @@ _QUEUED = (
     "AS BLOB)) FROM chunks WHERE embedding_status = 'PENDING' AND batch_job_id IS NULL "
     "ORDER BY id"
 )
+_SNAPSHOT = (
+    "SELECT (SELECT json_group_array(json_array(id, display_name, status, google_job_id, "
+    "input_file, output_file, stats, error_message, created_at, updated_at, cleaned_at, "
+    "create_attempted_at)) FROM batch_jobs WHERE cleaned_at IS NULL), "
+    "(SELECT json_group_array(json_array(id, length(CAST(COALESCE(json_extract(meta_json, "
+    "'$._vector_source'), text) AS BLOB)))) FROM chunks "
+    "WHERE embedding_status = 'PENDING' AND batch_job_id IS NULL), "
+    "(SELECT COUNT(*) FROM chunks WHERE embedding_status = 'PENDING')"
+)
+"""The uncleaned jobs, the queued chunks (id, size as :data:`_QUEUED` measures it) and
+the PENDING count, in one statement: one committed snapshot. Sorted in Python (an
+aggregate's input order is not guaranteed)."""
 _JOB_CHUNKS = (
     "SELECT c.id, c.content_hash, COALESCE(json_extract(c.meta_json, '$._vector_source'), "
     "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
@@ -77,12 +93,30 @@ class SqliteJobStore:
             )
         return str(rows[0][0])
 
+    async def snapshot(self) -> BatchSnapshot:
+        """Uncleaned jobs (oldest first), queued chunks (by id), PENDING count: one read."""
+        rows = await self._store.fetchall(_SNAPSHOT)
+        jobs_json, queued_json, pending = rows[0]
+        job_rows = sorted(json.loads(jobs_json or "[]"), key=lambda r: (r[8], r[0]))
+        queued = sorted((int(i), int(size or 0)) for i, size in json.loads(queued_json or "[]"))
+        return BatchSnapshot(
+            jobs=tuple(_record(row) for row in job_rows),
+            queued=tuple(QueuedChunk(chunk_id=i, size=size) for i, size in queued),
+            pending=int(pending),
+        )
+
     async def queued_chunks(self) -> list[QueuedChunk]:
         rows = await self._store.fetchall(_QUEUED)
         return [QueuedChunk(chunk_id=int(r[0]), size=int(r[1] or 0)) for r in rows]
 
-    async def create_job(self, *, job_id: str, display_name: str, chunk_ids: Sequence[int]) -> int:
-        """Commit a CREATED job and assign it the chunks still queued; 0: nothing left."""
+    async def create_job(
+        self, *, job_id: str, display_name: str, chunk_ids: Sequence[int]
+    ) -> JobRecord | None:
+        """Commit a CREATED job and assign it the chunks still queued.
+
+        Returns the committed job, read in the same transaction; None when none of
+        ``chunk_ids`` was still queued (no job is left behind).
+        """
         now = utc_now()
         async with self._store.transaction() as conn:
             await conn.execute(
@@ -99,13 +133,13 @@ class SqliteJobStore:
             assigned = cursor.rowcount
             if assigned <= 0:
                 await conn.execute("DELETE FROM batch_jobs WHERE id = ?", (job_id,))
-                return 0
+                return None
             await conn.execute(
                 "UPDATE batch_jobs SET stats = ? WHERE id = ?",
                 (json.dumps({"sent": assigned}), job_id),
             )
             await _record_transition(conn, job_id, None, JobStatus.CREATED, now, {"sent": assigned})
-        return assigned
+            return await _read_job(conn, job_id)
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         rows = await self._store.fetchall(
@@ -166,12 +200,7 @@ class SqliteJobStore:
                 await _release(
                     conn, change.job_id, change.release, change.release_reason or "job ended", at
                 )
-            rows = list(
-                await conn.execute_fetchall(
-                    f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE id = ?", (change.job_id,)
-                )
-            )
-            record = _record(rows[0])
+            record = await _read_job(conn, change.job_id)
             await _record_transition(
                 conn, change.job_id, change.expected, change.to, at, dict(record.stats)
             )
@@ -230,10 +259,7 @@ class SqliteJobStore:
                 )
             ready = await self._store.apply_vectors(conn, vectors)
             if ready:
-                await conn.execute(
-                    "INSERT INTO usage_ledger (at, route, texts, tokens) VALUES (?, 'batch', ?, ?)",
-                    (now, ready, tokens),
-                )
+                await insert_usage(conn, "batch", texts=ready, tokens=tokens, at=now)
         return ApplyCounts(ready=ready, failed=failed, retried=retried, stale=stale)
 
     async def mark_cleaned(self, job_id: str) -> None:
@@ -271,6 +297,16 @@ class SqliteJobStore:
     async def release_lease(self, owner: str) -> None:
         async with self._store.transaction() as conn:
             await conn.execute("DELETE FROM supervisor_lease WHERE id = 1 AND owner = ?", (owner,))
+
+
+async def _read_job(conn: aiosqlite.Connection, job_id: str) -> JobRecord:
+    """The job ``job_id`` as the transaction on ``conn`` sees it (it must exist)."""
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE id = ?", (job_id,)
+        )
+    )
+    return _record(rows[0])
 
 
 async def _release(

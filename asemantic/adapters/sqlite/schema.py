@@ -31,7 +31,7 @@ Version 1 (current):
   ``store_meta`` (key/value; ``database_id`` names this file's remote objects) and
   ``usage_ledger`` (tokens embedded per route, for cost accounting).
 * ``vec_chunks`` uses ``distance_metric=cosine`` with a ``chunk_size`` fitted to its
-  dimensions (see :mod:`.vectable`), and triggers delete vectors with their chunks.
+  dimensions (see :mod:`.vectors`), and triggers delete vectors with their chunks.
 
 Upgrading 0 -> 1 happens in ONE transaction (an interruption leaves the file at
 version 0, intact): missing columns are added with ``ALTER TABLE``, missing tables and
@@ -59,23 +59,27 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from asemantic.adapters.sqlite.txn import rollback
-from asemantic.adapters.sqlite.vectable import (
+from asemantic.adapters.sqlite.connection import Driver, enable_wal, rollback
+from asemantic.adapters.sqlite.vectors import (
     VEC_TABLE,
     create_vec_table,
     create_vec_triggers,
     dimensions_of,
+    ensure_space,
+    ensure_vector_log,
+    knn_prefilter_works,
     read_space,
     vec_table_ddl,
 )
-from asemantic.domain.space import DEFAULT_MODEL
-from asemantic.errors import SchemaVersionError
+from asemantic.domain.space import DEFAULT_MODEL, EmbeddingSpace
+from asemantic.errors import SchemaVersionError, StoreError
 
 __all__ = [
     "CURRENT_VERSION",
     "V0_ASSUMED_TASK_TYPE",
     "check_schema_version",
     "ensure_schema_compatibility",
+    "prepare_database",
     "read_version",
 ]
 
@@ -376,3 +380,19 @@ async def _rebuild_vec_table(conn: aiosqlite.Connection, dimensions: int) -> Non
         f"INSERT INTO {VEC_TABLE} (rowid, embedding) SELECT id, v FROM asemantic_vec_copy"
     )
     await conn.execute("DROP TABLE asemantic_vec_copy")
+
+
+async def prepare_database(
+    writer: aiosqlite.Connection, driver: Driver, space: EmbeddingSpace | None
+) -> tuple[EmbeddingSpace | None, bool]:
+    """Refuse a newer schema untouched, then WAL, schema upgrade, the space and the
+    KNN pre-filter probe."""
+    try:
+        await check_schema_version(writer)
+        await enable_wal(writer)
+        await ensure_schema_compatibility(writer)
+        recorded = await ensure_space(writer, space)
+        await ensure_vector_log(writer)
+        return recorded, await knn_prefilter_works(writer, driver.error)
+    except driver.error as exc:
+        raise StoreError(f"cannot prepare the database: {exc}") from exc

@@ -8,7 +8,7 @@ connections, each with its own aiosqlite thread:
 * the *reader* (``query_only``): searches and lookups, one statement each, so each
   reads one committed snapshot. WAL lets it read while a write is in progress.
 
-Search runs on an exact in-memory copy of the READY vectors (:mod:`.memindex`), kept in
+Search runs on an exact in-memory copy of the READY vectors (:mod:`.memory_index`), kept in
 step with every committed write (from any connection or process) before each search;
 ``memory_index=False`` searches vec0 directly instead. Both give the same hits.
 
@@ -28,61 +28,67 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import aiosqlite
-import numpy as np
 
 from asemantic.adapters.sqlite import documents as doc_sql
 from asemantic.adapters.sqlite import vectors as vec_sql
-from asemantic.adapters.sqlite.blobs import check_blob, check_blobs
-from asemantic.adapters.sqlite.driver import (
+from asemantic.adapters.sqlite.connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
     Driver,
-    enable_wal,
+    close_quietly,
+    insert_usage,
     open_connection,
+    rollback,
     select_driver,
+    store_error,
+    utc_now,
 )
-from asemantic.adapters.sqlite.memindex import MemoryIndex, parse_ids
-from asemantic.adapters.sqlite.schema import check_schema_version, ensure_schema_compatibility
+from asemantic.adapters.sqlite.documents import check_drafts, dump_json
+from asemantic.adapters.sqlite.jobs import SqliteJobStore
+from asemantic.adapters.sqlite.memory_index import MemoryIndex
+from asemantic.adapters.sqlite.schema import prepare_database
 from asemantic.adapters.sqlite.search import (
-    HYDRATE,
     build_search,
     check_k,
     hit_from_row,
-    is_filtered,
-    matching_documents_sql,
+    index_search,
 )
-from asemantic.adapters.sqlite.txn import rollback, store_error
-from asemantic.adapters.sqlite.vectable import (
-    ensure_space,
-    ensure_vector_log,
-    knn_prefilter_works,
+from asemantic.adapters.sqlite.vectors import (
+    check_blob,
+    check_blobs,
 )
-from asemantic.adapters.sqlite.writeplan import check_drafts, dump_json
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
+from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.errors import InvalidInputError, StoreClosedError, StoreError
+from asemantic.errors import InvalidInputError, StoreClosedError
 from asemantic.ports import (
     DocumentSnapshot,
     DocumentWrite,
     SearchFilters,
+    StoreStats,
     WriteOutcome,
 )
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "utc_now"]
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-
-def utc_now() -> str:
-    """Now as an ISO-8601 UTC string (what every timestamp column holds)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+_STATS = (
+    "SELECT (SELECT COUNT(*) FROM documents), "
+    "(SELECT json_group_object(embedding_status, n) FROM "
+    "(SELECT embedding_status, COUNT(*) AS n FROM chunks GROUP BY embedding_status)), "
+    "(SELECT json_group_object(status, n) FROM "
+    "(SELECT status, COUNT(*) AS n FROM batch_jobs GROUP BY status)), "
+    "(SELECT json_group_object(route, n) FROM "
+    "(SELECT route, COALESCE(SUM(tokens), 0) AS n FROM usage_ledger GROUP BY route))"
+)
+"""Every count of :meth:`SqliteStore.stats` in one statement: one committed snapshot."""
 
 
 class SqliteStore:
@@ -114,6 +120,7 @@ class SqliteStore:
         self._prefilter = prefilter
         self._use_index = memory_index
         self._index: MemoryIndex | None = None
+        self._jobs = SqliteJobStore(self)
 
     @classmethod
     async def open(
@@ -141,12 +148,12 @@ class SqliteStore:
         driver = select_driver()
         writer = await open_connection(target, driver=driver, busy_timeout_ms=busy_timeout_ms)
         try:
-            recorded, prefilter = await _prepare(writer, driver, space)
+            recorded, prefilter = await prepare_database(writer, driver, space)
             reader = await open_connection(
                 target, driver=driver, busy_timeout_ms=busy_timeout_ms, query_only=True
             )
         except BaseException:
-            await _close_quietly(writer)
+            await close_quietly(writer)
             raise
         logger.debug("sqlite store opened")
         return cls(
@@ -169,6 +176,11 @@ class SqliteStore:
     def space(self) -> EmbeddingSpace | None:
         """The database's embedding space (None until one is recorded)."""
         return self._space
+
+    @property
+    def jobs(self) -> SqliteJobStore:
+        """The :class:`~asemantic.ports.JobStore` of this database (one per store)."""
+        return self._jobs
 
     @property
     def closed(self) -> bool:
@@ -204,9 +216,9 @@ class SqliteStore:
     async def _close_connections(self) -> None:
         try:
             async with self._lock:
-                await _close_quietly(self._writer)
+                await close_quietly(self._writer)
         finally:
-            await _close_quietly(self._reader)
+            await close_quietly(self._reader)
             logger.debug("sqlite store closed")
 
     def _check_open(self) -> None:
@@ -326,7 +338,7 @@ class SqliteStore:
         index = self._memory_index()
         if index is not None:
             for _ in range(3):
-                hits = await self._guard(self._index_search(index, blob, k, filters))
+                hits = await self._guard(index_search(self._reader, index, blob, k, filters))
                 if hits is not None:
                     return hits
             logger.warning("memory index kept missing chunks; searching vec0 instead")
@@ -341,32 +353,6 @@ class SqliteStore:
             self._index = MemoryIndex(self._reader, self._space.dimensions)
         return self._index
 
-    async def _index_search(
-        self, index: MemoryIndex, blob: bytes, k: int, filters: SearchFilters | None
-    ) -> list[SearchHit] | None:
-        """Hits from the memory index, or None when a chosen chunk vanished before its
-        row was read (a write raced the search: the caller tries again)."""
-        documents = None
-        if filters is not None and is_filtered(filters):
-            sql, params = matching_documents_sql(filters)
-            rows = list(await self._reader.execute_fetchall(sql, params))
-            documents = parse_ids(rows[0][0] if rows else None)
-            if not len(documents):
-                return []
-        query = np.frombuffer(blob, dtype="<f4")
-        ids, distances = await index.nearest(query, k, documents=documents)
-        if not len(ids):
-            return []
-        chosen = [int(i) for i in ids]
-        found = await self._reader.execute_fetchall(HYDRATE, (json.dumps(chosen),))
-        by_id = {int(row[0]): tuple(row) for row in found}
-        if len(by_id) != len(chosen):
-            return None
-        return [
-            hit_from_row((*by_id[i][:7], float(d), by_id[i][8]))
-            for i, d in zip(chosen, distances, strict=True)
-        ]
-
     # --- usage ------------------------------------------------------------------------
 
     async def record_usage(self, route: str, *, texts: int, tokens: int) -> None:
@@ -374,11 +360,9 @@ class SqliteStore:
         self._check_open()
         if texts <= 0 and tokens <= 0:
             return
+        at = utc_now()
         await self._in_transaction(
-            lambda conn: conn.execute(
-                "INSERT INTO usage_ledger (at, route, texts, tokens) VALUES (?, ?, ?, ?)",
-                (utc_now(), route, texts, tokens),
-            )
+            lambda conn: insert_usage(conn, route, texts=texts, tokens=tokens, at=at)
         )
 
     async def usage_totals(self) -> dict[str, int]:
@@ -410,6 +394,17 @@ class SqliteStore:
         counts.update({str(status): int(n) for status, n in rows})
         return counts
 
+    async def stats(self) -> StoreStats:
+        """Documents, chunks and jobs by status, and tokens per route, in one snapshot."""
+        rows = await self.fetchall(_STATS)
+        documents, chunks, jobs, tokens = rows[0]
+        return StoreStats(
+            documents=int(documents),
+            chunks=_counts(chunks, [status.value for status in EmbeddingStatus]),
+            jobs=_counts(jobs, [status.value for status in JobStatus]),
+            tokens=_counts(tokens, []),
+        )
+
     async def integrity_check(self) -> str:
         """``"ok"``, or what is wrong: SQLite's own check, foreign keys, and vectors
         (every READY chunk has exactly one vector, no other row has one)."""
@@ -418,24 +413,8 @@ class SqliteStore:
         return "ok" if not problems else "; ".join(problems)
 
 
-async def _prepare(
-    writer: aiosqlite.Connection, driver: Driver, space: EmbeddingSpace | None
-) -> tuple[EmbeddingSpace | None, bool]:
-    """Refuse a newer schema untouched, then WAL, schema upgrade, the space and the
-    KNN pre-filter probe."""
-    try:
-        await check_schema_version(writer)
-        await enable_wal(writer)
-        await ensure_schema_compatibility(writer)
-        recorded = await ensure_space(writer, space)
-        await ensure_vector_log(writer)
-        return recorded, await knn_prefilter_works(writer, driver.error)
-    except driver.error as exc:
-        raise StoreError(f"cannot prepare the database: {exc}") from exc
-
-
-async def _close_quietly(conn: aiosqlite.Connection) -> None:
-    try:
-        await conn.close()
-    except Exception:  # adapter edge: closing a broken connection
-        logger.warning("closing a sqlite connection failed", exc_info=True)
+def _counts(encoded: str | None, keys: Sequence[str]) -> dict[str, int]:
+    """A JSON object of counts, with every one of ``keys`` present (0 when absent)."""
+    counts = dict.fromkeys(keys, 0)
+    counts.update({str(k): int(v or 0) for k, v in json.loads(encoded or "{}").items()})
+    return counts

@@ -1,15 +1,304 @@
-"""Writing vectors by chunk id, and checking that vectors and chunks agree."""
+"""Vectors: the vec0 table, the embedding space it was built for, blob checks, vector
+writes and the vector log.
+
+``vec_chunks`` is a sqlite-vec ``vec0`` virtual table whose rowid is ``chunks.id``:
+``embedding float[D] distance_metric=cosine``. It is created the first time a space is
+known (on open with ``space=...``) and recorded in the one-row ``embedding_space`` table;
+a later open with another space is refused, so vectors of two spaces never mix.
+
+Two triggers keep vectors in step with chunks (verified with sqlite-vec 0.1.9: a
+trigger on an ordinary table may delete from a vec0 table, and it fires for rows
+deleted by an ``ON DELETE CASCADE`` from ``documents`` too):
+
+* ``chunks_vec_delete``: deleting a chunk deletes its vector;
+* ``chunks_vec_unready``: a chunk leaving READY loses its vector.
+
+The ``vector_log`` table (``seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id``) records
+every chunk whose vector may have changed, so an in-memory copy of the vectors (see
+:mod:`.memory_index`) can catch up with writes from any connection or process by reading
+the rows past the last ``seq`` it saw. Triggers on ``chunks`` fill it (a trigger cannot
+sit on a vec0 table, but a vector only appears, changes or goes together with its chunk
+being inserted READY, set READY, leaving READY or deleted; the store keeps it so):
+
+* ``chunks_log_insert``: a chunk inserted READY;
+* ``chunks_log_status``: ``embedding_status`` set (to or from READY; re-applying a
+  vector sets READY again, so replaced vectors are logged too);
+* ``chunks_log_delete``: a READY chunk deleted (cascades included);
+* ``vector_log_prune``: every 4,096th entry drops those 65,536 or more behind it. A
+  reader that fell further behind sees the gap (its next ``seq`` is gone) and reloads.
+
+``chunk_size``: vec0 keeps vectors in blobs of ``chunk_size`` vectors and rewrites part
+of such a blob for every insert; once a blob outgrows the page cache each insert reads
+and writes it from disk. With the default (1024) at 3,072 dimensions a blob is 12 MiB
+and inserts run about 20x slower than into a plain blob table. :func:`vec_chunk_size`
+keeps a blob near 1 MiB (256 vectors at 768 dimensions, 64 at 3,072); the benchmark in
+``benchmarks/bench_store.py`` measures the choice. KNN speed hardly depends on it.
+
+Decisions: every blob is checked (:func:`check_blob`, :func:`check_blobs`) before
+anything is written or searched; vectors are written by chunk id (:func:`apply`), and
+:func:`integrity_problems` checks that vectors and chunks agree.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+import re
+from collections.abc import Iterable, Mapping
 
 import aiosqlite
+import numpy as np
 
+from asemantic.adapters.sqlite.connection import rollback
 from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import EmbeddingSpaceMismatchError, InvalidVectorError, StoreError
 
-__all__ = ["apply", "integrity_problems"]
+__all__ = [
+    "VECTOR_LOG",
+    "VEC_TABLE",
+    "apply",
+    "check_blob",
+    "check_blobs",
+    "create_vec_table",
+    "ensure_space",
+    "ensure_vector_log",
+    "integrity_problems",
+    "knn_prefilter_works",
+    "read_space",
+    "vec_chunk_size",
+    "vec_table_sql",
+]
+
+
+logger = logging.getLogger(__name__)
+
+VEC_TABLE = "vec_chunks"
+VECTOR_LOG = "vector_log"
+_TARGET_BLOB_BYTES = 1 << 20
+_DIMENSIONS = re.compile(r"float\[(\d+)\]", re.IGNORECASE)
+
+_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS chunks_vec_delete AFTER DELETE ON chunks
+    BEGIN DELETE FROM vec_chunks WHERE rowid = OLD.id; END""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_vec_unready
+    AFTER UPDATE OF embedding_status ON chunks WHEN NEW.embedding_status <> 'READY'
+    BEGIN DELETE FROM vec_chunks WHERE rowid = NEW.id; END""",
+    """CREATE TABLE IF NOT EXISTS vector_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    chunk_id INTEGER NOT NULL
+)""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_log_insert AFTER INSERT ON chunks
+    WHEN NEW.embedding_status = 'READY'
+    BEGIN INSERT INTO vector_log (chunk_id) VALUES (NEW.id); END""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_log_status
+    AFTER UPDATE OF embedding_status ON chunks
+    WHEN NEW.embedding_status = 'READY' OR OLD.embedding_status = 'READY'
+    BEGIN INSERT INTO vector_log (chunk_id) VALUES (NEW.id); END""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_log_delete AFTER DELETE ON chunks
+    WHEN OLD.embedding_status = 'READY'
+    BEGIN INSERT INTO vector_log (chunk_id) VALUES (OLD.id); END""",
+    """CREATE TRIGGER IF NOT EXISTS vector_log_prune AFTER INSERT ON vector_log
+    WHEN NEW.seq % 4096 = 0
+    BEGIN DELETE FROM vector_log WHERE seq <= NEW.seq - 65536; END""",
+)
+
+
+def vec_chunk_size(dimensions: int) -> int:
+    """The vec0 ``chunk_size`` for ``dimensions``: a power of two within 8..1024 whose
+    vector blob (``chunk_size * dimensions * 4`` bytes) stays at or under 1 MiB."""
+    size = 1024
+    while size > 8 and size * dimensions * 4 > _TARGET_BLOB_BYTES:
+        size //= 2
+    return size
+
+
+def vec_table_sql(dimensions: int, *, chunk_size: int | None = None) -> str:
+    size = chunk_size if chunk_size is not None else vec_chunk_size(dimensions)
+    return (
+        f"CREATE VIRTUAL TABLE {VEC_TABLE} USING vec0("
+        f"embedding float[{int(dimensions)}] distance_metric=cosine, chunk_size={int(size)})"
+    )
+
+
+async def vec_table_ddl(conn: aiosqlite.Connection) -> str | None:
+    """The ``CREATE`` statement of ``vec_chunks``, or None if there is none."""
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (VEC_TABLE,)
+        )
+    )
+    return str(rows[0][0]) if rows else None
+
+
+def dimensions_of(ddl: str) -> int | None:
+    match = _DIMENSIONS.search(ddl)
+    return int(match.group(1)) if match else None
+
+
+async def create_vec_table(
+    conn: aiosqlite.Connection, dimensions: int, *, chunk_size: int | None = None
+) -> None:
+    """Create ``vec_chunks`` and its triggers (call inside a transaction)."""
+    await conn.execute(vec_table_sql(dimensions, chunk_size=chunk_size))
+    await create_vec_triggers(conn)
+
+
+async def create_vec_triggers(conn: aiosqlite.Connection) -> None:
+    for statement in _TRIGGERS:
+        await conn.execute(statement)
+
+
+async def ensure_vector_log(conn: aiosqlite.Connection) -> None:
+    """Add ``vector_log`` and its triggers to a file whose vec table predates them
+    (a development build of schema version 1). A no-op, read-only check otherwise."""
+    if await vec_table_ddl(conn) is None:
+        return
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+            ("vector_log_prune",),
+        )
+    )
+    if int(rows[0][0]):
+        return
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await create_vec_triggers(conn)
+        await conn.execute("COMMIT")
+    except BaseException:
+        await rollback(conn)
+        raise
+
+
+async def read_space(conn: aiosqlite.Connection) -> EmbeddingSpace | None:
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT model, dimensions, task_type FROM embedding_space WHERE id = 1"
+        )
+    )
+    if not rows:
+        return None
+    model, dimensions, task_type = rows[0]
+    return EmbeddingSpace(model=str(model), dimensions=int(dimensions), task_type=str(task_type))
+
+
+async def record_space(conn: aiosqlite.Connection, space: EmbeddingSpace) -> None:
+    await conn.execute(
+        "INSERT INTO embedding_space (id, model, dimensions, task_type) VALUES (1, ?, ?, ?)",
+        (space.model, space.dimensions, space.task_type),
+    )
+
+
+def _check_same(recorded: EmbeddingSpace, wanted: EmbeddingSpace) -> None:
+    if recorded != wanted:
+        raise EmbeddingSpaceMismatchError(
+            f"this database holds vectors of {recorded.describe()}, but "
+            f"{wanted.describe()} was asked for; vectors of two spaces never mix "
+            "(use another database file, or open this one with its own space)"
+        )
+
+
+async def ensure_space(
+    conn: aiosqlite.Connection, space: EmbeddingSpace | None
+) -> EmbeddingSpace | None:
+    """Check ``space`` against the recorded one, recording it (and creating the vec
+    table) on first use. Returns the database's space (None if none is known yet)."""
+    recorded = await read_space(conn)
+    if recorded is not None:
+        if space is not None:
+            _check_same(recorded, space)
+        return recorded
+    if space is None:
+        return None
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await _record_once(conn, space)
+        await conn.execute("COMMIT")
+    except BaseException:
+        await rollback(conn)
+        raise
+    return space
+
+
+async def _record_once(conn: aiosqlite.Connection, space: EmbeddingSpace) -> None:
+    """Record ``space`` and create the vec table, unless another process just did."""
+    recorded = await read_space(conn)
+    if recorded is not None:
+        _check_same(recorded, space)
+        return
+    if await vec_table_ddl(conn) is not None:
+        raise StoreError("vec_chunks exists but no embedding space is recorded")
+    await record_space(conn, space)
+    await create_vec_table(conn, space.dimensions)
+    logger.info("embedding space recorded")
+
+
+_PROBE = (
+    "CREATE VIRTUAL TABLE temp.asemantic_knn_probe USING vec0(embedding float[2])",
+    "INSERT INTO temp.asemantic_knn_probe (rowid, embedding) "
+    "VALUES (1, '[1, 0]'), (2, '[0.9, 0.1]'), (3, '[0, 1]')",
+)
+
+
+async def knn_prefilter_works(conn: aiosqlite.Connection, error: type[Exception]) -> bool:
+    """Whether vec0 applies ``rowid IN (...)`` *before* picking the k nearest.
+
+    It does with sqlite-vec 0.1.9 on SQLite >= 3.38 (``sqlite3_vtab_in``); elsewhere
+    SQLite could apply the IN to the k rows vec0 returns, and a filtered search would
+    come back short. So it is tried on a scratch table in the temp schema: the nearest
+    row to (1, 0) among rowid 3 alone must be rowid 3.
+    """
+    try:
+        for statement in _PROBE:
+            await conn.execute(statement)
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT rowid FROM temp.asemantic_knn_probe WHERE embedding MATCH '[1, 0]' "
+                "AND k = 1 AND rowid IN (SELECT 3)"
+            )
+        )
+    except error:
+        rows = []
+    finally:
+        await conn.execute("DROP TABLE IF EXISTS temp.asemantic_knn_probe")
+    works = [tuple(row) for row in rows] == [(3,)]
+    if not works:
+        logger.info("vec0 cannot pre-filter KNN by rowid here; filtered searches scan")
+    return works
+
+
+def check_blob(blob: object, space: EmbeddingSpace | None, *, what: str = "vector") -> bytes:
+    """``blob`` if it is a float32 vector of the space's dimensions, finite and non-zero.
+
+    A zero vector has no direction: its cosine distance to anything is undefined (NULL
+    in sqlite-vec), so it is refused like NaN and infinity.
+    """
+    if space is None:
+        raise InvalidVectorError(
+            "this store has no embedding space yet; open it with space=... to store vectors"
+        )
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise InvalidVectorError(f"{what} must be a float32 blob (bytes)")
+    data = bytes(blob)
+    expected = space.dimensions * 4
+    if len(data) != expected:
+        raise InvalidVectorError(
+            f"{what} has {len(data)} bytes; {space.describe()} vectors are {expected} bytes "
+            f"({space.dimensions} float32 values)"
+        )
+    array = np.frombuffer(data, dtype="<f4")
+    if not np.all(np.isfinite(array)):
+        raise InvalidVectorError(f"{what} holds NaN or infinity")
+    if not np.any(array):
+        raise InvalidVectorError(f"{what} is the zero vector, which has no direction")
+    return data
+
+
+def check_blobs(blobs: Iterable[tuple[object, object]], space: EmbeddingSpace | None) -> None:
+    """Check every ``(key, blob)`` pair; the error names the first bad key."""
+    for key, blob in blobs:
+        check_blob(blob, space, what=f"vector for {key!r}")
+
 
 _SELECT_TARGETS = "SELECT id FROM chunks WHERE id IN (SELECT value FROM json_each(?))"
 

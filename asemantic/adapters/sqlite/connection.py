@@ -1,4 +1,6 @@
-"""Connections that can load sqlite-vec, wrapped for asyncio by aiosqlite.
+"""Connections: driver selection, opening, WAL, transactions and error translation.
+
+Connections that can load sqlite-vec, wrapped for asyncio by aiosqlite.
 
 Many Pythons ship a ``sqlite3`` module built without extension loading (macOS system
 Python, some pyenv and distribution builds): ``sqlite3.Connection`` then has no
@@ -18,6 +20,12 @@ connection is handed to aiosqlite, whose single thread is the only one to use it
 ``journal_mode=WAL`` is a property of the file, set by :func:`enable_wal` once the
 schema version has been checked (a database from a newer asemantic is refused without
 touching it).
+
+Decisions: connections are in autocommit mode and transactions are explicit
+(:func:`rollback` undoes whatever is open, never masking the error at hand); every
+driver error leaves the adapter as a typed :class:`~asemantic.errors.StoreError`
+(:func:`store_error`); every timestamp column holds :func:`utc_now`; the usage ledger
+is written by :func:`insert_usage` only.
 """
 
 from __future__ import annotations
@@ -28,23 +36,30 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
 import aiosqlite
 import sqlite_vec
 
-from asemantic.errors import ExtensionLoadingUnavailableError, StoreError
+from asemantic.errors import ExtensionLoadingUnavailableError, StoreBusyError, StoreError
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_MS",
     "DEFAULT_CACHE_KIB",
     "DRIVER_MODULES",
     "Driver",
+    "close_quietly",
     "enable_wal",
+    "insert_usage",
     "open_connection",
+    "rollback",
     "select_driver",
+    "store_error",
+    "utc_now",
 ]
+
 
 logger = logging.getLogger(__name__)
 
@@ -197,3 +212,71 @@ async def enable_wal(conn: aiosqlite.Connection) -> None:
     if mode != "wal":
         raise StoreError(f"cannot switch the database to WAL mode (journal_mode={mode})")
     await conn.execute("PRAGMA synchronous = NORMAL")
+
+
+# SQLITE_BUSY and SQLITE_LOCKED (primary codes: extended ones keep them in the low byte).
+_BUSY_CODES = frozenset({5, 6})
+
+
+def store_error(exc: BaseException) -> StoreError:
+    """The typed error for a driver error: :class:`StoreBusyError` when the database's
+    lock stayed taken past ``busy_timeout``, else :class:`StoreError`."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    message = str(exc)
+    if (isinstance(code, int) and code & 0xFF in _BUSY_CODES) or (
+        code is None and ("database is locked" in message or "database is busy" in message)
+    ):
+        return StoreBusyError(f"SQLite error: {message} (the write lock stayed taken)")
+    return StoreError(f"SQLite error: {message}")
+
+
+async def rollback(conn: aiosqlite.Connection) -> None:
+    """``ROLLBACK`` whatever state the connection is in, never masking the error at hand.
+
+    The statement is queued on the connection's thread behind any statement still
+    running there, so it takes effect before anything queued later (another task's
+    ``BEGIN``). This waits for it to finish even when the task is cancelled meanwhile
+    (anyio's cancel scopes cancel again at every await), so the caller releases the
+    write lock on a connection with no transaction open; such a cancellation is then
+    raised. A ``ROLLBACK`` with no transaction open (SQLite already rolled back, or
+    ``BEGIN`` itself failed) fails harmlessly; that failure is logged and dropped.
+    """
+    done = asyncio.ensure_future(_rollback(conn))
+    cancelled = False
+    while not done.done():
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    try:
+        await conn.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - adapter edge: nothing left to undo
+        logger.debug("rollback found no open transaction")
+
+
+def utc_now() -> str:
+    """Now as an ISO-8601 UTC string (what every timestamp column holds)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+async def insert_usage(
+    conn: aiosqlite.Connection, route: str, *, texts: int, tokens: int, at: str
+) -> None:
+    """Add one line to the usage ledger inside the caller's transaction."""
+    await conn.execute(
+        "INSERT INTO usage_ledger (at, route, texts, tokens) VALUES (?, ?, ?, ?)",
+        (at, route, texts, tokens),
+    )
+
+
+async def close_quietly(conn: aiosqlite.Connection) -> None:
+    """Close ``conn``, logging (not raising) a failure: the connection is gone either way."""
+    try:
+        await conn.close()
+    except Exception:  # adapter edge: closing a broken connection
+        logger.warning("closing a sqlite connection failed", exc_info=True)

@@ -8,7 +8,7 @@ So searches run here, and vec0 stays the durable store (and the fallback, with
 
 Keeping in step, for writes from this store, other connections and other processes
 alike: triggers on ``chunks`` append the id of every chunk whose vector may have
-changed to ``vector_log`` (see :mod:`.vectable`). Before each search one small query
+changed to ``vector_log`` (see :mod:`.vectors`). Before each search one small query
 reads ``MIN(seq), MAX(seq)``; when there is anything past the last ``seq`` applied, the
 changed chunks' *current* state is read (vector if READY, else gone) and applied. State,
 not operations, is applied, so reading it from a later snapshot than the log is
@@ -44,10 +44,10 @@ import aiosqlite
 import numpy as np
 import numpy.typing as npt
 
-from asemantic.adapters.sqlite.vecload import RowFiller
-from asemantic.adapters.sqlite.vecmatrix import F32, I64, VectorMatrix, members, unit_rows
+from asemantic.adapters.sqlite.matrix import F32, I64, RowFiller, VectorMatrix, members, unit_rows
 
 __all__ = ["MemoryIndex"]
+
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ _READY_IDS = (
     "WHERE embedding_status = 'READY'"
 )
 _ALL_VECTORS = "SELECT rowid, embedding FROM vec_chunks"
-# vec0's own storage (see :mod:`.vecload`): reading it is about 12x faster than scanning
+# vec0's own storage (see :mod:`.matrix`): reading it is about 12x faster than scanning
 # vec0 row by row; what it yields is checked against vec0 itself (``_check_sample``).
 _SHADOW = (
     "SELECT c.size, c.validity, c.rowids, v.vectors FROM vec_chunks_chunks c "
