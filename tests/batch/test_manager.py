@@ -71,6 +71,8 @@ async def test_a_429_on_create_leaves_the_job_created(
     assert await db.statuses() == ["PENDING", "PENDING"]
     assert len(await db.jobs.job_chunks(job_id)) == 2
     assert backend.jobs == {}
+    record = await db.jobs.get_job(job_id)
+    assert record is not None and record.create_attempted_at is None
 
 
 async def test_a_400_on_create_fails_the_job_and_hands_chunks_back(
@@ -98,7 +100,9 @@ async def test_a_lost_create_answer_is_adopted_by_reconcile(
     await db.seed(2)
     backend.script("create_embedding_job", ProviderUnavailableError("lost", status=503), lands=True)
     (job_id,) = await manager.flush_queue(min_size=1)
-    assert await _job(db, job_id) is JobStatus.CREATED
+    lost = await db.jobs.get_job(job_id)
+    assert lost is not None and lost.status is JobStatus.CREATED
+    assert lost.create_attempted_at is not None
     assert await manager.reconcile() == [job_id]
     assert len(backend.jobs) == 1
     assert backend.calls["create_embedding_job"] == 1
