@@ -37,6 +37,8 @@ __all__ = [
 def sqlite_of(core: SemanticCore) -> SqliteStore:
     """The SQLite store behind ``core``, for tests that look at the file itself."""
     store = core.store
+    while isinstance(store, _StoreWith):  # a test double around the real store
+        store = store.inner
     assert isinstance(store, SqliteStore), f"expected a SQLite engine, got {store!r}"
     return store
 
@@ -60,11 +62,11 @@ class _StoreWith:
     """A Store that delegates to ``inner`` but hands out ``jobs`` instead of its own."""
 
     def __init__(self, inner: Store, jobs: JobStore) -> None:
-        self._inner = inner
+        self.inner = inner
         self.jobs = jobs
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        return getattr(self.inner, name)
 
 
 def replace_job_methods(**replaced: Callable[..., Any]) -> StoreWrap:
