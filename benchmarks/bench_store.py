@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 import sqlite_vec
 
+from asemantic.adapters.planning import chunk_meta_json
 from asemantic.adapters.sqlite import SqliteStore, select_driver, vec_chunk_size
 from asemantic.adapters.sqlite.connection import DEFAULT_CACHE_KIB
-from asemantic.adapters.sqlite.documents import chunk_meta_json
 from asemantic.adapters.sqlite.schema import TABLES
 from asemantic.domain.documents import ChunkDraft, Document
 from asemantic.domain.space import EmbeddingSpace

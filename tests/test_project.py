@@ -30,9 +30,7 @@ DOMAIN_STDLIB_BANNED = frozenset(
     {"asyncio", "http", "selectors", "socket", "sqlite3", "ssl", "subprocess", "urllib"}
 )
 """Standard-library modules that mean I/O or an event loop, which ``domain/`` is without."""
-DOMAIN_KNOWN_VIOLATIONS: Mapping[str, str] = {
-    "vectors.py": "imports numpy; the float32 blob codec belongs outside domain/",
-}
+DOMAIN_KNOWN_VIOLATIONS: Mapping[str, str] = {}
 """Domain modules known to break the allow-list (strict xfail: fixing one fails the
 test until its entry goes)."""
 

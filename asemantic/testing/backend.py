@@ -46,10 +46,10 @@ from typing import Literal
 
 import anyio.lowlevel
 
+from asemantic.adapters.vectors import normalise
 from asemantic.domain.jobs import RemoteState
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.tokens import approximate_tokens
-from asemantic.domain.vectors import normalize
 from asemantic.errors import ProviderRequestError, StoreClosedError
 from asemantic.ports import (
     BatchLine,
@@ -277,7 +277,7 @@ class MemoryBatchBackend:
         text = line.text
         if line.title and self._space.task_type == "RETRIEVAL_DOCUMENT":
             text = f"{line.title}\n{text}"
-        return normalize(lexical_features(text, self._space.dimensions)).tobytes()
+        return normalise(lexical_features(text, self._space.dimensions)).tobytes()
 
     # --- the port -----------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from asemantic.adapters.vectors import FloatArray, normalise
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.domain.vectors import FloatArray, normalize
 from asemantic.ports import EmbedRequest
 
 __all__ = ["LexicalEmbedder", "lexical_features", "tokenize"]
@@ -88,7 +88,7 @@ class LexicalEmbedder:
         return self._space
 
     def vector(self, text: str) -> bytes:
-        return normalize(lexical_features(text, self._space.dimensions)).tobytes()
+        return normalise(lexical_features(text, self._space.dimensions)).tobytes()
 
     async def embed_documents(self, requests: Sequence[EmbedRequest]) -> list[bytes]:
         self.calls += 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from asemantic.adapters.memory import MemoryStore
 
 from asemantic import EmbeddingSpace, GoogleKeyring, SemanticCore, StoreError
 from asemantic.adapters.factory import describe_target, open_store
+from asemantic.adapters.memory import MemoryStore
 from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.testing import LexicalEmbedder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asemantic.adapters.sqlite.documents import (
+from asemantic.adapters.planning import (
     ExistingChunk,
     chunk_meta_json,
     dump_json,

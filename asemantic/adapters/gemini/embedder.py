@@ -15,9 +15,9 @@ from asemantic.adapters.gemini.client import (
     LazyClient,
     call_with_retries,
 )
+from asemantic.adapters.vectors import normalise
 from asemantic.domain.policy import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.domain.vectors import normalize
 from asemantic.errors import AsemanticError, ProviderError
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import EmbedRequest
@@ -142,7 +142,7 @@ class GeminiEmbedder:
                     f"embed_content returned {len(values)} dimensions, "
                     f"expected {self._space.dimensions}"
                 )
-            vectors.append(normalize(values).tobytes())
+            vectors.append(normalise(values).tobytes())
         return vectors
 
     async def aclose(self) -> None:

@@ -23,7 +23,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from asemantic.adapters.checks import check_blobs
 from asemantic.adapters.memory.database import ChunkRow, Database, Journal, Tables
 from asemantic.adapters.results import (
     ChunkState,
@@ -33,6 +32,7 @@ from asemantic.adapters.results import (
     release,
     result_chunk_id,
 )
+from asemantic.adapters.vectors import check_blobs
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.policy import RetryPolicy

@@ -26,7 +26,7 @@ from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 
-from asemantic.adapters.checks import check_blob, check_blobs, check_k
+from asemantic.adapters.checks import check_k
 from asemantic.adapters.memory.database import ChunkRow, Database, DocumentRow, Journal, Tables
 from asemantic.adapters.memory.jobs import MemoryJobStore
 from asemantic.adapters.memory.search import (
@@ -42,6 +42,7 @@ from asemantic.adapters.planning import (
     dump_json,
     plan_write,
 )
+from asemantic.adapters.vectors import check_blob, check_blobs
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace

@@ -15,39 +15,28 @@ the same transaction. The rules are those of :class:`asemantic.ports.DocumentWri
   READY with a copy of that chunk's vector, since it would be the same vector; the
   rest are stored PENDING.
 
-Decisions: :func:`dump_json` is the one canonical JSON dumper of the adapter (sorted
-keys, no spaces, no NaN), used for metadata and filter values alike;
-:func:`chunk_meta_json` builds the same text by hand for the per-chunk meta, because it
-runs for every chunk written (a test checks both agree).
+Decisions: the planning itself (:func:`~asemantic.adapters.planning.plan_write`, the
+canonical JSON dumper, the per-chunk meta text) is engine-neutral and lives in
+:mod:`asemantic.adapters.planning`, shared with every other engine; this module holds
+the SQL around it.
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from json.encoder import encode_basestring
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
 
-from asemantic.domain.documents import ChunkDraft, EmbeddingStatus, JSONValue
-from asemantic.errors import InvalidInputError
+from asemantic.adapters.planning import (
+    ExistingChunk,
+    WritePlan,
+    plan_write,
+)
+from asemantic.domain.documents import EmbeddingStatus
 from asemantic.ports import DocumentSnapshot, DocumentWrite, StoredChunk, WriteOutcome
 
-__all__ = [
-    "ExistingChunk",
-    "KeptChunk",
-    "NewChunk",
-    "SELECT_SNAPSHOT",
-    "WritePlan",
-    "chunk_meta_json",
-    "delete",
-    "plan_write",
-    "snapshot_from_rows",
-    "write",
-]
+__all__ = ["SELECT_SNAPSHOT", "delete", "snapshot_from_rows", "write"]
 
 
 SELECT_SNAPSHOT = (
@@ -193,134 +182,3 @@ async def delete(conn: aiosqlite.Connection, source: str) -> bool:
     """Delete a document; chunks follow by cascade and vectors by trigger."""
     cursor = await conn.execute("DELETE FROM documents WHERE source = ?", (source,))
     return bool(cursor.rowcount and cursor.rowcount > 0)
-
-
-_string = encode_basestring  # a JSON string literal, non-ASCII kept (ensure_ascii=False)
-_READY = EmbeddingStatus.READY.value
-_PENDING = EmbeddingStatus.PENDING.value
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExistingChunk:
-    chunk_id: int
-    position: int
-    content_hash: str
-    status: str
-    text: str
-    meta_json: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeptChunk:
-    chunk_id: int
-    draft: ChunkDraft
-    meta_json: str
-    needs_update: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewChunk:
-    draft: ChunkDraft
-    meta_json: str
-    status: str
-    vector: bytes | None = None
-    copy_vector_of: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WritePlan:
-    kept: tuple[KeptChunk, ...]
-    delete_ids: tuple[int, ...]
-    new: tuple[NewChunk, ...]
-
-    @property
-    def pending(self) -> int:
-        return sum(1 for chunk in self.new if chunk.status == _PENDING)
-
-    @property
-    def updates(self) -> tuple[KeptChunk, ...]:
-        return tuple(chunk for chunk in self.kept if chunk.needs_update)
-
-
-def dump_json(value: JSONValue | Mapping[str, JSONValue]) -> str:
-    """Canonical JSON (sorted keys, compact), or :class:`InvalidInputError`."""
-    try:
-        return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"not JSON-serialisable: {exc}") from None
-
-
-def chunk_meta_json(draft: ChunkDraft) -> str:
-    """The ``meta_json`` of a chunk: vector source, heading path and token estimate.
-
-    Built by hand because it is made for every chunk written (json.dumps costs three
-    times as much); it equals :func:`dump_json` of the same mapping (a test checks).
-    """
-    heading = ",".join(_string(part) for part in draft.heading_path)
-    return (
-        f'{{"_vector_source":{_string(draft.vector_source)},"heading_path":[{heading}],'
-        f'"token_estimate":{int(draft.token_estimate)}}}'
-    )
-
-
-def check_drafts(drafts: Sequence[ChunkDraft]) -> None:
-    positions = [draft.position for draft in drafts]
-    if len(set(positions)) != len(positions):
-        raise InvalidInputError("two chunks of one document share a position")
-
-
-def _pools(existing: Sequence[ExistingChunk]) -> dict[str, list[ExistingChunk]]:
-    pools: dict[str, list[ExistingChunk]] = defaultdict(list)
-    reusable = (c for c in existing if c.status in (_READY, _PENDING))
-    for chunk in sorted(reusable, key=lambda c: (c.status != _READY, c.position, c.chunk_id)):
-        pools[chunk.content_hash].append(chunk)
-    return pools
-
-
-def plan_write(
-    existing: Sequence[ExistingChunk],
-    drafts: Sequence[ChunkDraft],
-    vectors: Mapping[str, bytes],
-) -> WritePlan:
-    """Match ``drafts`` against the ``existing`` chunks of the same document."""
-    pools = _pools(existing)
-    kept: list[KeptChunk] = []
-    ready_by_hash: dict[str, int] = {}
-    unmatched: list[tuple[ChunkDraft, str]] = []
-    for draft in drafts:
-        meta_json = chunk_meta_json(draft)
-        pool = pools.get(draft.content_hash)
-        if not pool:
-            unmatched.append((draft, meta_json))
-            continue
-        match = pool.pop(0)
-        changed = (match.position, match.text, match.meta_json) != (
-            draft.position,
-            draft.text,
-            meta_json,
-        )
-        kept.append(
-            KeptChunk(
-                chunk_id=match.chunk_id, draft=draft, meta_json=meta_json, needs_update=changed
-            )
-        )
-        if match.status == _READY:
-            ready_by_hash.setdefault(draft.content_hash, match.chunk_id)
-    kept_ids = {chunk.chunk_id for chunk in kept}
-    delete_ids = tuple(c.chunk_id for c in existing if c.chunk_id not in kept_ids)
-    new = tuple(_new_chunk(d, m, vectors, ready_by_hash) for d, m in unmatched)
-    return WritePlan(kept=tuple(kept), delete_ids=delete_ids, new=new)
-
-
-def _new_chunk(
-    draft: ChunkDraft, meta_json: str, vectors: Mapping[str, bytes], ready: Mapping[str, int]
-) -> NewChunk:
-    vector = vectors.get(draft.content_hash)
-    if vector is not None:
-        return NewChunk(draft=draft, meta_json=meta_json, status=_READY, vector=vector)
-    source = ready.get(draft.content_hash)
-    if source is not None:
-        return NewChunk(draft=draft, meta_json=meta_json, status=_READY, copy_vector_of=source)
-    return NewChunk(draft=draft, meta_json=meta_json, status=_PENDING)

@@ -28,7 +28,7 @@ from typing import Any
 import aiosqlite
 import numpy as np
 
-from asemantic.adapters.sqlite.documents import dump_json
+from asemantic.adapters.planning import dump_json
 from asemantic.adapters.sqlite.memory_index import MemoryIndex, parse_ids
 from asemantic.domain.documents import JSONValue, SearchHit
 from asemantic.errors import InvalidInputError
@@ -36,16 +36,13 @@ from asemantic.ports import SearchFilters
 
 __all__ = [
     "HYDRATE",
-    "MAX_K",
     "build_search",
-    "check_k",
     "hit_from_row",
     "index_search",
     "is_filtered",
     "matching_documents_sql",
 ]
 
-MAX_K = 1000
 _COLUMNS = (
     "c.id, c.document_id, d.source, d.title, c.text, c.position, c.meta_json, "
     "knn.distance, d.metadata_json"
@@ -54,12 +51,6 @@ _JOIN = "JOIN chunks c ON c.id = knn.chunk_id JOIN documents d ON d.id = c.docum
 # Documents first (CROSS JOIN keeps that order), then their READY chunks through the
 # partial index chunks_ready_document, never reading the wide chunk rows.
 _MATCHING = "FROM documents d CROSS JOIN chunks c ON c.document_id = d.id"
-
-
-def check_k(k: object) -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-        raise InvalidInputError(f"k must be an integer within 1..{MAX_K}, got {k!r}")
-    return k
 
 
 def _metadata_condition(key: str, value: JSONValue) -> tuple[str, list[object]]:

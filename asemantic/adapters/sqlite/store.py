@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from asemantic.adapters.checks import check_k
+from asemantic.adapters.planning import check_drafts, dump_json
 from asemantic.adapters.sqlite import documents as doc_sql
 from asemantic.adapters.sqlite import vectors as vec_sql
 from asemantic.adapters.sqlite.connection import (
@@ -47,20 +49,15 @@ from asemantic.adapters.sqlite.connection import (
     store_error,
     utc_now,
 )
-from asemantic.adapters.sqlite.documents import check_drafts, dump_json
 from asemantic.adapters.sqlite.jobs import SqliteJobStore
 from asemantic.adapters.sqlite.memory_index import MemoryIndex
 from asemantic.adapters.sqlite.schema import prepare_database
 from asemantic.adapters.sqlite.search import (
     build_search,
-    check_k,
     hit_from_row,
     index_search,
 )
-from asemantic.adapters.sqlite.vectors import (
-    check_blob,
-    check_blobs,
-)
+from asemantic.adapters.vectors import check_blob, check_blobs
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace

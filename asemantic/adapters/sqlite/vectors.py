@@ -34,7 +34,7 @@ and inserts run about 20x slower than into a plain blob table. :func:`vec_chunk_
 keeps a blob near 1 MiB (256 vectors at 768 dimensions, 64 at 3,072); the benchmark in
 ``benchmarks/bench_store.py`` measures the choice. KNN speed hardly depends on it.
 
-Decisions: every blob is checked (:func:`check_blob`, :func:`check_blobs`) before
+Decisions: every blob is checked (:mod:`asemantic.adapters.vectors`) before
 anything is written or searched; vectors are written by chunk id (:func:`apply`), and
 :func:`integrity_problems` checks that vectors and chunks agree.
 """
@@ -44,21 +44,18 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import aiosqlite
-import numpy as np
 
 from asemantic.adapters.sqlite.connection import rollback
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.errors import EmbeddingSpaceMismatchError, InvalidVectorError, StoreError
+from asemantic.errors import EmbeddingSpaceMismatchError, StoreError
 
 __all__ = [
     "VECTOR_LOG",
     "VEC_TABLE",
     "apply",
-    "check_blob",
-    "check_blobs",
     "create_vec_table",
     "ensure_space",
     "ensure_vector_log",
@@ -265,39 +262,6 @@ async def knn_prefilter_works(conn: aiosqlite.Connection, error: type[Exception]
     if not works:
         logger.info("vec0 cannot pre-filter KNN by rowid here; filtered searches scan")
     return works
-
-
-def check_blob(blob: object, space: EmbeddingSpace | None, *, what: str = "vector") -> bytes:
-    """``blob`` if it is a float32 vector of the space's dimensions, finite and non-zero.
-
-    A zero vector has no direction: its cosine distance to anything is undefined (NULL
-    in sqlite-vec), so it is refused like NaN and infinity.
-    """
-    if space is None:
-        raise InvalidVectorError(
-            "this store has no embedding space yet; open it with space=... to store vectors"
-        )
-    if not isinstance(blob, bytes | bytearray | memoryview):
-        raise InvalidVectorError(f"{what} must be a float32 blob (bytes)")
-    data = bytes(blob)
-    expected = space.dimensions * 4
-    if len(data) != expected:
-        raise InvalidVectorError(
-            f"{what} has {len(data)} bytes; {space.describe()} vectors are {expected} bytes "
-            f"({space.dimensions} float32 values)"
-        )
-    array = np.frombuffer(data, dtype="<f4")
-    if not np.all(np.isfinite(array)):
-        raise InvalidVectorError(f"{what} holds NaN or infinity")
-    if not np.any(array):
-        raise InvalidVectorError(f"{what} is the zero vector, which has no direction")
-    return data
-
-
-def check_blobs(blobs: Iterable[tuple[object, object]], space: EmbeddingSpace | None) -> None:
-    """Check every ``(key, blob)`` pair; the error names the first bad key."""
-    for key, blob in blobs:
-        check_blob(blob, space, what=f"vector for {key!r}")
 
 
 _SELECT_TARGETS = "SELECT id FROM chunks WHERE id IN (SELECT value FROM json_each(?))"

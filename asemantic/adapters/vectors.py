@@ -1,0 +1,88 @@
+"""Float32 vector blobs: the one codec every adapter and ``asemantic.testing`` share.
+
+Vectors travel through asemantic as little-endian float32 blobs (what sqlite-vec stores
+and what the ports carry). This module packs and reads them, scales one to unit length,
+and checks blobs before any store writes or searches with them.
+
+Decisions: it lives outside ``asemantic.domain`` because it needs NumPy, which the domain
+may not import; it imports no engine, so every store refuses the same blobs with the same
+:class:`~asemantic.errors.InvalidVectorError` before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import InvalidVectorError
+
+__all__ = ["FloatArray", "check_blob", "check_blobs", "normalise", "pack", "unpack"]
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def pack(values: Sequence[float] | FloatArray, *, dimensions: int | None = None) -> bytes:
+    """Check a vector and return it as a float32 blob."""
+    array = np.asarray(values, dtype="<f4")
+    if array.ndim != 1:
+        raise InvalidVectorError("a vector must be one-dimensional")
+    if dimensions is not None and array.shape[0] != dimensions:
+        raise InvalidVectorError(
+            f"vector has {array.shape[0]} dimensions, the store expects {dimensions}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise InvalidVectorError("vector holds NaN or infinity")
+    return array.tobytes()
+
+
+def unpack(blob: bytes) -> FloatArray:
+    """A read-only float32 view of a blob."""
+    if len(blob) % 4:
+        raise InvalidVectorError("a float32 blob's length must be a multiple of 4")
+    return np.frombuffer(blob, dtype="<f4")
+
+
+def normalise(values: Sequence[float] | FloatArray) -> FloatArray:
+    """L2-normalise (Gemini returns unit vectors only at 3,072 dimensions)."""
+    array = np.asarray(values, dtype=np.float32)
+    norm = float(np.linalg.norm(array))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise InvalidVectorError("cannot normalise a zero or non-finite vector")
+    return (array / norm).astype("<f4")
+
+
+def check_blob(blob: object, space: EmbeddingSpace | None, *, what: str = "vector") -> bytes:
+    """``blob`` if it is a float32 vector of the space's dimensions, finite and non-zero.
+
+    A zero vector has no direction: its cosine distance to anything is undefined (NULL
+    in sqlite-vec), so it is refused like NaN and infinity. A store with no space yet
+    refuses every vector.
+    """
+    if space is None:
+        raise InvalidVectorError(
+            "this store has no embedding space yet; open it with space=... to store vectors"
+        )
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise InvalidVectorError(f"{what} must be a float32 blob (bytes)")
+    data = bytes(blob)
+    expected = space.dimensions * 4
+    if len(data) != expected:
+        raise InvalidVectorError(
+            f"{what} has {len(data)} bytes; {space.describe()} vectors are {expected} bytes "
+            f"({space.dimensions} float32 values)"
+        )
+    array = np.frombuffer(data, dtype="<f4")
+    if not np.all(np.isfinite(array)):
+        raise InvalidVectorError(f"{what} holds NaN or infinity")
+    if not np.any(array):
+        raise InvalidVectorError(f"{what} is the zero vector, which has no direction")
+    return data
+
+
+def check_blobs(blobs: Iterable[tuple[object, object]], space: EmbeddingSpace | None) -> None:
+    """Check every ``(key, blob)`` pair; the error names the first bad key."""
+    for key, blob in blobs:
+        check_blob(blob, space, what=f"vector for {key!r}")
