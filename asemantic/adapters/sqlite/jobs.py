@@ -16,11 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from asemantic.adapters.results import (
+    ChunkState,
+    ChunkUpdate,
+    Verdict,
+    judge_result,
+    release,
+    result_chunk_id,
+)
 from asemantic.adapters.sqlite.connection import insert_usage, utc_now
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
-from asemantic.domain.linekeys import parse_line_key
-from asemantic.domain.policy import RetryPolicy, classify_line_error, next_chunk_status
+from asemantic.domain.policy import RetryPolicy
 from asemantic.ports import (
     ApplyCounts,
     BatchSnapshot,
@@ -62,6 +69,10 @@ _JOB_CHUNKS = (
     "SELECT c.id, c.content_hash, COALESCE(json_extract(c.meta_json, '$._vector_source'), "
     "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
     "WHERE c.batch_job_id = ? AND c.embedding_status = 'PENDING' ORDER BY c.id"
+)
+_UPDATE_CHUNK_STATUS = (
+    "UPDATE chunks SET embedding_status = ?, error_message = ?, attempts = ?, "
+    "batch_job_id = ?, updated_at = ? WHERE id = ?"
 )
 _TARGETS = (
     "SELECT id, content_hash, embedding_status, batch_job_id, attempts, "
@@ -214,53 +225,36 @@ class SqliteJobStore:
         A result counts only for a chunk that is still PENDING in this job with the
         same text (hash prefix of its key); anything else is stale and discarded.
         """
-        parsed = {r.key: parse_line_key(r.key) for r in results}
-        ids = [p[0] for p in parsed.values() if p is not None]
+        ids = [i for i in map(result_chunk_id, results) if i is not None]
         now = utc_now()
         async with self._store.transaction() as conn:
             rows = await conn.execute_fetchall(_TARGETS, (json.dumps(ids),))
-            current = {int(r[0]): r for r in rows}
+            current = {int(r[0]): _chunk_state(r) for r in rows}
             vectors: dict[int, bytes] = {}
             updates: list[tuple[str, str | None, int, str | None, str, int]] = []
-            stale = failed = retried = tokens = 0
+            counts = dict.fromkeys(Verdict, 0)
+            tokens = 0
             for result in results:
-                key = parsed[result.key]
-                row = current.get(key[0]) if key is not None else None
-                if (
-                    key is None
-                    or row is None
-                    or row[2] != EmbeddingStatus.PENDING.value
-                    or row[3] != job_id
-                    or not str(row[1]).startswith(key[1])
-                ):
-                    stale += 1
-                    continue
-                if result.vector is not None:
-                    vectors[key[0]] = result.vector
-                    # The provider's count; else the estimate made at ingestion (high).
-                    tokens += result.token_count or int(row[5] or 0)
-                    continue
-                attempts = int(row[4]) + 1
-                status = next_chunk_status(
-                    attempts, classify_line_error(result.error_code, result.error_status), retry
-                )
-                message = _line_error(result)
-                if status is EmbeddingStatus.FAILED:
-                    failed += 1
-                    updates.append((status.value, message, attempts, job_id, now, key[0]))
-                else:
-                    retried += 1
-                    updates.append((status.value, message, attempts, None, now, key[0]))
+                chunk_id = result_chunk_id(result)
+                chunk = current.get(chunk_id) if chunk_id is not None else None
+                judged = judge_result(result, chunk, job_id=job_id, retry=retry)
+                counts[judged.verdict] += 1
+                if judged.vector is not None and chunk is not None:
+                    vectors[chunk.chunk_id] = judged.vector
+                    tokens += judged.tokens
+                elif judged.update is not None:
+                    updates.append(_update_row(judged.update, now))
             if updates:
-                await conn.executemany(
-                    "UPDATE chunks SET embedding_status = ?, error_message = ?, attempts = ?, "
-                    "batch_job_id = ?, updated_at = ? WHERE id = ?",
-                    updates,
-                )
+                await conn.executemany(_UPDATE_CHUNK_STATUS, updates)
             ready = await self._store.apply_vectors(conn, vectors)
             if ready:
                 await insert_usage(conn, "batch", texts=ready, tokens=tokens, at=now)
-        return ApplyCounts(ready=ready, failed=failed, retried=retried, stale=stale)
+        return ApplyCounts(
+            ready=ready,
+            failed=counts[Verdict.FAILED],
+            retried=counts[Verdict.RETRIED],
+            stale=counts[Verdict.STALE],
+        )
 
     async def mark_cleaned(self, job_id: str) -> None:
         async with self._store.transaction() as conn:
@@ -317,27 +311,36 @@ async def _release(
         "SELECT id, attempts FROM chunks WHERE batch_job_id = ? AND embedding_status = 'PENDING'",
         (job_id,),
     )
-    updates = []
-    for chunk_id, attempts in rows:
-        after = int(attempts) + 1
-        status = next_chunk_status(after, classify_line_error(None, "UNAVAILABLE"), policy)
-        failed = status is EmbeddingStatus.FAILED
-        updates.append(
-            (
-                status.value,
-                reason if failed else None,
-                after,
-                job_id if failed else None,
-                at,
-                int(chunk_id),
-            )
-        )
+    updates = [
+        _update_row(release(int(chunk_id), int(attempts), policy, job_id=job_id, reason=reason), at)
+        for chunk_id, attempts in rows
+    ]
     if updates:
-        await conn.executemany(
-            "UPDATE chunks SET embedding_status = ?, error_message = ?, attempts = ?, "
-            "batch_job_id = ?, updated_at = ? WHERE id = ?",
-            updates,
-        )
+        await conn.executemany(_UPDATE_CHUNK_STATUS, updates)
+
+
+def _chunk_state(row: Sequence[Any]) -> ChunkState:
+    """A ``_TARGETS`` row as the result judge sees it."""
+    return ChunkState(
+        chunk_id=int(row[0]),
+        content_hash=str(row[1]),
+        status=EmbeddingStatus(row[2]),
+        job_id=row[3],
+        attempts=int(row[4]),
+        token_estimate=int(row[5] or 0),
+    )
+
+
+def _update_row(update: ChunkUpdate, at: str) -> tuple[str, str | None, int, str | None, str, int]:
+    """The ``_UPDATE_CHUNK_STATUS`` parameters of one chunk update."""
+    return (
+        update.status.value,
+        update.error_message,
+        update.attempts,
+        update.job_id,
+        at,
+        update.chunk_id,
+    )
 
 
 async def _record_transition(
@@ -359,13 +362,6 @@ async def _record_transition(
             json.dumps(stats),
         ),
     )
-
-
-def _line_error(result: LineResult) -> str:
-    parts = [str(p) for p in (result.error_code, result.error_status) if p]
-    prefix = " ".join(parts)
-    message = result.error_message or "unknown error"
-    return f"{prefix}: {message}" if prefix else message
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
