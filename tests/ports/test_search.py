@@ -70,19 +70,23 @@ async def test_ties_are_broken_by_chunk_id(store: Store) -> None:
     assert len({round(h.distance, 6) for h in hits}) == 1
 
 
-async def test_ties_at_the_k_boundary_keep_the_lowest_ids(
-    store: Store, engine: str, request: pytest.FixtureRequest
-) -> None:
-    if engine == "sqlite":
-        # SqliteStore's memory index picks the k rows with argpartition, which keeps
-        # arbitrary rows among those tied at the k-th distance (vecmatrix.search).
-        request.applymarker(pytest.mark.xfail(reason="sqlite ties at k are arbitrary", strict=True))
+async def test_ties_at_the_k_boundary_keep_the_lowest_ids(store: Store) -> None:
     texts = [f"twin {i}" for i in range(300)]
     await store.write_document(
         make_write("twins.md", texts, vectors={i: angle(40) for i in range(300)})
     )
     ids = await chunk_ids(store, "twins.md")
     assert [h.chunk_id for h in await store.search(AXIS, k=5)] == sorted(ids)[:5]
+
+
+async def test_nearer_rows_first_then_the_lowest_ids_of_those_tied_at_k(store: Store) -> None:
+    texts = [f"twin {i}" for i in range(300)]
+    vectors = {i: angle(40) for i in range(300)}
+    vectors[250] = vectors[299] = angle(10)  # two nearer rows among the twins
+    await store.write_document(make_write("twins.md", texts, vectors=vectors))
+    ids = sorted(await chunk_ids(store, "twins.md"))
+    hits = [h.chunk_id for h in await store.search(AXIS, k=5)]
+    assert hits == [ids[250], ids[299], ids[0], ids[1], ids[2]]
 
 
 async def test_an_empty_store_finds_nothing(store: Store) -> None:

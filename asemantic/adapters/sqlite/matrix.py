@@ -179,12 +179,26 @@ class VectorMatrix:
         if count == 0:
             return np.empty(0, np.int64), np.empty(0, np.float64)
         top = np.argpartition(-scores, count - 1)[:count] if count < len(scores) else None
+        if top is not None:
+            top = self._lowest_ids_at_the_boundary(scores, top, slots)
         picked = np.arange(len(scores)) if top is None else top
         rows = picked if slots is None else slots[picked]
         distances = 1.0 - scores[picked].astype(np.float64)
         ids = self._ids[rows]
         order = np.lexsort((ids, distances))
         return ids[order], distances[order]
+
+    def _lowest_ids_at_the_boundary(self, scores: F32, top: I64, slots: I64 | None) -> I64:
+        """``top`` (the ``argpartition`` pick) with the rows tied at the k-th score
+        chosen by lowest chunk id, as every engine does, instead of arbitrarily."""
+        threshold = scores[top].min()
+        above = top[scores[top] > threshold]
+        tied = np.flatnonzero(scores == threshold)
+        if len(above) + len(tied) == len(top):
+            return top  # no tie crosses the boundary
+        tied_rows = tied if slots is None else slots[tied]
+        keep = tied[np.argsort(self._ids[tied_rows], kind="stable")[: len(top) - len(above)]]
+        return np.concatenate([above, keep])
 
 
 def members(values: I64, of: I64) -> npt.NDArray[np.bool_]:
