@@ -7,16 +7,13 @@ ingestor writes them (:class:`~asemantic.ports.DocumentWrite` of PENDING drafts)
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from asemantic.adapters.sqlite.jobs import SqliteJobStore
-from asemantic.adapters.sqlite.store import SqliteStore
+from asemantic.adapters.factory import open_store
 from asemantic.batch.manager import BatchManager
 from asemantic.domain.documents import ChunkDraft, Document
 from asemantic.domain.hashing import content_hash
@@ -24,7 +21,7 @@ from asemantic.domain.policy import RetryPolicy
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.tokens import approximate_tokens
 from asemantic.keys import GoogleKeyring
-from asemantic.ports import DocumentWrite, JobStore
+from asemantic.ports import DocumentWrite, JobStore, Store
 from asemantic.testing.backend import MemoryBatchBackend
 
 SPACE = EmbeddingSpace(dimensions=128)
@@ -34,7 +31,7 @@ KEYS = GoogleKeyring("unit-default-key", batch_key="unit-batch-key")
 @dataclass(frozen=True, slots=True)
 class Opened:
     jobs: JobStore
-    store: Any  # a Store; typed loosely until every engine has the whole port
+    store: Store
 
     async def seed(self, count: int, *, source: str = "doc.md", title: str = "Doc") -> None:
         """One document of ``count`` PENDING chunks, as the ingestor writes them."""
@@ -63,25 +60,18 @@ class Opened:
         return [str(chunk.status) for chunk in snapshot.chunks]
 
 
-ENGINES = ["sqlite"]
-if importlib.util.find_spec("asemantic.adapters.memory") is not None:
-    ENGINES.append("memory")  # the in-memory engine, once it is merged
+ENGINES = {"sqlite": "kb.db", "memory": ":memory:"}
+"""Every engine the suite runs on, by the target that opens it (a file in tmp_path or not)."""
 
 
 async def open_job_store(engine: str, tmp_path: Path) -> Opened:
     """The one place the suite's store and JobStore are opened."""
-    if engine == "memory":
-        from asemantic.adapters.memory import MemoryStore  # type: ignore[import-not-found,unused-ignore]
-
-        memory = MemoryStore(space=SPACE)
-        return Opened(jobs=memory.jobs, store=memory)
-    store = await SqliteStore.open(tmp_path / "kb.db", space=SPACE)
-    # ``store.jobs`` once the SQLite adapter has it; until then, the job store beside it.
-    jobs = getattr(store, "jobs", None) or SqliteJobStore(store)
-    return Opened(jobs=jobs, store=store)
+    target = ENGINES[engine]
+    store = await open_store(target if target == ":memory:" else tmp_path / target, space=SPACE)
+    return Opened(jobs=store.jobs, store=store)
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=sorted(ENGINES))
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opened]:
     opened = await open_job_store(request.param, tmp_path)
     yield opened
