@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from asemantic.domain.documents import ChunkDraft, Document, JSONValue
+from asemantic.domain.documents import Document, JSONValue
 from asemantic.domain.linekeys import line_key
 from asemantic.ports import DocumentWrite, LineResult, Store
+from tests.store.helpers import draft as draft  # the chunk drafts every suite builds
+from tests.store.helpers import sha as sha
 
 from .conftest import SPACE
 
 DIMENSIONS = SPACE.dimensions
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def draft(position: int, text: str, *, heading: tuple[str, ...] = ()) -> ChunkDraft:
-    source = "\n".join([*heading, text])
-    return ChunkDraft(
-        position=position,
-        text=text,
-        heading_path=heading,
-        vector_source=source,
-        content_hash=sha(source),
-        token_estimate=max(1, len(text) // 4),
-    )
 
 
 def make_write(
