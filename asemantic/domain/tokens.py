@@ -27,13 +27,15 @@ def estimate_tokens(text: str) -> int:
         first = piece[0]
         if first.isascii() and first.isalnum():
             total += -(-len(piece) // 3)
+        elif not first.isascii():
+            # Non-ASCII white space (no-break spaces, ideographic spaces) included: the
+            # ASCII-only ``\s`` leaves each such character a piece of its own.
+            total += max(1, -(-len(piece.encode("utf-8", "surrogatepass")) // 2))
         elif first.isspace():
             if len(piece) > 1 or first == "\n":
                 total += -(-len(piece) // 4)
-        elif first.isascii():
-            total += 1
         else:
-            total += max(1, -(-len(piece.encode("utf-8", "surrogatepass")) // 2))
+            total += 1
     # Control characters the pattern leaves out still cost something.
     return total + len(_CONTROL.findall(text))
 
