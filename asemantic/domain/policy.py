@@ -48,8 +48,9 @@ The module stays pure: it knows keys only through two small protocols
 from __future__ import annotations
 
 import enum
+import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,6 +83,7 @@ __all__ = [
     "parse_mode",
     "plan_batches",
     "refused_before_acting",
+    "retry_info_delay",
     "require_batch_key",
     "scrub",
     "should_flush",
@@ -310,6 +312,34 @@ class BatchKeyHolder(Protocol):
 
     @property
     def has_batch_key(self) -> bool: ...
+
+
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def retry_info_delay(error: object) -> float | None:
+    """The delay a ``google.rpc.RetryInfo`` detail asks for, in seconds, or None.
+
+    ``error`` is the error body as JSON (``{"error": {"details": [...]}}``, or the inner
+    object). Google's 429 carries the wait there (``"retryDelay": "17s"``), not in a
+    ``Retry-After`` header. A malformed or negative delay counts as none.
+    """
+    if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
+        error = error["error"]
+    details = error.get("details") if isinstance(error, Mapping) else None
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if not isinstance(detail, Mapping) or detail.get("@type") != _RETRY_INFO:
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                seconds = float(delay[:-1])
+            except ValueError:
+                return None
+            return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
 
 
 def scrub(text: str, secrets: Iterable[SecretLike | str | None]) -> str:

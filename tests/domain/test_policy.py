@@ -29,6 +29,7 @@ from asemantic.domain.policy import (
     plan_batches,
     refused_before_acting,
     require_batch_key,
+    retry_info_delay,
     scrub,
     should_flush,
 )
@@ -417,3 +418,36 @@ def test_keyring_batch_follows_the_rule() -> None:
     assert GoogleKeyring("online-key", batch_key="batch-key").batch == Secret("batch-key")
     with pytest.raises(MissingBatchKeyError):
         _ = GoogleKeyring("online-key").batch
+
+
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"error": {"details": [{"@type": _RETRY_INFO, "retryDelay": "17s"}]}}, 17.0),
+        ({"details": [{"@type": _RETRY_INFO, "retryDelay": "0.5s"}]}, 0.5),
+        (
+            {
+                "error": {
+                    "details": [
+                        {"@type": "x.QuotaFailure"},
+                        {"@type": _RETRY_INFO, "retryDelay": "3s"},
+                    ]
+                }
+            },
+            3.0,
+        ),
+        ({"error": {"details": [{"@type": _RETRY_INFO, "retryDelay": "17"}]}}, None),
+        ({"error": {"details": [{"@type": _RETRY_INFO, "retryDelay": "-1s"}]}}, None),
+        ({"error": {"details": [{"@type": _RETRY_INFO, "retryDelay": "nans"}]}}, None),
+        ({"error": {"details": [{"@type": _RETRY_INFO, "retryDelay": "abcs"}]}}, None),
+        ({"error": {"details": [{"@type": "x.Help", "retryDelay": "5s"}]}}, None),
+        ({"error": {"code": 429}}, None),
+        ("not json", None),
+        (None, None),
+    ],
+)
+def test_retry_info_delay(body: object, expected: float | None) -> None:
+    assert retry_info_delay(body) == expected

@@ -3,6 +3,7 @@ injected ``httpx.AsyncClient`` (google-genai's own default stack is httpx2)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -117,6 +118,41 @@ async def test_retries_429_then_succeeds_honouring_retry_after(http: httpx.Async
     (vector,) = await embedder.embed_documents([EmbedRequest(text="x")])
     assert route.call_count == 3
     assert len(vector) == 32
+    await embedder.aclose()
+
+
+@respx.mock
+async def test_a_429s_retry_info_sets_the_wait(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Google's 429 says how long to wait in google.rpc.RetryInfo, not in Retry-After."""
+    retry_info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.04s"}
+    error = {
+        "error": {
+            "code": 429,
+            "message": "Resource exhausted",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure"}, retry_info],
+        }
+    }
+    answers = [httpx.Response(429, json=error)]
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0) if answers else _answer(request)
+
+    route = respx.post(URL).mock(side_effect=answer)
+    embedder = _embedder(http, attempts=3)  # full jitter alone would wait 0 s
+    await embedder.embed_documents([EmbedRequest(text="x")])
+    assert route.call_count == 2
+    assert waits == [pytest.approx(0.04)]
     await embedder.aclose()
 
 

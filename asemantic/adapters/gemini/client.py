@@ -23,7 +23,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from asemantic.domain.policy import RetryConfig, is_retryable_status, scrub
+from asemantic.domain.policy import RetryConfig, is_retryable_status, retry_info_delay, scrub
 from asemantic.errors import (
     AuthenticationError,
     ProviderError,
@@ -192,7 +192,15 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
-    """The ``Retry-After`` header of an SDK error's response, in seconds."""
+    """How long the provider asked us to wait, in seconds, or None.
+
+    Google puts it in a ``google.rpc.RetryInfo`` detail of the error body (its 429s
+    send no ``Retry-After`` header); a ``Retry-After`` header (a proxy's) counts too.
+    """
+    if isinstance(exc, genai_errors.APIError):
+        delay = retry_info_delay(exc.details)
+        if delay is not None:
+            return delay
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     value = headers.get("retry-after") if headers is not None else None
