@@ -47,6 +47,7 @@ __all__ = [
     "SearchFilters",
     "Store",
     "StoreStats",
+    "USAGE_ROUTES",
     "StoredChunk",
     "WriteOutcome",
 ]
@@ -161,6 +162,10 @@ def _as_list(key: str, value: JSONValue, kind: type[_T]) -> list[_T]:
             raise InvalidInputError(f"filter {key!r} takes {kind.__name__} values")
         out.append(item)
     return out
+
+
+USAGE_ROUTES = ("online", "batch", "query")
+"""The routes the usage ledger counts tokens for (``Store.record_usage``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

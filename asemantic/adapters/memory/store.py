@@ -48,6 +48,7 @@ from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidInputError, StoreError
 from asemantic.ports import (
+    USAGE_ROUTES,
     DocumentSnapshot,
     DocumentWrite,
     SearchFilters,
@@ -56,11 +57,10 @@ from asemantic.ports import (
     WriteOutcome,
 )
 
-__all__ = ["MemoryStore", "USAGE_ROUTES"]
+__all__ = ["MemoryStore"]
 
 logger = logging.getLogger(__name__)
 
-USAGE_ROUTES = ("online", "batch", "query")
 """The routes of the usage ledger."""
 
 

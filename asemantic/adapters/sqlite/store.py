@@ -63,6 +63,7 @@ from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidInputError, StoreClosedError
 from asemantic.ports import (
+    USAGE_ROUTES,
     DocumentSnapshot,
     DocumentWrite,
     SearchFilters,
@@ -399,7 +400,7 @@ class SqliteStore:
             documents=int(documents),
             chunks=_counts(chunks, [status.value for status in EmbeddingStatus]),
             jobs=_counts(jobs, [status.value for status in JobStatus]),
-            tokens=_counts(tokens, []),
+            tokens=_counts(tokens, USAGE_ROUTES),
         )
 
     async def integrity_check(self) -> str:
