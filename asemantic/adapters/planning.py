@@ -16,8 +16,7 @@ then does it in the same transaction. The rules are those of
   rest are stored PENDING.
 
 Decisions: this module imports no engine, so every store (SQLite, memory, a later
-PostgreSQL) plans a write the same way; it is the engine-neutral copy of
-``asemantic.adapters.sqlite.writeplan``, which can import it instead. Statuses are kept
+PostgreSQL) plans a write the same way. Statuses are kept
 as their string values (what a row holds), so an engine compares them without
 converting.
 """

@@ -18,7 +18,7 @@ text):
 (a failed, cancelled or expired job): a retryable loss.
 
 Decisions: engine-neutral (no SQL, no I/O) so the SQLite, memory and later engines judge
-results alike; the SQLite job store can use it in place of its inline loop.
+results alike.
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
-"""Document and chunk rows: snapshot reads, write planning and the write transaction.
+"""Document and chunk rows: snapshot reads and the write transaction, in SQL.
 
-What a document write does to the stored chunks is decided in pure code: the store reads
-the document's stored chunks, asks :func:`plan_write` what to do, and then does it in
-the same transaction. The rules are those of :class:`asemantic.ports.DocumentWrite`:
-
-* a draft whose ``content_hash`` matches a stored READY or PENDING chunk of the same
-  document keeps that chunk (its vector, or its place in a batch job); READY chunks are
-  matched before PENDING ones, then by position. Its position, text and meta are
-  updated when they differ;
-* every stored chunk left unmatched (FAILED ones, changed ones, surplus duplicates) is
-  deleted, and its vector with it;
-* a new chunk whose hash is in ``vectors`` is stored READY with that vector. A new chunk
-  with the hash of a kept READY chunk (the same text twice in one document) is stored
-  READY with a copy of that chunk's vector, since it would be the same vector; the
-  rest are stored PENDING.
-
-Decisions: the planning itself (:func:`~asemantic.adapters.planning.plan_write`, the
-canonical JSON dumper, the per-chunk meta text) is engine-neutral and lives in
-:mod:`asemantic.adapters.planning`, shared with every other engine; this module holds
-the SQL around it.
+The store reads the document's stored chunks, asks
+:func:`~asemantic.adapters.planning.plan_write` what to do (the rules of
+:class:`asemantic.ports.DocumentWrite`, decided in engine-neutral code shared with every
+engine, as are the canonical JSON dumper and the per-chunk meta text), and then does it
+in the same transaction.
 """
 
 from __future__ import annotations
