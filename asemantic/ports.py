@@ -47,8 +47,8 @@ __all__ = [
     "SearchFilters",
     "Store",
     "StoreStats",
-    "USAGE_ROUTES",
     "StoredChunk",
+    "USAGE_ROUTES",
     "WriteOutcome",
 ]
 

@@ -83,8 +83,8 @@ __all__ = [
     "parse_mode",
     "plan_batches",
     "refused_before_acting",
-    "retry_info_delay",
     "require_batch_key",
+    "retry_info_delay",
     "scrub",
     "should_flush",
 ]

@@ -21,7 +21,7 @@ async def test_stats_of_an_empty_store_has_every_status(store: SqliteStore) -> N
     assert stats.documents == 0
     assert dict(stats.chunks) == {status.value: 0 for status in EmbeddingStatus}
     assert dict(stats.jobs) == {status.value: 0 for status in JobStatus}
-    assert dict(stats.tokens) == {}
+    assert dict(stats.tokens) == {"online": 0, "batch": 0, "query": 0}  # every route
 
 
 async def test_stats_counts_documents_chunks_jobs_and_tokens(
@@ -42,7 +42,7 @@ async def test_stats_counts_documents_chunks_jobs_and_tokens(
     assert stats.chunks["FAILED"] == 0
     assert stats.jobs["CREATED"] == 1
     assert sum(stats.jobs.values()) == 1
-    assert dict(stats.tokens) == {"online": 12, "query": 2}
+    assert dict(stats.tokens) == {"online": 12, "batch": 0, "query": 2}
     assert dict(stats.chunks) == await store.count_chunks_by_status()
 
 
