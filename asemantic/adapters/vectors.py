@@ -1,8 +1,8 @@
 """Float32 vector blobs: the one codec every adapter and ``asemantic.testing`` share.
 
 Vectors travel through asemantic as little-endian float32 blobs (what sqlite-vec stores
-and what the ports carry). This module packs and reads them, scales one to unit length,
-and checks blobs before any store writes or searches with them.
+and what the ports carry). This module scales one to unit length and checks blobs
+before any store writes or searches with them.
 
 Decisions: it lives outside ``asemantic.domain`` because it needs NumPy, which the domain
 may not import; it imports no engine, so every store refuses the same blobs with the same
@@ -19,30 +19,9 @@ import numpy.typing as npt
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidVectorError
 
-__all__ = ["FloatArray", "check_blob", "check_blobs", "normalise", "pack", "unpack"]
+__all__ = ["FloatArray", "check_blob", "check_blobs", "normalise"]
 
 FloatArray = npt.NDArray[np.float32]
-
-
-def pack(values: Sequence[float] | FloatArray, *, dimensions: int | None = None) -> bytes:
-    """Check a vector and return it as a float32 blob."""
-    array = np.asarray(values, dtype="<f4")
-    if array.ndim != 1:
-        raise InvalidVectorError("a vector must be one-dimensional")
-    if dimensions is not None and array.shape[0] != dimensions:
-        raise InvalidVectorError(
-            f"vector has {array.shape[0]} dimensions, the store expects {dimensions}"
-        )
-    if not np.all(np.isfinite(array)):
-        raise InvalidVectorError("vector holds NaN or infinity")
-    return array.tobytes()
-
-
-def unpack(blob: bytes) -> FloatArray:
-    """A read-only float32 view of a blob."""
-    if len(blob) % 4:
-        raise InvalidVectorError("a float32 blob's length must be a multiple of 4")
-    return np.frombuffer(blob, dtype="<f4")
 
 
 def normalise(values: Sequence[float] | FloatArray) -> FloatArray:
