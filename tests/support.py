@@ -34,6 +34,7 @@ from asemantic import (
 from asemantic.adapters.factory import StoreOptions, open_store
 from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import StoreClosedError
 from asemantic.ports import JobStore, Store
 from asemantic.testing.emulator import GeminiEmulator
 from asemantic.testing.postgres import LocalPostgres
@@ -54,6 +55,7 @@ __all__ = [
     "fast_supervisor",
     "postgres_on_branch",
     "replace_job_methods",
+    "sqlite_only",
     "sqlite_of",
     "vector_counts",
 ]
@@ -64,6 +66,15 @@ DURABLE_ENGINES = ("sqlite", "postgres")
 """The engines whose data outlive the process (crash tests run on these)."""
 NO_POSTGRES = "postgres engine not on this branch"
 NOT_DURABLE = "the memory engine is not durable: nothing of it survives its process"
+
+
+def sqlite_only(reason: str) -> pytest.MarkDecorator:
+    """Mark a test that is about SQLite itself (its file, locks, transactions or
+    internals; ``reason`` says which): it runs on the SQLite engine alone, by pinning
+    the ``engine`` fixture to ``"sqlite"``."""
+    if not reason:
+        raise ValueError("say why the test is about SQLite")
+    return pytest.mark.parametrize("engine", ["sqlite"])
 
 
 def postgres_on_branch() -> bool:
@@ -91,22 +102,41 @@ def engine_params(
 
 @pytest.fixture(params=engine_params())
 def engine(request: pytest.FixtureRequest) -> str:
-    """The engine a test runs on (import it into a suite's conftest to parametrize it)."""
+    """The engine a test runs on (import it into a suite's conftest to parametrize it;
+    :func:`sqlite_only` pins it to SQLite for a test about SQLite itself)."""
     return cast(str, request.param)
 
 
-class _Unclosed:
-    """An in-memory store that outlives the cores opened on it: closing such a core
-    leaves the database for the next core on the same name (a "reopen" on memory)."""
+class _MemoryView:
+    """One core's view of a shared in-memory database (a store or its job store).
 
-    def __init__(self, inner: Store) -> None:
+    Closing the core closes its view only: later calls through it raise
+    :class:`~asemantic.errors.StoreClosedError`, as on a closed store, and the database
+    stays for the next core opened on the same name (a "reopen" on memory).
+    """
+
+    def __init__(self, inner: Any, closed: list[bool] | None = None) -> None:
         self.inner = inner
+        self._closed = closed if closed is not None else [False]
+        self._of_store = closed is None
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        value = getattr(self.inner, name)
+        if name == "jobs" and self._of_store:  # the store's job store: a view too
+            return _MemoryView(value, self._closed)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._closed[0]:
+                raise StoreClosedError("the store is closed")
+            return value(*args, **kwargs)
+
+        return call
 
     async def aclose(self) -> None:
-        return None
+        self._closed[0] = True
 
 
 class Databases:
@@ -148,7 +178,7 @@ class Databases:
             return await self.url(path)
         if path not in self._memory:
             self._memory[path] = await open_store(":memory:", space=space)
-        return cast(Store, _Unclosed(self._memory[path]))
+        return cast(Store, _MemoryView(self._memory[path]))
 
     async def aclose(self) -> None:
         for store in self._memory.values():
@@ -188,7 +218,7 @@ def sqlite_of(core: SemanticCore) -> SqliteStore:
     """The SQLite store behind ``core``, for tests that look at the file itself (tests
     about SQLite only: the others read through the ports)."""
     store = core.store
-    while isinstance(store, _StoreWith | _Unclosed):  # a test double around the real store
+    while isinstance(store, _StoreWith | _MemoryView):  # a test double around the real store
         store = store.inner
     assert isinstance(store, SqliteStore), f"expected a SQLite engine, got {store!r}"
     return store
