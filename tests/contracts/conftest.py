@@ -196,15 +196,15 @@ class Figures:
         return row
 
     def table(self) -> list[str]:
-        out = [f"{'crash point':<44} {'runs':>5} {'killed':>7} {'survived':>9}"]
+        out = [f"{'crash point':<56} {'runs':>5} {'killed':>7} {'survived':>9}"]
         for label, row in sorted(self.rows.items()):
-            out.append(f"{label:<44} {row.runs:>5} {row.killed:>7} {row.survived:>9}")
+            out.append(f"{label:<56} {row.runs:>5} {row.killed:>7} {row.survived:>9}")
         total = Row()
         for row in self.rows.values():
             total.runs += row.runs
             total.killed += row.killed
             total.survived += row.survived
-        out.append(f"{'total':<44} {total.runs:>5} {total.killed:>7} {total.survived:>9}")
+        out.append(f"{'total':<56} {total.runs:>5} {total.killed:>7} {total.survived:>9}")
         return out + self.lines
 
 
