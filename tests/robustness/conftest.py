@@ -1,8 +1,11 @@
 """Robustness: the contracts under concurrency, local faults, bad input and key leaks.
 
 Every core here talks to the Gemini emulator through the real google-genai SDK (in
-process, or over loopback where the real HTTP stack matters) and keeps its data in a
-real SQLite file. The two keys are distinctive canaries, so any test may scan for them.
+process, or over loopback where the real HTTP stack matters) and keeps its data on the
+test's engine (the ``engine`` fixture: a real SQLite file, a real PostgreSQL database, or
+memory); the checks read through the ports. Tests about SQLite itself are pinned to it
+(:func:`tests.support.sqlite_only`). The two keys are distinctive canaries, so any test
+may scan for them.
 """
 
 from __future__ import annotations
@@ -26,9 +29,13 @@ from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
 from asemantic.testing.emulator.rpc import api_key_invalid
 from asemantic.testing.emulator.wire import EmulatorResponse
-from tests.support import CoreOpener, sqlite_of
+from tests.support import CoreOpener, Databases
 from tests.support import corpus as corpus  # shared with this suite's tests
+from tests.support import databases as databases
+from tests.support import engine as engine
+from tests.support import engine_server as engine_server
 from tests.support import eventually as wait_until
+from tests.support import vector_counts as vector_counts  # shared with this suite's tests
 
 DEFAULT_KEY = "AIzaDEFAULT-LEAK-CANARY-1"
 BATCH_KEY = "AIzaBATCH-LEAK-CANARY-2"
@@ -36,12 +43,14 @@ SPACE = EmbeddingSpace(dimensions=768)
 TABLES = (
     "documents",
     "chunks",
-    "vec_chunks",
+    "vectors",
     "batch_jobs",
     "batch_job_transitions",
-    "usage_ledger",
+    "usage_texts",
+    "usage_tokens",
     "supervisor_lease",
 )
+"""What :func:`table_counts` counts (through the ports, on every engine)."""
 
 OpenCore = Callable[..., Awaitable[SemanticCore]]
 
@@ -92,10 +101,12 @@ def keys() -> GoogleKeyring:
 
 @pytest.fixture
 async def open_core(
-    db_path: Path, keys: GoogleKeyring, emulator: RevocableEmulator
+    db_path: Path, keys: GoogleKeyring, emulator: RevocableEmulator, databases: Databases
 ) -> AsyncIterator[OpenCore]:
-    """Open cores (on ``db_path`` by default); all are closed after the test."""
+    """Open cores (on ``db_path`` by default: a database of the test's engine); all are
+    closed after the test."""
     opener = CoreOpener(
+        databases=databases,
         db_path=db_path,
         keys=keys,
         emulator=emulator,
@@ -108,25 +119,32 @@ async def open_core(
     await opener.aclose()
 
 
-async def count(core: SemanticCore, table: str) -> int:
-    return int((await sqlite_of(core).fetchall(f"SELECT COUNT(*) FROM {table}"))[0][0])
-
-
 async def table_counts(core: SemanticCore) -> dict[str, int]:
-    return {table: await count(core, table) for table in TABLES}
+    """Rows of each kind in the database (:data:`TABLES`), read through the ports."""
+    stats = await core.store.stats()
+    jobs = await core.batch_jobs.jobs()
+    moves = [len(await core.batch_jobs.transitions(job.job_id)) for job in jobs]
+    usage = (await core.store.usage()).values()
+    return {
+        "documents": stats.documents,
+        "chunks": len(await core.store.chunk_records()),
+        "vectors": len(await core.store.vector_rows()),
+        "batch_jobs": len(jobs),
+        "batch_job_transitions": sum(moves),
+        "usage_texts": sum(total.texts for total in usage),
+        "usage_tokens": sum(total.tokens for total in usage),
+        "supervisor_lease": int(await core.batch_jobs.current_lease() is not None),
+    }
 
 
-async def vector_counts(core: SemanticCore) -> tuple[int, int]:
-    rows = await sqlite_of(core).fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
-    return int(rows[0][0]), int(rows[0][1])
+async def count(core: SemanticCore, table: str) -> int:
+    """One of :func:`table_counts`."""
+    return (await table_counts(core))[table]
 
 
 async def batch_texts_applied(core: SemanticCore) -> int:
     """Texts the usage ledger says batch results embedded (each applied result once)."""
-    rows = await sqlite_of(core).fetchall(
-        "SELECT COALESCE(SUM(texts), 0) FROM usage_ledger WHERE route = 'batch'"
-    )
-    return int(rows[0][0])
+    return (await core.store.usage())["batch"].texts
 
 
 async def drain(
@@ -152,18 +170,14 @@ async def check_contracts(core: SemanticCore, emulator: GeminiEmulator | None = 
     assert await core.store.integrity_check() == "ok"
     ready = (await core.store.count_chunks_by_status())["READY"]
     assert await vector_counts(core) == (ready, ready)
-    finished = (JobStatus.COMPLETED.value, JobStatus.FAILED.value)
-    stuck = await sqlite_of(core).fetchall(
-        "SELECT COUNT(*) FROM chunks c JOIN batch_jobs j ON j.id = c.batch_job_id "
-        "WHERE c.embedding_status = 'PENDING' AND j.status IN (?, ?)",
-        finished,
-    )
-    assert stuck[0][0] == 0, "PENDING chunks inside a finished job"
-    failed = await sqlite_of(core).fetchall(
-        "SELECT COUNT(*) FROM chunks WHERE embedding_status = 'FAILED' "
-        "AND (error_message IS NULL OR error_message = '')"
-    )
-    assert failed[0][0] == 0, "a FAILED chunk without a reason"
+    finished = {
+        job.job_id for job in await core.batch_jobs.jobs((JobStatus.COMPLETED, JobStatus.FAILED))
+    }
+    chunks = await core.store.chunk_records()
+    stuck = [c for c in chunks if c.status == "PENDING" and c.job_id in finished]
+    assert not stuck, "PENDING chunks inside a finished job"
+    failed = [c for c in chunks if c.status == "FAILED" and not c.error_message]
+    assert not failed, "a FAILED chunk without a reason"
     if emulator is not None:
         assert not emulator.remote_leftovers()
 

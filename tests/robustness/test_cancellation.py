@@ -18,6 +18,9 @@ When every operation has been cancelled everywhere, the batch pipeline is driven
 end: every chunk READY, every job created remotely exactly once, nothing left remotely.
 A last test cancels with ``asyncio.timeout`` of growing tiny delays instead, so the
 cancellation also lands between the counted points.
+
+SQLite only: the cancellations land at each statement on the SQLite adapter's
+connections (its writer and reader), and the checks look at its lock and its file.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ from tests.robustness.conftest import (
     fast_retry,
     successful_creates,
 )
-from tests.support import sqlite_of
+from tests.support import sqlite_of, sqlite_only
+
+pytestmark = sqlite_only("cancels at each statement on the SQLite adapter's connections")
 
 
 @dataclass

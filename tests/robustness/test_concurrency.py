@@ -1,4 +1,8 @@
-"""Concurrency: two supervisors on one file (in two real processes), many writers at once.
+"""Concurrency: two supervisors on one database (in two real processes), many writers at once.
+
+The two-process tests run on the durable engines (a SQLite file, a PostgreSQL database:
+each worker opens it by its path or URL); the memory engine cannot be shared by two
+processes, so they skip there, saying so. The many-writers test runs on every engine.
 
 * Exactly one supervisor is active per database: a second one is refused (or waits);
   a supervisor frozen with SIGSTOP loses its lease once ``lease_ttl`` passes, another
@@ -55,7 +59,9 @@ from tests.robustness.conftest import (
     successful_creates,
     vector_counts,
 )
-from tests.support import fast_supervisor, sqlite_of
+from tests.support import Databases, fast_supervisor
+
+SHARED_BY_PROCESSES = "two processes cannot share an in-memory database"
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_TTL = 3.0
@@ -144,8 +150,15 @@ class Worker:
 
 
 async def _lease_owner(core: SemanticCore) -> str | None:
-    rows = await sqlite_of(core).fetchall("SELECT owner, expires_at FROM supervisor_lease")
-    return str(rows[0][0]) if rows else None
+    lease = await core.batch_jobs.current_lease()
+    return lease.owner if lease is not None else None
+
+
+async def _shared_target(databases: Databases, db_path: Path) -> str:
+    """The database both processes open: a file's path or a PostgreSQL URL."""
+    if not databases.durable:
+        pytest.skip(SHARED_BY_PROCESSES)
+    return await databases.url(db_path)
 
 
 async def _settled(core: SemanticCore, n: int) -> bool:
@@ -155,17 +168,18 @@ async def _settled(core: SemanticCore, n: int) -> bool:
 
 @posix_signals
 async def test_a_sigstopped_supervisor_is_replaced_and_nothing_is_applied_twice(
-    tmp_path: Path, db_path: Path, keys: GoogleKeyring
+    tmp_path: Path, db_path: Path, keys: GoogleKeyring, databases: Databases
 ) -> None:
+    target = await _shared_target(databases, db_path)
     emulator = GeminiEmulator(api_keys=[DEFAULT_KEY, BATCH_KEY])
     async with emulator.serve() as base_url:
         core = await SemanticCore.open(
-            db_path,
+            target,
             keys=keys,
             config=CoreConfig(space=SPACE),
             gemini=GeminiSettings(base_url=base_url, retry=fast_retry()),
         )
-        common = ["--db", str(db_path), "--base-url", base_url, "--max-batch-size", "10"]
+        common = ["--db", target, "--base-url", base_url, "--max-batch-size", "10"]
         workers: list[Worker] = []
         try:
             for source, text in corpus(40):
@@ -229,11 +243,13 @@ async def test_a_sigstopped_supervisor_is_replaced_and_nothing_is_applied_twice(
             assert len(jobs) >= 5
             assert successful_creates(emulator) == len(jobs)
             assert len({job.remote_name for job in jobs}) == len(jobs)
-            completed = await sqlite_of(core).fetchall(
-                "SELECT job_id, COUNT(*) FROM batch_job_transitions "
-                "WHERE to_status = 'COMPLETED' GROUP BY job_id"
-            )
-            assert sorted(n for _, n in completed) == [1] * len(jobs)
+            completed = [
+                sum(
+                    t.to_status is JobStatus.COMPLETED for t in await core.batch_jobs.transitions(j)
+                )
+                for j in (job.job_id for job in jobs)
+            ]
+            assert completed == [1] * len(jobs)
             assert await vector_counts(core) == (50, 50)
             assert await batch_texts_applied(core) == 50
             assert await _lease_owner(core) is None
@@ -277,7 +293,7 @@ class HeldCreates(GeminiEmulator):
 
 @posix_signals
 async def test_a_supervisor_woken_during_the_take_over_duplicates_nothing(
-    tmp_path: Path, db_path: Path, keys: GoogleKeyring
+    tmp_path: Path, db_path: Path, keys: GoogleKeyring, databases: Databases
 ) -> None:
     """A wakes while B is inside a create of a job A had planned to submit too.
 
@@ -285,10 +301,11 @@ async def test_a_supervisor_woken_during_the_take_over_duplicates_nothing(
     over once A's lease has expired and reconciles the 7 others. B's first create is held
     by the emulator until A has woken, noticed that its lease is gone and exited.
     """
+    target = await _shared_target(databases, db_path)
     emulator = HeldCreates(api_keys=[DEFAULT_KEY, BATCH_KEY])
     async with emulator.serve() as base_url:
         core = await SemanticCore.open(
-            db_path,
+            target,
             keys=keys,
             config=CoreConfig(space=SPACE),
             gemini=GeminiSettings(base_url=base_url, retry=fast_retry()),
@@ -296,7 +313,7 @@ async def test_a_supervisor_woken_during_the_take_over_duplicates_nothing(
         # A held create must not time out in B (a timed-out create has an unknown outcome).
         common = [
             "--db",
-            str(db_path),
+            target,
             "--base-url",
             base_url,
             "--max-batch-size",
@@ -431,5 +448,5 @@ async def test_many_writers_while_a_supervisor_applies_results(
     batched = sum(mode is IngestMode.ASYNC for mode in modes.values())
     assert await batch_texts_applied(supervised) == batched
     await check_contracts(supervised, emulator)
-    # Lock waits stay inside the library (busy_timeout); none surfaced as an error.
+    # Lock waits stay inside the library (busy_timeout, row locks); none surfaced.
     assert not [r for r in caplog.records if "locked" in r.getMessage()]
