@@ -1,7 +1,14 @@
-"""Fixtures for the command-line tests: a loopback emulator, a runner, a docs folder."""
+"""Fixtures for the command-line tests: a loopback emulator, a runner, a docs folder.
+
+``run`` works on a SQLite file (the tests of what the command line does to files);
+``engine_run`` runs the same commands with ``--db`` on each durable engine (a SQLite
+path, a PostgreSQL URL). Each command is a new open of the database, so an in-memory
+database would not outlive it: the memory engine is skipped there, saying so.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,8 +17,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from asemantic.adapters.factory import open_store
 from asemantic.cli import cli
 from asemantic.testing.emulator import GeminiEmulator
+from asemantic.testing.postgres import LocalPostgres
+from tests.support import ENGINES, engine_params
 
 ONLINE_KEY = "cli-online-key-7f3a9c51"
 BATCH_KEY = "cli-batch-key-2b8e41d6"
@@ -44,7 +54,7 @@ DOCS: dict[str, str] = {
 class Cli:
     """Runs ``asemantic`` in-process with a database and (optionally) a base URL."""
 
-    db: Path
+    db: Path | str
     base_url: str | None
     env: dict[str, str | None] = field(default_factory=lambda: dict(CLEAN_ENV))
 
@@ -53,7 +63,7 @@ class Cli:
         *args: str,
         env: Mapping[str, str | None] | None = None,
         base_url: str | None = None,
-        db: Path | None = None,
+        db: Path | str | None = None,
     ) -> Result:
         argv: list[str] = ["--db", str(db or self.db)]
         url = base_url or self.base_url
@@ -84,6 +94,33 @@ def run(tmp_path: Path, base_url: str) -> Cli:
     return Cli(db=tmp_path / "kb.db", base_url=base_url)
 
 
+ONE_PROCESS_PER_COMMAND = "each command opens the database anew: memory would not outlive it"
+
+
+@pytest.fixture(params=engine_params(ENGINES, skip={"memory": ONE_PROCESS_PER_COMMAND}))
+def cli_engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def cli_db(cli_engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path | str]:
+    """The ``--db`` of a test on ``cli_engine``: a file path, or a fresh database's URL."""
+    if cli_engine == "sqlite":
+        yield tmp_path / "kb.db"
+        return
+    server: LocalPostgres = request.getfixturevalue("postgres_server")
+    url = asyncio.run(server.create_database())
+    try:
+        yield url
+    finally:
+        asyncio.run(server.drop_database(url))
+
+
+@pytest.fixture
+def engine_run(cli_db: Path | str, base_url: str) -> Cli:
+    return Cli(db=cli_db, base_url=base_url)
+
+
 @pytest.fixture
 def docs(tmp_path: Path) -> Path:
     root = tmp_path / "docs"
@@ -105,12 +142,42 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def rows(db: Path, table: str) -> int:
-    """How many rows ``table`` holds (0 if the database does not exist)."""
+def rows(db: Path | str, table: str) -> int:
+    """How many rows ``table`` holds (0 if the database file does not exist); a URL's
+    database is read through the ports (``documents``, ``chunks`` or ``batch_jobs``)."""
+    if isinstance(db, str):
+        return asyncio.run(_rows(db, table))
     if not db.exists():
         return 0
     with sqlite3.connect(db) as conn:
         return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+async def _rows(url: str, table: str) -> int:
+    store = await open_store(url, space=None)
+    try:
+        if table == "documents":
+            return (await store.stats()).documents
+        if table == "chunks":
+            return len(await store.chunk_records())
+        assert table == "batch_jobs", table
+        return len(await store.jobs.jobs())
+    finally:
+        await store.aclose()
+
+
+def chunk_statuses(db: Path | str) -> dict[str, int]:
+    """Chunks per status (those present), read through the ports."""
+
+    async def read() -> dict[str, int]:
+        store = await open_store(db, space=None)
+        try:
+            counts = await store.count_chunks_by_status()
+        finally:
+            await store.aclose()
+        return {status: n for status, n in counts.items() if n}
+
+    return asyncio.run(read())
 
 
 def assert_clean_error(result: Result, code: int, *needles: str) -> None:

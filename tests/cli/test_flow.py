@@ -1,4 +1,5 @@
-"""The deferred flow through the command line, against a loopback emulator."""
+"""The deferred flow through the command line, against a loopback emulator, on each
+durable engine (the ``engine_run`` fixture: ``--db`` is a SQLite path or a PostgreSQL URL)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from tests.cli.conftest import Cli, rows
 DOC_CHUNKS = 4  # four supported files, one chunk each
 
 
-def test_async_ingest_flush_sync_search(run: Cli, emulator: GeminiEmulator, docs: Path) -> None:
+def test_async_ingest_flush_sync_search(
+    engine_run: Cli, emulator: GeminiEmulator, docs: Path
+) -> None:
+    run = engine_run
     result = run("ingest", "--mode", "async", str(docs))
     assert result.exit_code == 0, result.output
     assert "ingested 4 file(s)" in result.stdout
@@ -77,7 +81,8 @@ def _check_jobs_stats_and_search(run: Cli, docs: Path) -> None:
     assert {hit["document_id"] for hit in by_id["hits"]} == {doc_id}
 
 
-def test_sync_ingest_is_searchable_at_once_and_idempotent(run: Cli, docs: Path) -> None:
+def test_sync_ingest_is_searchable_at_once_and_idempotent(engine_run: Cli, docs: Path) -> None:
+    run = engine_run
     result = run("ingest", "--mode", "sync", str(docs / "refunds.md"), str(docs / "notes"))
     assert result.exit_code == 0, result.output
     assert "ingested 2 file(s)" in result.stdout and "0 pending" in result.stdout
@@ -90,13 +95,15 @@ def test_sync_ingest_is_searchable_at_once_and_idempotent(run: Cli, docs: Path) 
     assert stats["cost"]["tokens"]["online"] > 0 and stats["cost"]["savings_usd"] == 0
 
 
-def test_auto_mode_reports_its_choice(run: Cli, docs: Path) -> None:
+def test_auto_mode_reports_its_choice(engine_run: Cli, docs: Path) -> None:
+    run = engine_run
     data = json.loads(run("--json", "ingest", str(docs / "outage.md")).stdout)
     assert data["files"][0]["mode"] == "sync"
     assert data["files"][0]["mode_reason"].startswith("auto chose sync")
 
 
-def test_batch_status_and_jobs_on_an_empty_queue(run: Cli, docs: Path) -> None:
+def test_batch_status_and_jobs_on_an_empty_queue(engine_run: Cli, docs: Path) -> None:
+    run = engine_run
     assert run("ingest", "--mode", "sync", str(docs / "refunds.md")).exit_code == 0
     assert "no batch jobs yet" in run("jobs").stdout
     result = run("batch", "flush", "--force")

@@ -1,4 +1,5 @@
-"""``asemantic supervise``: stops on SIGTERM with exit 0, and the next one resumes."""
+"""``asemantic supervise``: stops on SIGTERM with exit 0, and the next one resumes (on
+each durable engine: the processes open ``--db`` by its path or URL)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 import os
 import queue
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from asemantic.testing.emulator import GeminiEmulator, RealClock
-from tests.cli.conftest import BATCH_KEY, ONLINE_KEY, Cli
+from tests.cli.conftest import BATCH_KEY, ONLINE_KEY, Cli, chunk_statuses
 
 Event = dict[str, Any]
 PROMPT_EXIT_SECONDS = 20.0
@@ -25,7 +25,7 @@ PROMPT_EXIT_SECONDS = 20.0
 class Supervisor:
     """``asemantic --json supervise`` in a real process, its events read as they come."""
 
-    def __init__(self, db: Path, base_url: str) -> None:
+    def __init__(self, db: Path | str, base_url: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "GOOGLE_"))}
         env.update(GEMINI_API_KEY=ONLINE_KEY, GEMINI_BATCH_API_KEY=BATCH_KEY)
         self.process = subprocess.Popen(
@@ -87,15 +87,10 @@ def _transition_to(status: str) -> Callable[[Event], bool]:
     return lambda e: e["event"] == "transition" and e["to"] == status
 
 
-def _statuses(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT embedding_status, COUNT(*) FROM chunks GROUP BY 1")
-        return {str(status): int(n) for status, n in rows}
-
-
 def test_sigterm_stops_gracefully_and_a_second_run_resumes(
-    run: Cli, emulator: GeminiEmulator, docs: Path
+    engine_run: Cli, emulator: GeminiEmulator, docs: Path
 ) -> None:
+    run = engine_run
     assert run("ingest", "--mode", "async", str(docs)).exit_code == 0
 
     first = Supervisor(run.db, str(run.base_url))
@@ -118,7 +113,7 @@ def test_sigterm_stops_gracefully_and_a_second_run_resumes(
     assert code == 0, second.stderr()
     assert final["running_remotely"] == 0
     assert final["chunks"] == {"READY": 4, "PENDING": 0, "FAILED": 0}
-    assert _statuses(run.db) == {"READY": 4}
+    assert chunk_statuses(run.db) == {"READY": 4}
     assert not emulator.remote_leftovers()
     created = [e for e in first.events + second.events if e["event"] == "transition"]
     assert [(e["from"], e["to"]) for e in created] == [

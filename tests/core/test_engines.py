@@ -11,6 +11,7 @@ from asemantic.adapters.factory import describe_target, open_store
 from asemantic.adapters.memory import MemoryStore
 from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.testing import LexicalEmbedder
+from tests.support import NO_POSTGRES, postgres_on_branch
 
 SPACE = EmbeddingSpace(model="lexical-hash-v1", dimensions=64)
 
@@ -77,3 +78,17 @@ async def test_a_store_object_is_used_as_it_is_and_closed_with_the_core() -> Non
         await core.ingest("# Notes\n\nShort text.", source="notes.md")
     with pytest.raises(StoreError):  # closed with the core
         await store.stats()
+
+
+@pytest.mark.skipif(not postgres_on_branch(), reason=NO_POSTGRES)
+async def test_a_postgresql_url_opens_the_postgres_engine(postgres_url: str) -> None:
+    store = await open_store(postgres_url, space=SPACE)
+    try:
+        assert type(store).__module__.startswith("asemantic.adapters.postgres")
+        assert store.space == SPACE
+        assert (await store.stats()).empty
+    finally:
+        await store.aclose()
+    async with SemanticCore.open(postgres_url, embedder=LexicalEmbedder(SPACE)) as core:
+        await core.ingest("# Outage\n\nThe gateway certificate expired.", source="outage.md")
+        assert [hit.source for hit in await core.search("certificate", k=1)] == ["outage.md"]

@@ -1,4 +1,5 @@
-"""SemanticCore with the lexical test embedder: ingestion, re-ingestion, search, bad input."""
+"""SemanticCore with the lexical test embedder: ingestion, re-ingestion, search, bad input,
+on every engine (the ``databases`` of the test's ``engine``)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from asemantic import (
     UndecodableTextError,
 )
 from asemantic.testing import LexicalEmbedder
-from tests.support import sqlite_of
+from tests.support import Databases
 
 DOCS = {
     "refunds": "# Refunds\n\nCustomers get a full refund within thirty days of purchase.",
@@ -39,15 +40,24 @@ def embedder() -> LexicalEmbedder:
 
 
 @pytest.fixture
-async def core(tmp_path: Path, embedder: LexicalEmbedder) -> AsyncIterator[SemanticCore]:
+async def core(
+    tmp_path: Path, embedder: LexicalEmbedder, databases: Databases
+) -> AsyncIterator[SemanticCore]:
+    target = await databases.target(tmp_path / "kb.db", space=embedder.space)
     async with SemanticCore.open(
-        tmp_path / "kb.db", embedder=embedder, keys=GoogleKeyring("k", batch_key="b")
+        target, embedder=embedder, keys=GoogleKeyring("k", batch_key="b")
     ) as opened:
         yield opened
 
 
-async def _rows(core: SemanticCore, table: str) -> int:
-    return int((await sqlite_of(core).fetchall(f"SELECT COUNT(*) FROM {table}"))[0][0])
+async def _rows(core: SemanticCore, kind: str) -> int:
+    """Documents, chunks or vectors stored (read through the ports)."""
+    if kind == "documents":
+        return (await core.store.stats()).documents
+    if kind == "chunks":
+        return len(await core.store.chunk_records())
+    assert kind == "vectors"
+    return len(await core.store.vector_rows())
 
 
 async def test_sync_ingest_then_search_ranks_shared_words_first(
@@ -63,13 +73,13 @@ async def test_sync_ingest_then_search_ranks_shared_words_first(
     assert hits[0].title == "Refunds"
     assert hits[0].distance <= hits[1].distance <= hits[2].distance
     assert hits[0].heading_path == ("Refunds",)
-    vector_source = await sqlite_of(core).fetchall(
-        "SELECT json_extract(meta_json, '$._vector_source') FROM chunks WHERE position = 0 "
-        "AND document_id = ?",
-        (hits[0].document_id,),
-    )
-    assert "Refunds" in vector_source[0][0]
-    assert "full refund" in vector_source[0][0]
+    (vector_source,) = [
+        c.vector_source
+        for c in await core.store.chunk_records()
+        if c.position == 0 and c.document_id == hits[0].document_id
+    ]
+    assert "Refunds" in vector_source
+    assert "full refund" in vector_source
 
 
 async def test_unchanged_document_costs_nothing(
@@ -97,7 +107,7 @@ async def test_changed_document_keeps_unchanged_chunks(
     assert embedder.texts_embedded - before == second.chunks_stored
     assert second.chunks_removed == second.chunks_stored
     assert await _rows(core, "chunks") == first.chunks_stored
-    assert await _rows(core, "vec_chunks") == first.chunks_stored
+    assert await _rows(core, "vectors") == first.chunks_stored
     assert await core.store.integrity_check() == "ok"
 
 
@@ -108,24 +118,26 @@ async def test_async_mode_stores_pending_and_returns_at_once(
     assert result.mode is IngestMode.ASYNC
     assert result.chunks_pending == 1
     assert embedder.texts_embedded == 0
-    assert await _rows(core, "vec_chunks") == 0
+    assert await _rows(core, "vectors") == 0
     assert await core.search("certificate") == []
 
 
-async def test_auto_mode_reports_its_choice(tmp_path: Path, embedder: LexicalEmbedder) -> None:
+async def test_auto_mode_reports_its_choice(
+    tmp_path: Path, embedder: LexicalEmbedder, databases: Databases
+) -> None:
     config = CoreConfig(space=embedder.space, auto_batch_min_tokens=50)
     keys = GoogleKeyring("k", batch_key="b")
-    async with SemanticCore.open(
-        tmp_path / "a.db", embedder=embedder, keys=keys, config=config
-    ) as core:
+    first = await databases.target(tmp_path / "a.db", space=embedder.space)
+    async with SemanticCore.open(first, embedder=embedder, keys=keys, config=config) as core:
         small = await core.ingest("# Small\n\nshort note", source="small", mode="auto")
         big = await core.ingest("# Big\n\n" + "many words here " * 100, source="big", mode="auto")
     assert small.mode is IngestMode.SYNC
     assert big.mode is IngestMode.ASYNC
     assert small.mode_reason
     assert big.mode_reason
+    second = await databases.target(tmp_path / "b.db", space=embedder.space)
     async with SemanticCore.open(
-        tmp_path / "b.db", embedder=embedder, keys=GoogleKeyring("k"), config=config
+        second, embedder=embedder, keys=GoogleKeyring("k"), config=config
     ) as core:
         big = await core.ingest("# Big\n\n" + "many words here " * 100, source="big", mode="auto")
     assert big.mode is IngestMode.SYNC
@@ -230,14 +242,15 @@ async def test_delete_document_removes_vectors(core: SemanticCore) -> None:
     await core.ingest(DOCS["refunds"], source="refunds")
     assert await core.delete_document("refunds")
     assert not await core.delete_document("refunds")
-    assert await _rows(core, "vec_chunks") == 0
+    assert await _rows(core, "vectors") == 0
     assert await core.search("refund") == []
 
 
 async def test_aclose_is_idempotent_and_closed_core_refuses(
-    tmp_path: Path, embedder: LexicalEmbedder
+    tmp_path: Path, embedder: LexicalEmbedder, databases: Databases
 ) -> None:
-    core = await SemanticCore.open(tmp_path / "c.db", embedder=embedder)
+    target = await databases.target(tmp_path / "c.db", space=embedder.space)
+    core = await SemanticCore.open(target, embedder=embedder)
     await core.aclose()
     await core.aclose()
     with pytest.raises(StoreClosedError):
@@ -247,13 +260,15 @@ async def test_aclose_is_idempotent_and_closed_core_refuses(
     assert not embedder.closed  # the caller's embedder stays the caller's
 
 
-async def test_a_different_embedding_space_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "space.db"
-    async with SemanticCore.open(path, embedder=LexicalEmbedder(EmbeddingSpace(dimensions=256))):
+async def test_a_different_embedding_space_is_refused(tmp_path: Path, databases: Databases) -> None:
+    if not databases.durable:
+        pytest.skip("a memory database is gone with its store: nothing to reopen")
+    target = await databases.url(tmp_path / "space.db")
+    async with SemanticCore.open(target, embedder=LexicalEmbedder(EmbeddingSpace(dimensions=256))):
         pass
     other = LexicalEmbedder(EmbeddingSpace(dimensions=512))
     with pytest.raises(EmbeddingSpaceMismatchError, match="512"):
-        await SemanticCore.open(path, embedder=other)
+        await SemanticCore.open(target, embedder=other)
 
 
 async def test_open_needs_keys_or_embedder(tmp_path: Path) -> None:
