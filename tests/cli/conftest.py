@@ -54,8 +54,10 @@ DOCS: dict[str, str] = {
 class Cli:
     """Runs ``asemantic`` in-process with a database and (optionally) a base URL."""
 
-    db: Path | str
+    db: Path
     base_url: str | None
+    url: str | None = None
+    """A database URL to use instead of the file ``db`` (another engine)."""
     env: dict[str, str | None] = field(default_factory=lambda: dict(CLEAN_ENV))
 
     def __call__(
@@ -63,13 +65,18 @@ class Cli:
         *args: str,
         env: Mapping[str, str | None] | None = None,
         base_url: str | None = None,
-        db: Path | str | None = None,
+        db: Path | None = None,
     ) -> Result:
-        argv: list[str] = ["--db", str(db or self.db)]
+        argv: list[str] = ["--db", str(db or self.where)]
         url = base_url or self.base_url
         if url:
             argv += ["--base-url", url]
         return invoke([*argv, *args], env={**self.env, **(env or {})})
+
+    @property
+    def where(self) -> Path | str:
+        """The database the commands use: the URL, else the file."""
+        return self.url or self.db
 
 
 def invoke(args: Sequence[str], env: Mapping[str, str | None] | None = None) -> Result:
@@ -117,8 +124,10 @@ def cli_db(cli_engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
 
 
 @pytest.fixture
-def engine_run(cli_db: Path | str, base_url: str) -> Cli:
-    return Cli(db=cli_db, base_url=base_url)
+def engine_run(cli_db: Path | str, base_url: str, tmp_path: Path) -> Cli:
+    if isinstance(cli_db, Path):
+        return Cli(db=cli_db, base_url=base_url)
+    return Cli(db=tmp_path / "kb.db", base_url=base_url, url=cli_db)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def test_async_ingest_flush_sync_search(
     assert f"{DOC_CHUNKS} pending" in result.stdout
     assert "skipped" in result.stderr and "picture.png" in result.stderr
     assert "secret.md" not in result.output  # hidden folders are left out silently
-    assert rows(run.db, "chunks") == DOC_CHUNKS
+    assert rows(run.where, "chunks") == DOC_CHUNKS
 
     status = json.loads(run("batch", "status", "--json").stdout)
     assert status["queued"] == DOC_CHUNKS and status["chunks"]["PENDING"] == DOC_CHUNKS

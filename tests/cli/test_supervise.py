@@ -93,7 +93,7 @@ def test_sigterm_stops_gracefully_and_a_second_run_resumes(
     run = engine_run
     assert run("ingest", "--mode", "async", str(docs)).exit_code == 0
 
-    first = Supervisor(run.db, str(run.base_url))
+    first = Supervisor(run.where, str(run.base_url))
     first.wait_for(lambda e: e["event"] == "started")
     first.wait_for(_transition_to("SUBMITTED"))
     code, final = first.terminate()
@@ -104,7 +104,7 @@ def test_sigterm_stops_gracefully_and_a_second_run_resumes(
     assert "Traceback" not in stderr and ONLINE_KEY not in stderr and BATCH_KEY not in stderr
 
     emulator.complete_all()
-    second = Supervisor(run.db, str(run.base_url))
+    second = Supervisor(run.where, str(run.base_url))
     second.wait_for(_transition_to("COMPLETED"))
     deadline = time.monotonic() + 15
     while emulator.remote_leftovers() and time.monotonic() < deadline:
@@ -113,7 +113,7 @@ def test_sigterm_stops_gracefully_and_a_second_run_resumes(
     assert code == 0, second.stderr()
     assert final["running_remotely"] == 0
     assert final["chunks"] == {"READY": 4, "PENDING": 0, "FAILED": 0}
-    assert chunk_statuses(run.db) == {"READY": 4}
+    assert chunk_statuses(run.where) == {"READY": 4}
     assert not emulator.remote_leftovers()
     created = [e for e in first.events + second.events if e["event"] == "transition"]
     assert [(e["from"], e["to"]) for e in created] == [
