@@ -56,6 +56,7 @@ from asemantic.batch.failures import TickFailures
 from asemantic.batch.hooks import TransitionCallback
 from asemantic.batch.lease import SupervisorLease
 from asemantic.batch.manager import BatchManager, SyncReport
+from asemantic.batch.submit import create_wait_until
 from asemantic.batch.supervisor_config import SupervisorConfig, SupervisorHealth, resolve_config
 from asemantic.batch.view import PassView
 from asemantic.domain.jobs import JobStatus
@@ -118,6 +119,9 @@ class BatchSupervisor:
         self._last_tick_at: float | None = None
         self._below_min_since: float | None = None
         self._reconciled = False
+        self._limits = self._config.job_limits()
+        self._create_wait_until: float | None = None
+        self._waiting_jobs = 0
         self._lease = SupervisorLease(
             manager.jobs,
             owner=self._owner,
@@ -161,6 +165,8 @@ class BatchSupervisor:
             last_tick_at=self._last_tick_at,
             failures=self._failures.count,
             backoff=self._failures.backoff,
+            create_wait_until=self._create_wait_until,
+            waiting_jobs=self._waiting_jobs,
         )
 
     def on_transition(self, callback: TransitionCallback) -> TransitionCallback:
@@ -347,8 +353,16 @@ class BatchSupervisor:
     async def _tick(self, *, stoppable: bool) -> SyncReport:
         manager = self._manager
         view = await manager.read_view()
-        if not self._reconciled or view.jobs(JobStatus.CREATED):
-            await manager.reconcile(before_create=self._lease.before_create, view=view)
+        created = view.jobs(JobStatus.CREATED)
+        # While creates wait after a refusal, a job that surely was not created needs no
+        # lookup; one whose create may have landed (no answer) still does.
+        gated = create_wait_until(view, time.time()) is not None and not any(
+            job.create_attempted_at for job in created
+        )
+        if not self._reconciled or (created and not gated):
+            await manager.reconcile(
+                before_create=self._lease.before_create, view=view, limits=self._limits
+            )
             self._reconciled = True
         report = SyncReport()
         if not (stoppable and self._stop.is_set()):
@@ -357,8 +371,11 @@ class BatchSupervisor:
             raise SupervisorLeaseError(self._failures.last_error or "the supervisor lease was lost")
         if not (stoppable and self._stop.is_set()):
             report = await manager.sync_status(
-                max_concurrent=self._config.max_concurrent_jobs, view=view
+                max_concurrent=self._config.max_concurrent_jobs, view=view, limits=self._limits
             )
+        self._create_wait_until = create_wait_until(view, time.time())
+        waiting = view.jobs(JobStatus.CREATED) if self._create_wait_until else []
+        self._waiting_jobs = len(waiting)
         if report.auth_error is not None:
             raise report.auth_error
         self._ticks += 1
@@ -384,6 +401,7 @@ class BatchSupervisor:
             force=force,
             before_create=self._lease.before_create,
             view=view,
+            limits=self._limits,
         )
         if created:
             self._below_min_since = None

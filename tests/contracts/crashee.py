@@ -178,7 +178,7 @@ def install_points(points: Points) -> None:
 
     _replace(batch_module, "call_with_retries", call_with_retries)
     # (b) the remote job exists, its name is not stored yet.
-    _after(GeminiBatchClient, "create_embedding_job", points, "after_remote_create")
+    _after(GeminiBatchClient, "create_from_file", points, "after_remote_create")
     # Transitions, after their commit: SUBMITTED, COMPLETED (d: before cleanup), FAILED.
     _after(SqliteJobStore, "transition_job", points, _transition_point)
     # (c) results: inside a slice's transaction (vectors written, not committed) and

@@ -1,0 +1,204 @@
+"""Submitting one CREATED job: upload its input once, create, and wait when refused.
+
+:func:`submit_job` is the create path of :class:`~asemantic.batch.manager.BatchManager`
+(both ``flush_queue`` and ``reconcile`` submit through it).
+
+Decisions:
+
+* **One input file per job.** The input is uploaded once and its name is committed on
+  the job row (``input_file``) *before* the create is sent; every later attempt of the
+  same job creates from that file. Only a refusal that says the file is unusable (a
+  400 or 404 answered to a create from a file uploaded by an earlier attempt, such as
+  one past the Files API's 48 h retention) deletes it and lets the next attempt upload
+  again, and a job resized for a token quota (:mod:`asemantic.batch.quota`) drops its
+  input the same way. So the provider never holds two inputs of one job.
+* **A refused create waits.** A 429 (or another answer worth retrying: 408, a 5xx, a
+  timeout) keeps the job CREATED with its input, and writes when it may be tried again
+  into its stats (``retry_at_ms``, ``create_refusals``): the ``RetryInfo`` delay the
+  provider asked for, else a doubling jittered backoff
+  (:func:`~asemantic.domain.policy.create_retry_delay`). While any job of the database
+  waits, no create (and no upload) is sent for any job: the quota that refused one
+  refuses the others too. The supervisor's health and ``asemantic jobs`` show the wait.
+* A create of unknown outcome (no answer, a 5xx) also waits ``create_grace`` before
+  another is sent, and reconcile adopts the job if it landed (see the manager).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+from asemantic.batch import quota
+from asemantic.batch.limits import CREATE_REFUSALS, RETRY_AT, SUBMITTED_AT, JobLimits, epoch_ms
+from asemantic.batch.view import PassView
+from asemantic.domain.jobs import JobStatus, JobTrigger
+from asemantic.domain.linekeys import line_key
+from asemantic.domain.policy import create_retry_delay, is_retryable_status, refused_before_acting
+from asemantic.errors import AuthenticationError, ProviderError
+from asemantic.ports import BatchBackend, BatchLine, JobNote, JobRecord
+
+if TYPE_CHECKING:
+    from asemantic.batch.manager import BatchManager, CreateCheck
+
+__all__ = ["create_wait_until", "submit_job"]
+
+logger = logging.getLogger("asemantic.batch.manager")
+
+
+def create_wait_until(view: PassView, now: float) -> float | None:
+    """Until when (epoch seconds) creates wait for a refused job, or None."""
+    waits = [
+        job.stats[RETRY_AT] / 1000
+        for job in view.jobs(JobStatus.CREATED)
+        if job.stats.get(RETRY_AT, 0) / 1000 > now
+    ]
+    return max(waits) if waits else None
+
+
+async def submit_job(
+    manager: BatchManager,
+    backend: BatchBackend,
+    record: JobRecord,
+    before_create: CreateCheck | None,
+    view: PassView,
+    limits: JobLimits,
+) -> bool:
+    """Create the remote job for a CREATED row. False: stop submitting for now."""
+    jobs = manager.jobs
+    if create_wait_until(view, manager.now().timestamp()) is not None:
+        return False
+    chunks = await jobs.job_chunks(record.job_id)
+    if not chunks:
+        await manager.fail(record, "the job has no chunks left to embed", view)
+        return True
+    lines = [
+        BatchLine(key=line_key(c.chunk_id, c.content_hash), text=c.text, title=c.title)
+        for c in chunks
+    ]
+    limit = await quota.effective_limit(jobs, limits)
+    keep = quota.fitting(lines, limit)
+    if keep < len(lines):
+        resized = await quota.shrink(manager, backend, record, keep, view)
+        if resized is None:
+            return True
+        record, lines = resized, lines[:keep]
+    if before_create is not None and not await before_create():
+        logger.warning("batch create not sent (before_create said no); the job stays CREATED")
+        return False
+    input_file = record.input_file
+    fresh = input_file is None
+    if input_file is None:
+        view.uploaded()
+        try:
+            input_file = await backend.upload_input(lines, display_name=record.display_name)
+        except ProviderError as exc:
+            if isinstance(exc, AuthenticationError):
+                raise
+            if not is_retryable_status(exc.status) and exc.status is not None:
+                await manager.fail(record, f"the provider refused the input file: {exc}", view)
+                return True
+            await defer(manager, record, exc, view, limits)
+            return False
+        noted = await jobs.note_job(
+            JobNote(job_id=record.job_id, expected=JobStatus.CREATED, input_file=input_file)
+        )
+        if noted is None:  # the job moved on meanwhile: the file is nobody's
+            await delete_files(backend, [input_file])
+            return True
+        record = noted
+        view.record(record)
+    # Written before the call: if we crash or the answer is lost, reconcile knows a
+    # create may be in flight and waits ``create_grace`` before sending another.
+    await jobs.mark_create_attempt(record.job_id, manager.now())
+    try:
+        remote = await backend.create_from_file(input_file, display_name=record.display_name)
+    except ProviderError as exc:
+        if refused_before_acting(exc.status):
+            # Refused: certainly not created, a new attempt needs no grace.
+            await jobs.mark_create_attempt(record.job_id, None)
+            if isinstance(exc, AuthenticationError):
+                raise
+            if exc.status == 429 and exc.token_quota:
+                return await quota.on_token_refusal(
+                    manager, backend, record, lines, exc, view, limits
+                )
+            if not is_retryable_status(exc.status):
+                if not fresh and exc.status in (400, 404):
+                    await _forget_input(manager, backend, record, view)
+                    return True
+                await manager.fail(record, f"the provider refused the job: {exc}", view)
+                return True
+        await defer(manager, record, exc, view, limits)
+        return False
+    moved = await manager.move(
+        record,
+        JobTrigger.SUBMIT,
+        view,
+        stats={"sent": len(lines), SUBMITTED_AT: epoch_ms(manager.now())},
+        drop_stats=(RETRY_AT,),
+        remote_name=remote.name,
+        input_file=remote.input_file,
+    )
+    if moved is None:
+        await manager.drop_unrecorded(backend, record.job_id, remote)
+    return True
+
+
+async def defer(
+    manager: BatchManager,
+    record: JobRecord,
+    exc: ProviderError,
+    view: PassView,
+    limits: JobLimits,
+) -> None:
+    """The job waits before its next create (see the module doc); its input stays."""
+    refusals = record.stats.get(CREATE_REFUSALS, 0) + 1
+    delay = create_retry_delay(
+        refusals,
+        exc.retry_after,
+        initial=limits.backoff_initial,
+        cap=limits.backoff_max,
+        rng=manager.rng,
+    )
+    stats = {
+        **dict(record.stats),
+        CREATE_REFUSALS: refusals,
+        RETRY_AT: epoch_ms(manager.now().timestamp() + delay),
+    }
+    noted = await manager.jobs.note_job(
+        JobNote(job_id=record.job_id, expected=JobStatus.CREATED, stats=stats)
+    )
+    if noted is not None:
+        view.record(noted)
+    logger.warning(
+        "batch create refused (%s); the job stays CREATED with its input and waits %d s",
+        exc.status or type(exc).__name__,
+        math.ceil(delay),
+        extra={"refusals": refusals, "retry_after": exc.retry_after},
+    )
+
+
+async def _forget_input(
+    manager: BatchManager, backend: BatchBackend, record: JobRecord, view: PassView
+) -> None:
+    """The stored input is unusable: delete it; the next attempt uploads again."""
+    logger.warning("the job's uploaded input was refused; it will be uploaded again")
+    await delete_files(backend, [f for f in (record.input_file,) if f])
+    noted = await manager.jobs.note_job(
+        JobNote(job_id=record.job_id, expected=JobStatus.CREATED, clear_input_file=True)
+    )
+    if noted is not None:
+        view.record(noted)
+
+
+async def delete_files(backend: BatchBackend, files: list[str]) -> bool:
+    """Delete remote files, logging a failure; whether every delete went through."""
+    if not files:
+        return True
+    try:
+        await backend.cleanup(None, files=files)
+    except ProviderError as exc:
+        logger.warning("could not delete a remote input file: %s", exc)
+        return False
+    return True
