@@ -41,7 +41,6 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,7 +50,7 @@ import anyio
 from asemantic.batch import quota, stuck
 from asemantic.batch.hooks import HookRegistry, TransitionCallback
 from asemantic.batch.limits import JobLimits
-from asemantic.batch.submit import submit_job
+from asemantic.batch.submit import LineKeys, submit_job
 from asemantic.batch.view import PassView
 from asemantic.domain.events import TransitionEvent
 from asemantic.domain.jobs import JobStatus, JobTrigger, next_status, plan_for_remote
@@ -70,8 +69,6 @@ from asemantic.ports import (
     JobRecord,
     JobStore,
     RemoteFile,
-    RemoteJob,
-    RemoteJobStatus,
     ResultCounts,
 )
 
@@ -241,28 +238,6 @@ class BatchManager:
                     break
             return [record.job_id for record in created]
 
-    async def drop_unrecorded(self, backend: BatchBackend, job_id: str, remote: RemoteJob) -> None:
-        """Our create landed but the job had moved on meanwhile (another supervisor took
-        over after our lease ran out, and submitted it again or failed it). Unless the
-        job adopted *our* remote job, ours is a duplicate nobody will read: cancel and
-        delete it (with its input file unless the job's own create used that file too),
-        so no remote orphan is left running."""
-        current = await self._jobs.get_job(job_id)
-        if current is not None and current.remote_name == remote.name:
-            return  # adopted by display name: it is the job's own
-        logger.warning("a batch create landed after its job moved on; deleting that remote job")
-        try:
-            await backend.cancel(remote.name)
-        except ProviderError as exc:
-            if exc.status not in (400, 404):  # already finished, or gone
-                logger.warning("could not cancel the duplicate remote job: %s", exc)
-        try:
-            shared = current is not None and current.input_file == remote.input_file
-            files = [f for f in (remote.input_file,) if f and not shared]
-            await backend.cleanup(remote.name, files=files)
-        except ProviderError as exc:
-            logger.warning("could not delete the duplicate remote job: %s", exc)
-
     # --- sync -------------------------------------------------------------------------
 
     async def sync_status(
@@ -379,7 +354,8 @@ class BatchManager:
         self, backend: BatchBackend, record: JobRecord, output_file: str, view: PassView
     ) -> None:
         chunks = await self._jobs.job_chunks(record.job_id)
-        expected = {line_key(c.chunk_id, c.content_hash) for c in chunks}
+        # In the order the lines were sent (a result without a key may be matched by it).
+        expected = LineKeys(line_key(c.chunk_id, c.content_hash) for c in chunks)
         counts = ResultCounts()
         ready = failed = retried = stale = 0
         async for batch in backend.retrieve_results(
@@ -459,7 +435,7 @@ class BatchManager:
             handled: list[str] = []
             active = view.jobs(JobStatus.CREATED, JobStatus.SUBMITTED, JobStatus.PROCESSING)
             if active:
-                by_name = await self._remote_by_name(backend, active)
+                by_name = await stuck.remote_by_name(backend, active)
                 now = self._clock()
                 for record in created:
                     remote = by_name.get(record.display_name)
@@ -472,24 +448,6 @@ class BatchManager:
                     handled.append(record.job_id)
             await self._remove_orphan_files(backend, view)
             return handled
-
-    async def _remote_by_name(
-        self, backend: BatchBackend, active: Collection[JobRecord]
-    ) -> dict[str, RemoteJobStatus]:
-        """The remote job each active job keeps, by display name; duplicates deleted."""
-        found = await backend.find_jobs_by_display_name([r.display_name for r in active])
-        groups: defaultdict[str | None, list[RemoteJobStatus]] = defaultdict(list)
-        for remote in found:
-            groups[remote.display_name].append(remote)
-        kept: dict[str, RemoteJobStatus] = {}
-        for record in active:
-            remotes = groups.get(record.display_name, [])
-            keep = stuck.keep_of(record, remotes)
-            if keep is not None:
-                kept[record.display_name] = keep
-            extras = [r for r in remotes if keep is not None and r.name != keep.name]
-            await stuck.drop_duplicates(backend, extras)
-        return kept
 
     def _create_may_be_in_flight(self, record: JobRecord, now: datetime) -> bool:
         attempted = record.create_attempted_at

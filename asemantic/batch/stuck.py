@@ -28,7 +28,8 @@ Decisions:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
 from asemantic.batch.limits import (
@@ -57,6 +58,7 @@ __all__ = [
     "keep_of",
     "note_odd_state",
     "poll_due",
+    "remote_by_name",
     "retire",
     "too_old",
     "unfinished",
@@ -149,6 +151,25 @@ def keep_of(record: JobRecord, remotes: list[RemoteJobStatus]) -> RemoteJobStatu
 
 
 _NONE = RemoteState.UNSPECIFIED
+
+
+async def remote_by_name(
+    backend: BatchBackend, active: Collection[JobRecord]
+) -> dict[str, RemoteJobStatus]:
+    """The remote job each active job keeps, by display name; duplicates deleted."""
+    found = await backend.find_jobs_by_display_name([r.display_name for r in active])
+    groups: defaultdict[str | None, list[RemoteJobStatus]] = defaultdict(list)
+    for remote in found:
+        groups[remote.display_name].append(remote)
+    kept: dict[str, RemoteJobStatus] = {}
+    for record in active:
+        remotes = groups.get(record.display_name, [])
+        keep = keep_of(record, remotes)
+        if keep is not None:
+            kept[record.display_name] = keep
+        extras = [r for r in remotes if keep is not None and r.name != keep.name]
+        await drop_duplicates(backend, extras)
+    return kept
 
 
 async def drop_duplicates(backend: BatchBackend, extras: Iterable[RemoteJobStatus]) -> None:

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, overload
 
 from asemantic.batch import quota
 from asemantic.batch.limits import CREATE_REFUSALS, RETRY_AT, SUBMITTED_AT, JobLimits, epoch_ms
@@ -36,14 +37,42 @@ from asemantic.domain.jobs import JobStatus, JobTrigger
 from asemantic.domain.linekeys import line_key
 from asemantic.domain.policy import create_retry_delay, is_retryable_status, refused_before_acting
 from asemantic.errors import AuthenticationError, ProviderError
-from asemantic.ports import BatchBackend, BatchLine, JobNote, JobRecord
+from asemantic.ports import BatchBackend, BatchLine, JobNote, JobRecord, RemoteJob
 
 if TYPE_CHECKING:
     from asemantic.batch.manager import BatchManager, CreateCheck
 
-__all__ = ["create_wait_until", "submit_job"]
+__all__ = ["LineKeys", "create_wait_until", "submit_job"]
 
 logger = logging.getLogger("asemantic.batch.manager")
+
+
+class LineKeys(Sequence[str]):
+    """The keys of a job's lines in the order they were sent, with a set's membership."""
+
+    __slots__ = ("_keys", "_set")
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._keys = tuple(keys)
+        self._set = frozenset(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._keys[index]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._set
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
 
 
 def create_wait_until(view: PassView, now: float) -> float | None:
@@ -141,8 +170,33 @@ async def submit_job(
         input_file=remote.input_file,
     )
     if moved is None:
-        await manager.drop_unrecorded(backend, record.job_id, remote)
+        await drop_unrecorded(manager, backend, record.job_id, remote)
     return True
+
+
+async def drop_unrecorded(
+    manager: BatchManager, backend: BatchBackend, job_id: str, remote: RemoteJob
+) -> None:
+    """Our create landed but the job had moved on meanwhile (another supervisor took
+    over after our lease ran out, and submitted it again or failed it). Unless the
+    job adopted *our* remote job, ours is a duplicate nobody will read: cancel and
+    delete it (with its input file unless the job's own create used that file too),
+    so no remote orphan is left running."""
+    current = await manager.jobs.get_job(job_id)
+    if current is not None and current.remote_name == remote.name:
+        return  # adopted by display name: it is the job's own
+    logger.warning("a batch create landed after its job moved on; deleting that remote job")
+    try:
+        await backend.cancel(remote.name)
+    except ProviderError as exc:
+        if exc.status not in (400, 404):  # already finished, or gone
+            logger.warning("could not cancel the duplicate remote job: %s", exc)
+    try:
+        shared = current is not None and current.input_file == remote.input_file
+        files = [f for f in (remote.input_file,) if f and not shared]
+        await backend.cleanup(remote.name, files=files)
+    except ProviderError as exc:
+        logger.warning("could not delete the duplicate remote job: %s", exc)
 
 
 async def defer(
