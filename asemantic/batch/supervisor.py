@@ -41,11 +41,8 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import socket
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -53,6 +50,7 @@ from typing import Any, Protocol, Self
 import anyio
 
 from asemantic.batch.failures import TickFailures
+from asemantic.batch.holders import owner_id
 from asemantic.batch.hooks import TransitionCallback
 from asemantic.batch.lease import SupervisorLease
 from asemantic.batch.manager import BatchManager, SyncReport
@@ -74,7 +72,7 @@ class HasBatchManager(Protocol):
 
 
 def _default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return owner_id()
 
 
 class BatchSupervisor:
@@ -83,7 +81,8 @@ class BatchSupervisor:
     ``core`` is a :class:`~asemantic.SemanticCore` (its ``batch_manager`` is used) or a
     :class:`~asemantic.batch.manager.BatchManager`. ``config`` (a
     :class:`SupervisorConfig`) and keyword ``overrides`` of its fields set the pace;
-    ``owner`` names this supervisor in the lease (host:pid:random by default); ``rng``
+    ``owner`` names this supervisor in the lease (host:pid:start:random by default, so
+    that a restarted supervisor on the same host sees when it is dead); ``rng``
     drives the jitter (pass a seeded one for reproducible runs).
     Without a batch key it refuses at once with
     ``ValueError("Batch operations require a dedicated API key")``.
