@@ -131,8 +131,8 @@ class SupervisorLease:
                 raise SupervisorLeaseError(
                     f"another supervisor ({lease.owner}) holds this database's lease until "
                     f"{until} ({max(0.0, lease.expires_at - now):.0f} s from now, unless it "
-                    "renews it); stop it first, or pass lease_wait= (asemantic supervise --lease-wait) "
-                    "to wait for it"
+                    "renews it); stop it first, or pass lease_wait= "
+                    "(asemantic supervise --lease-wait) to wait for it"
                 )
             await anyio.sleep(min(left, _LEASE_POLL))
 
