@@ -450,6 +450,10 @@ class JobStore(Protocol):
         back to the queue with their attempts unchanged. Returns how many went back."""
         ...
 
+    async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
+        """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""
+        ...
+
     async def job_token_limit(self) -> int | None:
         """The tokens per job this database learned the provider accepts (None: none)."""
         ...

@@ -409,6 +409,19 @@ class BatchManager:
             cleaned += 1
         return cleaned
 
+    async def retire_emptied(self, *, view: PassView | None = None) -> int:
+        """Cancel and fail submitted jobs none of whose chunks is PENDING any more (they
+        were embedded another way, such as online past a deadline); how many."""
+        backend = self._backend_now()
+        view = view or await self.read_view()
+        retired = 0
+        for record in view.jobs(JobStatus.SUBMITTED, JobStatus.PROCESSING):
+            if not await self._jobs.job_chunks(record.job_id):
+                reason = "every chunk of the job was embedded another way"
+                await stuck.retire(self, backend, record, view, reason)
+                retired += 1
+        return retired
+
     # --- reconcile --------------------------------------------------------------------
 
     async def reconcile(

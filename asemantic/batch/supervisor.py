@@ -45,10 +45,11 @@ import random
 import time
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, cast
 
 import anyio
 
+from asemantic.batch.deadline import HasOnline, OnlineFallback
 from asemantic.batch.failures import TickFailures
 from asemantic.batch.holders import owner_id
 from asemantic.batch.hooks import TransitionCallback
@@ -73,6 +74,17 @@ class HasBatchManager(Protocol):
 
 def _default_owner() -> str:
     return owner_id()
+
+
+def _fallback_for(core: object, config: SupervisorConfig) -> OnlineFallback | None:
+    """The deadline's online fallback, on the core's embedder and store (or None)."""
+    if config.deadline is None:
+        return None
+    if not all(hasattr(core, name) for name in ("embedder", "store", "config")):
+        raise InvalidInputError("deadline= needs a SemanticCore (its online embedder)")
+    return OnlineFallback(
+        cast(HasOnline, core), deadline=config.deadline, budget_usd=config.deadline_budget_usd
+    )
 
 
 class BatchSupervisor:
@@ -119,6 +131,7 @@ class BatchSupervisor:
         self._below_min_since: float | None = None
         self._reconciled = False
         self._limits = self._config.job_limits()
+        self._fallback = _fallback_for(core, self._config)
         self._create_wait_until: float | None = None
         self._waiting_jobs = 0
         self._lease = SupervisorLease(
@@ -166,6 +179,7 @@ class BatchSupervisor:
             backoff=self._failures.backoff,
             create_wait_until=self._create_wait_until,
             waiting_jobs=self._waiting_jobs,
+            online_fallback=self._fallback.spend if self._fallback is not None else None,
         )
 
     def on_transition(self, callback: TransitionCallback) -> TransitionCallback:
@@ -372,6 +386,10 @@ class BatchSupervisor:
             report = await manager.sync_status(
                 max_concurrent=self._config.max_concurrent_jobs, view=view, limits=self._limits
             )
+        fallback = self._fallback
+        due = fallback is not None and fallback.due(manager.now())
+        if due and fallback is not None and await fallback.run(manager.jobs, manager.now()):
+            await manager.retire_emptied()
         self._create_wait_until = create_wait_until(view, time.time())
         waiting = view.jobs(JobStatus.CREATED) if self._create_wait_until else []
         self._waiting_jobs = len(waiting)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from asemantic.batch.deadline import FallbackSpend
 from asemantic.batch.limits import DEFAULT_MAX_JOB_AGE, JobLimits
 
 # Re-imported only for asemantic.batch.supervisor, which still takes it from here.
@@ -39,6 +41,9 @@ class SupervisorConfig:
       :mod:`asemantic.batch.quota`).
     * ``max_job_age``: a submitted job unfinished this long is cancelled and its chunks
       are queued again (None: never; see :mod:`asemantic.batch.stuck`).
+    * ``deadline``: an aware datetime; once it has passed, chunks still PENDING are
+      embedded online (the core's online embedder) for at most ``deadline_budget_usd``
+      dollars in this supervisor run (see :mod:`asemantic.batch.deadline`). None: never.
     * ``max_concurrent_jobs``: at most this many remote polls at a time.
     * ``lease_ttl``: how long the lease outlives a supervisor that stops renewing it
       (a crashed or frozen process). ``lease_wait``: how long entering waits for
@@ -59,6 +64,8 @@ class SupervisorConfig:
     max_batch_size: int = 10_000
     max_job_tokens: int | None = None
     max_job_age: float | None = DEFAULT_MAX_JOB_AGE
+    deadline: datetime | None = None
+    deadline_budget_usd: float = 1.0
     max_concurrent_jobs: int = 50
     max_wait: float = 300.0
     lease_ttl: float = 60.0
@@ -84,6 +91,11 @@ class SupervisorConfig:
         if self.pause_max < self.pause_initial:
             raise InvalidInputError("pause_max must not be shorter than pause_initial")
         self.job_limits()  # checks max_job_tokens and max_job_age
+        if self.deadline is not None and (
+            not isinstance(self.deadline, datetime) or self.deadline.tzinfo is None
+        ):
+            raise InvalidInputError("deadline must be an aware datetime (with a time zone)")
+        _check_seconds("deadline_budget_usd", self.deadline_budget_usd, allow_zero=True)
 
     def job_limits(self) -> JobLimits:
         """The limits the supervisor's passes work within."""
@@ -118,7 +130,9 @@ class SupervisorHealth:
     ``backoff`` is the delay chosen after the latest one (both reset by a good tick).
     ``create_wait_until`` (epoch seconds) is set while creates wait after the provider
     refused one (a 429: its quota is full), and ``waiting_jobs`` counts the jobs that
-    wait to be created. No text in here contains an API key.
+    wait to be created. ``online_fallback`` is what embedding online past the
+    ``deadline`` spent in this run (None without a deadline). No text in here contains
+    an API key.
     """
 
     running: bool
@@ -130,6 +144,7 @@ class SupervisorHealth:
     backoff: float | None = None
     create_wait_until: float | None = None
     waiting_jobs: int = 0
+    online_fallback: FallbackSpend | None = None
 
 
 def resolve_config(config: SupervisorConfig | None, overrides: dict[str, Any]) -> SupervisorConfig:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -130,7 +131,7 @@ async def ingest(db: Path, base_url: str, count: int) -> None:
 def lease_owner(db: Path) -> str | None:
     import sqlite3
 
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         row = conn.execute("SELECT owner FROM supervisor_lease").fetchone()
     return str(row[0]) if row else None
 
@@ -225,7 +226,7 @@ def test_a_persistent_429_on_create_never_leaves_two_inputs_of_one_job(
 def _all_ready(db: Path) -> bool:
     import sqlite3
 
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         pending = conn.execute(
             "SELECT COUNT(*) FROM chunks WHERE embedding_status != 'READY'"
         ).fetchone()[0]

@@ -210,7 +210,7 @@ async def test_max_job_tokens_sizes_jobs_when_the_queue_is_flushed(
 async def _all_chunks(core: SemanticCore) -> list[Any]:
     """Every chunk's text as a job sends it (its vector source), read from the file."""
     rows = await sqlite_of(core).fetchall(
-        "SELECT COALESCE(json_extract(meta_json, '$._vector_source'), text) FROM chunks"
+        "SELECT COALESCE(json_extract(meta_json, '$._vector_source'), text) FROM chunks ORDER BY id"
     )
 
     class Text:

@@ -143,28 +143,11 @@ class MemoryJobStore:
 
     async def job_chunks(self, job_id: str) -> list[JobChunk]:
         """The job's chunks still PENDING, by id, with the text to send."""
+        return await self._db.read(lambda tables: _chunks_to_send(tables, job_id, None))
 
-        def work(tables: Tables) -> list[JobChunk]:
-            chunks = sorted(
-                (
-                    c
-                    for c in tables.chunks.values()
-                    if c.job_id == job_id and c.status is EmbeddingStatus.PENDING
-                ),
-                key=lambda c: c.chunk_id,
-            )
-            return [
-                JobChunk(
-                    chunk_id=c.chunk_id,
-                    content_hash=c.content_hash,
-                    text=c.vector_source,
-                    title=tables.documents[c.document_id].title,
-                    attempts=c.attempts,
-                )
-                for c in chunks
-            ]
-
-        return await self._db.read(work)
+    async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
+        """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""
+        return await self._db.read(lambda tables: _chunks_to_send(tables, None, limit))
 
     async def transition_job(self, change: JobChange) -> JobRecord | None:
         """Compare-and-set the job's status (None if it is not in ``change.expected``),
@@ -374,6 +357,28 @@ def _state(chunk: ChunkRow | None) -> ChunkState | None:
         attempts=chunk.attempts,
         token_estimate=chunk.token_estimate,
     )
+
+
+def _chunks_to_send(tables: Tables, job_id: str | None, limit: int | None) -> list[JobChunk]:
+    """PENDING chunks (of ``job_id``, or all), by id, up to ``limit``, with their text."""
+    chunks = sorted(
+        (
+            c
+            for c in tables.chunks.values()
+            if c.status is EmbeddingStatus.PENDING and (job_id is None or c.job_id == job_id)
+        ),
+        key=lambda c: c.chunk_id,
+    )
+    return [
+        JobChunk(
+            chunk_id=c.chunk_id,
+            content_hash=c.content_hash,
+            text=c.vector_source,
+            title=tables.documents[c.document_id].title,
+            attempts=c.attempts,
+        )
+        for c in chunks[: limit if limit is not None else len(chunks)]
+    ]
 
 
 def _pending_in(tables: Tables, job_id: str) -> list[ChunkRow]:

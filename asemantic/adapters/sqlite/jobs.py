@@ -71,6 +71,11 @@ _JOB_CHUNKS = (
     "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
     "WHERE c.batch_job_id = ? AND c.embedding_status = 'PENDING' ORDER BY c.id"
 )
+_PENDING_CHUNKS = (
+    "SELECT c.id, c.content_hash, COALESCE(json_extract(c.meta_json, '$._vector_source'), "
+    "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
+    "WHERE c.embedding_status = 'PENDING' ORDER BY c.id LIMIT ?"
+)
 _UPDATE_CHUNK_STATUS = (
     "UPDATE chunks SET embedding_status = ?, error_message = ?, attempts = ?, "
     "batch_job_id = ?, updated_at = ? WHERE id = ?"
@@ -174,6 +179,20 @@ class SqliteJobStore:
 
     async def job_chunks(self, job_id: str) -> list[JobChunk]:
         rows = await self._store.fetchall(_JOB_CHUNKS, (job_id,))
+        return [
+            JobChunk(
+                chunk_id=int(r[0]),
+                content_hash=str(r[1]),
+                text=str(r[2]),
+                title=r[3],
+                attempts=int(r[4]),
+            )
+            for r in rows
+        ]
+
+    async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
+        """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""
+        rows = await self._store.fetchall(_PENDING_CHUNKS, (max(0, limit),))
         return [
             JobChunk(
                 chunk_id=int(r[0]),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import click
@@ -19,7 +21,7 @@ from asemantic.cli.progress import status as spinner
 from asemantic.cli.signals import stop_on_signals
 from asemantic.domain.jobs import JobStatus
 
-__all__ = ["supervise"]
+__all__ = ["parse_deadline", "supervise"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +81,20 @@ class _Outcome:
     help="Seconds to wait for another live supervisor of this database to stop.",
 )
 @click.option(
+    "--deadline",
+    metavar="WHEN",
+    default=None,
+    help="After this time (ISO 8601, or +30m / +6h / +2d from now), embed chunks still "
+    "pending online, at the online price.",
+)
+@click.option(
+    "--deadline-budget",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="USD the --deadline fallback may spend online in this run.",
+)
+@click.option(
     "--forget-token-limit",
     is_flag=True,
     help="Forget the tokens-per-job limit learned from quota refusals (after a tier change).",
@@ -97,6 +113,8 @@ def supervise(
     max_job_tokens: int | None,
     max_job_age: float,
     lease_wait: float,
+    deadline: str | None,
+    deadline_budget: float,
     forget_token_limit: bool,
     until_idle: bool,
 ) -> None:
@@ -119,6 +137,8 @@ def supervise(
         max_job_tokens=max_job_tokens,
         max_job_age=max_job_age * 3600,
         lease_wait=lease_wait,
+        deadline=parse_deadline(deadline) if deadline else None,
+        deadline_budget_usd=deadline_budget,
     )
     outcome = app.run(
         _supervise(app, config, until_idle=until_idle, forget_token_limit=forget_token_limit)
@@ -178,6 +198,25 @@ async def _supervise(
         snapshot = await view.refresh(core, None)
         remote = await core.batch_jobs.jobs((JobStatus.SUBMITTED, JobStatus.PROCESSING))
         return _Outcome(reason=reason, running_remotely=len(remote), snapshot=snapshot)
+
+
+_RELATIVE = re.compile(r"^\+(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_deadline(text: str, *, now: datetime | None = None) -> datetime:
+    """``--deadline``: an ISO 8601 time (local time if it names no zone) or ``+N[smhd]``."""
+    now = now or datetime.now(UTC)
+    relative = _RELATIVE.match(text.strip())
+    if relative:
+        return now + timedelta(seconds=float(relative[1]) * _UNITS[relative[2]])
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(
+            "expected an ISO 8601 time or +N followed by s, m, h or d", param_hint="--deadline"
+        ) from None
+    return when if when.tzinfo is not None else when.astimezone()
 
 
 async def _no_create() -> bool:
