@@ -200,6 +200,8 @@ def test_a_persistent_429_on_create_never_leaves_two_inputs_of_one_job(
 
     first = Supervise(db, base_url)
     first.wait_for(lambda e: e["event"] == "started")
+    status = first.wait_for(lambda e: e["event"] == "status" and bool(e.get("waiting")))
+    assert "wait to be created" in status["waiting"]  # the wait shows in the live view
     watch(3.0)
     refused = len(emulator.requests_to("batches.create"))
     assert refused >= 3  # it kept trying, at the pace the provider asked for
