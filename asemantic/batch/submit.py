@@ -26,7 +26,6 @@ Decisions:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, overload
 
@@ -226,9 +225,9 @@ async def defer(
     if noted is not None:
         view.record(noted)
     logger.warning(
-        "batch create refused (%s); the job stays CREATED with its input and waits %d s",
+        "batch create refused (%s); the job stays CREATED with its input and waits %.3g s",
         exc.status or type(exc).__name__,
-        math.ceil(delay),
+        delay,
         extra={"refusals": refusals, "retry_after": exc.retry_after},
     )
 
