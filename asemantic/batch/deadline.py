@@ -37,7 +37,7 @@ from asemantic.domain.tokens import approximate_tokens
 from asemantic.errors import InvalidInputError
 from asemantic.ports import Embedder, EmbedRequest, JobStore, Store
 
-__all__ = ["MAX_SLICES", "SLICE", "FallbackSpend", "HasOnline", "OnlineFallback"]
+__all__ = ["FallbackSpend", "HasOnline", "MAX_SLICES", "OnlineFallback", "SLICE"]
 
 logger = logging.getLogger("asemantic.batch.supervisor")
 
