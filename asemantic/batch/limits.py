@@ -64,12 +64,17 @@ class JobLimits:
     * ``backoff_initial``/``backoff_max``: the wait after a refused create (when the
       provider names none) and between polls of a job in an unknown state, doubling
       from the first to the second.
+    * ``backoff``: whether this backoff applies at all. A supervisor's passes (its own
+      loop) always back off; a :class:`~asemantic.batch.manager.BatchManager` called
+      directly defaults to ``backoff=False``: each call is the caller's pace, and only a
+      wait the provider asked for (``RetryInfo``) is honoured.
     """
 
     max_job_tokens: int | None = None
     max_job_age: float | None = DEFAULT_MAX_JOB_AGE
     backoff_initial: float = 5.0
     backoff_max: float = 300.0
+    backoff: bool = True
 
     def __post_init__(self) -> None:
         tokens = self.max_job_tokens

@@ -127,8 +127,9 @@ class BatchManager:
         self._max_bytes = max_bytes
         self._create_grace = create_grace
         self._clock = clock or (lambda: datetime.now(UTC))
-        self.limits = limits or JobLimits()
-        """The limits a call works within unless it is given its own."""
+        self.limits = limits or JobLimits(backoff=False)
+        """The limits a call works within unless it is given its own (by default no
+        backoff of its own: see :class:`~asemantic.batch.limits.JobLimits`)."""
         self.rng = rng or random.Random()
         """Jitters the waits after refused creates."""
         self._hooks = HookRegistry()

@@ -107,12 +107,11 @@ async def note_odd_state(
 ) -> None:
     """Poll a job in an odd state again later (see the module doc)."""
     polls = record.stats.get(ODD_POLLS, 0) + 1
-    delay = backoff_delay(polls, initial=limits.backoff_initial, cap=limits.backoff_max)
-    stats = {
-        **dict(record.stats),
-        ODD_POLLS: polls,
-        NEXT_POLL_AT: epoch_ms(manager.now().timestamp() + delay),
-    }
+    delay = 0.0
+    stats = {**dict(record.stats), ODD_POLLS: polls}
+    if limits.backoff:
+        delay = backoff_delay(polls, initial=limits.backoff_initial, cap=limits.backoff_max)
+        stats[NEXT_POLL_AT] = epoch_ms(manager.now().timestamp() + delay)
     noted = await manager.jobs.note_job(
         JobNote(job_id=record.job_id, expected=record.status, stats=stats)
     )

@@ -16,9 +16,11 @@ Decisions:
   timeout) keeps the job CREATED with its input, and writes when it may be tried again
   into its stats (``retry_at_ms``, ``create_refusals``): the ``RetryInfo`` delay the
   provider asked for, else a doubling jittered backoff
-  (:func:`~asemantic.domain.policy.create_retry_delay`). While any job of the database
-  waits, no create (and no upload) is sent for any job: the quota that refused one
-  refuses the others too. The supervisor's health and ``asemantic jobs`` show the wait.
+  (:func:`~asemantic.domain.policy.create_retry_delay`; only where
+  :class:`~asemantic.batch.limits.JobLimits` ``backoff`` is on, as in a supervisor).
+  While any job of the database waits, no create (and no upload) is sent for any job:
+  the quota that refused one refuses the others too. The supervisor's health and
+  ``asemantic jobs`` show the wait.
 * A create of unknown outcome (no answer, a 5xx) also waits ``create_grace`` before
   another is sent, and reconcile adopts the job if it landed (see the manager).
 """
@@ -207,18 +209,18 @@ async def defer(
 ) -> None:
     """The job waits before its next create (see the module doc); its input stays."""
     refusals = record.stats.get(CREATE_REFUSALS, 0) + 1
-    delay = create_retry_delay(
-        refusals,
-        exc.retry_after,
-        initial=limits.backoff_initial,
-        cap=limits.backoff_max,
-        rng=manager.rng,
-    )
-    stats = {
-        **dict(record.stats),
-        CREATE_REFUSALS: refusals,
-        RETRY_AT: epoch_ms(manager.now().timestamp() + delay),
-    }
+    stats = {**dict(record.stats), CREATE_REFUSALS: refusals}
+    stats.pop(RETRY_AT, None)
+    delay = 0.0
+    if limits.backoff or exc.retry_after is not None:
+        delay = create_retry_delay(
+            refusals,
+            exc.retry_after,
+            initial=limits.backoff_initial,
+            cap=limits.backoff_max,
+            rng=manager.rng,
+        )
+        stats[RETRY_AT] = epoch_ms(manager.now().timestamp() + delay)
     noted = await manager.jobs.note_job(
         JobNote(job_id=record.job_id, expected=JobStatus.CREATED, stats=stats)
     )

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from asemantic import GeminiBatchClient, JobStatus, SemanticCore
-from asemantic.batch.limits import JobLimits
 from asemantic.testing.emulator import (
     Fault,
     GeminiEmulator,
@@ -148,8 +147,6 @@ async def test_errors_on_create_never_make_two_jobs(
 ) -> None:
     core = await open_core()
     await _ingest(core, 5)
-    # The wait after a refused create is tests/supervisor/test_create_backoff.py's.
-    core.batch_manager.limits = JobLimits(backoff_initial=0.001, backoff_max=0.001)
     emulator.faults.add(Fault(endpoint="batches.create", status=status))
     assert len(await core.batch_manager.flush_queue(min_size=1)) == 1
     job = (await core.batch_jobs.jobs())[0]
