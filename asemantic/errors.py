@@ -132,20 +132,42 @@ class StoreClosedError(StoreError):
 
 
 class ProviderError(AsemanticError):
-    """The embedding provider failed; ``status`` is the HTTP status when there was one."""
+    """The embedding provider failed; ``status`` is the HTTP status when there was one.
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    ``retry_after`` is the wait the provider asked for (a ``google.rpc.RetryInfo``
+    detail or a ``Retry-After`` header), in seconds; ``token_quota`` says the refusal
+    names a token quota (a 429 whose ``QuotaFailure`` or message is about tokens, such as
+    the Batch API's enqueued-token quota), which a smaller request may pass.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        token_quota: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+        self.token_quota = token_quota
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_provider_error, (type(self), str(self), self.status))
+        return (
+            _rebuild_provider_error,
+            (type(self), str(self), self.status, self.retry_after, self.token_quota),
+        )
 
 
 def _rebuild_provider_error(
-    cls: type[ProviderError], message: str, status: int | None
+    cls: type[ProviderError],
+    message: str,
+    status: int | None,
+    retry_after: float | None = None,
+    token_quota: bool = False,
 ) -> ProviderError:
-    return cls(message, status=status)
+    return cls(message, status=status, retry_after=retry_after, token_quota=token_quota)
 
 
 class AuthenticationError(ProviderError):

@@ -36,6 +36,7 @@ __all__ = [
     "Embedder",
     "JobChange",
     "JobChunk",
+    "JobNote",
     "JobRecord",
     "JobStore",
     "JobTransition",
@@ -344,6 +345,15 @@ class BatchBackend(Protocol):
         self, lines: Sequence[BatchLine], *, display_name: str
     ) -> RemoteJob: ...
 
+    async def upload_input(self, lines: Sequence[BatchLine], *, display_name: str) -> str:
+        """Upload the lines as one input file named ``display_name``; its remote name."""
+        ...
+
+    async def create_from_file(self, input_file: str, *, display_name: str) -> RemoteJob:
+        """Create a job from an uploaded input file (never retried: not idempotent).
+        ``create_embedding_job`` is :meth:`upload_input` then this."""
+        ...
+
     async def get_job_status(self, name: str) -> RemoteJobStatus: ...
 
     def retrieve_results(
@@ -487,6 +497,28 @@ class JobStore(Protocol):
 
     async def mark_create_attempt(self, job_id: str, at: datetime | None) -> None: ...
 
+    async def note_job(self, note: JobNote) -> JobRecord | None:
+        """Change a job's stats or input file without a transition (compare-and-set on
+        ``note.expected``); None when the job is not in that status any more."""
+        ...
+
+    async def shrink_job(self, job_id: str, *, keep: int) -> int:
+        """A CREATED job keeps its first ``keep`` PENDING chunks (by id); the others go
+        back to the queue with their attempts unchanged. Returns how many went back."""
+        ...
+
+    async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
+        """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""
+        ...
+
+    async def job_token_limit(self) -> int | None:
+        """The tokens per job this database learned the provider accepts (None: none)."""
+        ...
+
+    async def set_job_token_limit(self, tokens: int | None) -> None:
+        """Remember (or, with None, forget) the tokens per job the provider accepts."""
+        ...
+
     async def acquire_lease(self, owner: str, *, ttl: float, now: float) -> Lease: ...
 
     async def release_lease(self, owner: str) -> None: ...
@@ -524,3 +556,16 @@ class JobChange:
     error_message: str | None = None
     release: RetryPolicy | None = None
     release_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobNote:
+    """A change of a job that is no transition: its stats (replaced whole when given)
+    and its input file (set when given, forgotten with ``clear_input_file``). Applied
+    only while the job is in ``expected``."""
+
+    job_id: str
+    expected: JobStatus
+    stats: Mapping[str, int] | None = None
+    input_file: str | None = None
+    clear_input_file: bool = False

@@ -26,6 +26,13 @@ Decisions:
   SQLite transaction. A lost lease cancels the step in progress and stops the loop
   (:meth:`BatchSupervisor.run_once` raises :class:`SupervisorLeaseError`);
   :attr:`BatchSupervisor.health` then says so.
+* **A dead holder's lease is taken over at once.** When the holder is a process of
+  this host that is gone (:mod:`asemantic.batch.holders`), the lease is taken without
+  waiting for it to expire. The store only hands out an expired lease, so the take-over
+  asks for it "as of" a moment just past the dead holder's expiry, with a time-to-live
+  shortened to match: the new lease still ends ``lease_ttl`` from now, and the store's
+  compare-and-set still refuses it if a live supervisor took the lease meanwhile (its
+  expiry is later than the dead one's).
 * **Releasing is shielded and bounded.** On stop the lease is released even while the
   stop is being cancelled, but for at most ``_RELEASE_TIMEOUT`` seconds; a release that
   fails or takes longer is left to expire after ``lease_ttl``.
@@ -43,8 +50,9 @@ from datetime import UTC, datetime
 
 import anyio
 
+from asemantic.batch.holders import holder_is_dead
 from asemantic.errors import StoreBusyError, SupervisorLeaseError
-from asemantic.ports import JobStore
+from asemantic.ports import JobStore, Lease
 
 __all__ = ["SupervisorLease"]
 
@@ -52,6 +60,8 @@ logger = logging.getLogger("asemantic.batch.supervisor")
 
 _LEASE_POLL = 0.2
 """Seconds between two looks at a lease held by another supervisor (``lease_wait``)."""
+_TAKEOVER_MARGIN = 0.001
+"""Seconds past a dead holder's expiry its lease is asked for "as of" (see the doc)."""
 _RELEASE_TIMEOUT = 5.0
 """How long releasing the lease on stop may take before it is left to expire."""
 
@@ -109,6 +119,8 @@ class SupervisorLease:
                 logger.warning("database busy while taking the supervisor lease; retrying")
                 await anyio.sleep(min(left, _LEASE_POLL))
                 continue
+            if not lease.acquired and holder_is_dead(lease.owner):
+                lease = await self._take_over(lease.owner, lease.expires_at)
             if lease.acquired:
                 self._expires_at = lease.expires_at
                 self._lost = False
@@ -119,9 +131,20 @@ class SupervisorLease:
                 raise SupervisorLeaseError(
                     f"another supervisor ({lease.owner}) holds this database's lease until "
                     f"{until} ({max(0.0, lease.expires_at - now):.0f} s from now, unless it "
-                    "renews it); stop it first, or pass lease_wait= to wait for it"
+                    "renews it); stop it first, or pass lease_wait= "
+                    "(asemantic supervise --lease-wait) to wait for it"
                 )
             await anyio.sleep(min(left, _LEASE_POLL))
+
+    async def _take_over(self, holder: str, expires_at: float) -> Lease:
+        """Take the lease of a dead holder now (see the module doc)."""
+        logger.warning(
+            "the supervisor holding this database's lease is gone (%s); taking it over", holder
+        )
+        now = time.time()
+        as_of = max(now, expires_at + _TAKEOVER_MARGIN)
+        ttl = max(_TAKEOVER_MARGIN, self._ttl - (as_of - now))
+        return await self._jobs.acquire_lease(self._owner, ttl=ttl, now=as_of)
 
     async def renew(self) -> bool:
         """Renew the lease; False (and ``on_lost`` is called) if another supervisor has it."""

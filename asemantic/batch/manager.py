@@ -20,6 +20,12 @@ no, that job and the rest of the pass stay CREATED for a later reconcile. The su
 passes its lease check, so a process frozen in the middle of a pass, whose lease another
 supervisor took meanwhile, sends no create when it wakes.
 
+The create path (one upload per job, waiting after a refusal) is
+:mod:`asemantic.batch.submit`'s, sizing jobs to the token quota :mod:`asemantic.batch.quota`'s,
+and jobs that are too old, in odd states, duplicated or hard to delete
+:mod:`asemantic.batch.stuck`'s; each call takes the :class:`~asemantic.batch.limits.JobLimits`
+to work within (``limits=``, else the manager's).
+
 Every job transition is decided by the state machine (:mod:`asemantic.domain.jobs`),
 persisted, and only then announced to hooks.
 
@@ -33,23 +39,25 @@ supervisor and its lease): one cancellation model, cancel scopes, for a whole ti
 from __future__ import annotations
 
 import logging
+import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import anyio
 
+from asemantic.batch import quota, stuck
 from asemantic.batch.hooks import HookRegistry, TransitionCallback
+from asemantic.batch.limits import JobLimits
+from asemantic.batch.submit import LineKeys, submit_job
 from asemantic.batch.view import PassView
 from asemantic.domain.events import TransitionEvent
 from asemantic.domain.jobs import JobStatus, JobTrigger, next_status, plan_for_remote
 from asemantic.domain.linekeys import line_key
 from asemantic.domain.policy import (
     RetryPolicy,
-    is_retryable_status,
     plan_batches,
-    refused_before_acting,
     require_batch_key,
     should_flush,
 )
@@ -57,12 +65,10 @@ from asemantic.errors import AuthenticationError, ProviderError, StoreError
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import (
     BatchBackend,
-    BatchLine,
     JobChange,
     JobRecord,
     JobStore,
     RemoteFile,
-    RemoteJob,
     ResultCounts,
 )
 
@@ -110,6 +116,8 @@ class BatchManager:
         max_bytes: int = DEFAULT_MAX_BYTES,
         create_grace: float = 120.0,
         clock: Callable[[], datetime] | None = None,
+        limits: JobLimits | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._jobs = jobs
         self._backend_factory = backend_factory
@@ -119,6 +127,11 @@ class BatchManager:
         self._max_bytes = max_bytes
         self._create_grace = create_grace
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.limits = limits or JobLimits(backoff=False)
+        """The limits a call works within unless it is given its own (by default no
+        backoff of its own: see :class:`~asemantic.batch.limits.JobLimits`)."""
+        self.rng = rng or random.Random()
+        """Jitters the waits after refused creates."""
         self._hooks = HookRegistry()
         self._flush_lock = anyio.Lock()
         self._prefix: str | None = None
@@ -143,6 +156,10 @@ class BatchManager:
     @property
     def retry_policy(self) -> RetryPolicy:
         return self._retry
+
+    def now(self) -> datetime:
+        """The manager's clock."""
+        return self._clock()
 
     def on_transition(self, callback: TransitionCallback) -> TransitionCallback:
         """Call ``callback(event)`` after every persisted job transition (in order)."""
@@ -179,13 +196,17 @@ class BatchManager:
         *,
         before_create: CreateCheck | None = None,
         view: PassView | None = None,
+        limits: JobLimits | None = None,
     ) -> list[str]:
         """Group queued PENDING chunks into new jobs and submit them; return their ids.
 
         Below ``min_size`` queued chunks and without ``force``, nothing happens. A job
         whose create fails stays CREATED: :meth:`reconcile` adopts or resubmits it. So
-        does every job not yet submitted when ``before_create`` returns False.
+        does every job not yet submitted when ``before_create`` returns False. Jobs
+        hold at most the tokens ``limits`` (and the limit learned from the provider)
+        allow.
         """
+        limits = limits or self.limits
         backend = self._backend_now()
         if min_size < 1 or max_size < 1:
             raise ValueError("min_size and max_size must be at least 1")
@@ -194,10 +215,14 @@ class BatchManager:
             if not should_flush(len(view.queued), min_size=min_size, force=force):
                 return []
             queued = view.take_queue()
+            max_bytes = self._max_bytes
+            token_limit = await quota.effective_limit(self._jobs, limits)
+            if token_limit is not None:
+                max_bytes = max(1, min(max_bytes, token_limit * quota.BYTES_PER_TOKEN))
             groups = plan_batches(
                 [(chunk.chunk_id, chunk.size) for chunk in queued],
                 max_size=max_size,
-                max_bytes=self._max_bytes,
+                max_bytes=max_bytes,
             )
             prefix = await self.display_prefix()
             created: list[JobRecord] = []
@@ -210,93 +235,37 @@ class BatchManager:
                     view.record(record)
                     created.append(record)
             for record in created:
-                if not await self._submit(backend, record, before_create, view):
+                if not await submit_job(self, backend, record, before_create, view, limits):
                     break
             return [record.job_id for record in created]
-
-    async def _submit(
-        self,
-        backend: BatchBackend,
-        record: JobRecord,
-        before_create: CreateCheck | None,
-        view: PassView,
-    ) -> bool:
-        """Create the remote job for a CREATED row. False: stop submitting for now."""
-        job_id = record.job_id
-        chunks = await self._jobs.job_chunks(job_id)
-        if not chunks:
-            await self._fail(record, "the job has no chunks left to embed", view)
-            return True
-        lines = [
-            BatchLine(key=line_key(c.chunk_id, c.content_hash), text=c.text, title=c.title)
-            for c in chunks
-        ]
-        if before_create is not None and not await before_create():
-            logger.warning("batch create not sent (before_create said no); the job stays CREATED")
-            return False
-        # Written before the call: if we crash or the answer is lost, reconcile knows a
-        # create may be in flight and waits ``create_grace`` before sending another.
-        await self._jobs.mark_create_attempt(job_id, self._clock())
-        view.uploaded()
-        try:
-            remote = await backend.create_embedding_job(lines, display_name=record.display_name)
-        except ProviderError as exc:
-            if refused_before_acting(exc.status):
-                # Refused: certainly not created, a new attempt needs no grace.
-                await self._jobs.mark_create_attempt(job_id, None)
-                if isinstance(exc, AuthenticationError):
-                    raise
-                if not is_retryable_status(exc.status):
-                    await self._fail(record, f"the provider refused the job: {exc}", view)
-                    return True
-            logger.warning("batch create failed; the job stays CREATED for reconcile")
-            return False
-        moved = await self._move(
-            record,
-            JobTrigger.SUBMIT,
-            view,
-            stats={"sent": len(lines)},
-            remote_name=remote.name,
-            input_file=remote.input_file,
-        )
-        if moved is None:
-            await self._drop_unrecorded(backend, job_id, remote)
-        return True
-
-    async def _drop_unrecorded(self, backend: BatchBackend, job_id: str, remote: RemoteJob) -> None:
-        """Our create landed but the job had moved on meanwhile (another supervisor took
-        over after our lease ran out, and submitted it again or failed it). Unless the
-        job adopted *our* remote job, ours is a duplicate nobody will read: cancel and
-        delete it with its input file, so no remote orphan is left running."""
-        current = await self._jobs.get_job(job_id)
-        if current is not None and current.remote_name == remote.name:
-            return  # adopted by display name: it is the job's own
-        logger.warning("a batch create landed after its job moved on; deleting that remote job")
-        try:
-            await backend.cancel(remote.name)
-        except ProviderError as exc:
-            if exc.status not in (400, 404):  # already finished, or gone
-                logger.warning("could not cancel the duplicate remote job: %s", exc)
-        try:
-            await backend.cleanup(remote.name, files=[f for f in (remote.input_file,) if f])
-        except ProviderError as exc:
-            logger.warning("could not delete the duplicate remote job: %s", exc)
 
     # --- sync -------------------------------------------------------------------------
 
     async def sync_status(
-        self, *, max_concurrent: int = DEFAULT_MAX_CONCURRENT, view: PassView | None = None
+        self,
+        *,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        view: PassView | None = None,
+        limits: JobLimits | None = None,
     ) -> SyncReport:
         """Poll active jobs concurrently, apply finished ones, clean up remote leftovers.
 
-        At most ``max_concurrent`` jobs are handled at a time.
+        At most ``max_concurrent`` jobs are handled at a time. A job past
+        ``limits.max_job_age`` is cancelled and its chunks queued again; one in an odd
+        remote state is polled with backoff (see :mod:`asemantic.batch.stuck`).
         """
         backend = self._backend_now()
         if isinstance(max_concurrent, bool) or max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
+        limits = limits or self.limits
         view = view or await self.read_view()
         report = SyncReport()
-        active = view.jobs(JobStatus.SUBMITTED, JobStatus.PROCESSING)
+        now = self._clock().timestamp()
+        active = [
+            record
+            for record in view.jobs(JobStatus.SUBMITTED, JobStatus.PROCESSING)
+            if stuck.poll_due(record, now) or stuck.too_old(record, now, limits)
+        ]
         limit = anyio.Semaphore(max_concurrent)
 
         store_errors: list[StoreError] = []
@@ -304,7 +273,7 @@ class BatchManager:
         async def one(record: JobRecord) -> None:
             try:
                 async with limit:
-                    await self._sync_one(backend, record, report, view)
+                    await self._sync_one(backend, record, report, view, limits)
             except AuthenticationError as exc:
                 report.auth_error = exc
                 report.errors[record.job_id] = str(exc)
@@ -329,7 +298,12 @@ class BatchManager:
         return report
 
     async def _sync_one(
-        self, backend: BatchBackend, record: JobRecord, report: SyncReport, view: PassView
+        self,
+        backend: BatchBackend,
+        record: JobRecord,
+        report: SyncReport,
+        view: PassView,
+        limits: JobLimits,
     ) -> None:
         assert record.remote_name is not None
         try:
@@ -337,25 +311,32 @@ class BatchManager:
         except ProviderError as exc:
             if exc.status != 404 or isinstance(exc, AuthenticationError):
                 raise
-            await self._fail(record, "the remote batch job no longer exists", view)
+            await self.fail(record, "the remote batch job no longer exists", view)
             report.failed.append(record.job_id)
             return
         plan = plan_for_remote(record.status, status.state)
+        if stuck.unfinished(status.state) and stuck.too_old(record, self.now().timestamp(), limits):
+            await stuck.retire(
+                self, backend, record, view, "the job was not done within max_job_age"
+            )
+            report.failed.append(record.job_id)
+            return
         if plan.unknown:
-            logger.warning("unknown remote batch state; polling on")
+            await stuck.note_odd_state(self, record, status.state, view, limits)
+            return
         for trigger in plan.triggers_before_apply:
             if trigger is JobTrigger.FAIL:
                 reason = plan.fail_reason or f"remote state {status.state}"
-                await self._fail(record, reason, view)
+                await self.fail(record, reason, view)
                 report.failed.append(record.job_id)
                 return
-            moved = await self._move(record, trigger, view)
+            moved = await self.move(record, trigger, view)
             if moved is None:
                 return
             record = moved
         if plan.apply_results:
             if not status.output_file:
-                await self._fail(record, "the job succeeded but named no result file", view)
+                await self.fail(record, "the job succeeded but named no result file", view)
                 report.failed.append(record.job_id)
                 return
             try:
@@ -365,7 +346,7 @@ class BatchManager:
                     raise
                 # The result file is gone (deleted, or past the 48 h retention): what
                 # was not applied goes back to the queue with the job failed.
-                await self._fail(record, "the job's result file no longer exists", view)
+                await self.fail(record, "the job's result file no longer exists", view)
                 report.failed.append(record.job_id)
                 return
             report.completed.append(record.job_id)
@@ -374,7 +355,8 @@ class BatchManager:
         self, backend: BatchBackend, record: JobRecord, output_file: str, view: PassView
     ) -> None:
         chunks = await self._jobs.job_chunks(record.job_id)
-        expected = {line_key(c.chunk_id, c.content_hash) for c in chunks}
+        # In the order the lines were sent (a result without a key may be matched by it).
+        expected = LineKeys(line_key(c.chunk_id, c.content_hash) for c in chunks)
         counts = ResultCounts()
         ready = failed = retried = stale = 0
         async for batch in backend.retrieve_results(
@@ -395,7 +377,7 @@ class BatchManager:
             "malformed": counts.malformed,
             "unknown_keys": counts.unknown_keys,
         }
-        await self._move(
+        await self.move(
             record,
             JobTrigger.COMPLETE,
             view,
@@ -408,7 +390,8 @@ class BatchManager:
         """Delete remote files and jobs of finished jobs (after their local commit).
 
         Besides the files a job row names, every file carrying the job's display name
-        goes too: an upload retried after a lost response leaves a second copy.
+        goes too: an upload retried after a lost response leaves a second copy. A
+        refused delete is logged and not retried (see :mod:`asemantic.batch.stuck`).
         """
         backend = self._backend_now()
         view = view or await self.read_view()
@@ -420,20 +403,34 @@ class BatchManager:
         for record in done:
             files = {f for f in (record.input_file, record.output_file) if f}
             files.update(f.name for f in remote_files if f.display_name == record.display_name)
-            try:
-                await backend.cleanup(record.remote_name, files=sorted(files))
-            except ProviderError:
-                logger.warning("remote cleanup failed; will retry on the next pass")
+            if not await stuck.clean_job(self, backend, record, sorted(files)):
                 continue
             await self._jobs.mark_cleaned(record.job_id)
             view.cleaned(record.job_id)
             cleaned += 1
         return cleaned
 
+    async def retire_emptied(self, *, view: PassView | None = None) -> int:
+        """Cancel and fail submitted jobs none of whose chunks is PENDING any more (they
+        were embedded another way, such as online past a deadline); how many."""
+        backend = self._backend_now()
+        view = view or await self.read_view()
+        retired = 0
+        for record in view.jobs(JobStatus.SUBMITTED, JobStatus.PROCESSING):
+            if not await self._jobs.job_chunks(record.job_id):
+                reason = "every chunk of the job was embedded another way"
+                await stuck.retire(self, backend, record, view, reason)
+                retired += 1
+        return retired
+
     # --- reconcile --------------------------------------------------------------------
 
     async def reconcile(
-        self, *, before_create: CreateCheck | None = None, view: PassView | None = None
+        self,
+        *,
+        before_create: CreateCheck | None = None,
+        view: PassView | None = None,
+        limits: JobLimits | None = None,
     ) -> list[str]:
         """Adopt or resubmit CREATED jobs and remove remote files nobody needs.
 
@@ -441,24 +438,26 @@ class BatchManager:
         submitted again, unless a create of unknown outcome was sent less than
         ``create_grace`` seconds ago (it may still land: wait rather than duplicate),
         or ``before_create`` returns False (then no more are submitted in this pass).
-        Returns the ids of the jobs it adopted or submitted.
+        Remote jobs that duplicate an active job's display name are cancelled and
+        deleted. Returns the ids of the jobs it adopted or submitted.
         """
         backend = self._backend_now()
+        limits = limits or self.limits
         async with self._flush_lock:
             view = view or await self.read_view()
             created = view.jobs(JobStatus.CREATED)
             handled: list[str] = []
-            if created:
-                found = await backend.find_jobs_by_display_name([r.display_name for r in created])
-                by_name = {f.display_name: f for f in found}
+            active = view.jobs(JobStatus.CREATED, JobStatus.SUBMITTED, JobStatus.PROCESSING)
+            if active:
+                by_name = await stuck.remote_by_name(backend, active)
                 now = self._clock()
                 for record in created:
                     remote = by_name.get(record.display_name)
                     if remote is not None:
-                        await self._move(record, JobTrigger.SUBMIT, view, remote_name=remote.name)
+                        await self.move(record, JobTrigger.SUBMIT, view, remote_name=remote.name)
                     elif self._create_may_be_in_flight(record, now):
                         continue
-                    elif not await self._submit(backend, record, before_create, view):
+                    elif not await submit_job(self, backend, record, before_create, view, limits):
                         break
                     handled.append(record.job_id)
             await self._remove_orphan_files(backend, view)
@@ -481,18 +480,20 @@ class BatchManager:
 
     # --- transitions ------------------------------------------------------------------
 
-    async def _fail(self, record: JobRecord, reason: str, view: PassView) -> JobRecord | None:
-        return await self._move(
+    async def fail(self, record: JobRecord, reason: str, view: PassView) -> JobRecord | None:
+        """Fail the job; its PENDING chunks go back to the queue (or FAIL once spent)."""
+        return await self.move(
             record, JobTrigger.FAIL, view, error_message=reason, release_reason=reason
         )
 
-    async def _move(
+    async def move(
         self,
         record: JobRecord,
         trigger: JobTrigger,
         view: PassView,
         *,
         stats: Mapping[str, int] | None = None,
+        drop_stats: Collection[str] = (),
         remote_name: str | None = None,
         input_file: str | None = None,
         output_file: str | None = None,
@@ -502,7 +503,11 @@ class BatchManager:
         """Decide with the machine, persist, then tell the hooks. None: lost a race."""
         target = next_status(record.status, trigger)
         releases = target in (JobStatus.COMPLETED, JobStatus.FAILED)
-        merged = {**dict(record.stats), **dict(stats)} if stats else None
+        merged: dict[str, int] | None = None
+        if stats or drop_stats:
+            merged = {**dict(record.stats), **dict(stats or {})}
+            for name in drop_stats:
+                merged.pop(name, None)
         moved = await self._jobs.transition_job(
             JobChange(
                 job_id=record.job_id,

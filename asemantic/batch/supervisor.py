@@ -41,21 +41,21 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import socket
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, cast
 
 import anyio
 
+from asemantic.batch.deadline import HasOnline, OnlineFallback
 from asemantic.batch.failures import TickFailures
+from asemantic.batch.holders import owner_id
 from asemantic.batch.hooks import TransitionCallback
 from asemantic.batch.lease import SupervisorLease
 from asemantic.batch.manager import BatchManager, SyncReport
+from asemantic.batch.submit import create_wait_until
 from asemantic.batch.supervisor_config import SupervisorConfig, SupervisorHealth, resolve_config
 from asemantic.batch.view import PassView
 from asemantic.domain.jobs import JobStatus
@@ -73,7 +73,18 @@ class HasBatchManager(Protocol):
 
 
 def _default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return owner_id()
+
+
+def _fallback_for(core: object, config: SupervisorConfig) -> OnlineFallback | None:
+    """The deadline's online fallback, on the core's embedder and store (or None)."""
+    if config.deadline is None:
+        return None
+    if not all(hasattr(core, name) for name in ("embedder", "store", "config")):
+        raise InvalidInputError("deadline= needs a SemanticCore (its online embedder)")
+    return OnlineFallback(
+        cast(HasOnline, core), deadline=config.deadline, budget_usd=config.deadline_budget_usd
+    )
 
 
 class BatchSupervisor:
@@ -82,7 +93,8 @@ class BatchSupervisor:
     ``core`` is a :class:`~asemantic.SemanticCore` (its ``batch_manager`` is used) or a
     :class:`~asemantic.batch.manager.BatchManager`. ``config`` (a
     :class:`SupervisorConfig`) and keyword ``overrides`` of its fields set the pace;
-    ``owner`` names this supervisor in the lease (host:pid:random by default); ``rng``
+    ``owner`` names this supervisor in the lease (host:pid:start:random by default, so
+    that a restarted supervisor on the same host sees when it is dead); ``rng``
     drives the jitter (pass a seeded one for reproducible runs).
     Without a batch key it refuses at once with
     ``ValueError("Batch operations require a dedicated API key")``.
@@ -118,6 +130,10 @@ class BatchSupervisor:
         self._last_tick_at: float | None = None
         self._below_min_since: float | None = None
         self._reconciled = False
+        self._limits = self._config.job_limits()
+        self._fallback = _fallback_for(core, self._config)
+        self._create_wait_until: float | None = None
+        self._waiting_jobs = 0
         self._lease = SupervisorLease(
             manager.jobs,
             owner=self._owner,
@@ -161,6 +177,9 @@ class BatchSupervisor:
             last_tick_at=self._last_tick_at,
             failures=self._failures.count,
             backoff=self._failures.backoff,
+            create_wait_until=self._create_wait_until,
+            waiting_jobs=self._waiting_jobs,
+            online_fallback=self._fallback.spend if self._fallback is not None else None,
         )
 
     def on_transition(self, callback: TransitionCallback) -> TransitionCallback:
@@ -347,8 +366,16 @@ class BatchSupervisor:
     async def _tick(self, *, stoppable: bool) -> SyncReport:
         manager = self._manager
         view = await manager.read_view()
-        if not self._reconciled or view.jobs(JobStatus.CREATED):
-            await manager.reconcile(before_create=self._lease.before_create, view=view)
+        created = view.jobs(JobStatus.CREATED)
+        # While creates wait after a refusal, a job that surely was not created needs no
+        # lookup; one whose create may have landed (no answer) still does.
+        gated = create_wait_until(view, time.time()) is not None and not any(
+            job.create_attempted_at for job in created
+        )
+        if not self._reconciled or (created and not gated):
+            await manager.reconcile(
+                before_create=self._lease.before_create, view=view, limits=self._limits
+            )
             self._reconciled = True
         report = SyncReport()
         if not (stoppable and self._stop.is_set()):
@@ -357,8 +384,15 @@ class BatchSupervisor:
             raise SupervisorLeaseError(self._failures.last_error or "the supervisor lease was lost")
         if not (stoppable and self._stop.is_set()):
             report = await manager.sync_status(
-                max_concurrent=self._config.max_concurrent_jobs, view=view
+                max_concurrent=self._config.max_concurrent_jobs, view=view, limits=self._limits
             )
+        fallback = self._fallback
+        due = fallback is not None and fallback.due(manager.now())
+        if due and fallback is not None and await fallback.run(manager.jobs, manager.now()):
+            await manager.retire_emptied()
+        self._create_wait_until = create_wait_until(view, time.time())
+        waiting = view.jobs(JobStatus.CREATED) if self._create_wait_until else []
+        self._waiting_jobs = len(waiting)
         if report.auth_error is not None:
             raise report.auth_error
         self._ticks += 1
@@ -384,6 +418,7 @@ class BatchSupervisor:
             force=force,
             before_create=self._lease.before_create,
             view=view,
+            limits=self._limits,
         )
         if created:
             self._below_min_since = None

@@ -15,6 +15,7 @@ import enum
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -23,7 +24,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from asemantic.batch.supervisor import BatchSupervisor
+from asemantic.batch.supervisor import BatchSupervisor, SupervisorHealth
 from asemantic.cli.output import Output, count_line, short_id
 from asemantic.core import SemanticCore
 from asemantic.domain.documents import EmbeddingStatus
@@ -62,9 +63,11 @@ class Snapshot:
     paused: str | None
     uncleaned: int = 0
     """Finished jobs whose remote files and job are not deleted yet."""
+    waiting: str | None = None
+    """Why creates wait (the provider refused one), and until when; None: they do not."""
 
     def key(self) -> tuple[object, ...]:
-        return (tuple(self.chunks.items()), tuple(self.jobs.items()), self.paused)
+        return (tuple(self.chunks.items()), tuple(self.jobs.items()), self.paused, self.waiting)
 
 
 def is_idle(snapshot: Snapshot) -> bool:
@@ -166,6 +169,7 @@ class PipelineView:
             ticks=health.ticks if health else 0,
             paused=health.paused_reason if health else None,
             uncleaned=len(finished),
+            waiting=_waiting(health),
         )
         self._snapshot = snapshot
         if is_idle(snapshot):
@@ -184,6 +188,8 @@ class PipelineView:
             self._output.line(f"status: chunks {chunks} | jobs {jobs}")
             if snapshot.paused:
                 self._output.line(f"paused: {snapshot.paused}")
+            if snapshot.waiting:
+                self._output.line(f"waiting: {snapshot.waiting}")
         elif self._style is ViewStyle.JSONL:
             self._output.json_line(
                 {
@@ -191,6 +197,7 @@ class PipelineView:
                     "chunks": dict(snapshot.chunks),
                     "jobs": dict(snapshot.jobs),
                     "paused": snapshot.paused,
+                    "waiting": snapshot.waiting,
                 }
             )
 
@@ -210,6 +217,8 @@ class PipelineView:
         ]
         if snapshot.paused:
             parts.append(Text(f"paused: {snapshot.paused}", style="red"))
+        if snapshot.waiting:
+            parts.append(Text(f"waiting: {snapshot.waiting}", style="yellow"))
         return Group(*parts)
 
     async def wait_idle(self) -> None:
@@ -256,3 +265,14 @@ class PipelineView:
         while True:
             await anyio.sleep(every)
             await self.refresh(core, supervisor)
+
+
+def _waiting(health: SupervisorHealth | None) -> str | None:
+    """The create wait of ``health`` as a line (to the second, so it changes rarely)."""
+    if health is None or health.create_wait_until is None:
+        return None
+    until = datetime.fromtimestamp(health.create_wait_until).astimezone()
+    return (
+        f"{health.waiting_jobs} job(s) wait to be created: the provider refused a create "
+        f"(quota); next try at {until.strftime('%H:%M:%S')}"
+    )

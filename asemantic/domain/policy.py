@@ -36,6 +36,14 @@ Decisions:
 * **Batch work needs a batch key** (:func:`require_batch_key`): without one, the
   documented ``ValueError`` (:class:`~asemantic.errors.MissingBatchKeyError`) is raised
   before anything is written.
+* **A refused create waits as long as the provider asks** (:func:`create_retry_delay`):
+  a ``RetryInfo`` delay is honoured (plus up to 10% so that several databases of one
+  project do not come back at the same instant), else the wait doubles from an initial
+  delay up to a cap, jittered by 20%.
+* **A token-quota refusal is one that names tokens** (:func:`is_token_quota_refusal`):
+  a 429 whose ``google.rpc.QuotaFailure`` violations (metric, id or description) or
+  message mention tokens. Only such a refusal can be cured by a smaller job; any other
+  429 (requests per minute, concurrent jobs) only waits.
 * :func:`plan_batches` keeps the order it is given and never exceeds either limit,
   except that a chunk larger than ``max_bytes`` on its own goes alone into a job of
   its own rather than raising: one odd chunk must not stall the whole queue, and the
@@ -75,8 +83,10 @@ __all__ = [
     "backoff_delay",
     "choose_mode",
     "classify_line_error",
+    "create_retry_delay",
     "full_jitter",
     "is_retryable_status",
+    "is_token_quota_refusal",
     "is_transient",
     "jittered_delay",
     "next_chunk_status",
@@ -364,3 +374,40 @@ def require_batch_key(keys: BatchKeyHolder | None) -> None:
     ``ValueError``) unless ``keys`` has a batch key."""
     if keys is None or not keys.has_batch_key:
         raise MissingBatchKeyError()
+
+
+_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+
+
+def is_token_quota_refusal(error: object, message: str = "") -> bool:
+    """Whether a 429's body (``error``: the JSON error or its inner object) or
+    ``message`` names a token quota (see the module doc)."""
+    if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
+        error = error["error"]
+    texts = [message]
+    details = error.get("details") if isinstance(error, Mapping) else None
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, Mapping) or detail.get("@type") != _QUOTA_FAILURE:
+            continue
+        violations = detail.get("violations")
+        for violation in violations if isinstance(violations, list) else ():
+            if isinstance(violation, Mapping):
+                texts.extend(
+                    str(violation.get(name) or "")
+                    for name in ("quotaMetric", "quotaId", "description", "subject")
+                )
+    return any("token" in text.lower() for text in texts)
+
+
+def create_retry_delay(
+    failures: int,
+    retry_after: float | None,
+    *,
+    initial: float,
+    cap: float,
+    rng: random.Random,
+) -> float:
+    """Seconds to wait after refused create number ``failures`` (from 1) of one job."""
+    if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+        return retry_after * rng.uniform(1.0, 1.1)
+    return jittered_delay(backoff_delay(failures, initial=initial, cap=cap), 0.2, rng)

@@ -191,7 +191,7 @@ def install_points(points: Points) -> None:
 
     _replace(batch_module, "call_with_retries", call_with_retries)
     # (b) the remote job exists, its name is not stored yet.
-    _after(GeminiBatchClient, "create_embedding_job", points, "after_remote_create")
+    _after(GeminiBatchClient, "create_from_file", points, "after_remote_create")
     # (c) inside a slice's transaction (vectors written, not committed).
     _after(SqliteStore, "apply_vectors", points, "inside_apply")
     # The chunks a finished job hands back, inside the transition's transaction.

@@ -241,22 +241,22 @@ async def _race_a_create(
     """On the next create only, run ``other``'s reconcile (a second supervisor that took
     over) before the create is sent (``before``) or after it landed: the job moves on
     while the first manager's create is in flight."""
-    original = GeminiBatchClient.create_embedding_job
+    original = GeminiBatchClient.create_from_file
     raced = False
 
-    async def racing(self: GeminiBatchClient, lines: Any, *, display_name: str) -> Any:
+    async def racing(self: GeminiBatchClient, input_file: str, *, display_name: str) -> Any:
         nonlocal raced
         if raced:
-            return await original(self, lines, display_name=display_name)
+            return await original(self, input_file, display_name=display_name)
         raced = True
         if before:
             await other.batch_manager.reconcile()
-        remote = await original(self, lines, display_name=display_name)
+        remote = await original(self, input_file, display_name=display_name)
         if not before:
             await other.batch_manager.reconcile()
         return remote
 
-    monkeypatch.setattr(GeminiBatchClient, "create_embedding_job", racing)
+    monkeypatch.setattr(GeminiBatchClient, "create_from_file", racing)
 
 
 async def test_a_create_that_lands_after_its_job_was_resubmitted_is_deleted(

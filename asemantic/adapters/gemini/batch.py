@@ -114,7 +114,12 @@ class GeminiBatchClient:
     async def create_embedding_job(
         self, lines: Sequence[BatchLine], *, display_name: str
     ) -> RemoteJob:
-        """Write the JSONL to a private temp file, upload it, create the job (no retry)."""
+        """Upload the lines (:meth:`upload_input`), then create the job from that file."""
+        input_file = await self.upload_input(lines, display_name=display_name)
+        return await self.create_from_file(input_file, display_name=display_name)
+
+    async def upload_input(self, lines: Sequence[BatchLine], *, display_name: str) -> str:
+        """Write the JSONL to a private temp file and upload it; the file's name."""
         if not lines:
             raise ValueError("a batch job needs at least one line")
         handle = self._client()
@@ -133,12 +138,17 @@ class GeminiBatchClient:
             await asyncio.to_thread(_unlink_quietly, path)
         if not uploaded.name:
             raise ProviderError("files.upload returned no file name")
+        return uploaded.name
+
+    async def create_from_file(self, input_file: str, *, display_name: str) -> RemoteJob:
+        """Create the job from an uploaded input file (no retry: see the module doc)."""
+        handle = self._client()
         failure: Exception | None = None
         try:
             async with asyncio.timeout(self._retry.timeout):
                 job = await handle.client.aio.batches.create_embeddings(
                     model=self._space.model,
-                    src={"file_name": uploaded.name},
+                    src={"file_name": input_file},
                     config={"display_name": display_name},
                 )
         except Exception as exc:  # noqa: BLE001 - translated below; the outcome may be unknown
@@ -149,7 +159,7 @@ class GeminiBatchClient:
             raise error
         if not job.name:
             raise ProviderError("batches.create_embeddings returned no job name")
-        return RemoteJob(name=job.name, display_name=display_name, input_file=uploaded.name)
+        return RemoteJob(name=job.name, display_name=display_name, input_file=input_file)
 
     def _write_jsonl(self, lines: Sequence[BatchLine]) -> str:
         fd, path = tempfile.mkstemp(prefix="asemantic-batch-", suffix=".jsonl", dir=self._temp_dir)

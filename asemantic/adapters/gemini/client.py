@@ -23,7 +23,13 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from asemantic.domain.policy import RetryConfig, is_retryable_status, retry_info_delay, scrub
+from asemantic.domain.policy import (
+    RetryConfig,
+    is_retryable_status,
+    is_token_quota_refusal,
+    retry_info_delay,
+    scrub,
+)
 from asemantic.errors import (
     AuthenticationError,
     ProviderError,
@@ -170,9 +176,14 @@ def translate_error(
         if code in (401, 403) or "API_KEY" in str(exc.details) or "API key" in message:
             return AuthenticationError(text, status=code)
         if code == 429:
-            return RateLimitError(text, status=code)
+            return RateLimitError(
+                text,
+                status=code,
+                retry_after=retry_after_seconds(exc),
+                token_quota=is_token_quota_refusal(exc.details, message),
+            )
         if code is not None and code >= 500:
-            return ProviderUnavailableError(text, status=code)
+            return ProviderUnavailableError(text, status=code, retry_after=retry_after_seconds(exc))
         return ProviderRequestError(text, status=code)
     if isinstance(exc, _TIMEOUTS):
         return ProviderUnavailableError(f"{what} timed out")

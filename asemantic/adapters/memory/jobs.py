@@ -43,6 +43,7 @@ from asemantic.ports import (
     BatchSnapshot,
     JobChange,
     JobChunk,
+    JobNote,
     JobRecord,
     JobTransition,
     Lease,
@@ -53,6 +54,8 @@ from asemantic.ports import (
 __all__ = ["MemoryJobStore"]
 
 _LEASE = 1
+_TOKEN_LIMIT = "job_token_limit"  # noqa: S105 - a counter's name, not a secret
+"""The key of the learned tokens-per-job limit among the database's counters."""
 
 
 class MemoryJobStore:
@@ -142,28 +145,11 @@ class MemoryJobStore:
 
     async def job_chunks(self, job_id: str) -> list[JobChunk]:
         """The job's chunks still PENDING, by id, with the text to send."""
+        return await self._db.read(lambda tables: _chunks_to_send(tables, job_id, None))
 
-        def work(tables: Tables) -> list[JobChunk]:
-            chunks = sorted(
-                (
-                    c
-                    for c in tables.chunks.values()
-                    if c.job_id == job_id and c.status is EmbeddingStatus.PENDING
-                ),
-                key=lambda c: c.chunk_id,
-            )
-            return [
-                JobChunk(
-                    chunk_id=c.chunk_id,
-                    content_hash=c.content_hash,
-                    text=c.vector_source,
-                    title=tables.documents[c.document_id].title,
-                    attempts=c.attempts,
-                )
-                for c in chunks
-            ]
-
-        return await self._db.read(work)
+    async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
+        """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""
+        return await self._db.read(lambda tables: _chunks_to_send(tables, None, limit))
 
     async def transition_job(self, change: JobChange) -> JobRecord | None:
         """Compare-and-set the job's status (None if it is not in ``change.expected``),
@@ -194,6 +180,47 @@ class MemoryJobStore:
             job = tables.jobs.get(job_id)
             if job is not None:
                 journal.put(tables.jobs, job_id, replace(job, create_attempted_at=at))
+
+        await self._db.write(work)
+
+    async def note_job(self, note: JobNote) -> JobRecord | None:
+        """Stats and input file of a job still in ``note.expected`` (no transition)."""
+
+        def work(tables: Tables, journal: Journal) -> JobRecord | None:
+            job = tables.jobs.get(note.job_id)
+            if job is None or job.status is not note.expected:
+                return None
+            input_file = None if note.clear_input_file else _either(note.input_file, job.input_file)
+            stats = _int_stats(note.stats) if note.stats is not None else job.stats
+            record = replace(job, stats=stats, input_file=input_file)
+            journal.put(tables.jobs, job.job_id, record)
+            return record
+
+        return await self._db.write(work)
+
+    async def shrink_job(self, job_id: str, *, keep: int) -> int:
+        """The chunks of a CREATED job past its first ``keep`` go back to the queue."""
+
+        def work(tables: Tables, journal: Journal) -> int:
+            job = tables.jobs.get(job_id)
+            if job is None or job.status is not JobStatus.CREATED:
+                return 0
+            leaving = _pending_in(tables, job_id)[max(0, keep) :]
+            for chunk in leaving:
+                journal.put_chunk(replace(chunk, job_id=None))
+            return len(leaving)
+
+        return await self._db.write(work)
+
+    async def job_token_limit(self) -> int | None:
+        return await self._db.read(lambda tables: tables.counters.get(_TOKEN_LIMIT) or None)
+
+    async def set_job_token_limit(self, tokens: int | None) -> None:
+        def work(tables: Tables, journal: Journal) -> None:
+            if tokens is None:
+                journal.drop(tables.counters, _TOKEN_LIMIT)
+            else:
+                journal.put(tables.counters, _TOKEN_LIMIT, int(tokens))
 
         await self._db.write(work)
 
@@ -359,6 +386,28 @@ def _state(chunk: ChunkRow | None) -> ChunkState | None:
         attempts=chunk.attempts,
         token_estimate=chunk.token_estimate,
     )
+
+
+def _chunks_to_send(tables: Tables, job_id: str | None, limit: int | None) -> list[JobChunk]:
+    """PENDING chunks (of ``job_id``, or all), by id, up to ``limit``, with their text."""
+    chunks = sorted(
+        (
+            c
+            for c in tables.chunks.values()
+            if c.status is EmbeddingStatus.PENDING and (job_id is None or c.job_id == job_id)
+        ),
+        key=lambda c: c.chunk_id,
+    )
+    return [
+        JobChunk(
+            chunk_id=c.chunk_id,
+            content_hash=c.content_hash,
+            text=c.vector_source,
+            title=tables.documents[c.document_id].title,
+            attempts=c.attempts,
+        )
+        for c in chunks[: limit if limit is not None else len(chunks)]
+    ]
 
 
 def _pending_in(tables: Tables, job_id: str) -> list[ChunkRow]:

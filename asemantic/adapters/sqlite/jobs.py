@@ -33,6 +33,7 @@ from asemantic.ports import (
     BatchSnapshot,
     JobChange,
     JobChunk,
+    JobNote,
     JobRecord,
     JobTransition,
     Lease,
@@ -70,6 +71,11 @@ _JOB_CHUNKS = (
     "SELECT c.id, c.content_hash, COALESCE(json_extract(c.meta_json, '$._vector_source'), "
     "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
     "WHERE c.batch_job_id = ? AND c.embedding_status = 'PENDING' ORDER BY c.id"
+)
+_PENDING_CHUNKS = (
+    "SELECT c.id, c.content_hash, COALESCE(json_extract(c.meta_json, '$._vector_source'), "
+    "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
+    "WHERE c.embedding_status = 'PENDING' ORDER BY c.id LIMIT ?"
 )
 _UPDATE_CHUNK_STATUS = (
     "UPDATE chunks SET embedding_status = ?, error_message = ?, attempts = ?, "
@@ -185,6 +191,20 @@ class SqliteJobStore:
             for r in rows
         ]
 
+    async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
+        """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""
+        rows = await self._store.fetchall(_PENDING_CHUNKS, (max(0, limit),))
+        return [
+            JobChunk(
+                chunk_id=int(r[0]),
+                content_hash=str(r[1]),
+                text=str(r[2]),
+                title=r[3],
+                attempts=int(r[4]),
+            )
+            for r in rows
+        ]
+
     async def transition_job(self, change: JobChange) -> JobRecord | None:
         """Compare-and-set the job's status, record the transition, release chunks."""
         at = change.at.isoformat()
@@ -270,6 +290,53 @@ class SqliteJobStore:
                 "UPDATE batch_jobs SET create_attempted_at = ? WHERE id = ?",
                 (at.isoformat() if at is not None else None, job_id),
             )
+
+    async def note_job(self, note: JobNote) -> JobRecord | None:
+        """Stats and input file of a job still in ``note.expected`` (no transition)."""
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE batch_jobs SET stats = COALESCE(?, stats), input_file = CASE "
+                "WHEN ? THEN NULL ELSE COALESCE(?, input_file) END WHERE id = ? AND status = ?",
+                (
+                    json.dumps(dict(note.stats)) if note.stats is not None else None,
+                    note.clear_input_file,
+                    note.input_file,
+                    note.job_id,
+                    note.expected.value,
+                ),
+            )
+            if cursor.rowcount != 1:
+                return None
+            return await _read_job(conn, note.job_id)
+
+    async def shrink_job(self, job_id: str, *, keep: int) -> int:
+        """The chunks of a CREATED job past its first ``keep`` go back to the queue."""
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE chunks SET batch_job_id = NULL, updated_at = ? WHERE id IN ("
+                "SELECT c.id FROM chunks c JOIN batch_jobs j ON j.id = c.batch_job_id "
+                "WHERE c.batch_job_id = ? AND j.status = 'CREATED' "
+                "AND c.embedding_status = 'PENDING' ORDER BY c.id LIMIT -1 OFFSET ?)",
+                (utc_now(), job_id, max(0, keep)),
+            )
+            return max(0, cursor.rowcount)
+
+    async def job_token_limit(self) -> int | None:
+        rows = await self._store.fetchall(
+            "SELECT value FROM store_meta WHERE key = 'job_token_limit'"
+        )
+        return int(rows[0][0]) if rows and rows[0][0] else None
+
+    async def set_job_token_limit(self, tokens: int | None) -> None:
+        async with self._store.transaction() as conn:
+            if tokens is None:
+                await conn.execute("DELETE FROM store_meta WHERE key = 'job_token_limit'")
+            else:
+                await conn.execute(
+                    "INSERT INTO store_meta (key, value) VALUES ('job_token_limit', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(int(tokens)),),
+                )
 
     async def acquire_lease(self, owner: str, *, ttl: float, now: float) -> Lease:
         """Take or renew the supervisor lease unless another live owner holds it."""

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 from rich.table import Table
 
+from asemantic.batch.limits import CREATE_REFUSALS, NEXT_POLL_AT, RETRY_AT, stat_time
 from asemantic.cli.context import AppContext, Need, json_option, pass_app
 from asemantic.cli.output import Output, short_id
 from asemantic.domain.jobs import JobStatus
 from asemantic.ports import JobRecord
 
-__all__ = ["job_record", "jobs", "jobs_table"]
+__all__ = ["job_note", "job_record", "jobs", "jobs_table"]
 
 _STATS = ("sent", "succeeded", "failed")
 
@@ -30,13 +32,39 @@ def job_record(record: JobRecord) -> dict[str, Any]:
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
         "remote_cleaned": record.cleaned,
+        "create_retry_at": _iso(stat_time(record.stats, RETRY_AT)),
+        "next_poll_at": _iso(stat_time(record.stats, NEXT_POLL_AT)),
     }
+
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch else None
+
+
+def _local(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).astimezone().strftime("%H:%M:%S")
+
+
+def job_note(record: JobRecord) -> str:
+    """The table's note: the error, the remote clean-up, or what the job waits for."""
+    if record.error_message:
+        return record.error_message
+    if record.cleaned:
+        return "remote cleaned up"
+    retry_at = stat_time(record.stats, RETRY_AT)
+    if record.status is JobStatus.CREATED and retry_at:
+        refusals = record.stats.get(CREATE_REFUSALS, 0)
+        return f"create refused {refusals}x; next try at {_local(retry_at)}"
+    next_poll = stat_time(record.stats, NEXT_POLL_AT)
+    if not record.status.is_terminal and next_poll:
+        return f"odd remote state; next poll at {_local(next_poll)}"
+    return ""
 
 
 def jobs_table(out: Output, records: Sequence[JobRecord], *, title: str | None = None) -> Table:
     table = out.table("job", "status", "remote", *_STATS, "updated", "note", title=title)
     for record in records:
-        note = record.error_message or ("remote cleaned up" if record.cleaned else "")
+        note = job_note(record)
         table.add_row(
             short_id(record.job_id),
             record.status.value,
