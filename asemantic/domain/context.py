@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from asemantic.domain.chunking import MarkdownSplitter, PlainTextSplitter, Section
 from asemantic.domain.documents import ChunkDraft
 from asemantic.domain.hashing import content_hash
 from asemantic.domain.space import MAX_INPUT_TOKENS
@@ -103,11 +104,12 @@ def build_drafts(
     """
     text = clean_text(document.text, what=f"document {document.source!r}")
     drafts: list[ChunkDraft] = []
+    trusted = isinstance(splitter, MarkdownSplitter | PlainTextSplitter)
     for position, section in enumerate(splitter.split(text)):
         source = context.vector_source(
             title=document.title, heading_path=section.heading_path, text=section.text
         )
-        tokens = estimate_tokens(source)
+        tokens = _source_tokens(source, section, trusted=trusted)
         if tokens > max_input_tokens:
             raise ChunkTooLargeError(
                 f"chunk {position} of document {document.source!r} is about {tokens:,} "
@@ -130,6 +132,29 @@ def build_drafts(
             f"document {document.source!r} has no text to embed outside its headings"
         )
     return drafts
+
+
+def _source_tokens(source: str, section: Section, *, trusted: bool) -> int:
+    """``estimate_tokens(source)``, from the section's own count when a built-in
+    splitter made it and ``source`` ends with its text: where the two parts cannot join
+    into one run (a letter/digit on both sides of the seam), the estimate of the whole
+    is the sum of the parts', so the chunk text is not estimated twice."""
+    text = section.text
+    if not trusted or section.tokens is None or not source.endswith(text):
+        return estimate_tokens(source)
+    head = source[: len(source) - len(text)]
+    if head and text and _joins(head[-1], text[0]):
+        return estimate_tokens(source)
+    return estimate_tokens(head) + section.tokens
+
+
+def _joins(left: str, right: str) -> bool:
+    """Whether two characters side by side belong to one piece of the estimate."""
+    word = left.isascii() and left.isalnum() and right.isascii() and right.isalnum()
+    return word or (left in _ASCII_SPACE and right in _ASCII_SPACE)
+
+
+_ASCII_SPACE = frozenset(" \t\n\r\x0b\x0c")
 
 
 def _one_line(value: str) -> str:
