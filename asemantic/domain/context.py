@@ -105,11 +105,12 @@ def build_drafts(
     text = clean_text(document.text, what=f"document {document.source!r}")
     drafts: list[ChunkDraft] = []
     trusted = isinstance(splitter, MarkdownSplitter | PlainTextSplitter)
+    heads: dict[str, int] = {}  # the estimate of each title + headings prefix
     for position, section in enumerate(splitter.split(text)):
         source = context.vector_source(
             title=document.title, heading_path=section.heading_path, text=section.text
         )
-        tokens = _source_tokens(source, section, trusted=trusted)
+        tokens = _source_tokens(source, section, trusted=trusted, heads=heads)
         if tokens > max_input_tokens:
             raise ChunkTooLargeError(
                 f"chunk {position} of document {document.source!r} is about {tokens:,} "
@@ -134,7 +135,7 @@ def build_drafts(
     return drafts
 
 
-def _source_tokens(source: str, section: Section, *, trusted: bool) -> int:
+def _source_tokens(source: str, section: Section, *, trusted: bool, heads: dict[str, int]) -> int:
     """``estimate_tokens(source)``, from the section's own count when a built-in
     splitter made it and ``source`` ends with its text: where the two parts cannot join
     into one run (a letter/digit on both sides of the seam), the estimate of the whole
@@ -145,7 +146,10 @@ def _source_tokens(source: str, section: Section, *, trusted: bool) -> int:
     head = source[: len(source) - len(text)]
     if head and text and _joins(head[-1], text[0]):
         return estimate_tokens(source)
-    return estimate_tokens(head) + section.tokens
+    head_tokens = heads.get(head)
+    if head_tokens is None:
+        head_tokens = heads[head] = estimate_tokens(head)
+    return head_tokens + section.tokens
 
 
 def _joins(left: str, right: str) -> bool:

@@ -129,8 +129,15 @@ def _decode(data: bytes, *, what: str, max_chars: int) -> str:
 
 
 def _refuse_bad_characters(text: str, *, what: str) -> None:
-    if text.isascii() and "\x00" not in text:
-        return  # the common case, at memchr speed (an ASCII str has no surrogate)
+    if "\x00" not in text:
+        if text.isascii():
+            return  # the common case, at memchr speed (an ASCII str has no surrogate)
+        try:
+            text.encode("utf-8")  # a C loop; only a lone surrogate makes it fail
+        except UnicodeEncodeError:
+            pass
+        else:
+            return
     match = _BAD_CHAR.search(text)
     if match is None:
         return
