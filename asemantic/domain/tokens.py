@@ -111,26 +111,28 @@ class TokenCounter:
         if end <= start:
             return 0
         classes = self._classes
-        if (start > 0 and _joined(classes[start - 1], classes[start])) or (
-            end < len(classes) and _joined(classes[end - 1], classes[end])
-        ):
-            return _estimate_alone(self._text[start:end])
+        # A cut inside a run (two letters/digits, or two white-space characters, on
+        # either side of an end) prices the span on its own.
+        if start:
+            left, right = classes[start - 1], classes[start]
+            if (left == right == _LETTER) or (left in _WHITE and right in _WHITE):
+                return _estimate_alone(self._text[start:end])
+        if end < len(classes):
+            left, right = classes[end - 1], classes[end]
+            if (left == right == _LETTER) or (left in _WHITE and right in _WHITE):
+                return _estimate_alone(self._text[start:end])
         marks = self._marks
         total = marks.count(b"T", start, end)
         if self._two:
             total += 2 * marks.count(b"Q", start, end)
         if self._extra:
-            total += self._raw.count(b"\x0b", start, end) + self._raw.count(b"\x0c", start, end)
+            raw = self._raw
+            total += raw.count(b"\x0b", start, end) + raw.count(b"\x0c", start, end)
         return total
 
 
 _LETTER = ord("a")
 _WHITE = frozenset(b"wn")
-
-
-def _joined(left: int, right: int) -> bool:
-    """Whether two neighbouring characters belong to one run (a cut there splits it)."""
-    return (left == right == _LETTER) or (left in _WHITE and right in _WHITE)
 
 
 def _estimate_alone(text: str) -> int:
