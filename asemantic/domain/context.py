@@ -24,6 +24,7 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -67,15 +68,8 @@ class TitleHeadingContext:
     separator: str = " > "
 
     def vector_source(self, *, title: str | None, heading_path: tuple[str, ...], text: str) -> str:
-        lines = []
-        if title is not None and (clean_title := _one_line(title)):
-            lines.append(f"Title: {clean_title}")
-        headings = [heading for part in heading_path if (heading := _one_line(part))]
-        if headings:
-            lines.append(f"Section: {self.separator.join(headings)}")
-        if not lines:
-            return text
-        return "\n".join(lines) + "\n\n" + text
+        head = _title_heading_lines(title, heading_path, self.separator)
+        return head + text if head else text
 
     def fingerprint(self) -> str:
         return f"title-heading/1 separator={self.separator!r}"
@@ -159,6 +153,19 @@ def _joins(left: str, right: str) -> bool:
 
 
 _ASCII_SPACE = frozenset(" \t\n\r\x0b\x0c")
+
+
+@functools.lru_cache(maxsize=256)
+def _title_heading_lines(title: str | None, heading_path: tuple[str, ...], separator: str) -> str:
+    """The ``Title:``/``Section:`` lines and the blank line after them ('' if none);
+    cached: a document's chunks share a few heading paths."""
+    lines = []
+    if title is not None and (clean_title := _one_line(title)):
+        lines.append(f"Title: {clean_title}")
+    headings = [heading for part in heading_path if (heading := _one_line(part))]
+    if headings:
+        lines.append(f"Section: {separator.join(headings)}")
+    return "\n".join(lines) + "\n\n" if lines else ""
 
 
 def _one_line(value: str) -> str:
