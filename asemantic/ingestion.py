@@ -204,8 +204,19 @@ def read_document(
 def _title_of(text: str, kind: str) -> str | None:
     if kind != "markdown":
         return None
-    for line in text.splitlines()[:50]:
+    for line in _first_lines(text, 50):
         stripped = line.strip()
         if stripped.startswith("# "):
             return stripped[2:].strip() or None
     return None
+
+
+def _first_lines(text: str, count: int) -> list[str]:
+    """``text.splitlines()[:count]`` without splitting the whole text: a prefix is
+    split, and grown until it holds ``count`` complete lines (or is the whole text)."""
+    size = 4096
+    while True:
+        lines = text[:size].splitlines()
+        if len(lines) > count or size >= len(text):
+            return lines[:count]
+        size *= 4

@@ -346,27 +346,33 @@ def measure(workdir: Path, n: int, dims: int, n_queries: int) -> list[Row]:
     return _size_rows(f"{n:,} x {dims}d", metrics, build_s)
 
 
-def _sizes(quick: bool) -> list[tuple[int, int, int]]:
+def _sizes(quick: bool, rows: int | None = None) -> list[tuple[int, int, int]]:
+    if rows is not None:
+        return [(rows, 768, max(20, min(200, 20_000_000 // rows)))]
     if quick:
         return [(20_000, 768, 40)]
     return [(100_000, 768, 200), (100_000, 3072, 100), (1_000_000, 768, 50)]
 
 
-def run(quick: bool, *, each: Callable[[list[Row]], None] | None = None) -> list[Row]:
-    """Rows for every size (quick: 20,000 x 768 only); ``each`` sees each size's rows."""
+def run(
+    quick: bool, *, each: Callable[[list[Row]], None] | None = None, rows: int | None = None
+) -> list[Row]:
+    """Rows for every size (quick: 20,000 x 768 only; ``rows``: that many x 768 only);
+    ``each`` sees each size's rows."""
     with tempfile.TemporaryDirectory(prefix="asemantic-search-") as tmp:
-        rows: list[Row] = []
-        for n, dims, n_queries in _sizes(quick):
+        out: list[Row] = []
+        for n, dims, n_queries in _sizes(quick, rows):
             size_rows = measure(Path(tmp), n, dims, n_queries)
             if each is not None:
                 each(size_rows)
-            rows.extend(size_rows)
-        return rows
+            out.extend(size_rows)
+        return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="search benchmark")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rows", type=int, metavar="N", help="one size only: N x 768d")
     parser.add_argument("--child", nargs=4, metavar=("PATH", "N", "DIMS", "QUERIES"))
     args = parser.parse_args(argv)
     if args.child:
@@ -378,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print_rows(rows)
         sys.stdout.flush()
 
-    run(args.quick, each=show)
+    run(args.quick, each=show, rows=args.rows)
 
 
 if __name__ == "__main__":

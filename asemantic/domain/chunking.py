@@ -32,11 +32,12 @@ Decisions:
 from __future__ import annotations
 
 import enum
+import itertools
 import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from types import MappingProxyType
 from typing import Protocol
@@ -49,7 +50,7 @@ from asemantic.domain.markdown import (
     scan_markdown,
     skip_white,
 )
-from asemantic.domain.tokens import estimate_tokens
+from asemantic.domain.tokens import TokenCounter
 from asemantic.errors import InvalidInputError
 
 __all__ = [
@@ -77,6 +78,8 @@ class Section:
 
     text: str
     heading_path: tuple[str, ...] = ()
+    tokens: int | None = field(default=None, compare=False, repr=False)
+    """``estimate_tokens(text)`` when the splitter knew it (the built-in ones do)."""
 
 
 class Splitter(Protocol):
@@ -125,6 +128,7 @@ class _BaseSplitter:
     def split(self, text: str) -> list[Section]:
         """Cut ``text`` into sections (empty sections are skipped)."""
         sections: list[Section] = []
+        counter = TokenCounter(text)
         open_headings: tuple[Heading, ...] = ()
         blocks: list[Block] = []
         for item in self._items(text):
@@ -132,20 +136,22 @@ class _BaseSplitter:
                 blocks.append(item)
                 continue
             path = tuple(heading.title for heading in open_headings)
-            sections.extend(self._pack(text, blocks, path))
+            sections.extend(self._pack(counter, text, blocks, path))
             blocks = []
             # A heading closes every open heading of its level or deeper.
             open_headings = tuple(h for h in open_headings if h.level < item.level)
             if item.title:
                 open_headings += (item,)
         path = tuple(heading.title for heading in open_headings)
-        sections.extend(self._pack(text, blocks, path))
+        sections.extend(self._pack(counter, text, blocks, path))
         return sections
 
     def _items(self, text: str) -> Iterator[Block | Heading]:
         raise NotImplementedError
 
-    def _pack(self, text: str, blocks: list[Block], path: tuple[str, ...]) -> list[Section]:
+    def _pack(
+        self, counter: TokenCounter, text: str, blocks: list[Block], path: tuple[str, ...]
+    ) -> list[Section]:
         """Greedy packing of the section's units up to the target budget.
 
         Units start and end with a character that is not white space, and the gaps
@@ -154,26 +160,26 @@ class _BaseSplitter:
         """
         out: list[Section] = []
         start = end = tokens = -1
-        for unit_start, unit_end, unit_tokens in self._units(text, blocks):
+        for unit_start, unit_end, unit_tokens in self._units(counter, text, blocks):
             if start >= 0:
-                joined = tokens + estimate_tokens(text[end:unit_start]) + unit_tokens
+                joined = tokens + counter.span(end, unit_start) + unit_tokens
                 if joined <= self._target:
                     end, tokens = unit_end, joined
                     continue
-                out.append(Section(text=text[start:end], heading_path=path))
+                out.append(_section(counter, text, start, end, path))
             start, end, tokens = unit_start, unit_end, unit_tokens
         if start >= 0:
-            out.append(Section(text=text[start:end], heading_path=path))
+            out.append(_section(counter, text, start, end, path))
         return out
 
-    def _units(self, text: str, blocks: list[Block]) -> Iterator[_Unit]:
+    def _units(self, counter: TokenCounter, text: str, blocks: list[Block]) -> Iterator[_Unit]:
         for block in blocks:
-            unit = (block.start, block.end, estimate_tokens(text[block.start : block.end]))
+            unit = (block.start, block.end, counter.span(block.start, block.end))
             if unit[2] <= self._max:
                 yield unit
             else:
                 levels = _CODE_LEVELS if block.kind is BlockKind.CODE else _PROSE_LEVELS
-                yield from _split_block(text, unit, self._target, levels)
+                yield from _split_block(counter, text, unit, self._target, levels)
 
 
 class PlainTextSplitter(_BaseSplitter):
@@ -224,7 +230,15 @@ def _kind_of(kind_or_path: str | os.PathLike[str]) -> TextKind:
     return TextKind.MARKDOWN if suffix in _MARKDOWN_SUFFIXES else TextKind.PLAIN
 
 
-def _split_block(text: str, unit: _Unit, budget: int, levels: Sequence[_Bounds]) -> list[_Unit]:
+def _section(
+    counter: TokenCounter, text: str, start: int, end: int, path: tuple[str, ...]
+) -> Section:
+    return Section(text=text[start:end], heading_path=path, tokens=counter.span(start, end))
+
+
+def _split_block(
+    counter: TokenCounter, text: str, unit: _Unit, budget: int, levels: Sequence[_Bounds]
+) -> list[_Unit]:
     """Cut an oversized unit into units of at most ``budget`` tokens, coarsest cuts first.
 
     At each level an oversized unit is cut into segments, each segment is estimated
@@ -241,14 +255,16 @@ def _split_block(text: str, unit: _Unit, budget: int, levels: Sequence[_Bounds])
             if len(bounds) > 2:
                 # Runs of about budget/8 tokens, judged by the unit's own density.
                 run_chars = max(1, (end - start) * budget // (8 * tokens))
-                refined.extend(_group(text, bounds, budget, run_chars))
+                refined.extend(_group(counter, text, bounds, budget, run_chars))
             else:  # fits, or this level finds no cut in it: leave it to the next
                 refined.append((start, end, tokens))
         units = refined
     return units
 
 
-def _group(text: str, bounds: Sequence[int], budget: int, run_chars: int) -> list[_Unit]:
+def _group(
+    counter: TokenCounter, text: str, bounds: Sequence[int], budget: int, run_chars: int
+) -> list[_Unit]:
     """Greedily group the segments between ``bounds`` while their estimates fit.
 
     Estimating tiny segments one by one costs more in calls than in characters, so
@@ -258,19 +274,19 @@ def _group(text: str, bounds: Sequence[int], budget: int, run_chars: int) -> lis
     """
     grouper = _Grouper(text, bounds[0], budget)
     for run in _runs(bounds, run_chars):
-        _add_run(grouper, text, run, budget)
+        _add_run(grouper, counter, run, budget)
     return grouper.close()
 
 
-def _add_run(grouper: _Grouper, text: str, run: Sequence[int], budget: int) -> None:
+def _add_run(grouper: _Grouper, counter: TokenCounter, run: Sequence[int], budget: int) -> None:
     """Add a run whole if it fits, else its halves (down to single segments)."""
-    cost = estimate_tokens(text[run[0] : run[-1]])
+    cost = counter.span(run[0], run[-1])
     if len(run) == 2 or (cost <= budget and grouper.fits(cost)):
         grouper.add(run[0], run[-1], cost)
         return
     middle = len(run) // 2
-    _add_run(grouper, text, run[: middle + 1], budget)
-    _add_run(grouper, text, run[middle:], budget)
+    _add_run(grouper, counter, run[: middle + 1], budget)
+    _add_run(grouper, counter, run[middle:], budget)
 
 
 def _runs(bounds: Sequence[int], limit: int) -> Iterator[Sequence[int]]:
@@ -314,10 +330,21 @@ class _Grouper:
 
 
 def _regex_bounds(pattern: re.Pattern[str]) -> _Bounds:
+    """Cuts at the ends of ``pattern``'s matches (strictly inside the span).
+
+    ``re.split`` with the whole pattern captured hands back the pieces and the matches
+    in turn, so the running sum of their lengths gives every match's end: a C loop
+    making two strings per match, about 3x faster than a match object per cut.
+    """
+    splitter = re.compile(f"({pattern.pattern})", pattern.flags)
+
     def bounds(text: str, start: int, end: int, budget: int) -> list[int]:
         del budget
-        cuts = [m.end() for m in pattern.finditer(text, start, end) if start < m.end() < end]
-        return [start, *cuts, end]
+        parts = splitter.split(text[start:end])
+        ends = list(itertools.accumulate(map(len, parts), initial=start))[2::2]
+        if ends and ends[-1] >= end:
+            ends.pop()
+        return [start, *ends, end]
 
     return bounds
 
@@ -357,10 +384,39 @@ def _inside_cluster(text: str, index: int) -> bool:
     )
 
 
-_LINE_END = re.compile(r"\S(?=[ \t]*\n)")
-_SENTENCE_END = re.compile(
-    r"[.!?\u2026][)\"'\]\u2019\u201d\u00bb]*(?=\s)|[\u3002\uff01\uff1f\uff61]|\S(?=[ \t]*\n)"
+# Sentence ends: closing punctuation followed by white space, a CJK full stop, or a
+# line end (the ends of ``_PUNCTUATION`` and of ``_line_ends`` together; each pattern
+# starts with a character class, which the regex engine scans for at C speed, where a
+# leading ``\S`` alternative made it try every character).
+_PUNCTUATION = re.compile(
+    r"[.!?\u2026\u3002\uff01\uff1f\uff61]"
+    r"(?:(?<=[\u3002\uff01\uff1f\uff61])|[)\"'\]\u2019\u201d\u00bb]*(?=\s))"
 )
 _WORD_END = re.compile(r"\S(?=\s)")
-_PROSE_LEVELS = (_regex_bounds(_SENTENCE_END), _regex_bounds(_WORD_END))
-_CODE_LEVELS = (_regex_bounds(_LINE_END), _regex_bounds(_WORD_END))
+_punctuation_bounds = _regex_bounds(_PUNCTUATION)
+
+
+def _line_ends(text: str, start: int, end: int, budget: int) -> list[int]:
+    """Cuts after the last non-space character of each line (``\\S(?=[ \\t]*\\n)``)."""
+    del budget
+    cuts = [start]
+    pos = start
+    for line in text[start:end].split("\n")[:-1]:
+        kept = len(line.rstrip(" \t"))
+        if kept and not line[kept - 1].isspace():
+            cuts.append(pos + kept)
+        pos += len(line) + 1
+    cuts.append(end)
+    return cuts
+
+
+def _sentence_bounds(text: str, start: int, end: int, budget: int) -> list[int]:
+    punctuation = _punctuation_bounds(text, start, end, budget)
+    lines = _line_ends(text, start, end, budget)
+    if len(lines) == 2:
+        return punctuation
+    return sorted(set(punctuation) | set(lines))
+
+
+_PROSE_LEVELS = (_sentence_bounds, _regex_bounds(_WORD_END))
+_CODE_LEVELS = (_line_ends, _regex_bounds(_WORD_END))

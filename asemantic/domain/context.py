@@ -24,9 +24,11 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from asemantic.domain.chunking import MarkdownSplitter, PlainTextSplitter, Section
 from asemantic.domain.documents import ChunkDraft
 from asemantic.domain.hashing import content_hash
 from asemantic.domain.space import MAX_INPUT_TOKENS
@@ -66,15 +68,8 @@ class TitleHeadingContext:
     separator: str = " > "
 
     def vector_source(self, *, title: str | None, heading_path: tuple[str, ...], text: str) -> str:
-        lines = []
-        if title is not None and (clean_title := _one_line(title)):
-            lines.append(f"Title: {clean_title}")
-        headings = [heading for part in heading_path if (heading := _one_line(part))]
-        if headings:
-            lines.append(f"Section: {self.separator.join(headings)}")
-        if not lines:
-            return text
-        return "\n".join(lines) + "\n\n" + text
+        head = _title_heading_lines(title, heading_path, self.separator)
+        return head + text if head else text
 
     def fingerprint(self) -> str:
         return f"title-heading/1 separator={self.separator!r}"
@@ -103,11 +98,13 @@ def build_drafts(
     """
     text = clean_text(document.text, what=f"document {document.source!r}")
     drafts: list[ChunkDraft] = []
+    trusted = isinstance(splitter, MarkdownSplitter | PlainTextSplitter)
+    heads: dict[str, int] = {}  # the estimate of each title + headings prefix
     for position, section in enumerate(splitter.split(text)):
         source = context.vector_source(
             title=document.title, heading_path=section.heading_path, text=section.text
         )
-        tokens = estimate_tokens(source)
+        tokens = _source_tokens(source, section, trusted=trusted, heads=heads)
         if tokens > max_input_tokens:
             raise ChunkTooLargeError(
                 f"chunk {position} of document {document.source!r} is about {tokens:,} "
@@ -130,6 +127,45 @@ def build_drafts(
             f"document {document.source!r} has no text to embed outside its headings"
         )
     return drafts
+
+
+def _source_tokens(source: str, section: Section, *, trusted: bool, heads: dict[str, int]) -> int:
+    """``estimate_tokens(source)``, from the section's own count when a built-in
+    splitter made it and ``source`` ends with its text: where the two parts cannot join
+    into one run (a letter/digit on both sides of the seam), the estimate of the whole
+    is the sum of the parts', so the chunk text is not estimated twice."""
+    text = section.text
+    if not trusted or section.tokens is None or not source.endswith(text):
+        return estimate_tokens(source)
+    head = source[: len(source) - len(text)]
+    if head and text and _joins(head[-1], text[0]):
+        return estimate_tokens(source)
+    head_tokens = heads.get(head)
+    if head_tokens is None:
+        head_tokens = heads[head] = estimate_tokens(head)
+    return head_tokens + section.tokens
+
+
+def _joins(left: str, right: str) -> bool:
+    """Whether two characters side by side belong to one piece of the estimate."""
+    word = left.isascii() and left.isalnum() and right.isascii() and right.isalnum()
+    return word or (left in _ASCII_SPACE and right in _ASCII_SPACE)
+
+
+_ASCII_SPACE = frozenset(" \t\n\r\x0b\x0c")
+
+
+@functools.lru_cache(maxsize=256)
+def _title_heading_lines(title: str | None, heading_path: tuple[str, ...], separator: str) -> str:
+    """The ``Title:``/``Section:`` lines and the blank line after them ('' if none);
+    cached: a document's chunks share a few heading paths."""
+    lines = []
+    if title is not None and (clean_title := _one_line(title)):
+        lines.append(f"Title: {clean_title}")
+    headings = [heading for part in heading_path if (heading := _one_line(part))]
+    if headings:
+        lines.append(f"Section: {separator.join(headings)}")
+    return "\n".join(lines) + "\n\n" if lines else ""
 
 
 def _one_line(value: str) -> str:

@@ -69,72 +69,106 @@ def scan_markdown(text: str) -> Iterator[Block | Heading]:
     return _MarkdownScanner(text).items()
 
 
+# A line that may be a blank line, a fence, an ATX heading or a setext underline, found
+# by its newline (a literal the regex engine finds at memchr speed); every other line
+# is paragraph text, never looked at one by one.
+_CANDIDATE = r"(?:[^\S\n]*(?=\n|\Z)| {0,3}(?:```|~~~|#{1,6}(?=[ \t\n]|\Z)|===|---))"
+_NEXT_CANDIDATE = re.compile(r"\n" + _CANDIDATE)
+_FIRST_CANDIDATE = re.compile(_CANDIDATE)
+_FRONT_MATTER_END = re.compile(r"^(?:---|\.\.\.)[^\S\n]*$", re.MULTILINE)
+
+
 class _MarkdownScanner:
-    """Turns Markdown into a stream of blocks and headings, one line at a time."""
+    """Turns Markdown into a stream of blocks and headings.
+
+    Only candidate lines (see ``_CANDIDATE``) are examined, with the same rules as a
+    line-by-line walk: the lines between two candidates are paragraph text.
+    """
 
     def __init__(self, text: str) -> None:
         self._text = text
-        self._lines = list(_lines(text))
 
-    def _line(self, index: int) -> str:
-        start, end = self._lines[index]
-        return self._text[start:end]
+    def _candidate(self, pos: int) -> int:
+        """The start of the first candidate line at or after line start ``pos``."""
+        text = self._text
+        if _FIRST_CANDIDATE.match(text, pos):
+            return pos
+        found = _NEXT_CANDIDATE.search(text, pos)
+        return found.start() + 1 if found else -1
 
-    def _block(self, first: int, stop: int, kind: BlockKind) -> Block:
-        end = _rstrip(self._text, self._lines[first][0], self._lines[stop - 1][1])
-        return Block(skip_white(self._text, self._lines[first][0], end), end, kind)
+    def _block(self, start: int, end: int, kind: BlockKind) -> Block:
+        end = _rstrip(self._text, start, end)
+        return Block(skip_white(self._text, start, end), end, kind)
 
     def items(self) -> Iterator[Block | Heading]:
-        count = len(self._lines)
-        index = self._front_matter_lines()
-        if index:
-            yield self._block(0, index, BlockKind.CODE)
-        para: int | None = None  # the first line of the open paragraph
-        while index < count:
-            line = self._line(index)
-            fence = _FENCE_OPEN.match(line)
-            atx = None if fence else _ATX.match(line)
-            if not line.strip() or fence or atx:
-                if para is not None:
-                    yield self._block(para, index, BlockKind.PROSE)
-                para = None
+        text, size = self._text, len(self._text)
+        pos = 0
+        front_matter = self._front_matter_end()
+        if front_matter > 0:
+            yield self._block(0, front_matter, BlockKind.CODE)
+            pos = front_matter + 1
+        para = -1  # where the open paragraph's first line starts
+        while pos <= size:
+            line = self._candidate(pos)
+            if line != pos and para < 0:
+                para = pos  # paragraph lines before the candidate (or the end)
+            if line < 0:
+                break
+            end = text.find("\n", line)
+            end = size if end < 0 else end
+            pos = end + 1
+            content = text[line:end]
+            fence = _FENCE_OPEN.match(content)
+            atx = None if fence else _ATX.match(content)
+            blank = not content.strip()
+            if (blank or fence or atx) and para >= 0:
+                yield self._block(para, line - 1, BlockKind.PROSE)
+                para = -1
             if fence:
-                last = self._fence_end(index, fence.group(1) or fence.group(2))
-                yield self._block(index, last + 1, BlockKind.CODE)
-                index = last
+                last = self._fence_end(pos, fence.group(1) or fence.group(2))
+                yield self._block(line, last, BlockKind.CODE)
+                pos = last + 1
             elif atx:
                 yield Heading(len(atx.group(1)), _atx_title(atx.group(2) or ""))
-            elif para is not None and para == index - 1 and self._underlines(index):
-                level = 1 if line.strip().startswith("=") else 2
-                yield Heading(level, " ".join(self._line(para).split()))
-                para = None
-            elif para is None and line.strip():
-                para = index
-            index += 1
-        if para is not None:
-            yield self._block(para, count, BlockKind.PROSE)
+            elif para >= 0 and self._single_line_title(para, line, content):
+                level = 1 if content.strip().startswith("=") else 2
+                yield Heading(level, " ".join(text[para : line - 1].split()))
+                para = -1
+            elif para < 0 and not blank:
+                para = line
+        if para >= 0:
+            yield self._block(para, size, BlockKind.PROSE)
 
-    def _underlines(self, index: int) -> bool:
-        """Whether line ``index`` makes the single line above it a setext heading."""
-        title = self._line(index - 1)
-        return bool(_SETEXT.match(self._line(index))) and not _NOT_SETEXT_TITLE.match(title)
+    def _single_line_title(self, para: int, line: int, content: str) -> bool:
+        """Whether ``content`` (the line at ``line``) underlines a one-line paragraph
+        starting at ``para``, making it a setext heading."""
+        if line == 0 or self._text.rfind("\n", 0, line - 1) + 1 != para:
+            return False
+        title = self._text[para : line - 1]
+        return bool(_SETEXT.match(content)) and not _NOT_SETEXT_TITLE.match(title)
 
-    def _front_matter_lines(self) -> int:
-        """How many lines the YAML front matter takes (0 when there is none)."""
-        if self._line(0).rstrip() != "---":
+    def _front_matter_end(self) -> int:
+        """The end of the YAML front matter's closing line (0 when there is none)."""
+        text = self._text
+        first = text.find("\n")
+        if first < 0 or text[:first].rstrip() != "---":
             return 0
-        for index in range(1, len(self._lines)):
-            if self._line(index).rstrip() in ("---", "..."):
-                return index + 1
-        return 0
+        closing = _FRONT_MATTER_END.search(text, first + 1)
+        if closing is None:
+            return 0
+        end = text.find("\n", closing.start())
+        return len(text) if end < 0 else end
 
-    def _fence_end(self, first: int, marker: str) -> int:
-        """The closing fence's line, or the last line when the fence never closes."""
-        closing = re.compile(rf" {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}[ \t]*\Z")
-        for index in range(first + 1, len(self._lines)):
-            if closing.match(self._line(index)):
-                return index
-        return len(self._lines) - 1
+    def _fence_end(self, pos: int, marker: str) -> int:
+        """The end of the closing fence's line, or of the text when it never closes."""
+        closing = re.compile(
+            rf"^ {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}[ \t]*$", re.MULTILINE
+        )
+        found = closing.search(self._text, pos) if pos <= len(self._text) else None
+        if found is None:
+            return len(self._text)
+        end = self._text.find("\n", found.start())
+        return len(self._text) if end < 0 else end
 
 
 def _atx_title(raw: str) -> str:

@@ -40,6 +40,7 @@ DEFAULT_MAX_CHARS = 50_000_000
 """The default ceiling on a document's length, in characters (about 50 MB of text)."""
 
 _BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
+_NON_WHITE = re.compile(r"\S")
 _BOM = "\ufeff"
 
 
@@ -67,8 +68,9 @@ def clean_text(
             f"{what} is {len(text):,} characters long; the limit is {max_chars:,}"
         )
     _refuse_bad_characters(text, what=what)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if _NON_WHITE.search(text) is None:
         raise EmptyDocumentError(f"{what} is empty or holds only white space")
     return text
 
@@ -127,6 +129,15 @@ def _decode(data: bytes, *, what: str, max_chars: int) -> str:
 
 
 def _refuse_bad_characters(text: str, *, what: str) -> None:
+    if "\x00" not in text:
+        if text.isascii():
+            return  # the common case, at memchr speed (an ASCII str has no surrogate)
+        try:
+            text.encode("utf-8")  # a C loop; only a lone surrogate makes it fail
+        except UnicodeEncodeError:
+            pass
+        else:
+            return
     match = _BAD_CHAR.search(text)
     if match is None:
         return
