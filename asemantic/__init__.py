@@ -17,6 +17,7 @@ from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.batch.manager import BatchManager, SyncReport
 from asemantic.batch.supervisor import BatchSupervisor, SupervisorConfig, SupervisorHealth
 from asemantic.config import CoreConfig, GeminiSettings
+from asemantic.copy import CopyReport, copy_knowledge_base
 from asemantic.core import CoreStats, SemanticCore
 from asemantic.domain.documents import (
     Document,
@@ -43,6 +44,7 @@ from asemantic.errors import (
     InvalidModeError,
     InvalidTransitionError,
     InvalidVectorError,
+    KnowledgeBaseMismatchError,
     MissingBatchKeyError,
     ProviderError,
     ProviderRequestError,
@@ -53,6 +55,8 @@ from asemantic.errors import (
     StoreClosedError,
     StoreError,
     SupervisorLeaseError,
+    TransferError,
+    TransferVerificationError,
     UndecodableTextError,
 )
 from asemantic.keys import GoogleKeyring
@@ -69,6 +73,7 @@ __all__ = [
     "BatchManager",
     "BatchSupervisor",
     "ChunkTooLargeError",
+    "CopyReport",
     "CoreConfig",
     "CoreStats",
     "CostReport",
@@ -90,6 +95,7 @@ __all__ = [
     "InvalidTransitionError",
     "InvalidVectorError",
     "JobStatus",
+    "KnowledgeBaseMismatchError",
     "MissingBatchKeyError",
     "Pricing",
     "ProviderError",
@@ -110,8 +116,11 @@ __all__ = [
     "SupervisorHealth",
     "SupervisorLeaseError",
     "SyncReport",
+    "TransferError",
+    "TransferVerificationError",
     "TransitionEvent",
     "UndecodableTextError",
+    "copy_knowledge_base",
     "ensure_schema_compatibility",
 ]
 __version__ = "0.1.0"

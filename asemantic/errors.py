@@ -19,7 +19,10 @@ that rule is the batch-key check, which raises a plain ``ValueError`` (with the 
     │   ├── ExtensionLoadingUnavailableError    no way to load sqlite-vec
     │   ├── SchemaVersionError                  database from a newer asemantic
     │   ├── EmbeddingSpaceMismatchError         model/dimensions/task differ from the file's
-    │   └── StoreClosedError
+    │   ├── StoreClosedError
+    │   └── TransferError                       copying a knowledge base refused or failed
+    │       ├── KnowledgeBaseMismatchError      the destination holds another knowledge base
+    │       └── TransferVerificationError       counts or checksums differ after a copy
     ├── ProviderError                           the embedding provider (Gemini)
     │   ├── AuthenticationError                 bad, revoked or missing key
     │   ├── RateLimitError                      429 after retries
@@ -48,6 +51,7 @@ __all__ = [
     "InvalidModeError",
     "InvalidTransitionError",
     "InvalidVectorError",
+    "KnowledgeBaseMismatchError",
     "MissingBatchKeyError",
     "ProviderError",
     "ProviderRequestError",
@@ -58,6 +62,8 @@ __all__ = [
     "StoreClosedError",
     "StoreError",
     "SupervisorLeaseError",
+    "TransferError",
+    "TransferVerificationError",
     "UndecodableTextError",
 ]
 
@@ -129,6 +135,32 @@ class StoreBusyError(StoreError):
 
 class StoreClosedError(StoreError):
     """The store (or the core that owns it) has been closed."""
+
+
+class TransferError(StoreError):
+    """Copying a knowledge base was refused (nothing written) or did not complete."""
+
+
+class KnowledgeBaseMismatchError(TransferError):
+    """The destination already holds another knowledge base (another ``database_id``)."""
+
+
+class TransferVerificationError(TransferError):
+    """After a copy, the destination's counts or checksums differ from the source's.
+
+    ``report`` is the :class:`~asemantic.transfer.CopyReport` with both sides' figures.
+    """
+
+    def __init__(self, message: str, *, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_verification_error, (str(self), self.report))
+
+
+def _rebuild_verification_error(message: str, report: object) -> TransferVerificationError:
+    return TransferVerificationError(message, report=report)
 
 
 class ProviderError(AsemanticError):

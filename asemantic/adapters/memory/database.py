@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import StoreClosedError
-from asemantic.ports import JobRecord, Lease
+from asemantic.ports import JobRecord, Lease, TransitionRecord, UsageRecord
 
 __all__ = ["ChunkRow", "Database", "DocumentRow", "Journal", "Tables"]
 
@@ -81,6 +81,12 @@ class Tables:
     usage: dict[str, int] = field(default_factory=dict)
     lease: dict[int, Lease] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    transitions: dict[int, TransitionRecord] = field(default_factory=dict)
+    ledger: dict[int, UsageRecord] = field(default_factory=dict)
+    """The usage ledger line by line (``usage`` holds its totals per route)."""
+    chunk_stamps: dict[int, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
+    """Created/updated stamps of chunks copied in (others take their document's)."""
+    cleaned_at: dict[str, datetime] = field(default_factory=dict)
     generation: int = 0
     """Bumped whenever ``vectors`` may have changed (search caches key on it)."""
 
@@ -88,6 +94,30 @@ class Tables:
         value = self.counters.get(name, 0) + 1
         journal.put(self.counters, name, value)
         return value
+
+    def add_usage(
+        self, journal: Journal, route: str, *, texts: int, tokens: int, at: datetime
+    ) -> None:
+        """A usage ledger line, and its route's total."""
+        entry_id = self.next_id(journal, "usage")
+        line = UsageRecord(entry_id=entry_id, at=at, route=route, texts=texts, tokens=tokens)
+        journal.put(self.ledger, entry_id, line)
+        journal.put(self.usage, route, self.usage.get(route, 0) + tokens)
+
+    def add_transition(
+        self, journal: Journal, job: JobRecord, from_status: str | None, at: datetime
+    ) -> None:
+        """A line of ``job``'s transition history (to its current status)."""
+        transition_id = self.next_id(journal, "transition")
+        line = TransitionRecord(
+            transition_id=transition_id,
+            job_id=job.job_id,
+            from_status=from_status,
+            to_status=job.status.value,
+            at=at,
+            stats=dict(job.stats),
+        )
+        journal.put(self.transitions, transition_id, line)
 
 
 class Journal:

@@ -123,6 +123,7 @@ class MemoryJobStore:
                 cleaned=False,
             )
             journal.put(tables.jobs, job_id, record)
+            tables.add_transition(journal, record, None, now)
             return record
 
         return await self._db.write(work)
@@ -177,8 +178,11 @@ class MemoryJobStore:
         (the hash prefix of its key); anything else is stale and discarded.
         """
         space = self._db.space
+        at = self._db.now()
         return await self._db.write(
-            lambda tables, journal: _apply_results(tables, journal, job_id, results, retry, space)
+            lambda tables, journal: _apply_results(
+                tables, journal, job_id, results, retry, space, at
+            )
         )
 
     async def mark_cleaned(self, job_id: str) -> None:
@@ -264,6 +268,7 @@ def _transition(tables: Tables, journal: Journal, change: JobChange) -> JobRecor
         error_message=_either(change.error_message, job.error_message),
     )
     journal.put(tables.jobs, job.job_id, record)
+    tables.add_transition(journal, record, job.status.value, change.at)
     if change.release is not None:
         for chunk in _pending_in(tables, job.job_id):
             update = release(
@@ -284,6 +289,7 @@ def _apply_results(
     results: Sequence[LineResult],
     retry: RetryPolicy,
     space: EmbeddingSpace | None,
+    at: datetime,
 ) -> ApplyCounts:
     # Every line is judged against the chunks as they were before this slice: nothing
     # changes until all are judged, and the vectors kept are checked.
@@ -310,7 +316,7 @@ def _apply_results(
         journal.put_chunk(replace(chunk, status=EmbeddingStatus.READY, error_message=None))
         journal.put(tables.vectors, chunk_id, bytes(blob))
     if vectors:
-        journal.put(tables.usage, "batch", tables.usage.get("batch", 0) + tokens)
+        tables.add_usage(journal, "batch", texts=len(vectors), tokens=tokens, at=at)
     return ApplyCounts(
         ready=len(vectors),
         failed=counts[Verdict.FAILED],
