@@ -8,6 +8,7 @@ usage ledger of all three routes.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -35,23 +36,28 @@ def emulator() -> GeminiEmulator:
     return GeminiEmulator()
 
 
+async def open_core_on(
+    emulator: GeminiEmulator, target: Path | str | Store, *, dimensions: int = 768
+) -> SemanticCore:
+    """A core on ``target`` talking to ``emulator`` in process (the real SDK)."""
+    return await SemanticCore.open(
+        target,
+        keys=GoogleKeyring(DEFAULT_KEY, batch_key=BATCH_KEY),
+        config=CoreConfig(space=EmbeddingSpace(dimensions=dimensions), create_grace_seconds=0.0),
+        gemini=GeminiSettings(
+            base_url=emulator.base_url,
+            transport=emulator.async_transport(),
+            retry=RetryConfig(attempts=3, initial_delay=0.001, max_delay=0.01, timeout=10.0),
+        ),
+    )
+
+
 @pytest.fixture
 async def open_core(emulator: GeminiEmulator) -> AsyncIterator[OpenCore]:
     opened: list[SemanticCore] = []
 
     async def open_(target: Path | str | Store, *, dimensions: int = 768) -> SemanticCore:
-        core = await SemanticCore.open(
-            target,
-            keys=GoogleKeyring(DEFAULT_KEY, batch_key=BATCH_KEY),
-            config=CoreConfig(
-                space=EmbeddingSpace(dimensions=dimensions), create_grace_seconds=0.0
-            ),
-            gemini=GeminiSettings(
-                base_url=emulator.base_url,
-                transport=emulator.async_transport(),
-                retry=RetryConfig(attempts=3, initial_delay=0.001, max_delay=0.01, timeout=10.0),
-            ),
-        )
+        core = await open_core_on(emulator, target, dimensions=dimensions)
         opened.append(core)
         return core
 
@@ -100,15 +106,22 @@ async def sql(path: Path, *statements: str) -> None:
             await conn.execute(statement)
 
 
-@pytest.fixture
-async def source_kb(tmp_path: Path, open_core: OpenCore, emulator: GeminiEmulator) -> Path:
-    """A SQLite knowledge base with rows in every table (closed when handed over)."""
-    path = tmp_path / "source.db"
-    core = await open_core(path)
-    await fill(core, emulator)
-    await core.aclose()
+async def build_source(path: Path, emulator: GeminiEmulator) -> Path:
+    """A SQLite knowledge base with rows in every table, closed."""
+    core = await open_core_on(emulator, path)
+    try:
+        await fill(core, emulator)
+    finally:
+        await core.aclose()
     await fail_one_chunk(path)
     return path
+
+
+@pytest.fixture
+def source_kb(tmp_path: Path, emulator: GeminiEmulator) -> Path:
+    """A SQLite knowledge base with rows in every table (built in its own event loop,
+    so that sync tests, such as the CLI's, can use it too)."""
+    return asyncio.run(build_source(tmp_path / "source.db", emulator))
 
 
 def table_rows(path: Path, table: str, columns: str = "*") -> list[tuple[object, ...]]:
