@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asemantic.adapters.factory import MEMORY_TARGETS, StoreOptions, describe_target, open_store
-from asemantic.copy.checksums import TableFigures, measure, row_key, table_names
+from asemantic.copy.checksums import VECTORS, TableFigures, measure, row_key, table_names
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import (
     EmbeddingSpaceMismatchError,
@@ -51,6 +51,7 @@ from asemantic.errors import (
     TransferVerificationError,
 )
 from asemantic.ports import (
+    ChunkRecord,
     KnowledgeBaseTransfer,
     Store,
     SupportsTransfer,
@@ -93,7 +94,8 @@ class CopyProgress:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TableReport:
-    """One table on both sides after a copy; ``copied``: rows written by this run."""
+    """One table on both sides after a copy; ``copied``: rows written by this run
+    (for ``vectors``: the vectors carried by the chunk rows written)."""
 
     table: str
     copied: int
@@ -283,6 +285,8 @@ async def _copy_tables(
                 break
             written = await dst.import_rows(table, rows)
             done += written
+            carried = sum(1 for row in rows if isinstance(row, ChunkRecord) and row.vector)
+            copied[VECTORS] = copied.get(VECTORS, 0) + carried
             batch += 1
             after = row_key(rows[-1])
             await renew()

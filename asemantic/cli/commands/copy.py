@@ -60,6 +60,8 @@ def copy_record(report: CopyReport) -> dict[str, Any]:
 
 def render_report(out: Output, report: CopyReport) -> None:
     table = out.table("table", "copied", "source rows", "dest rows", "sha256 (source)", "check")
+    for column in table.columns[1:4]:
+        column.justify = "right"
     for row in report.tables:
         check = "ok" if row.matches else f"MISMATCH (dest {row.destination.checksum[:16]})"
         table.add_row(
