@@ -226,6 +226,7 @@ async def _copy(
         )
     async with _CopyLeases(src, dst) as leases:
         await dst_t.adopt_identity(database_id=database_id, space=space)
+        await leases.renew()  # an engine may key its lease on the id just adopted
         copied, resumed = await _copy_tables(
             src_t,
             dst_t,

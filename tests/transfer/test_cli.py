@@ -81,6 +81,14 @@ def test_refusals_exit_with_a_clear_error(
     assert [row[1] for row in table_rows(other, "documents")] == ["other"]
 
 
+def test_copy_is_a_command() -> None:
+    result = run("--help")
+    assert result.exit_code == 0 and "copy" in result.stdout.split()
+    usage = run("copy", "--help")
+    assert "Usage: asemantic copy [OPTIONS] SRC DST" in usage.stdout
+    assert "--batch-size" in usage.stdout
+
+
 def test_a_url_password_is_never_shown() -> None:
     assert shown_target("postgresql://kb:s3cret@db.example:5432/kb") == (
         "postgresql://kb:***@db.example:5432/kb"
