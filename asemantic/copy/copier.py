@@ -145,22 +145,25 @@ async def copy_knowledge_base(
     """Copy ``source`` into ``destination`` (see the module doc), verify, report.
 
     Targets given as paths or URLs are opened here and closed before this returns;
-    stores given as objects stay open (the caller owns them). Raises
+    stores given as objects stay open (the caller owns them). A destination given as a
+    target is opened again once it has taken the source's identity, so that an engine
+    which keys its lease on the database id sees the new one. Raises
     :class:`~asemantic.errors.TransferVerificationError` when the copy does not match.
     """
     if batch_size < 1:
         raise InvalidInputError("batch_size must be at least 1")
     _check_targets(source, destination)
+    engines = (_engine(source), _engine(destination))
     src = await open_store(source, space=None, options=options)
     try:
         dst = await open_store(destination, space=None, options=options)
         try:
+            plan = await _prepare(src, dst)
+            if plan.renamed and dst is not destination:
+                await dst.aclose()
+                dst = await open_store(destination, space=None, options=options)
             return await _copy(
-                src,
-                dst,
-                engines=(_engine(source), _engine(destination)),
-                batch_size=batch_size,
-                on_batch=on_batch,
+                src, dst, plan, engines=engines, batch_size=batch_size, on_batch=on_batch
             )
         finally:
             if dst is not destination:
@@ -168,6 +171,45 @@ async def copy_knowledge_base(
     finally:
         if src is not source:
             await src.aclose()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Plan:
+    database_id: str
+    space: EmbeddingSpace | None
+    totals: Mapping[TransferTable, int]
+    renamed: bool
+    """The destination took the source's id in place of its own."""
+
+
+async def _prepare(src: Store, dst: Store) -> _Plan:
+    """Check that ``dst`` may receive ``src``, then give it ``src``'s identity.
+
+    Nothing is written to ``dst`` unless every check passes, no supervisor included.
+    """
+    src_t, dst_t = transfer_of(src), transfer_of(dst)
+    database_id = await src.jobs.database_id()
+    inventory = await src_t.inventory()
+    target = await dst_t.inventory()
+    if not target.empty and target.database_id != database_id:
+        raise KnowledgeBaseMismatchError(
+            "the destination holds another knowledge base (another database id); "
+            "copy into an empty database, or into a partial copy of this source"
+        )
+    space = inventory.space
+    if space is not None and target.space is not None and space != target.space:
+        raise EmbeddingSpaceMismatchError(
+            f"the destination holds vectors of {target.space.describe()}, the source of "
+            f"{space.describe()}; vectors of two spaces never mix"
+        )
+    async with _CopyLeases(src, dst):
+        await dst_t.adopt_identity(database_id=database_id, space=space)
+    return _Plan(
+        database_id=database_id,
+        space=space,
+        totals=inventory.rows,
+        renamed=target.database_id != database_id,
+    )
 
 
 def _engine(target: Target) -> str:
@@ -204,33 +246,18 @@ def _same(source: Target, destination: Target) -> bool:
 async def _copy(
     src: Store,
     dst: Store,
+    plan: _Plan,
     *,
     engines: tuple[str, str],
     batch_size: int,
     on_batch: Callable[[CopyProgress], None] | None,
 ) -> CopyReport:
     src_t, dst_t = transfer_of(src), transfer_of(dst)
-    database_id = await src.jobs.database_id()
-    inventory = await src_t.inventory()
-    target = await dst_t.inventory()
-    if not target.empty and target.database_id != database_id:
-        raise KnowledgeBaseMismatchError(
-            "the destination holds another knowledge base (another database id); "
-            "copy into an empty database, or into a partial copy of this source"
-        )
-    space = inventory.space
-    if space is not None and target.space is not None and space != target.space:
-        raise EmbeddingSpaceMismatchError(
-            f"the destination holds vectors of {target.space.describe()}, the source of "
-            f"{space.describe()}; vectors of two spaces never mix"
-        )
     async with _CopyLeases(src, dst) as leases:
-        await dst_t.adopt_identity(database_id=database_id, space=space)
-        await leases.renew()  # an engine may key its lease on the id just adopted
         copied, resumed = await _copy_tables(
             src_t,
             dst_t,
-            totals=inventory.rows,
+            totals=plan.totals,
             batch_size=batch_size,
             on_batch=on_batch,
             renew=leases.renew,
@@ -240,8 +267,8 @@ async def _copy(
     report = CopyReport(
         source_engine=engines[0],
         destination_engine=engines[1],
-        database_id=database_id,
-        space=space,
+        database_id=plan.database_id,
+        space=plan.space,
         resumed=resumed,
         tables=tuple(
             TableReport(
