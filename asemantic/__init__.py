@@ -49,11 +49,14 @@ from asemantic.errors import (
     ProviderUnavailableError,
     RateLimitError,
     SchemaVersionError,
+    StoreAuthenticationError,
     StoreBusyError,
     StoreClosedError,
+    StoreConnectionError,
     StoreError,
     SupervisorLeaseError,
     UndecodableTextError,
+    VectorExtensionMissingError,
 )
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import SearchFilters
@@ -103,8 +106,10 @@ __all__ = [
     "SearchHit",
     "SemanticCore",
     "SqliteStore",
+    "StoreAuthenticationError",
     "StoreBusyError",
     "StoreClosedError",
+    "StoreConnectionError",
     "StoreError",
     "SupervisorConfig",
     "SupervisorHealth",
@@ -112,6 +117,7 @@ __all__ = [
     "SyncReport",
     "TransitionEvent",
     "UndecodableTextError",
+    "VectorExtensionMissingError",
     "ensure_schema_compatibility",
 ]
 __version__ = "0.1.0"
