@@ -51,13 +51,16 @@ from asemantic.errors import (
     ProviderUnavailableError,
     RateLimitError,
     SchemaVersionError,
+    StoreAuthenticationError,
     StoreBusyError,
     StoreClosedError,
+    StoreConnectionError,
     StoreError,
     SupervisorLeaseError,
     TransferError,
     TransferVerificationError,
     UndecodableTextError,
+    VectorExtensionMissingError,
 )
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import SearchFilters
@@ -109,8 +112,10 @@ __all__ = [
     "SearchHit",
     "SemanticCore",
     "SqliteStore",
+    "StoreAuthenticationError",
     "StoreBusyError",
     "StoreClosedError",
+    "StoreConnectionError",
     "StoreError",
     "SupervisorConfig",
     "SupervisorHealth",
@@ -120,6 +125,7 @@ __all__ = [
     "TransferVerificationError",
     "TransitionEvent",
     "UndecodableTextError",
+    "VectorExtensionMissingError",
     "copy_knowledge_base",
     "ensure_schema_compatibility",
 ]

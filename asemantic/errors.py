@@ -15,8 +15,11 @@ that rule is the batch-key check, which raises a plain ``ValueError`` (with the 
     │   ├── InputFileError                      missing, unreadable or unsupported file
     │   └── InvalidVectorError
     ├── MissingBatchKeyError (also ValueError)  batch use without a batch key
-    ├── StoreError                              the SQLite side
+    ├── StoreError                              the database side (SQLite, PostgreSQL)
     │   ├── ExtensionLoadingUnavailableError    no way to load sqlite-vec
+    │   ├── StoreConnectionError                server refused, unreachable or gone
+    │   ├── StoreAuthenticationError            the server refused the role or password
+    │   ├── VectorExtensionMissingError         pgvector not installed, and not creatable
     │   ├── SchemaVersionError                  database from a newer asemantic
     │   ├── EmbeddingSpaceMismatchError         model/dimensions/task differ from the file's
     │   ├── StoreClosedError
@@ -58,13 +61,16 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "SchemaVersionError",
+    "StoreAuthenticationError",
     "StoreBusyError",
     "StoreClosedError",
+    "StoreConnectionError",
     "StoreError",
     "SupervisorLeaseError",
     "TransferError",
     "TransferVerificationError",
     "UndecodableTextError",
+    "VectorExtensionMissingError",
 ]
 
 BATCH_KEY_REQUIRED = "Batch operations require a dedicated API key"
@@ -113,7 +119,7 @@ class MissingBatchKeyError(AsemanticError, ValueError):
 
 
 class StoreError(AsemanticError):
-    """The SQLite store failed or refused."""
+    """The store (a SQLite file or a PostgreSQL database) failed or refused."""
 
 
 class ExtensionLoadingUnavailableError(StoreError):
@@ -131,6 +137,22 @@ class EmbeddingSpaceMismatchError(StoreError):
 class StoreBusyError(StoreError):
     """Another connection or process held the database's write lock for longer than
     ``busy_timeout``; nothing was written, and trying again later may succeed."""
+
+
+class StoreConnectionError(StoreError):
+    """The database server could not be reached (connection refused, host unreachable,
+    no such socket, a timeout) or the connection was lost; the message has a hint and
+    never the password."""
+
+
+class StoreAuthenticationError(StoreError):
+    """The database server refused the role or its password (or the database does not
+    let that role connect)."""
+
+
+class VectorExtensionMissingError(StoreError):
+    """The PostgreSQL database has no ``vector`` extension (pgvector), and the role
+    cannot create it."""
 
 
 class StoreClosedError(StoreError):
