@@ -45,6 +45,7 @@ from asemantic.errors import (
     EmbeddingSpaceMismatchError,
     InvalidInputError,
     KnowledgeBaseMismatchError,
+    StoreClosedError,
     StoreError,
     SupervisorLeaseError,
     TransferError,
@@ -52,6 +53,7 @@ from asemantic.errors import (
 )
 from asemantic.ports import (
     ChunkRecord,
+    JobStore,
     KnowledgeBaseTransfer,
     Store,
     SupportsTransfer,
@@ -188,8 +190,8 @@ async def _prepare(src: Store, dst: Store) -> _Plan:
     Nothing is written to ``dst`` unless every check passes, no supervisor included.
     """
     src_t, dst_t = transfer_of(src), transfer_of(dst)
-    database_id = await src.jobs.database_id()
     inventory = await src_t.inventory()
+    database_id = inventory.database_id or await src.jobs.database_id()  # made if none yet
     target = await dst_t.inventory()
     if not target.empty and target.database_id != database_id:
         raise KnowledgeBaseMismatchError(
@@ -355,8 +357,11 @@ class _CopyLeases:
         """Take or renew both leases; :class:`SupervisorLeaseError` if a supervisor
         holds one."""
         for role, store in self._sides:
+            jobs = _jobs_of(store)
+            if jobs is None:
+                continue
             now = time.time()
-            lease = await store.jobs.acquire_lease(COPY_LEASE_OWNER, ttl=COPY_LEASE_TTL, now=now)
+            lease = await jobs.acquire_lease(COPY_LEASE_OWNER, ttl=COPY_LEASE_TTL, now=now)
             if not lease.acquired:
                 raise SupervisorLeaseError(
                     f"a supervisor holds the {role}'s lease for "
@@ -369,8 +374,23 @@ class _CopyLeases:
 
     async def _release(self) -> None:
         for store in self._taken:
+            jobs = _jobs_of(store)
+            if jobs is None:
+                continue
             try:
-                await store.jobs.release_lease(COPY_LEASE_OWNER)
+                await jobs.release_lease(COPY_LEASE_OWNER)
             except StoreError:
                 logger.warning("could not release the copy's lease", exc_info=True)
         self._taken.clear()
+
+
+def _jobs_of(store: Store) -> JobStore | None:
+    """The store's job store; None for an engine built without one (no supervisor can
+    run on it, so there is no lease to hold)."""
+    try:
+        return store.jobs
+    except StoreClosedError:
+        raise
+    except StoreError:
+        logger.info("this engine has no job store; no supervisor lease to hold")
+        return None

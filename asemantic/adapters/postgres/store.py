@@ -66,6 +66,7 @@ from asemantic.ports import (
 )
 
 if TYPE_CHECKING:
+    from asemantic.adapters.postgres.transfer import PostgresTransfer
     from asemantic.ports import JobStore
 
 __all__ = ["PostgresStore"]
@@ -168,6 +169,13 @@ class PostgresStore:
                 raise StoreError("this build has no PostgreSQL job store") from exc
             self._jobs = cast("JobStore", module.PostgresJobStore(self._pool, self._database_id))
         return self._jobs
+
+    @property
+    def transfer(self) -> PostgresTransfer:
+        """Rows in and out by key, for copying the knowledge base (``asemantic.copy``)."""
+        from asemantic.adapters.postgres.transfer import PostgresTransfer
+
+        return PostgresTransfer(self)
 
     @property
     def closed(self) -> bool:
