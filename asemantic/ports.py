@@ -593,6 +593,8 @@ class KnowledgeBaseTransfer(Protocol):
       start), in key order (ints by value, job ids by code point).
     * ``import_rows``: an upsert of those rows, keys kept, in one transaction: importing
       the same page again changes nothing. Returns how many rows it wrote.
+    * ``complete_import``: called once every table is copied, before verifying: the
+      engine rebuilds what it set aside to import faster (PostgreSQL: its HNSW index).
     """
 
     async def inventory(self) -> TransferInventory: ...
@@ -606,6 +608,8 @@ class KnowledgeBaseTransfer(Protocol):
     ) -> list[TransferRow]: ...
 
     async def import_rows(self, table: TransferTable, rows: Sequence[TransferRow]) -> int: ...
+
+    async def complete_import(self) -> None: ...
 
 
 @runtime_checkable

@@ -264,6 +264,7 @@ async def _copy(
             on_batch=on_batch,
             renew=leases.renew,
         )
+        await dst_t.complete_import()
         before = await measure(src_t, batch_size=batch_size)
         after = await measure(dst_t, batch_size=batch_size)
     report = CopyReport(

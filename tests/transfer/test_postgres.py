@@ -29,6 +29,11 @@ async def _figures(path: Path) -> dict[str, tuple[int, str]]:
     return {name: (f.rows, f.checksum) for name, f in found.items()}
 
 
+async def _has_index(store: PostgresStore) -> bool:
+    rows = await store.fetch("SELECT count(*) FROM pg_class WHERE relname = 'chunk_vectors_hnsw'")
+    return int(rows[0][0]) == 1
+
+
 @pytest.fixture
 async def postgres(postgres_url: str) -> AsyncIterator[PostgresStore]:
     """An empty PostgreSQL knowledge base (no space recorded yet)."""
@@ -47,6 +52,7 @@ async def test_sqlite_to_postgres_and_back_keeps_every_checksum(
     assert report.verified and report.destination_engine == "PostgresStore"
     assert {t.table: (t.destination.rows, t.destination.checksum) for t in report.tables} == before
     assert postgres.space == SPACE
+    assert await _has_index(postgres)  # dropped for the load, built again at the end
     assert postgres.database_id == table_rows(source_kb, "store_meta", "value")[0][0]
     assert await postgres.integrity_check() == "ok"
 
@@ -100,8 +106,10 @@ async def test_an_interrupted_copy_into_postgres_resumes(
     rows = await postgres.fetch("SELECT count(*) FROM chunks")
     assert int(rows[0][0]) == 8
     assert await postgres.integrity_check() == "ok"
+    assert not await _has_index(postgres)  # left out by the interrupted load
     report = await copy_knowledge_base(source_kb, postgres, batch_size=4)
     assert report.verified and report.resumed
+    assert await _has_index(postgres)
     assert {t.table: t.destination.rows for t in report.tables} == {
         name: rows for name, (rows, _) in (await _figures(source_kb)).items()
     }

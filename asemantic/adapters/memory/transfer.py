@@ -102,6 +102,9 @@ class MemoryTransfer:
 
         return await self._db.read(work)
 
+    async def complete_import(self) -> None:
+        """Nothing to rebuild: every index is kept current while importing."""
+
     async def import_rows(self, table: TransferTable, rows: Sequence[TransferRow]) -> int:
         vectors = [
             (row.chunk_id, row.vector)
