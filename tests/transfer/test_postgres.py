@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -135,3 +137,30 @@ async def test_postgres_refuses_another_knowledge_base_and_reports_differences(
         )
     with pytest.raises(KnowledgeBaseMismatchError):
         await copy_knowledge_base(other, postgres)
+
+
+def test_the_command_line_moves_to_postgres_and_back(
+    source_kb: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    """``asemantic copy kb.db postgresql://...`` and back, by URL, as a user types it."""
+    from click.testing import CliRunner
+
+    from asemantic.cli import cli
+
+    env = {"GEMINI_API_KEY": None, "GEMINI_BATCH_API_KEY": None, "ASEMANTIC_DB": None}
+    there = CliRunner().invoke(
+        cli, ["copy", str(source_kb), postgres_url, "--batch-size", "8"], env=env
+    )
+    assert there.exit_code == 0, there.stderr
+    assert "copy: chunks batch 3: 21/21 rows" in there.stderr
+    assert "verified: counts and checksums match" in there.stdout
+    back = tmp_path / "back.db"
+    home = CliRunner().invoke(cli, ["--json", "copy", postgres_url, str(back)], env=env)
+    assert home.exit_code == 0, home.stderr
+    record = json.loads(home.stdout)
+    assert record["verified"] and record["source_engine"] == "postgresql"
+    assert record["database_id"] == table_rows(source_kb, "store_meta", "value")[0][0]
+    before = asyncio.run(_figures(source_kb))
+    assert {
+        t["table"]: (t["destination_rows"], t["destination_sha256"]) for t in record["tables"]
+    } == before
