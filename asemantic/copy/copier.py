@@ -12,7 +12,8 @@ Decisions:
   keeps it, so a supervisor on the destination adopts and finishes the source's remote
   jobs. Two supervisors of one id would then race for the same remote jobs, so the
   copy takes the supervisor lease of both sides for its duration (refusing while a
-  supervisor holds either), and the source must not be supervised after the move
+  supervisor holds either; an engine built without a job store runs no supervisor,
+  so none is held there), and the source must not be supervised after the move
   (README, "Moving a knowledge base").
 * **What is accepted.** An empty destination, or one whose ``database_id`` is the
   source's (a partial copy: the copy resumes). A destination holding another knowledge
@@ -27,6 +28,9 @@ Decisions:
   computed on both sides through the port (:mod:`.checksums`) and compared; a
   difference raises :class:`~asemantic.errors.TransferVerificationError` carrying the
   report. Write nothing to the source during a copy: a change there shows up here.
+* **Opened as always.** Both sides are opened as ``SemanticCore.open`` opens them (an
+  older schema is upgraded first), with the space each records; an engine may set
+  work aside while importing and finish it in ``complete_import`` before verifying.
 """
 
 from __future__ import annotations
@@ -336,12 +340,13 @@ async def _copy_tables(
 
 
 class _CopyLeases:
-    """The supervisor lease of both sides, held while copying (renewed after every
-    page), so that no supervisor starts on either mid-copy."""
+    """The supervisor lease of both sides, held while copying (renewed between pages
+    once a tenth of its time has passed), so that no supervisor starts on either."""
 
     def __init__(self, source: Store, destination: Store) -> None:
         self._sides = (("source", source), ("destination", destination))
         self._taken: list[Store] = []
+        self._renewed_at = -COPY_LEASE_TTL
 
     async def __aenter__(self) -> _CopyLeases:
         try:
@@ -355,8 +360,11 @@ class _CopyLeases:
         await self._release()
 
     async def renew(self) -> None:
-        """Take or renew both leases; :class:`SupervisorLeaseError` if a supervisor
-        holds one."""
+        """Take or renew both leases (unless renewed moments ago);
+        :class:`SupervisorLeaseError` if a supervisor holds one."""
+        if time.monotonic() - self._renewed_at < COPY_LEASE_TTL / 10:
+            return
+        self._renewed_at = time.monotonic()
         for role, store in self._sides:
             jobs = _jobs_of(store)
             if jobs is None:
