@@ -164,13 +164,25 @@ async def copy_knowledge_base(
     try:
         dst = await open_store(destination, space=None, options=options)
         try:
-            plan = await _prepare(src, dst)
-            if plan.renamed and dst is not destination:
-                await dst.aclose()
-                dst = await open_store(destination, space=None, options=options)
-            return await _copy(
-                src, dst, plan, engines=engines, batch_size=batch_size, on_batch=on_batch
-            )
+            plan = await _check(src, dst)
+            async with _CopyLeases(src, dst) as leases:
+                await transfer_of(dst).adopt_identity(
+                    database_id=plan.database_id, space=plan.space
+                )
+                if plan.renamed and dst is not destination:
+                    await leases.release_destination()
+                    await dst.aclose()
+                    dst = await open_store(destination, space=None, options=options)
+                    await leases.take_destination(dst)
+                return await _copy(
+                    src,
+                    dst,
+                    plan,
+                    renew=leases.renew,
+                    engines=engines,
+                    batch_size=batch_size,
+                    on_batch=on_batch,
+                )
         finally:
             if dst is not destination:
                 await dst.aclose()
@@ -185,14 +197,11 @@ class _Plan:
     space: EmbeddingSpace | None
     totals: Mapping[TransferTable, int]
     renamed: bool
-    """The destination took the source's id in place of its own."""
+    """The destination takes the source's id in place of its own."""
 
 
-async def _prepare(src: Store, dst: Store) -> _Plan:
-    """Check that ``dst`` may receive ``src``, then give it ``src``'s identity.
-
-    Nothing is written to ``dst`` unless every check passes, no supervisor included.
-    """
+async def _check(src: Store, dst: Store) -> _Plan:
+    """Whether ``dst`` may receive ``src`` (reads only: a refusal writes nothing)."""
     src_t, dst_t = transfer_of(src), transfer_of(dst)
     inventory = await src_t.inventory()
     database_id = inventory.database_id or await src.jobs.database_id()  # made if none yet
@@ -208,8 +217,6 @@ async def _prepare(src: Store, dst: Store) -> _Plan:
             f"the destination holds vectors of {target.space.describe()}, the source of "
             f"{space.describe()}; vectors of two spaces never mix"
         )
-    async with _CopyLeases(src, dst):
-        await dst_t.adopt_identity(database_id=database_id, space=space)
     return _Plan(
         database_id=database_id,
         space=space,
@@ -254,23 +261,18 @@ async def _copy(
     dst: Store,
     plan: _Plan,
     *,
+    renew: Callable[[], Awaitable[None]],
     engines: tuple[str, str],
     batch_size: int,
     on_batch: Callable[[CopyProgress], None] | None,
 ) -> CopyReport:
     src_t, dst_t = transfer_of(src), transfer_of(dst)
-    async with _CopyLeases(src, dst) as leases:
-        copied, resumed = await _copy_tables(
-            src_t,
-            dst_t,
-            totals=plan.totals,
-            batch_size=batch_size,
-            on_batch=on_batch,
-            renew=leases.renew,
-        )
-        await dst_t.complete_import()
-        before = await measure(src_t, batch_size=batch_size)
-        after = await measure(dst_t, batch_size=batch_size)
+    copied, resumed = await _copy_tables(
+        src_t, dst_t, totals=plan.totals, batch_size=batch_size, on_batch=on_batch, renew=renew
+    )
+    await dst_t.complete_import()
+    before = await measure(src_t, batch_size=batch_size)
+    after = await measure(dst_t, batch_size=batch_size)
     report = CopyReport(
         source_engine=engines[0],
         destination_engine=engines[1],
@@ -340,57 +342,67 @@ async def _copy_tables(
 
 
 class _CopyLeases:
-    """The supervisor lease of both sides, held while copying (renewed between pages
-    once a tenth of its time has passed), so that no supervisor starts on either."""
+    """The supervisor lease of both sides, held from before the identity is adopted to
+    the end of the verification (renewed between pages once a tenth of its time has
+    passed), so that no supervisor starts on either side mid-copy."""
 
     def __init__(self, source: Store, destination: Store) -> None:
-        self._sides = (("source", source), ("destination", destination))
-        self._taken: list[Store] = []
+        self._sides: dict[str, Store] = {"source": source, "destination": destination}
+        self._taken: dict[str, Store] = {}
         self._renewed_at = -COPY_LEASE_TTL
 
     async def __aenter__(self) -> _CopyLeases:
         try:
             await self.renew()
         except BaseException:
-            await self._release()
+            await self._release(*self._taken)
             raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._release()
+        await self._release(*self._taken)
 
-    async def renew(self) -> None:
+    async def renew(self, *, force: bool = False) -> None:
         """Take or renew both leases (unless renewed moments ago);
         :class:`SupervisorLeaseError` if a supervisor holds one."""
-        if time.monotonic() - self._renewed_at < COPY_LEASE_TTL / 10:
+        if not force and time.monotonic() - self._renewed_at < COPY_LEASE_TTL / 10:
             return
         self._renewed_at = time.monotonic()
-        for role, store in self._sides:
-            jobs = _jobs_of(store)
-            if jobs is None:
-                continue
-            now = time.time()
-            lease = await jobs.acquire_lease(COPY_LEASE_OWNER, ttl=COPY_LEASE_TTL, now=now)
-            if not lease.acquired:
-                raise SupervisorLeaseError(
-                    f"a supervisor holds the {role}'s lease for "
-                    f"{max(0.0, lease.expires_at - now):.0f} s more; stop it before "
-                    "copying (two supervisors of one knowledge base would race for its "
-                    "remote jobs)"
-                )
-            if store not in self._taken:
-                self._taken.append(store)
+        for role, store in self._sides.items():
+            await self._take(role, store)
 
-    async def _release(self) -> None:
-        for store in self._taken:
-            jobs = _jobs_of(store)
+    async def release_destination(self) -> None:
+        await self._release("destination")
+
+    async def take_destination(self, store: Store) -> None:
+        """Hold the lease of ``store``, the destination opened again."""
+        self._sides["destination"] = store
+        await self._take("destination", store)
+
+    async def _take(self, role: str, store: Store) -> None:
+        jobs = _jobs_of(store)
+        if jobs is None:
+            return
+        now = time.time()
+        lease = await jobs.acquire_lease(COPY_LEASE_OWNER, ttl=COPY_LEASE_TTL, now=now)
+        if not lease.acquired:
+            raise SupervisorLeaseError(
+                f"a supervisor holds the {role}'s lease for "
+                f"{max(0.0, lease.expires_at - now):.0f} s more; stop it before copying "
+                "(two supervisors of one knowledge base would race for its remote jobs)"
+            )
+        self._taken[role] = store
+
+    async def _release(self, *roles: str) -> None:
+        for role in list(roles):
+            store = self._taken.pop(role, None)
+            jobs = _jobs_of(store) if store is not None else None
             if jobs is None:
                 continue
             try:
                 await jobs.release_lease(COPY_LEASE_OWNER)
             except StoreError:
                 logger.warning("could not release the copy's lease", exc_info=True)
-        self._taken.clear()
 
 
 def _jobs_of(store: Store) -> JobStore | None:

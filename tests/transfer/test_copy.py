@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -291,3 +293,41 @@ async def test_every_engine_has_the_transfer_port() -> None:
     with pytest.raises(TransferError, match="cannot export"):
         transfer_of(Bare())  # type: ignore[arg-type]
     await store.aclose()
+
+
+async def test_no_supervisor_can_start_on_either_side_mid_copy(
+    source_kb: Path, tmp_path: Path
+) -> None:
+    reached = asyncio.Event()
+
+    def hook(step: CopyProgress) -> None:
+        if step.table == "chunks" and step.batch == 2:
+            reached.set()
+
+    async with (
+        await SqliteStore.open(source_kb) as src,
+        await SqliteStore.open(tmp_path / "copy.db") as dst,
+    ):
+        copying = asyncio.create_task(copy_knowledge_base(src, dst, batch_size=1, on_batch=hook))
+        await reached.wait()
+        probes = [
+            (await side.jobs.acquire_lease("supervisor-1", ttl=30, now=time.time())).acquired
+            for side in (src, dst)
+        ]
+        report = await copying
+        assert probes == [False, False]  # mid-copy, the copy's lease keeps supervisors out
+        assert report.verified
+        for side in (src, dst):  # and lets them in once it is done
+            assert (await side.jobs.acquire_lease("supervisor-1", ttl=30, now=time.time())).acquired
+
+
+async def test_refuses_while_a_supervisor_holds_the_destination(
+    source_kb: Path, tmp_path: Path
+) -> None:
+    dst = tmp_path / "dst.db"
+    async with await SqliteStore.open(dst, space=SPACE) as store:
+        assert (await store.jobs.acquire_lease("supervisor-2", ttl=60, now=time.time())).acquired
+        with pytest.raises(SupervisorLeaseError, match="destination's lease"):
+            await copy_knowledge_base(source_kb, store)
+        assert (await store.transfer.inventory()).empty  # nothing written
+        assert table_rows(source_kb, "supervisor_lease") == []  # the source's lease let go
