@@ -30,8 +30,6 @@ __all__ = [
     "BatchBackend",
     "BatchLine",
     "BatchSnapshot",
-    "ChunkRecord",
-    "DocumentRecord",
     "DocumentSnapshot",
     "DocumentWrite",
     "EmbedRequest",
@@ -40,7 +38,6 @@ __all__ = [
     "JobChunk",
     "JobRecord",
     "JobStore",
-    "JobTransferRecord",
     "KnowledgeBaseTransfer",
     "Lease",
     "LineResult",
@@ -54,13 +51,16 @@ __all__ = [
     "StoreStats",
     "StoredChunk",
     "SupportsTransfer",
+    "TransferChunk",
+    "TransferDocument",
     "TransferInventory",
+    "TransferJob",
     "TransferKey",
     "TransferRow",
     "TransferTable",
-    "TransitionRecord",
+    "TransferTransition",
+    "TransferUsage",
     "USAGE_ROUTES",
-    "UsageRecord",
     "WriteOutcome",
 ]
 
@@ -478,7 +478,7 @@ class TransferTable(enum.StrEnum):
 
     A table refers only to tables before it (chunks to documents and jobs, transitions
     to jobs), so a partial copy never holds a dangling reference. Vectors travel with
-    their chunks (:attr:`ChunkRecord.vector`): a READY chunk and its vector arrive in
+    their chunks (:attr:`TransferChunk.vector`): a READY chunk and its vector arrive in
     the same destination transaction.
     """
 
@@ -494,7 +494,7 @@ TransferKey = int | str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DocumentRecord:
+class TransferDocument:
     """A document row. ``metadata_json`` is a JSON object as text."""
 
     document_id: int
@@ -507,7 +507,7 @@ class DocumentRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ChunkRecord:
+class TransferChunk:
     """A chunk row with its vector (a float32 blob; None unless READY)."""
 
     chunk_id: int
@@ -526,7 +526,7 @@ class ChunkRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobTransferRecord:
+class TransferJob:
     """A batch job row: the job, and when its remote objects were cleaned up."""
 
     job: JobRecord
@@ -534,7 +534,7 @@ class JobTransferRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TransitionRecord:
+class TransferTransition:
     """One line of a job's transition history (statuses as the row holds them)."""
 
     transition_id: int
@@ -546,7 +546,7 @@ class TransitionRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UsageRecord:
+class TransferUsage:
     """One line of the usage ledger."""
 
     entry_id: int
@@ -556,7 +556,7 @@ class UsageRecord:
     tokens: int
 
 
-TransferRow = DocumentRecord | JobTransferRecord | ChunkRecord | TransitionRecord | UsageRecord
+TransferRow = TransferDocument | TransferJob | TransferChunk | TransferTransition | TransferUsage
 """A row of a :class:`TransferTable`."""
 
 

@@ -26,15 +26,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asemantic.ports import (
-    ChunkRecord,
-    DocumentRecord,
-    JobTransferRecord,
     KnowledgeBaseTransfer,
+    TransferChunk,
+    TransferDocument,
+    TransferJob,
     TransferKey,
     TransferRow,
     TransferTable,
-    TransitionRecord,
-    UsageRecord,
+    TransferTransition,
+    TransferUsage,
 )
 
 __all__ = [
@@ -64,13 +64,13 @@ def table_names() -> tuple[str, ...]:
 
 def row_key(row: TransferRow) -> TransferKey:
     """A row's key in its table."""
-    if isinstance(row, DocumentRecord):
+    if isinstance(row, TransferDocument):
         return row.document_id
-    if isinstance(row, JobTransferRecord):
+    if isinstance(row, TransferJob):
         return row.job.job_id
-    if isinstance(row, ChunkRecord):
+    if isinstance(row, TransferChunk):
         return row.chunk_id
-    if isinstance(row, TransitionRecord):
+    if isinstance(row, TransferTransition):
         return row.transition_id
     return row.entry_id
 
@@ -96,7 +96,7 @@ def _stats(stats: Mapping[str, int]) -> dict[str, int]:
 
 
 def _fields(row: TransferRow) -> list[Any]:
-    if isinstance(row, DocumentRecord):
+    if isinstance(row, TransferDocument):
         return [
             row.document_id,
             row.source,
@@ -106,7 +106,7 @@ def _fields(row: TransferRow) -> list[Any]:
             _stamp(row.created_at),
             _stamp(row.updated_at),
         ]
-    if isinstance(row, JobTransferRecord):
+    if isinstance(row, TransferJob):
         job = row.job
         return [
             job.job_id,
@@ -122,7 +122,7 @@ def _fields(row: TransferRow) -> list[Any]:
             _stamp(row.cleaned_at),
             _stamp(job.create_attempted_at),
         ]
-    if isinstance(row, ChunkRecord):
+    if isinstance(row, TransferChunk):
         return [
             row.chunk_id,
             row.document_id,
@@ -137,7 +137,7 @@ def _fields(row: TransferRow) -> list[Any]:
             _stamp(row.created_at),
             _stamp(row.updated_at),
         ]
-    if isinstance(row, TransitionRecord):
+    if isinstance(row, TransferTransition):
         return [
             row.transition_id,
             row.job_id,
@@ -146,7 +146,7 @@ def _fields(row: TransferRow) -> list[Any]:
             _stamp(row.at),
             _stats(row.stats),
         ]
-    assert isinstance(row, UsageRecord)
+    assert isinstance(row, TransferUsage)
     return [row.entry_id, _stamp(row.at), row.route, row.texts, row.tokens]
 
 
@@ -189,7 +189,7 @@ def _feed(
     hasher = hashers[table.value]
     for row in rows:
         hasher.add(encode_row(row))
-        if isinstance(row, ChunkRecord) and row.vector is not None:
+        if isinstance(row, TransferChunk) and row.vector is not None:
             hashers[VECTORS].add(encode_vector(row.chunk_id, row.vector))
 
 

@@ -56,11 +56,11 @@ from asemantic.errors import (
     TransferVerificationError,
 )
 from asemantic.ports import (
-    ChunkRecord,
     JobStore,
     KnowledgeBaseTransfer,
     Store,
     SupportsTransfer,
+    TransferChunk,
     TransferKey,
     TransferTable,
 )
@@ -322,7 +322,7 @@ async def _copy_tables(
                 break
             written = await dst.import_rows(table, rows)
             done += written
-            carried = sum(1 for row in rows if isinstance(row, ChunkRecord) and row.vector)
+            carried = sum(1 for row in rows if isinstance(row, TransferChunk) and row.vector)
             copied[VECTORS] = copied.get(VECTORS, 0) + carried
             batch += 1
             after = row_key(rows[-1])

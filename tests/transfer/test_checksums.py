@@ -15,12 +15,12 @@ from asemantic.copy.checksums import (
     table_names,
 )
 from asemantic.domain.documents import EmbeddingStatus
-from asemantic.ports import ChunkRecord, DocumentRecord, UsageRecord
+from asemantic.ports import TransferChunk, TransferDocument, TransferUsage
 
 AT = datetime(2026, 12, 3, 17, 0, 0, tzinfo=UTC)
 
 
-def _document(**changes: object) -> DocumentRecord:
+def _document(**changes: object) -> TransferDocument:
     values: dict[str, object] = {
         "document_id": 7,
         "source": "notes/ü.md",
@@ -31,7 +31,7 @@ def _document(**changes: object) -> DocumentRecord:
         "updated_at": AT,
     }
     values.update(changes)
-    return DocumentRecord(**values)  # type: ignore[arg-type]
+    return TransferDocument(**values)  # type: ignore[arg-type]
 
 
 def test_json_text_and_time_zones_do_not_change_a_row() -> None:
@@ -61,7 +61,7 @@ def test_vectors_are_hashed_by_their_exact_bytes() -> None:
     blob = bytes(range(16))
     assert encode_vector(3, blob) == (3).to_bytes(8, "big") + (16).to_bytes(4, "big") + blob
     assert encode_vector(3, blob) != encode_vector(3, blob[:-1] + b"\x00")
-    chunk = ChunkRecord(
+    chunk = TransferChunk(
         chunk_id=3,
         document_id=7,
         position=0,
@@ -82,8 +82,8 @@ def test_vectors_are_hashed_by_their_exact_bytes() -> None:
 
 
 def test_tables_hash_rows_in_order() -> None:
-    first = UsageRecord(entry_id=1, at=AT, route="online", texts=1, tokens=10)
-    second = UsageRecord(entry_id=2, at=None, route="batch", texts=2, tokens=20)
+    first = TransferUsage(entry_id=1, at=AT, route="online", texts=1, tokens=10)
+    second = TransferUsage(entry_id=2, at=None, route="batch", texts=2, tokens=20)
     forward, backward = TableHasher(), TableHasher()
     for row in (first, second):
         forward.add(encode_row(row))

@@ -21,7 +21,7 @@ from asemantic.copy import CopyProgress
 from asemantic.copy.checksums import measure
 from asemantic.domain.hashing import content_hash
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.ports import ChunkRecord, DocumentWrite, TransferTable
+from asemantic.ports import DocumentWrite, TransferChunk, TransferTable
 from tests.transfer.conftest import SPACE, table_rows
 
 
@@ -66,7 +66,7 @@ async def test_sqlite_to_postgres_and_back_keeps_every_checksum(
         assert await b.integrity_check() == "ok"
         assert await b.stats() == await a.stats() == await postgres.stats()
         query = (await a.transfer.export_rows(TransferTable.CHUNKS, after=None, limit=1))[0]
-        assert isinstance(query, ChunkRecord) and query.vector is not None
+        assert isinstance(query, TransferChunk) and query.vector is not None
         expected = await a.search(query.vector, k=5)
         assert [(h.chunk_id, h.distance) for h in await b.search(query.vector, k=5)] == [
             (h.chunk_id, h.distance) for h in expected

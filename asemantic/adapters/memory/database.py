@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import StoreClosedError
-from asemantic.ports import JobRecord, Lease, TransitionRecord, UsageRecord
+from asemantic.ports import JobRecord, Lease, TransferTransition, TransferUsage
 
 __all__ = ["ChunkRow", "Database", "DocumentRow", "Journal", "Tables"]
 
@@ -81,8 +81,8 @@ class Tables:
     usage: dict[str, int] = field(default_factory=dict)
     lease: dict[int, Lease] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
-    transitions: dict[int, TransitionRecord] = field(default_factory=dict)
-    ledger: dict[int, UsageRecord] = field(default_factory=dict)
+    transitions: dict[int, TransferTransition] = field(default_factory=dict)
+    ledger: dict[int, TransferUsage] = field(default_factory=dict)
     """The usage ledger line by line (``usage`` holds its totals per route)."""
     chunk_stamps: dict[int, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
     """Created/updated stamps of chunks copied in (others take their document's)."""
@@ -100,7 +100,7 @@ class Tables:
     ) -> None:
         """A usage ledger line, and its route's total."""
         entry_id = self.next_id(journal, "usage")
-        line = UsageRecord(entry_id=entry_id, at=at, route=route, texts=texts, tokens=tokens)
+        line = TransferUsage(entry_id=entry_id, at=at, route=route, texts=texts, tokens=tokens)
         journal.put(self.ledger, entry_id, line)
         journal.put(self.usage, route, self.usage.get(route, 0) + tokens)
 
@@ -109,7 +109,7 @@ class Tables:
     ) -> None:
         """A line of ``job``'s transition history (to its current status)."""
         transition_id = self.next_id(journal, "transition")
-        line = TransitionRecord(
+        line = TransferTransition(
             transition_id=transition_id,
             job_id=job.job_id,
             from_status=from_status,

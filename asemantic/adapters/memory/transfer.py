@@ -29,15 +29,15 @@ from asemantic.adapters.vectors import check_blobs
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import EmbeddingSpaceMismatchError, InvalidInputError
 from asemantic.ports import (
-    ChunkRecord,
-    DocumentRecord,
-    JobTransferRecord,
+    TransferChunk,
+    TransferDocument,
     TransferInventory,
+    TransferJob,
     TransferKey,
     TransferRow,
     TransferTable,
-    TransitionRecord,
-    UsageRecord,
+    TransferTransition,
+    TransferUsage,
 )
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class MemoryTransfer:
         vectors = [
             (row.chunk_id, row.vector)
             for row in rows
-            if isinstance(row, ChunkRecord) and row.vector is not None
+            if isinstance(row, TransferChunk) and row.vector is not None
         ]
         if vectors:
             check_blobs(vectors, self._db.space)
@@ -136,7 +136,7 @@ def _table(tables: Tables, table: TransferTable) -> dict[Any, Any]:
 
 def _export_document(tables: Tables, key: int) -> TransferRow:
     row = tables.documents[key]
-    return DocumentRecord(
+    return TransferDocument(
         document_id=row.document_id,
         source=row.source,
         title=row.title,
@@ -150,7 +150,7 @@ def _export_document(tables: Tables, key: int) -> TransferRow:
 def _export_job(tables: Tables, key: str) -> TransferRow:
     job = tables.jobs[key]
     cleaned_at = tables.cleaned_at.get(key, job.updated_at) if job.cleaned else None
-    return JobTransferRecord(job=job, cleaned_at=cleaned_at)
+    return TransferJob(job=job, cleaned_at=cleaned_at)
 
 
 def _export_chunk(tables: Tables, key: int) -> TransferRow:
@@ -158,7 +158,7 @@ def _export_chunk(tables: Tables, key: int) -> TransferRow:
     document = tables.documents.get(chunk.document_id)
     fallback = (document.created_at, document.updated_at) if document else (None, None)
     created_at, updated_at = tables.chunk_stamps.get(key, fallback)
-    return ChunkRecord(
+    return TransferChunk(
         chunk_id=chunk.chunk_id,
         document_id=chunk.document_id,
         position=chunk.position,
@@ -190,16 +190,16 @@ def _advance(tables: Tables, journal: Journal, counter: str, key: int) -> None:
 
 
 def _import(tables: Tables, journal: Journal, table: TransferTable, row: TransferRow) -> None:
-    if isinstance(row, DocumentRecord) and table is TransferTable.DOCUMENTS:
+    if isinstance(row, TransferDocument) and table is TransferTable.DOCUMENTS:
         _import_document(tables, journal, row)
-    elif isinstance(row, JobTransferRecord) and table is TransferTable.JOBS:
+    elif isinstance(row, TransferJob) and table is TransferTable.JOBS:
         _import_job(tables, journal, row)
-    elif isinstance(row, ChunkRecord) and table is TransferTable.CHUNKS:
+    elif isinstance(row, TransferChunk) and table is TransferTable.CHUNKS:
         _import_chunk(tables, journal, row)
-    elif isinstance(row, TransitionRecord) and table is TransferTable.TRANSITIONS:
+    elif isinstance(row, TransferTransition) and table is TransferTable.TRANSITIONS:
         journal.put(tables.transitions, row.transition_id, row)
         _advance(tables, journal, "transition", row.transition_id)
-    elif isinstance(row, UsageRecord) and table is TransferTable.USAGE:
+    elif isinstance(row, TransferUsage) and table is TransferTable.USAGE:
         old = tables.ledger.get(row.entry_id)
         if old is not None:
             journal.put(tables.usage, old.route, tables.usage.get(old.route, 0) - old.tokens)
@@ -210,7 +210,7 @@ def _import(tables: Tables, journal: Journal, table: TransferTable, row: Transfe
         raise InvalidInputError(f"a {type(row).__name__} is not a row of {table.value}")
 
 
-def _import_document(tables: Tables, journal: Journal, row: DocumentRecord) -> None:
+def _import_document(tables: Tables, journal: Journal, row: TransferDocument) -> None:
     old = tables.documents.get(row.document_id)
     if old is not None and old.source != row.source:
         journal.drop(tables.sources, old.source)
@@ -234,7 +234,7 @@ def _import_document(tables: Tables, journal: Journal, row: DocumentRecord) -> N
     _advance(tables, journal, "document", row.document_id)
 
 
-def _import_job(tables: Tables, journal: Journal, row: JobTransferRecord) -> None:
+def _import_job(tables: Tables, journal: Journal, row: TransferJob) -> None:
     job = replace(row.job, cleaned=row.cleaned_at is not None)
     journal.put(tables.jobs, job.job_id, job)
     if job.remote_name is not None:
@@ -245,7 +245,7 @@ def _import_job(tables: Tables, journal: Journal, row: JobTransferRecord) -> Non
         journal.drop(tables.cleaned_at, job.job_id)
 
 
-def _import_chunk(tables: Tables, journal: Journal, row: ChunkRecord) -> None:
+def _import_chunk(tables: Tables, journal: Journal, row: TransferChunk) -> None:
     meta = _meta(row.meta_json)
     source = meta.get("_vector_source")
     heading = meta.get("heading_path")

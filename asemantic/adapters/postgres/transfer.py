@@ -34,16 +34,16 @@ from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import EmbeddingSpaceMismatchError, InvalidInputError
 from asemantic.ports import (
-    ChunkRecord,
-    DocumentRecord,
     JobRecord,
-    JobTransferRecord,
+    TransferChunk,
+    TransferDocument,
     TransferInventory,
+    TransferJob,
     TransferKey,
     TransferRow,
     TransferTable,
-    TransitionRecord,
-    UsageRecord,
+    TransferTransition,
+    TransferUsage,
 )
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class PostgresTransfer:
         if not rows:
             return 0
         params = [_params(table, row) for row in rows]
-        chunks = [row for row in rows if isinstance(row, ChunkRecord)]
+        chunks = [row for row in rows if isinstance(row, TransferChunk)]
         if not self._index_dropped and any(c.vector is not None for c in chunks):
             # Inserting into the HNSW graph row by row is about 12x slower than building
             # it once afterwards (complete_import); searches are exact meanwhile.
@@ -217,7 +217,7 @@ class PostgresTransfer:
         one that was interrupted)."""
         await self._store.create_vector_index()
 
-    async def _import_vectors(self, conn: Any, chunks: Sequence[ChunkRecord]) -> None:
+    async def _import_vectors(self, conn: Any, chunks: Sequence[TransferChunk]) -> None:
         vectors = [(c.chunk_id, bytes(c.vector)) for c in chunks if c.vector is not None]
         if self._store.space is None:
             if vectors:
@@ -237,7 +237,7 @@ class PostgresTransfer:
 
 def _parse(table: TransferTable, row: Sequence[Any]) -> TransferRow:
     if table is TransferTable.DOCUMENTS:
-        return DocumentRecord(
+        return TransferDocument(
             document_id=int(row[0]),
             source=str(row[1]),
             title=row[2],
@@ -261,9 +261,9 @@ def _parse(table: TransferTable, row: Sequence[Any]) -> TransferRow:
             cleaned=row[10] is not None,
             create_attempted_at=row[11],
         )
-        return JobTransferRecord(job=job, cleaned_at=row[10])
+        return TransferJob(job=job, cleaned_at=row[10])
     if table is TransferTable.TRANSITIONS:
-        return TransitionRecord(
+        return TransferTransition(
             transition_id=int(row[0]),
             job_id=str(row[1]),
             from_status=row[2],
@@ -271,13 +271,13 @@ def _parse(table: TransferTable, row: Sequence[Any]) -> TransferRow:
             at=row[4],
             stats=_int_stats(row[5]),
         )
-    return UsageRecord(
+    return TransferUsage(
         entry_id=int(row[0]), at=row[1], route=str(row[2]), texts=int(row[3]), tokens=int(row[4])
     )
 
 
-def _chunk(row: Sequence[Any]) -> ChunkRecord:
-    return ChunkRecord(
+def _chunk(row: Sequence[Any]) -> TransferChunk:
+    return TransferChunk(
         chunk_id=int(row[0]),
         document_id=int(row[1]),
         position=int(row[2]),
@@ -296,7 +296,7 @@ def _chunk(row: Sequence[Any]) -> ChunkRecord:
 
 def _params(table: TransferTable, row: TransferRow) -> tuple[Any, ...]:
     """The upsert parameters of one row, in :data:`_UPSERT` order."""
-    if isinstance(row, DocumentRecord) and table is TransferTable.DOCUMENTS:
+    if isinstance(row, TransferDocument) and table is TransferTable.DOCUMENTS:
         return (
             row.document_id,
             row.source,
@@ -306,7 +306,7 @@ def _params(table: TransferTable, row: TransferRow) -> tuple[Any, ...]:
             row.created_at,
             row.updated_at,
         )
-    if isinstance(row, JobTransferRecord) and table is TransferTable.JOBS:
+    if isinstance(row, TransferJob) and table is TransferTable.JOBS:
         job = row.job
         return (
             job.job_id,
@@ -322,7 +322,7 @@ def _params(table: TransferTable, row: TransferRow) -> tuple[Any, ...]:
             row.cleaned_at,
             job.create_attempted_at,
         )
-    if isinstance(row, ChunkRecord) and table is TransferTable.CHUNKS:
+    if isinstance(row, TransferChunk) and table is TransferTable.CHUNKS:
         return (
             row.chunk_id,
             row.document_id,
@@ -337,7 +337,7 @@ def _params(table: TransferTable, row: TransferRow) -> tuple[Any, ...]:
             row.created_at,
             row.updated_at,
         )
-    if isinstance(row, TransitionRecord) and table is TransferTable.TRANSITIONS:
+    if isinstance(row, TransferTransition) and table is TransferTable.TRANSITIONS:
         return (
             row.transition_id,
             row.job_id,
@@ -346,6 +346,6 @@ def _params(table: TransferTable, row: TransferRow) -> tuple[Any, ...]:
             row.at,
             dump_json(dict(row.stats)),
         )
-    if isinstance(row, UsageRecord) and table is TransferTable.USAGE:
+    if isinstance(row, TransferUsage) and table is TransferTable.USAGE:
         return (row.entry_id, row.at, row.route, row.texts, row.tokens)
     raise InvalidInputError(f"a {type(row).__name__} is not a row of {table.value}")

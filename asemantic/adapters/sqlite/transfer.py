@@ -37,15 +37,15 @@ from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import EmbeddingSpaceMismatchError, InvalidInputError
 from asemantic.ports import (
-    ChunkRecord,
-    DocumentRecord,
-    JobTransferRecord,
+    TransferChunk,
+    TransferDocument,
     TransferInventory,
+    TransferJob,
     TransferKey,
     TransferRow,
     TransferTable,
-    TransitionRecord,
-    UsageRecord,
+    TransferTransition,
+    TransferUsage,
 )
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ class SqliteTransfer:
         if not rows:
             return 0
         params = [_params(table, row) for row in rows]
-        chunks = [row for row in rows if isinstance(row, ChunkRecord)]
+        chunks = [row for row in rows if isinstance(row, TransferChunk)]
         async with self._store.transaction() as conn:
             await conn.executemany(_upsert_sql(table), params)
             if chunks:
@@ -191,7 +191,7 @@ class SqliteTransfer:
         return len(rows)
 
     async def _import_vectors(
-        self, conn: aiosqlite.Connection, chunks: Sequence[ChunkRecord]
+        self, conn: aiosqlite.Connection, chunks: Sequence[TransferChunk]
     ) -> None:
         vectors = [(c.chunk_id, bytes(c.vector)) for c in chunks if c.vector is not None]
         if await vec_table_ddl(conn) is None:
@@ -222,7 +222,7 @@ async def _adopt_space(conn: aiosqlite.Connection, space: EmbeddingSpace) -> Non
 
 def _parse(table: TransferTable, row: Sequence[Any]) -> TransferRow:
     if table is TransferTable.DOCUMENTS:
-        return DocumentRecord(
+        return TransferDocument(
             document_id=int(row[0]),
             source=str(row[1]),
             title=row[2],
@@ -232,9 +232,9 @@ def _parse(table: TransferTable, row: Sequence[Any]) -> TransferRow:
             updated_at=_stamp(row[6]),
         )
     if table is TransferTable.JOBS:
-        return JobTransferRecord(job=_record(row), cleaned_at=_stamp(row[10]))
+        return TransferJob(job=_record(row), cleaned_at=_stamp(row[10]))
     if table is TransferTable.TRANSITIONS:
-        return TransitionRecord(
+        return TransferTransition(
             transition_id=int(row[0]),
             job_id=str(row[1]),
             from_status=row[2],
@@ -242,7 +242,7 @@ def _parse(table: TransferTable, row: Sequence[Any]) -> TransferRow:
             at=_stamp(row[4]),
             stats=_int_stats(row[5]),
         )
-    return UsageRecord(
+    return TransferUsage(
         entry_id=int(row[0]),
         at=_stamp(row[1]),
         route=str(row[2]),
@@ -251,8 +251,8 @@ def _parse(table: TransferTable, row: Sequence[Any]) -> TransferRow:
     )
 
 
-def _chunk(row: Sequence[Any]) -> ChunkRecord:
-    return ChunkRecord(
+def _chunk(row: Sequence[Any]) -> TransferChunk:
+    return TransferChunk(
         chunk_id=int(row[0]),
         document_id=int(row[1]),
         position=int(row[2]),
@@ -271,7 +271,7 @@ def _chunk(row: Sequence[Any]) -> ChunkRecord:
 
 def _params(table: TransferTable, row: TransferRow) -> tuple[Any, ...]:
     """The upsert parameters of one row, in :data:`_IMPORT` column order."""
-    if isinstance(row, DocumentRecord) and table is TransferTable.DOCUMENTS:
+    if isinstance(row, TransferDocument) and table is TransferTable.DOCUMENTS:
         return (
             row.document_id,
             row.source,
@@ -281,7 +281,7 @@ def _params(table: TransferTable, row: TransferRow) -> tuple[Any, ...]:
             _text(row.created_at),
             _text(row.updated_at),
         )
-    if isinstance(row, JobTransferRecord) and table is TransferTable.JOBS:
+    if isinstance(row, TransferJob) and table is TransferTable.JOBS:
         job = row.job
         return (
             job.job_id,
@@ -297,7 +297,7 @@ def _params(table: TransferTable, row: TransferRow) -> tuple[Any, ...]:
             _nullable(row.cleaned_at),
             _nullable(job.create_attempted_at),
         )
-    if isinstance(row, ChunkRecord) and table is TransferTable.CHUNKS:
+    if isinstance(row, TransferChunk) and table is TransferTable.CHUNKS:
         return (
             row.chunk_id,
             row.document_id,
@@ -312,7 +312,7 @@ def _params(table: TransferTable, row: TransferRow) -> tuple[Any, ...]:
             _text(row.created_at),
             _text(row.updated_at),
         )
-    if isinstance(row, TransitionRecord) and table is TransferTable.TRANSITIONS:
+    if isinstance(row, TransferTransition) and table is TransferTable.TRANSITIONS:
         return (
             row.transition_id,
             row.job_id,
@@ -321,6 +321,6 @@ def _params(table: TransferTable, row: TransferRow) -> tuple[Any, ...]:
             _text(row.at),
             json.dumps(dict(row.stats), sort_keys=True),
         )
-    if isinstance(row, UsageRecord) and table is TransferTable.USAGE:
+    if isinstance(row, TransferUsage) and table is TransferTable.USAGE:
         return (row.entry_id, _text(row.at), row.route, row.texts, row.tokens)
     raise InvalidInputError(f"a {type(row).__name__} is not a row of {table.value}")
