@@ -17,6 +17,7 @@ from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.batch.manager import BatchManager, SyncReport
 from asemantic.batch.supervisor import BatchSupervisor, SupervisorConfig, SupervisorHealth
 from asemantic.config import CoreConfig, GeminiSettings
+from asemantic.copy import CopyReport, copy_knowledge_base
 from asemantic.core import CoreStats, SemanticCore
 from asemantic.domain.documents import (
     Document,
@@ -43,17 +44,23 @@ from asemantic.errors import (
     InvalidModeError,
     InvalidTransitionError,
     InvalidVectorError,
+    KnowledgeBaseMismatchError,
     MissingBatchKeyError,
     ProviderError,
     ProviderRequestError,
     ProviderUnavailableError,
     RateLimitError,
     SchemaVersionError,
+    StoreAuthenticationError,
     StoreBusyError,
     StoreClosedError,
+    StoreConnectionError,
     StoreError,
     SupervisorLeaseError,
+    TransferError,
+    TransferVerificationError,
     UndecodableTextError,
+    VectorExtensionMissingError,
 )
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import SearchFilters
@@ -69,6 +76,7 @@ __all__ = [
     "BatchManager",
     "BatchSupervisor",
     "ChunkTooLargeError",
+    "CopyReport",
     "CoreConfig",
     "CoreStats",
     "CostReport",
@@ -90,6 +98,7 @@ __all__ = [
     "InvalidTransitionError",
     "InvalidVectorError",
     "JobStatus",
+    "KnowledgeBaseMismatchError",
     "MissingBatchKeyError",
     "Pricing",
     "ProviderError",
@@ -103,15 +112,21 @@ __all__ = [
     "SearchHit",
     "SemanticCore",
     "SqliteStore",
+    "StoreAuthenticationError",
     "StoreBusyError",
     "StoreClosedError",
+    "StoreConnectionError",
     "StoreError",
     "SupervisorConfig",
     "SupervisorHealth",
     "SupervisorLeaseError",
     "SyncReport",
+    "TransferError",
+    "TransferVerificationError",
     "TransitionEvent",
     "UndecodableTextError",
+    "VectorExtensionMissingError",
+    "copy_knowledge_base",
     "ensure_schema_compatibility",
 ]
 __version__ = "0.1.0"

@@ -15,11 +15,17 @@ that rule is the batch-key check, which raises a plain ``ValueError`` (with the 
     │   ├── InputFileError                      missing, unreadable or unsupported file
     │   └── InvalidVectorError
     ├── MissingBatchKeyError (also ValueError)  batch use without a batch key
-    ├── StoreError                              the SQLite side
+    ├── StoreError                              the database side (SQLite, PostgreSQL)
     │   ├── ExtensionLoadingUnavailableError    no way to load sqlite-vec
+    │   ├── StoreConnectionError                server refused, unreachable or gone
+    │   ├── StoreAuthenticationError            the server refused the role or password
+    │   ├── VectorExtensionMissingError         pgvector not installed, and not creatable
     │   ├── SchemaVersionError                  database from a newer asemantic
     │   ├── EmbeddingSpaceMismatchError         model/dimensions/task differ from the file's
-    │   └── StoreClosedError
+    │   ├── StoreClosedError
+    │   └── TransferError                       copying a knowledge base refused or failed
+    │       ├── KnowledgeBaseMismatchError      the destination holds another knowledge base
+    │       └── TransferVerificationError       counts or checksums differ after a copy
     ├── ProviderError                           the embedding provider (Gemini)
     │   ├── AuthenticationError                 bad, revoked or missing key
     │   ├── RateLimitError                      429 after retries
@@ -48,17 +54,23 @@ __all__ = [
     "InvalidModeError",
     "InvalidTransitionError",
     "InvalidVectorError",
+    "KnowledgeBaseMismatchError",
     "MissingBatchKeyError",
     "ProviderError",
     "ProviderRequestError",
     "ProviderUnavailableError",
     "RateLimitError",
     "SchemaVersionError",
+    "StoreAuthenticationError",
     "StoreBusyError",
     "StoreClosedError",
+    "StoreConnectionError",
     "StoreError",
     "SupervisorLeaseError",
+    "TransferError",
+    "TransferVerificationError",
     "UndecodableTextError",
+    "VectorExtensionMissingError",
 ]
 
 BATCH_KEY_REQUIRED = "Batch operations require a dedicated API key"
@@ -107,7 +119,7 @@ class MissingBatchKeyError(AsemanticError, ValueError):
 
 
 class StoreError(AsemanticError):
-    """The SQLite store failed or refused."""
+    """The store (a SQLite file or a PostgreSQL database) failed or refused."""
 
 
 class ExtensionLoadingUnavailableError(StoreError):
@@ -127,8 +139,50 @@ class StoreBusyError(StoreError):
     ``busy_timeout``; nothing was written, and trying again later may succeed."""
 
 
+class StoreConnectionError(StoreError):
+    """The database server could not be reached (connection refused, host unreachable,
+    no such socket, a timeout) or the connection was lost; the message has a hint and
+    never the password."""
+
+
+class StoreAuthenticationError(StoreError):
+    """The database server refused the role or its password (or the database does not
+    let that role connect)."""
+
+
+class VectorExtensionMissingError(StoreError):
+    """The PostgreSQL database has no ``vector`` extension (pgvector), and the role
+    cannot create it."""
+
+
 class StoreClosedError(StoreError):
     """The store (or the core that owns it) has been closed."""
+
+
+class TransferError(StoreError):
+    """Copying a knowledge base was refused (nothing written) or did not complete."""
+
+
+class KnowledgeBaseMismatchError(TransferError):
+    """The destination already holds another knowledge base (another ``database_id``)."""
+
+
+class TransferVerificationError(TransferError):
+    """After a copy, the destination's counts or checksums differ from the source's.
+
+    ``report`` is the :class:`~asemantic.transfer.CopyReport` with both sides' figures.
+    """
+
+    def __init__(self, message: str, *, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_verification_error, (str(self), self.report))
+
+
+def _rebuild_verification_error(message: str, report: object) -> TransferVerificationError:
+    return TransferVerificationError(message, report=report)
 
 
 class ProviderError(AsemanticError):

@@ -5,6 +5,7 @@ Each is a small ``Protocol``: the core never imports an adapter's vendor SDK.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +41,7 @@ __all__ = [
     "JobRecord",
     "JobStore",
     "JobTransition",
+    "KnowledgeBaseTransfer",
     "Lease",
     "LineResult",
     "QueuedChunk",
@@ -51,6 +53,16 @@ __all__ = [
     "Store",
     "StoreStats",
     "StoredChunk",
+    "SupportsTransfer",
+    "TransferChunk",
+    "TransferDocument",
+    "TransferInventory",
+    "TransferJob",
+    "TransferKey",
+    "TransferRow",
+    "TransferTable",
+    "TransferTransition",
+    "TransferUsage",
     "USAGE_ROUTES",
     "UsageTotal",
     "WriteOutcome",
@@ -569,3 +581,153 @@ class JobNote:
     stats: Mapping[str, int] | None = None
     input_file: str | None = None
     clear_input_file: bool = False
+
+
+# --- moving a knowledge base between engines --------------------------------------------
+
+
+class TransferTable(enum.StrEnum):
+    """The tables a knowledge base is copied by, in the order they are copied.
+
+    A table refers only to tables before it (chunks to documents and jobs, transitions
+    to jobs), so a partial copy never holds a dangling reference. Vectors travel with
+    their chunks (:attr:`TransferChunk.vector`): a READY chunk and its vector arrive in
+    the same destination transaction.
+    """
+
+    DOCUMENTS = "documents"
+    JOBS = "batch_jobs"
+    CHUNKS = "chunks"
+    TRANSITIONS = "batch_job_transitions"
+    USAGE = "usage_ledger"
+
+
+TransferKey = int | str
+"""A row's key in its table: an int id, or a job's id (compared as code points)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferDocument:
+    """A document row. ``metadata_json`` is a JSON object as text."""
+
+    document_id: int
+    source: str
+    title: str | None
+    content_hash: str
+    metadata_json: str
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferChunk:
+    """A chunk row with its vector (a float32 blob; None unless READY)."""
+
+    chunk_id: int
+    document_id: int
+    position: int
+    text: str
+    meta_json: str
+    content_hash: str
+    status: EmbeddingStatus
+    job_id: str | None
+    error_message: str | None
+    attempts: int
+    created_at: datetime | None
+    updated_at: datetime | None
+    vector: bytes | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferJob:
+    """A batch job row: the job, and when its remote objects were cleaned up."""
+
+    job: JobRecord
+    cleaned_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferTransition:
+    """One line of a job's transition history (statuses as the row holds them)."""
+
+    transition_id: int
+    job_id: str
+    from_status: str | None
+    to_status: str
+    at: datetime | None
+    stats: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferUsage:
+    """One line of the usage ledger."""
+
+    entry_id: int
+    at: datetime | None
+    route: str
+    texts: int
+    tokens: int
+
+
+TransferRow = TransferDocument | TransferJob | TransferChunk | TransferTransition | TransferUsage
+"""A row of a :class:`TransferTable`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferInventory:
+    """What a knowledge base is, read in one snapshot: its identity and size.
+
+    ``database_id`` is None when none was made yet; ``rows`` has every
+    :class:`TransferTable` (vectors count as their chunks' rows).
+    """
+
+    database_id: str | None
+    space: EmbeddingSpace | None
+    rows: Mapping[TransferTable, int]
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.rows.values())
+
+
+class KnowledgeBaseTransfer(Protocol):
+    """Rows of a knowledge base in and out, engine-neutral (see :mod:`asemantic.transfer`).
+
+    Keys are preserved everywhere: chunk ids are the vectors' keys and the batch lines'
+    keys, job ids and ``database_id`` name remote objects.
+
+    * ``inventory``: identity and row counts, in one snapshot.
+    * ``adopt_identity``: record ``database_id`` (replacing one an empty database made
+      for itself) and ``space`` (recording it when none is; another one raises
+      :class:`~asemantic.errors.EmbeddingSpaceMismatchError`), in one transaction.
+    * ``last_key``: the largest key of a table (None when it is empty): where an
+      interrupted copy resumes.
+    * ``export_rows``: up to ``limit`` rows with keys above ``after`` (None: from the
+      start), in key order (ints by value, job ids by code point).
+    * ``import_rows``: an upsert of those rows, keys kept, in one transaction: importing
+      the same page again changes nothing. Returns how many rows it wrote.
+    * ``complete_import``: called once every table is copied, before verifying: the
+      engine rebuilds what it set aside to import faster (PostgreSQL: its HNSW index).
+    """
+
+    async def inventory(self) -> TransferInventory: ...
+
+    async def adopt_identity(self, *, database_id: str, space: EmbeddingSpace | None) -> None: ...
+
+    async def last_key(self, table: TransferTable) -> TransferKey | None: ...
+
+    async def export_rows(
+        self, table: TransferTable, *, after: TransferKey | None, limit: int
+    ) -> list[TransferRow]: ...
+
+    async def import_rows(self, table: TransferTable, rows: Sequence[TransferRow]) -> int: ...
+
+    async def complete_import(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsTransfer(Protocol):
+    """A :class:`Store` whose rows can be exported and imported (``store.transfer``)."""
+
+    @property
+    def transfer(self) -> KnowledgeBaseTransfer: ...

@@ -13,6 +13,7 @@ import click
 from click.core import ParameterSource
 
 from asemantic.cli.commands.batch import batch
+from asemantic.cli.commands.copy import copy
 from asemantic.cli.commands.demo import demo
 from asemantic.cli.commands.emulator import emulator
 from asemantic.cli.commands.ingest import ingest
@@ -158,5 +159,5 @@ def cli(
         click.echo(ctx.get_help())
 
 
-for _command in (ingest, search, batch, jobs, supervise, stats, emulator, demo):
+for _command in (ingest, search, batch, jobs, supervise, stats, copy, emulator, demo):
     cli.add_command(_command)

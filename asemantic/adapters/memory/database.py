@@ -27,9 +27,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from asemantic.domain.documents import EmbeddingStatus
+from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import StoreClosedError
-from asemantic.ports import JobRecord, JobTransition, Lease
+from asemantic.ports import JobRecord, JobTransition, Lease, TransferTransition, TransferUsage
 
 __all__ = ["ChunkRow", "Database", "DocumentRow", "Journal", "Tables"]
 
@@ -82,10 +83,15 @@ class Tables:
     """Tokens per route."""
     usage_texts: dict[str, int] = field(default_factory=dict)
     """Texts per route."""
-    transitions: dict[str, tuple[JobTransition, ...]] = field(default_factory=dict)
-    """Each job's recorded moves, oldest first (gone with the job)."""
     lease: dict[int, Lease] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    transitions: dict[int, TransferTransition] = field(default_factory=dict)
+    """Every job's recorded moves, by transition id (:meth:`job_transitions` reads one job's)."""
+    ledger: dict[int, TransferUsage] = field(default_factory=dict)
+    """The usage ledger line by line (``usage`` holds its totals per route)."""
+    chunk_stamps: dict[int, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
+    """Created/updated stamps of chunks copied in (others take their document's)."""
+    cleaned_at: dict[str, datetime] = field(default_factory=dict)
     generation: int = 0
     """Bumped whenever ``vectors`` may have changed (search caches key on it)."""
 
@@ -93,6 +99,44 @@ class Tables:
         value = self.counters.get(name, 0) + 1
         journal.put(self.counters, name, value)
         return value
+
+    def add_usage(
+        self, journal: Journal, route: str, *, texts: int, tokens: int, at: datetime
+    ) -> None:
+        """A usage ledger line, and its route's total."""
+        entry_id = self.next_id(journal, "usage")
+        line = TransferUsage(entry_id=entry_id, at=at, route=route, texts=texts, tokens=tokens)
+        journal.put(self.ledger, entry_id, line)
+        journal.put(self.usage, route, self.usage.get(route, 0) + tokens)
+        journal.put(self.usage_texts, route, self.usage_texts.get(route, 0) + texts)
+
+    def add_transition(
+        self, journal: Journal, job: JobRecord, from_status: str | None, at: datetime
+    ) -> None:
+        """A line of ``job``'s transition history (to its current status)."""
+        transition_id = self.next_id(journal, "transition")
+        line = TransferTransition(
+            transition_id=transition_id,
+            job_id=job.job_id,
+            from_status=from_status,
+            to_status=job.status.value,
+            at=at,
+            stats=dict(job.stats),
+        )
+        journal.put(self.transitions, transition_id, line)
+
+    def job_transitions(self, job_id: str) -> list[JobTransition]:
+        """``job_id``'s recorded moves, oldest first."""
+        return [
+            JobTransition(
+                job_id=line.job_id,
+                from_status=JobStatus(line.from_status) if line.from_status else None,
+                to_status=JobStatus(line.to_status),
+                at=line.at if line.at is not None else datetime.min.replace(tzinfo=UTC),
+            )
+            for _, line in sorted(self.transitions.items())
+            if line.job_id == job_id
+        ]
 
 
 class Journal:

@@ -127,7 +127,7 @@ class MemoryJobStore:
                 cleaned=False,
             )
             journal.put(tables.jobs, job_id, record)
-            _record_transition(journal, tables, job_id, None, JobStatus.CREATED, now)
+            tables.add_transition(journal, record, None, now)
             return record
 
         return await self._db.write(work)
@@ -165,8 +165,11 @@ class MemoryJobStore:
         (the hash prefix of its key); anything else is stale and discarded.
         """
         space = self._db.space
+        at = self._db.now()
         return await self._db.write(
-            lambda tables, journal: _apply_results(tables, journal, job_id, results, retry, space)
+            lambda tables, journal: _apply_results(
+                tables, journal, job_id, results, retry, space, at
+            )
         )
 
     async def mark_cleaned(self, job_id: str) -> None:
@@ -249,7 +252,7 @@ class MemoryJobStore:
 
     async def transitions(self, job_id: str) -> list[JobTransition]:
         """The job's recorded transitions, oldest first."""
-        return await self._db.read(lambda tables: list(tables.transitions.get(job_id, ())))
+        return await self._db.read(lambda tables: tables.job_transitions(job_id))
 
     async def current_lease(self) -> Lease | None:
         """The lease as held (``acquired`` False), or None when nobody holds it."""
@@ -259,18 +262,6 @@ class MemoryJobStore:
             return None if held is None else replace(held, acquired=False)
 
         return await self._db.read(work)
-
-
-def _record_transition(
-    journal: Journal,
-    tables: Tables,
-    job_id: str,
-    from_status: JobStatus | None,
-    to_status: JobStatus,
-    at: datetime,
-) -> None:
-    step = JobTransition(job_id=job_id, from_status=from_status, to_status=to_status, at=at)
-    journal.put(tables.transitions, job_id, (*tables.transitions.get(job_id, ()), step))
 
 
 def _queued(tables: Tables) -> list[QueuedChunk]:
@@ -318,7 +309,7 @@ def _transition(tables: Tables, journal: Journal, change: JobChange) -> JobRecor
         error_message=_either(change.error_message, job.error_message),
     )
     journal.put(tables.jobs, job.job_id, record)
-    _record_transition(journal, tables, job.job_id, job.status, change.to, change.at)
+    tables.add_transition(journal, record, job.status.value, change.at)
     if change.release is not None:
         for chunk in _pending_in(tables, job.job_id):
             update = release(
@@ -339,6 +330,7 @@ def _apply_results(
     results: Sequence[LineResult],
     retry: RetryPolicy,
     space: EmbeddingSpace | None,
+    at: datetime,
 ) -> ApplyCounts:
     # Every line is judged against the chunks as they were before this slice: nothing
     # changes until all are judged, and the vectors kept are checked.
@@ -365,8 +357,7 @@ def _apply_results(
         journal.put_chunk(replace(chunk, status=EmbeddingStatus.READY, error_message=None))
         journal.put(tables.vectors, chunk_id, bytes(blob))
     if vectors:
-        journal.put(tables.usage, "batch", tables.usage.get("batch", 0) + tokens)
-        journal.put(tables.usage_texts, "batch", tables.usage_texts.get("batch", 0) + len(vectors))
+        tables.add_usage(journal, "batch", texts=len(vectors), tokens=tokens, at=at)
     return ApplyCounts(
         ready=len(vectors),
         failed=counts[Verdict.FAILED],

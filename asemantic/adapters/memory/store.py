@@ -35,6 +35,7 @@ from asemantic.adapters.memory.search import (
     is_filtered,
     matching_documents,
 )
+from asemantic.adapters.memory.transfer import MemoryTransfer
 from asemantic.adapters.planning import (
     ExistingChunk,
     WritePlan,
@@ -89,6 +90,11 @@ class MemoryStore:
     def jobs(self) -> MemoryJobStore:
         """The batch jobs of the same database."""
         return self._jobs
+
+    @property
+    def transfer(self) -> MemoryTransfer:
+        """Rows in and out by key, for copying the knowledge base (``asemantic.copy``)."""
+        return MemoryTransfer(self)
 
     @property
     def closed(self) -> bool:
@@ -213,8 +219,11 @@ class MemoryStore:
             return
         if route not in USAGE_ROUTES:
             raise StoreError(f"unknown usage route {route!r}; routes are {USAGE_ROUTES}")
+        at = self._db.now()
         await self._db.write(
-            lambda tables, journal: _add_usage(tables, journal, route, texts=texts, tokens=tokens)
+            lambda tables, journal: tables.add_usage(
+                journal, route, texts=texts, tokens=tokens, at=at
+            )
         )
 
     async def count_chunks_by_status(self) -> dict[str, int]:
@@ -269,11 +278,6 @@ def _set_vectors(tables: Tables, journal: Journal, mapping: Mapping[int, bytes])
         journal.put(tables.vectors, chunk.chunk_id, bytes(blob))
         done += 1
     return done
-
-
-def _add_usage(tables: Tables, journal: Journal, route: str, *, texts: int, tokens: int) -> None:
-    journal.put(tables.usage, route, tables.usage.get(route, 0) + tokens)
-    journal.put(tables.usage_texts, route, tables.usage_texts.get(route, 0) + texts)
 
 
 def _chunk_records(tables: Tables) -> list[ChunkRecord]:

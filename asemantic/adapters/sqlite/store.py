@@ -57,6 +57,7 @@ from asemantic.adapters.sqlite.search import (
     hit_from_row,
     index_search,
 )
+from asemantic.adapters.sqlite.transfer import SqliteTransfer
 from asemantic.adapters.vectors import check_blob, check_blobs
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
 from asemantic.domain.jobs import JobStatus
@@ -181,6 +182,11 @@ class SqliteStore:
     def jobs(self) -> SqliteJobStore:
         """The :class:`~asemantic.ports.JobStore` of this database (one per store)."""
         return self._jobs
+
+    @property
+    def transfer(self) -> SqliteTransfer:
+        """Rows in and out by key, for copying the knowledge base (``asemantic.copy``)."""
+        return SqliteTransfer(self)
 
     @property
     def closed(self) -> bool:
