@@ -11,8 +11,8 @@ Decisions:
   in-process ones that ignore httpx's own timeouts.
 * **Total bound from the size**: ``slack + size / min_rate`` seconds (at the defaults,
   170 MB may take about 24 minutes), never a fixed total. The size is the file's for an
-  upload and ``Content-Length`` (else the size the Files API reported) for a download;
-  an unknown size has no total bound, only the idle one.
+  upload and ``Content-Length`` (else ``size_hint``) for a download; an unknown size
+  has no total bound, only the idle one.
 * Both failures raise :class:`TransferTimeout` (a ``TimeoutError``): the retry loop
   retries it and translates it into :class:`~asemantic.errors.ProviderUnavailableError`
   (transient). HTTP errors are raised as the SDK's ``APIError`` so they translate as
@@ -40,7 +40,7 @@ from google.genai import errors as genai_errors
 
 __all__ = ["TransferLimits", "TransferTimeout", "download_file", "upload_file"]
 
-_PIECE = 256 * 1024
+_PIECE = 64 * 1024
 _FLUSH = 1024 * 1024
 
 

@@ -276,10 +276,12 @@ class GeminiEmulator:
     def _paced(self, response: EmulatorResponse, pending: _Pending) -> EmulatorResponse:
         if pending.endpoint != "files.download" or response.status != 200:
             return response
-        stall = pending.fault.stall_after if pending.fault is not None else None
-        if self._config.transfer_rate is None and stall is None:
+        fault = pending.fault
+        stall = fault.stall_after if fault is not None else None
+        rate = fault.rate if fault is not None and fault.rate else self._config.transfer_rate
+        if rate is None and stall is None:
             return response
-        return replace(response, pace=Pace(rate=self._config.transfer_rate, stall_after=stall))
+        return replace(response, pace=Pace(rate=rate, stall_after=stall))
 
     def _authorise(self, key: str | None) -> EmulatorResponse | None:
         if not key:

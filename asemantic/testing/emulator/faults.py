@@ -68,6 +68,7 @@ class Fault:
       carries ``google.rpc.QuotaFailure`` and ``google.rpc.Help``, as Google's do).
     - ``stall_after``: answer normally but stop sending the body after that many bytes
       (the connection stays open, silent): a stalled download.
+    - ``rate``: send the body of a download at that many bytes a second.
     """
 
     endpoint: str
@@ -79,6 +80,7 @@ class Fault:
     message: str | None = None
     retry_delay: float | None = None
     stall_after: int | None = None
+    rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.endpoint != "*" and self.endpoint not in ENDPOINTS:
@@ -91,7 +93,9 @@ class Fault:
         if self.stall_after is not None and self.stall_after < 0:
             raise ValueError("stall_after must not be negative")
         effects = (self.status, self.latency, self.lose_response, self.drop_connection)
-        if not any(effects) and self.stall_after is None:
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError("rate must be positive")
+        if not any(effects) and self.stall_after is None and self.rate is None:
             raise ValueError(
                 "a fault needs a status, a latency, lose_response, drop_connection or stall_after"
             )
@@ -109,6 +113,8 @@ class Fault:
             parts.append(f"status {self.status}")
         if self.stall_after is not None:
             parts.append(f"stalled after {self.stall_after} bytes")
+        if self.rate is not None:
+            parts.append(f"{self.rate:g} B/s")
         return ", ".join(parts)
 
 

@@ -35,7 +35,7 @@ class EmulatorTransport(httpx2.BaseTransport):
         if answer.pace is not None and not answer.drop_connection:
             return httpx2.Response(
                 answer.status,
-                headers=list(answer.headers.items()),
+                headers=[*answer.headers.items(), ("content-length", str(len(answer.body)))],
                 content=_paced_sync(answer.body, answer.pace),
                 request=request,
             )
@@ -65,7 +65,7 @@ class EmulatorAsyncTransport(httpx2.AsyncBaseTransport):
         if answer.pace is not None and not answer.drop_connection:
             return httpx2.Response(
                 answer.status,
-                headers=list(answer.headers.items()),
+                headers=[*answer.headers.items(), ("content-length", str(len(answer.body)))],
                 content=_paced_async(answer.body, answer.pace),
                 request=request,
             )
