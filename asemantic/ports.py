@@ -323,6 +323,15 @@ class BatchBackend(Protocol):
         self, lines: Sequence[BatchLine], *, display_name: str
     ) -> RemoteJob: ...
 
+    async def upload_input(self, lines: Sequence[BatchLine], *, display_name: str) -> str:
+        """Upload the lines as one input file named ``display_name``; its remote name."""
+        ...
+
+    async def create_from_file(self, input_file: str, *, display_name: str) -> RemoteJob:
+        """Create a job from an uploaded input file (never retried: not idempotent).
+        ``create_embedding_job`` is :meth:`upload_input` then this."""
+        ...
+
     async def get_job_status(self, name: str) -> RemoteJobStatus: ...
 
     def retrieve_results(

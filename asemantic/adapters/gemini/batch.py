@@ -150,7 +150,13 @@ class GeminiBatchClient:
     async def create_embedding_job(
         self, lines: Sequence[BatchLine], *, display_name: str
     ) -> RemoteJob:
-        """Write the JSONL to a private temp file, upload it, create the job (no retry)."""
+        """Upload the lines (:meth:`upload_input`), then create the job from that file."""
+        input_file = await self.upload_input(lines, display_name=display_name)
+        return await self.create_from_file(input_file, display_name=display_name)
+
+    async def upload_input(self, lines: Sequence[BatchLine], *, display_name: str) -> str:
+        """Write the JSONL to a private temp file and upload it; the file's name, once the
+        provider has processed it (ACTIVE: see the module doc)."""
         if not lines:
             raise ValueError("a batch job needs at least one line")
         handle = self._client()
@@ -178,12 +184,17 @@ class GeminiBatchClient:
         if not isinstance(file_name, str) or not file_name:
             raise ProviderError("files.upload returned no file name")
         await self._wait_until_active(handle, file_name, str(uploaded.get("state") or ""))
+        return file_name
+
+    async def create_from_file(self, input_file: str, *, display_name: str) -> RemoteJob:
+        """Create the job from an uploaded input file (no retry: see the module doc)."""
+        handle = self._client()
         failure: Exception | None = None
         try:
             async with asyncio.timeout(self._retry.timeout):
                 job = await handle.client.aio.batches.create_embeddings(
                     model=self._space.model,
-                    src={"file_name": file_name},
+                    src={"file_name": input_file},
                     config={"display_name": display_name},
                 )
         except Exception as exc:  # noqa: BLE001 - translated below; the outcome may be unknown
@@ -194,7 +205,7 @@ class GeminiBatchClient:
             raise error
         if not job.name:
             raise ProviderError("batches.create_embeddings returned no job name")
-        return RemoteJob(name=job.name, display_name=display_name, input_file=file_name)
+        return RemoteJob(name=job.name, display_name=display_name, input_file=input_file)
 
     async def _wait_until_active(self, handle: ClientHandle, file_name: str, state: str) -> None:
         """Poll a file still PROCESSING until it is ACTIVE (bounded, with backoff)."""
