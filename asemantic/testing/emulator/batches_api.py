@@ -113,12 +113,12 @@ def create_batch(call: Call) -> EmulatorResponse:
 
 
 def _check_quota(call: Call, model: str, items: list[InputItem]) -> int:
-    """The job's tokens; 429 when they would push the project's enqueued tokens (those
-    of jobs not yet done) over ``enqueued_token_limit``."""
-    tokens = sum(item_tokens(item, model) for item in items)
+    """The job's tokens (0 without a quota); 429 when they would push the project's
+    enqueued tokens (those of jobs not yet done) over ``enqueued_token_limit``."""
     limit = call.config.enqueued_token_limit
     if limit is None:
-        return tokens
+        return 0  # nothing counts them
+    tokens = sum(item_tokens(item, model) for item in items)
     enqueued = sum(record.tokens for record in call.store.batches.values() if not record.done)
     if enqueued + tokens > limit:
         raise error_for_status(

@@ -23,7 +23,10 @@ from typing import Any
 import orjson
 
 from asemantic.testing.emulator.embedding import (
+    EmbedSpec,
     RequestProblem,
+    check_tokens,
+    embed_many,
     embedding_array,
     read_request,
 )
@@ -138,7 +141,7 @@ def _end(record: BatchRecord, state: str, at: float, store: Store, config: Emula
 
 
 def _produce(record: BatchRecord, store: Store, config: EmulatorConfig, at: float) -> None:
-    results = [_embed(item, record.model, config.dense_vectors) for item in record.items]
+    results = _embed_all(record.items, record.model, config.dense_vectors)
     for fault in record.plan.line_faults:
         results = _apply_line_fault(results, fault)
     record.failed_count = sum(1 for result in results if result.error is not None)
@@ -162,16 +165,34 @@ def _produce(record: BatchRecord, store: Store, config: EmulatorConfig, at: floa
     record.output_file = f"files/{file_id}"
 
 
-def _embed(item: InputItem, model: str, dense: bool) -> _Result:
-    try:
-        spec = read_request(item.request, model=model, where="EmbedContentRequest")
-    except RequestProblem as problem:
-        return _Result(item=item, error=line_status(problem.code, problem.message))
-    response = {
-        "embedding": {"values": embedding_array(spec, dense=dense)},
-        "usageMetadata": {"promptTokenCount": spec.tokens},
-    }
-    return _Result(item=item, response=response)
+def _embed_all(items: list[InputItem], model: str, dense: bool) -> list[_Result]:
+    """Every item's result: checked one by one, embedded all at once (:func:`embed_many`)."""
+    results: list[_Result | None] = [None] * len(items)
+    specs: list[EmbedSpec] = []
+    positions: list[int] = []
+    for at, item in enumerate(items):
+        try:
+            specs.append(
+                read_request(
+                    item.request, model=model, where="EmbedContentRequest", analyse_text=False
+                )
+            )
+            positions.append(at)
+        except RequestProblem as problem:
+            results[at] = _Result(item=item, error=line_status(problem.code, problem.message))
+    for at, spec in zip(positions, embed_many(specs), strict=True):
+        item = items[at]
+        try:
+            check_tokens(spec.tokens)
+        except RequestProblem as problem:
+            results[at] = _Result(item=item, error=line_status(problem.code, problem.message))
+            continue
+        response = {
+            "embedding": {"values": embedding_array(spec, dense=dense)},
+            "usageMetadata": {"promptTokenCount": spec.tokens},
+        }
+        results[at] = _Result(item=item, response=response)
+    return [result for result in results if result is not None]
 
 
 def _apply_line_fault(results: list[_Result], fault: LineFault) -> list[_Result]:
