@@ -28,6 +28,7 @@ from asemantic.testing.emulator.embedding import (
     check_tokens,
     embed_many,
     embedding_array,
+    embedding_arrays,
     read_request,
 )
 from asemantic.testing.emulator.faults import LineFault, OddState, ResultCorruption
@@ -180,18 +181,24 @@ def _embed_all(items: list[InputItem], model: str, dense: bool) -> list[_Result]
             positions.append(at)
         except RequestProblem as problem:
             results[at] = _Result(item=item, error=line_status(problem.code, problem.message))
+    accepted: list[tuple[int, EmbedSpec]] = []
     for at, spec in zip(positions, embed_many(specs), strict=True):
-        item = items[at]
         try:
             check_tokens(spec.tokens)
         except RequestProblem as problem:
-            results[at] = _Result(item=item, error=line_status(problem.code, problem.message))
+            results[at] = _Result(item=items[at], error=line_status(problem.code, problem.message))
             continue
+        accepted.append((at, spec))
+    ready = [spec for _, spec in accepted]
+    arrays = (
+        [embedding_array(spec, dense=True) for spec in ready] if dense else embedding_arrays(ready)
+    )
+    for (at, spec), values in zip(accepted, arrays, strict=True):
         response = {
-            "embedding": {"values": embedding_array(spec, dense=dense)},
+            "embedding": {"values": values},
             "usageMetadata": {"promptTokenCount": spec.tokens},
         }
-        results[at] = _Result(item=item, response=response)
+        results[at] = _Result(item=items[at], response=response)
     return [result for result in results if result is not None]
 
 
