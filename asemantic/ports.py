@@ -308,13 +308,25 @@ class RemoteJob:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoteJobStatus:
-    """What the provider says of a job. ``state`` is the SDK's ``JOB_STATE_*`` name."""
+    """What the provider says of a job. ``state`` is the SDK's ``JOB_STATE_*`` name.
+
+    An adapter maps every answer to a defined ``state``: a known one as is; a job that is
+    ``done`` but names no known state becomes ``JOB_STATE_FAILED`` (or
+    ``JOB_STATE_SUCCEEDED`` when it names a result file and no error); an unfinished job
+    in a state this version does not know keeps that state's name (``JOB_STATE_<X>``) or
+    ``JOB_STATE_UNSPECIFIED``, which the domain reads as "unknown, keep polling".
+    ``raw_state`` is the state exactly as sent (None when absent); ``error_code`` and
+    ``error_message`` come from the job's error (a ``google.rpc.Status``), when it has one.
+    """
 
     name: str
     display_name: str | None
     state: str
     done: bool
     output_file: str | None = None
+    raw_state: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -339,7 +351,12 @@ class LineResult:
 
 @dataclass(slots=True, kw_only=True)
 class ResultCounts:
-    """What reading a result file met, line by line (filled while it is read)."""
+    """What reading a result file met, line by line (filled while it is read).
+
+    ``keyless`` counts lines with no usable ``key``; ``by_position`` those of them matched
+    to a key by line order (see ``BatchBackend.retrieve_results``). The others yield no
+    result: their chunks get no line, and the caller requeues them.
+    """
 
     lines: int = 0
     succeeded: int = 0
@@ -348,10 +365,19 @@ class ResultCounts:
     malformed: int = 0
     unknown_keys: int = 0
     duplicates: int = 0
+    keyless: int = 0
+    by_position: int = 0
 
 
 class BatchBackend(Protocol):
-    """The provider's Batch API, as the batch manager needs it."""
+    """The provider's Batch API, as the batch manager needs it.
+
+    ``retrieve_results`` joins result lines to ``expected_keys`` by their ``key``. When
+    ``expected_keys`` is a sequence in the order the lines were sent, a line without a key
+    is matched by its position, but only if the file has exactly one line per expected key
+    and every keyed line sits at its own position (the provider documents output order =
+    input order; users report exceptions). Otherwise keyless lines are counted and skipped.
+    """
 
     async def create_embedding_job(
         self, lines: Sequence[BatchLine], *, display_name: str

@@ -18,7 +18,7 @@ from google.genai import errors, types
 
 from asemantic.testing.emulator import Fault, GeminiEmulator
 
-from .conftest import API_KEY, MODEL, embed_line, sdk_client, write_jsonl
+from .conftest import API_KEY, MODEL, embed_line, parse_jsonl, sdk_client, write_jsonl
 
 
 def _free_port() -> int:
@@ -42,7 +42,7 @@ def test_the_sync_sdk_in_process(emulator: GeminiEmulator, tmp_path: Path) -> No
     assert done.state == types.JobState.JOB_STATE_SUCCEEDED
     assert done.dest is not None
     assert done.dest.file_name is not None
-    assert client.files.download(file=done.dest.file_name).startswith(b'{"key": "a"')
+    assert parse_jsonl(client.files.download(file=done.dest.file_name))[0]["key"] == "a"
     client.close()
 
 

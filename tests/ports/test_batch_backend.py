@@ -273,3 +273,27 @@ async def test_aclose_is_idempotent_and_later_calls_are_refused(backend: BatchBa
         await backend.get_job_status(job.name)
     with pytest.raises(StoreClosedError):
         await backend.find_files_by_prefix("asemantic-")
+
+
+async def test_upload_then_create_from_the_file(
+    backend: BatchBackend, driver: BackendDriver
+) -> None:
+    sent = lines(3)
+    input_file = await backend.upload_input(sent, display_name="asemantic-u-1")
+    assert input_file.startswith("files/")
+    job = await backend.create_from_file(input_file, display_name="asemantic-u-1")
+    assert (job.input_file, job.display_name) == (input_file, "asemantic-u-1")
+    output = await finished_output(backend, driver, job)
+    counts = ResultCounts()
+    results = await read_all(backend, output, [line.key for line in sent], counts)
+    assert sorted(r.key for r in results) == sorted(keys_of(sent))
+    assert (counts.keyless, counts.by_position) == (0, 0)
+
+
+async def test_status_fields_for_odd_answers_default_to_none(
+    backend: BatchBackend,
+) -> None:
+    job = await backend.create_embedding_job(lines(1), display_name="asemantic-u-2")
+    status = await backend.get_job_status(job.name)
+    assert (status.error_code, status.error_message) == (None, None)
+    assert status.state == "JOB_STATE_PENDING" and not status.done

@@ -5,6 +5,23 @@ not idempotent, so :meth:`GeminiBatchClient.create_embedding_job` never retries 
 create call: when it fails in a way that leaves the outcome unknown (a 5xx, a timeout, a
 lost response), the caller finds the job later by its deterministic display name. All
 other calls are idempotent and retried with backoff.
+
+Decisions:
+
+* Uploads and downloads are bounded by progress (:mod:`.transfer`): an idle timeout and
+  a total derived from the size, never the per-call timeout.
+* An uploaded file still ``PROCESSING`` is polled (backoff from ``file_poll`` doubling
+  to 10 s) for up to ``file_wait`` seconds before the create call; a ``FAILED`` file is
+  :class:`~asemantic.errors.ProviderRequestError` (status 422: refused, no job
+  created); still processing after ``file_wait`` is
+  :class:`~asemantic.errors.ProviderUnavailableError` with no status (no create was
+  sent either way).
+* Job status is read from the raw Operation JSON (:mod:`.operations`): the SDK's
+  ``BatchJob`` drops ``done`` and ``error``, so an odd answer (``done`` with an error
+  and no state, an unknown state) would otherwise look like a job still running.
+* :meth:`GeminiBatchClient.cleanup` logs a file delete the provider refuses (a 4xx other
+  than 404) and goes on to delete the batch: the file expires within 48 hours anyway,
+  and raising would make the caller retry the refused delete on every pass.
 """
 
 from __future__ import annotations
@@ -17,6 +34,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx2
 import orjson
@@ -26,12 +44,20 @@ from asemantic.adapters.gemini.client import (
     ClientHandle,
     LazyClient,
     call_with_retries,
+    raw_json,
     translate_error,
 )
+from asemantic.adapters.gemini.operations import status_from_operation
 from asemantic.adapters.gemini.results import iter_result_slices
+from asemantic.adapters.gemini.transfer import TransferLimits, download_file, upload_file
 from asemantic.domain.policy import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.errors import ProviderError
+from asemantic.errors import (
+    AuthenticationError,
+    ProviderError,
+    ProviderRequestError,
+    ProviderUnavailableError,
+)
 from asemantic.keys import GoogleKeyring, Secret
 from asemantic.ports import (
     BatchLine,
@@ -69,7 +95,9 @@ class GeminiBatchClient:
 
     ``slice_size`` is how many results :meth:`retrieve_results` yields at a time (each
     slice is one transaction for the caller); ``temp_dir`` holds the private JSONL and
-    result files while they exist.
+    result files while they exist; ``transfer`` bounds uploads and downloads;
+    ``file_wait`` is how long an upload may stay ``PROCESSING`` (polled from
+    ``file_poll`` seconds apart, doubling up to 10 s).
 
     Raises ``ValueError("Batch operations require a dedicated API key")`` at once when
     the keyring has no batch key.
@@ -86,7 +114,12 @@ class GeminiBatchClient:
         http_client: Any = None,
         temp_dir: str | os.PathLike[str] | None = None,
         slice_size: int = 512,
+        transfer: TransferLimits | None = None,
+        file_wait: float = 300.0,
+        file_poll: float = 1.0,
     ) -> None:
+        if file_wait < 0 or file_poll <= 0:
+            raise ValueError("file_wait must be >= 0 and file_poll > 0")
         self._key: Secret = keys.batch  # no batch key: the documented ValueError (policy)
         self._space = space or EmbeddingSpace()
         self._retry = retry or RetryConfig()
@@ -100,6 +133,9 @@ class GeminiBatchClient:
         )
         self._temp_dir = temp_dir
         self._slice_size = slice_size
+        self._transfer = transfer or TransferLimits()
+        self._file_wait = file_wait
+        self._file_poll = file_poll
 
     def __repr__(self) -> str:
         return f"GeminiBatchClient(space={self._space.describe()!r})"
@@ -119,26 +155,36 @@ class GeminiBatchClient:
         return await self.create_from_file(input_file, display_name=display_name)
 
     async def upload_input(self, lines: Sequence[BatchLine], *, display_name: str) -> str:
-        """Write the JSONL to a private temp file and upload it; the file's name."""
+        """Write the JSONL to a private temp file and upload it; the file's name, once the
+        provider has processed it (ACTIVE: see the module doc)."""
         if not lines:
             raise ValueError("a batch job needs at least one line")
         handle = self._client()
         path = await asyncio.to_thread(self._write_jsonl, lines)
         try:
             uploaded = await call_with_retries(
-                lambda: handle.client.aio.files.upload(
-                    file=path,
-                    config={"mime_type": JSONL_MIME_TYPE, "display_name": display_name},
+                lambda: upload_file(
+                    handle.http,
+                    f"{handle.base_url}/upload/v1beta/files",
+                    headers={"x-goog-api-key": self._key.reveal()},
+                    path=path,
+                    mime_type=JSONL_MIME_TYPE,
+                    display_name=display_name,
+                    base_url=handle.base_url,
+                    limits=self._transfer,
                 ),
                 what="files.upload",
                 retry=self._retry,
                 secrets=[self._key],
+                bounded=False,
             )
         finally:
             await asyncio.to_thread(_unlink_quietly, path)
-        if not uploaded.name:
+        file_name = uploaded.get("name")
+        if not isinstance(file_name, str) or not file_name:
             raise ProviderError("files.upload returned no file name")
-        return uploaded.name
+        await self._wait_until_active(handle, file_name, str(uploaded.get("state") or ""))
+        return file_name
 
     async def create_from_file(self, input_file: str, *, display_name: str) -> RemoteJob:
         """Create the job from an uploaded input file (no retry: see the module doc)."""
@@ -161,6 +207,38 @@ class GeminiBatchClient:
             raise ProviderError("batches.create_embeddings returned no job name")
         return RemoteJob(name=job.name, display_name=display_name, input_file=input_file)
 
+    async def _wait_until_active(self, handle: ClientHandle, file_name: str, state: str) -> None:
+        """Poll a file still PROCESSING until it is ACTIVE (bounded, with backoff)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._file_wait
+        delay = self._file_poll
+        while True:
+            state = state.upper().removeprefix("STATE_")
+            if state == "FAILED":
+                raise ProviderRequestError(
+                    "files.upload failed: the provider could not process the uploaded "
+                    "input file (state FAILED)",
+                    status=422,
+                )
+            if state != "PROCESSING":
+                return  # ACTIVE (or a state Google does not use for uploads)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ProviderUnavailableError(
+                    f"files.upload: the input file was still PROCESSING after "
+                    f"{self._file_wait:g} s; no job was created"
+                )
+            logger.info("uploaded input file still processing; waiting")
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2.0, 10.0)
+            current = await call_with_retries(
+                lambda: handle.client.aio.files.get(name=file_name),
+                what="files.get",
+                retry=self._retry,
+                secrets=[self._key],
+            )
+            state = current.state.name if current.state is not None else ""
+
     def _write_jsonl(self, lines: Sequence[BatchLine]) -> str:
         fd, path = tempfile.mkstemp(prefix="asemantic-batch-", suffix=".jsonl", dir=self._temp_dir)
         try:
@@ -173,22 +251,16 @@ class GeminiBatchClient:
         return path
 
     async def get_job_status(self, name: str) -> RemoteJobStatus:
+        """The job's status, read from the raw Operation (see :mod:`.operations`)."""
         handle = self._client()
-        job = await call_with_retries(
-            lambda: handle.client.aio.batches.get(name=name),
+        path = name if name.startswith("batches/") else f"batches/{name}"
+        operation = await call_with_retries(
+            lambda: raw_json(handle, "get", path),
             what="batches.get",
             retry=self._retry,
             secrets=[self._key],
         )
-        state = job.state.name if job.state is not None else "JOB_STATE_UNSPECIFIED"
-        output = job.dest.file_name if job.dest is not None else None
-        return RemoteJobStatus(
-            name=job.name or name,
-            display_name=job.display_name,
-            state=str(state),
-            done=bool(job.done),
-            output_file=output,
-        )
+        return status_from_operation(operation, name=name)
 
     async def retrieve_results(
         self, output_file: str, *, expected_keys: Collection[str], counts: ResultCounts
@@ -204,11 +276,19 @@ class GeminiBatchClient:
         )
         os.close(fd)
         try:
+            file_id = output_file.removeprefix("files/")
             await call_with_retries(
-                lambda: handle.client.aio.files.download(file=output_file, destination=path),
+                lambda: download_file(
+                    handle.http,
+                    f"{handle.base_url}/v1beta/files/{file_id}:download?alt=media",
+                    headers={"x-goog-api-key": self._key.reveal()},
+                    destination=path,
+                    limits=self._transfer,
+                ),
                 what="files.download",
                 retry=self._retry,
                 secrets=[self._key],
+                bounded=False,
             )
             with open(path, "rb") as stream:  # noqa: ASYNC230 - read in a thread below
                 slices = iter_result_slices(
@@ -239,7 +319,15 @@ class GeminiBatchClient:
         """Delete the job's files and the job itself; "not found" counts as done."""
         handle = self._client()
         for file_name in files:
-            await self._delete_quietly(_deleter(handle, file_name), "files.delete")
+            try:
+                await self._delete_quietly(_deleter(handle, file_name), "files.delete")
+            except ProviderRequestError as exc:
+                if isinstance(exc, AuthenticationError):
+                    raise
+                logger.warning(
+                    "the provider refused to delete a batch file; it expires within 48 h",
+                    extra={"status": exc.status},
+                )
         if name is not None:
             await self._delete_quietly(
                 lambda: handle.client.aio.batches.delete(name=name), "batches.delete"
@@ -264,23 +352,31 @@ class GeminiBatchClient:
     async def find_jobs_by_display_name(
         self, display_names: Collection[str]
     ) -> list[RemoteJobStatus]:
-        """Page through every job (the API has no server-side filter) and match names."""
+        """Page through every job (the API has no server-side filter) and match names.
+
+        Read as raw Operations, like :meth:`get_job_status`, so states map the same way.
+        """
         handle = self._client()
         wanted = set(display_names)
-        jobs = await self._all_pages(
-            lambda: handle.client.aio.batches.list(config={"page_size": 100}), "batches.list"
-        )
-        return [
-            RemoteJobStatus(
-                name=job.name,
-                display_name=job.display_name,
-                state=job.state.name if job.state else "JOB_STATE_UNSPECIFIED",
-                done=bool(job.done),
-                output_file=job.dest.file_name if job.dest else None,
+        found: list[RemoteJobStatus] = []
+        token = ""
+        while True:
+            path = "batches?pageSize=100" + (f"&pageToken={quote(token)}" if token else "")
+            page = await call_with_retries(
+                lambda path=path: raw_json(handle, "get", path),  # type: ignore[misc]
+                what="batches.list",
+                retry=self._retry,
+                secrets=[self._key],
             )
-            for job in jobs
-            if job.display_name in wanted and job.name
-        ]
+            for operation in page.get("operations") or []:
+                if not isinstance(operation, dict):
+                    continue
+                status = status_from_operation(operation)
+                if status.name and status.display_name in wanted:
+                    found.append(status)
+            token = str(page.get("nextPageToken") or "")
+            if not token:
+                return found
 
     async def find_files_by_prefix(self, prefix: str) -> list[RemoteFile]:
         """Files whose display name starts with ``prefix`` (pages through them all)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import random
 import time
@@ -23,6 +24,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from asemantic.adapters.gemini.transfer import TransferTimeout
 from asemantic.domain.policy import (
     RetryConfig,
     is_retryable_status,
@@ -42,11 +44,16 @@ from asemantic.keys import Secret
 
 __all__ = [
     "ClientHandle",
+    "GOOGLE_BASE_URL",
     "LazyClient",
     "call_with_retries",
     "open_client",
+    "raw_json",
     "translate_error",
 ]
+
+GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com"
+"""Where the Developer API lives when no ``base_url`` is given."""
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +80,7 @@ class ClientHandle:
     client: genai.Client
     http: Any
     owns_http: bool = True
+    base_url: str = GOOGLE_BASE_URL
 
     def __repr__(self) -> str:
         return "ClientHandle(<genai client>)"
@@ -109,7 +117,22 @@ def open_client(
         httpx_async_client=http,
     )
     client = genai.Client(api_key=key.reveal(), vertexai=False, http_options=options)
-    return ClientHandle(client=client, http=http, owns_http=owns)
+    return ClientHandle(
+        client=client, http=http, owns_http=owns, base_url=(base_url or GOOGLE_BASE_URL).rstrip("/")
+    )
+
+
+async def raw_json(handle: ClientHandle, method: str, path: str) -> dict[str, Any]:
+    """One JSON call through the SDK's own API client (its URL building, key header and
+    error raising), returning the body as parsed JSON rather than as SDK types.
+
+    Used where the SDK's types drop fields asemantic needs (a batch's ``done`` and
+    ``error``). ``path`` is relative to the API version (``batches/abc``).
+    """
+    response = await handle.client.aio._api_client.async_request(method, path, {}, None)
+    body = response.body
+    parsed = json.loads(body) if body else {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 class LazyClient:
@@ -185,6 +208,8 @@ def translate_error(
         if code is not None and code >= 500:
             return ProviderUnavailableError(text, status=code, retry_after=retry_after_seconds(exc))
         return ProviderRequestError(text, status=code)
+    if isinstance(exc, TransferTimeout):
+        return ProviderUnavailableError(f"{what} {exc}")
     if isinstance(exc, _TIMEOUTS):
         return ProviderUnavailableError(f"{what} timed out")
     if isinstance(exc, _TRANSPORT):
@@ -231,15 +256,20 @@ async def call_with_retries(
     retry: RetryConfig,
     secrets: Iterable[Secret] = (),
     rng: random.Random | None = None,
+    bounded: bool = True,
 ) -> _T:
-    """Run an idempotent call with a timeout per attempt and retries on 408/429/5xx."""
+    """Run an idempotent call with a timeout per attempt and retries on 408/429/5xx.
+
+    ``bounded=False`` drops the per-attempt timeout, for calls that bound themselves
+    (file transfers: idle and size-derived limits, :mod:`.transfer`).
+    """
     rng = rng or random.Random()
     secrets = tuple(secrets)
     attempt = 0
     while True:
         attempt += 1
         try:
-            async with asyncio.timeout(retry.timeout):
+            async with asyncio.timeout(retry.timeout if bounded else None):
                 return await operation()
         except Exception as exc:  # noqa: BLE001 - translated; CancelledError is not an Exception
             failure: Exception = exc

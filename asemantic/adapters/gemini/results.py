@@ -2,17 +2,28 @@
 
 Each line is ``{"key": ..., "response": {"embedding": {"values": [...]}}}`` or
 ``{"key": ..., "error": {"code", "message", "status"}}`` (an error may also sit under
-``response.error``). Results are joined by ``key``, never by position: a line without a
-usable key, a key nobody asked for, a key seen twice, a blank line or a line that is not
-JSON is counted and skipped. Lines are parsed with orjson and vectors packed with NumPy,
-in slices, so memory stays flat whatever the file's size.
+``response.error``). A key nobody asked for, a key seen twice, a blank line or a line
+that is not JSON is counted and skipped. Lines are parsed with orjson and vectors packed
+with NumPy, in slices, so memory stays flat whatever the file's size.
+
+Decisions:
+
+* Results are joined by ``key``. A line without a usable key is matched by its position
+  only when all of these hold: ``expected_keys`` is a sequence (the order the lines
+  were sent), the file has exactly one non-blank line per expected key, and every keyed
+  line sits at its own position. Google documents output order = input order, but users
+  report exceptions; the checks make a reordered file fall back to "no match", never to
+  a wrong vector. Unmatched keyless lines are counted (``keyless``) and skipped: their
+  chunks get no result and the caller requeues them.
+* The check needs the whole file, so keyless lines are resolved in a second pass over
+  it (only their positions are kept in memory), after every keyed result was yielded.
 """
 
 from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -31,34 +42,100 @@ def iter_result_slices(
     dimensions: int | None,
     slice_size: int = 256,
 ) -> Iterator[list[LineResult]]:
-    """Yield parsed results from ``stream`` in lists of at most ``slice_size``."""
+    """Yield parsed results from ``stream`` (seekable) in lists of at most ``slice_size``."""
+    ordered = expected_keys if isinstance(expected_keys, Sequence) else None
+    wanted = expected_keys if isinstance(expected_keys, set | frozenset) else set(expected_keys)
     seen: set[str] = set()
     batch: list[LineResult] = []
+    keyless: list[int] = []
+    in_order = ordered is not None
+    position = -1
     for raw in stream:
+        if not raw.strip():
+            counts.blank += 1
+            continue
+        position += 1
+        before = counts.keyless
         result = parse_line(raw, counts=counts, dimensions=dimensions)
+        if counts.keyless != before:
+            keyless.append(position)
+            continue
         if result is None:
             continue
-        if result.key not in expected_keys:
-            counts.unknown_keys += 1
-            continue
-        if result.key in seen:
-            counts.duplicates += 1
-            continue
-        seen.add(result.key)
-        if result.vector is not None:
-            counts.succeeded += 1
-        else:
-            counts.failed += 1
-        batch.append(result)
-        if len(batch) >= slice_size:
-            yield batch
-            batch = []
+        if in_order and (
+            ordered is None or position >= len(ordered) or ordered[position] != result.key
+        ):
+            in_order = False
+        if _take(result, wanted, seen, counts):
+            batch.append(result)
+            if len(batch) >= slice_size:
+                yield batch
+                batch = []
+    if keyless and in_order and ordered is not None and position + 1 == len(ordered):
+        for result in _by_position(stream, keyless, ordered, counts, dimensions):
+            if _take(result, wanted, seen, counts):
+                counts.by_position += 1
+                batch.append(result)
+                if len(batch) >= slice_size:
+                    yield batch
+                    batch = []
     if batch:
         yield batch
 
 
-def parse_line(raw: bytes, *, counts: ResultCounts, dimensions: int | None) -> LineResult | None:
-    """One result line, or None (counted as blank or malformed)."""
+def _take(
+    result: LineResult, wanted: Collection[str], seen: set[str], counts: ResultCounts
+) -> bool:
+    if result.key not in wanted:
+        counts.unknown_keys += 1
+        return False
+    if result.key in seen:
+        counts.duplicates += 1
+        return False
+    seen.add(result.key)
+    if result.vector is not None:
+        counts.succeeded += 1
+    else:
+        counts.failed += 1
+    return True
+
+
+def _by_position(
+    stream: IO[bytes],
+    positions: list[int],
+    ordered: Sequence[str],
+    counts: ResultCounts,
+    dimensions: int | None,
+) -> Iterator[LineResult]:
+    """Second pass: the keyless lines at ``positions``, keyed by their place."""
+    stream.seek(0)
+    targets = iter(positions)
+    target = next(targets, None)
+    position = -1
+    for raw in stream:
+        if target is None:
+            return
+        if not raw.strip():
+            continue
+        position += 1
+        if position != target:
+            continue
+        target = next(targets, None)
+        scratch = ResultCounts()
+        result = parse_line(raw, counts=scratch, dimensions=dimensions, key=ordered[position])
+        counts.malformed += scratch.malformed
+        if result is not None:
+            yield result
+
+
+def parse_line(
+    raw: bytes, *, counts: ResultCounts, dimensions: int | None, key: str | None = None
+) -> LineResult | None:
+    """One result line, or None (counted as blank, malformed or keyless).
+
+    ``key`` is the key to use when the line has none (matched by position); without it
+    such a line is counted in ``keyless``.
+    """
     if not raw.strip():
         counts.blank += 1
         return None
@@ -68,10 +145,16 @@ def parse_line(raw: bytes, *, counts: ResultCounts, dimensions: int | None) -> L
     except orjson.JSONDecodeError:
         counts.malformed += 1
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+    if not isinstance(data, dict):
         counts.malformed += 1
         return None
-    key: str = data["key"]
+    line_key = data.get("key")
+    if not isinstance(line_key, str) or not line_key:
+        if key is None:
+            counts.keyless += 1
+            return None
+        line_key = key
+    key = line_key
     error = _error_of(data)
     if error is not None:
         return _error_result(key, error)

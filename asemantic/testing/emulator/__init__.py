@@ -27,11 +27,16 @@ Time: jobs go PENDING -> RUNNING -> SUCCEEDED on the emulator's clock (a
 :meth:`GeminiEmulator.complete_all`); a job not done 48 h after creation ends EXPIRED;
 files vanish 48 h after creation.
 
-Faults: ``emulator.faults.add(...)`` takes :class:`Fault` (HTTP errors, latency, a
-response lost after the change was applied, dropped connections) for an endpoint
-named in :data:`ENDPOINTS`, :class:`JobFault` (FAILED/CANCELLED/EXPIRED),
-:class:`LineFault` (``{"error": ...}`` result lines) and :class:`ResultCorruption`
-(garbage, blank, unknown-key or missing result lines).
+Faults: ``emulator.faults.add(...)`` takes :class:`Fault` (HTTP errors, 429s with
+``QuotaFailure`` and ``RetryInfo``, latency, a response lost after the change was
+applied, dropped connections, a download that stalls) for an endpoint named in
+:data:`ENDPOINTS`, :class:`JobFault` (FAILED/CANCELLED/EXPIRED), :class:`OddState`
+(an undocumented state, or ``done`` with an error and no state), :class:`FileFault`
+(an upload that stays PROCESSING, then FAILED or ACTIVE), :class:`LineFault`
+(``{"error": ...}`` result lines) and :class:`ResultCorruption` (garbage, blank,
+unknown-key, keyless, reordered or missing result lines). Settings of
+:class:`GeminiEmulator` model the rest: an enqueued-token quota, upload processing
+time, keyless results, dense (Google-sized) vectors, a transfer rate.
 
 Transports: :class:`EmulatorTransport`, :class:`EmulatorAsyncTransport` (in-process
 ``httpx2``) and :class:`EmulatorServer` (loopback) serve any :class:`RequestHandler`
@@ -74,8 +79,10 @@ from asemantic.testing.emulator.faults import (
     ENDPOINTS,
     Fault,
     FaultScript,
+    FileFault,
     JobFault,
     LineFault,
+    OddState,
     ResultCorruption,
 )
 from asemantic.testing.emulator.requestlog import RecordedRequest
@@ -86,6 +93,7 @@ from asemantic.testing.emulator.wire import (
     DEFAULT_BASE_URL,
     EmulatorRequest,
     EmulatorResponse,
+    Pace,
     RequestHandler,
 )
 
@@ -101,12 +109,15 @@ __all__ = [
     "EmulatorTransport",
     "Fault",
     "FaultScript",
+    "FileFault",
     "FileInfo",
     "GeminiEmulator",
     "JobFault",
     "Leftovers",
     "LineFault",
     "ManualClock",
+    "OddState",
+    "Pace",
     "RealClock",
     "RecordedRequest",
     "RequestHandler",

@@ -14,11 +14,16 @@ from typing import Any
 from asemantic.testing.emulator import jobs
 from asemantic.testing.emulator.clock import format_timestamp
 from asemantic.testing.emulator.context import Call, paginate
-from asemantic.testing.emulator.embedding import model_name
+from asemantic.testing.emulator.embedding import item_tokens, model_name
 from asemantic.testing.emulator.inputs import read_inline_requests, read_jsonl
 from asemantic.testing.emulator.models_api import require_model
 from asemantic.testing.emulator.proto import get
-from asemantic.testing.emulator.rpc import ApiError, bad_request
+from asemantic.testing.emulator.rpc import (
+    ApiError,
+    bad_request,
+    enqueued_tokens_quota,
+    error_for_status,
+)
 from asemantic.testing.emulator.schemas import ASYNC_BATCH_EMBED_REQUEST
 from asemantic.testing.emulator.state import BatchRecord, InputItem
 from asemantic.testing.emulator.wire import EmulatorResponse
@@ -46,6 +51,7 @@ def render_operation(record: BatchRecord, *, with_output: bool = True) -> dict[s
     }
     if record.source_file is not None:
         metadata["inputConfig"] = {"fileName": record.source_file}
+    # (an odd job may show no state at all: ``state`` is then "")
     output = _output(record) if with_output else None
     if output is not None:
         metadata["output"] = output
@@ -54,7 +60,8 @@ def render_operation(record: BatchRecord, *, with_output: bool = True) -> dict[s
     if record.end_time is not None:
         metadata["endTime"] = format_timestamp(record.end_time)
     metadata["batchStats"] = _stats(record)
-    metadata["state"] = record.state
+    if record.state:
+        metadata["state"] = record.state
     metadata["name"] = record.name
     if record.priority:
         metadata["priority"] = str(record.priority)
@@ -65,6 +72,8 @@ def render_operation(record: BatchRecord, *, with_output: bool = True) -> dict[s
             operation["response"] = {"@type": OUTPUT_TYPE, **output}
         elif record.error is not None and record.state != "BATCH_STATE_SUCCEEDED":
             operation["error"] = record.error
+    elif record.odd_done and record.error is not None:
+        operation["error"] = record.error
     return operation
 
 
@@ -79,6 +88,7 @@ def create_batch(call: Call) -> EmulatorResponse:
         raise bad_request(["* AsyncBatchEmbedContentRequest.batch: batch is required\n"])
     display_name = _check_batch(batch, model)
     source_file, items, unreadable = _inputs(call, get(batch, "inputConfig") or {})
+    tokens = _check_quota(call, model, items)
     now = call.now
     pending, running = call.config.pending_seconds, call.config.running_seconds
     record = BatchRecord(
@@ -96,9 +106,31 @@ def create_batch(call: Call) -> EmulatorResponse:
         expire_at=now + call.config.expire_after_seconds,
         plan=call.faults.take_job_plan(display_name),
         update_time=now,
+        tokens=tokens,
     )
     call.store.batches[record.batch_id] = record
     return EmulatorResponse.of_json(200, render_operation(record))
+
+
+def _check_quota(call: Call, model: str, items: list[InputItem]) -> int:
+    """The job's tokens (0 without a quota); 429 when they would push the project's
+    enqueued tokens (those of jobs not yet done) over ``enqueued_token_limit``."""
+    limit = call.config.enqueued_token_limit
+    if limit is None:
+        return 0  # nothing counts them
+    tokens = sum(item_tokens(item, model) for item in items)
+    enqueued = sum(record.tokens for record in call.store.batches.values() if not record.done)
+    if enqueued + tokens > limit:
+        raise error_for_status(
+            429,
+            (
+                "Resource has been exhausted (e.g. check quota): the batch would have "
+                f"{enqueued + tokens} enqueued tokens; the limit is {limit}."
+            ),
+            retry_delay=call.config.quota_retry_delay,
+            violation=enqueued_tokens_quota(model, limit),
+        )
+    return tokens
 
 
 def get_batch(call: Call) -> EmulatorResponse:
@@ -181,6 +213,13 @@ def _file_inputs(call: Call, file_name: str) -> tuple[str, list[InputItem], bool
     if record is None:
         raise ApiError(
             403, f"You do not have permission to access the File {file_id} or it may not exist."
+        )
+    state = record.state(call.now)
+    if state != "ACTIVE":
+        raise ApiError(
+            400,
+            f"File {file_name} is not in an ACTIVE state (it is {state}).",
+            status="FAILED_PRECONDITION",
         )
     items, unreadable = read_jsonl(record.data)
     return file_name, items, unreadable

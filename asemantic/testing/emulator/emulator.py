@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,12 @@ from asemantic.testing.emulator.state import (
     Store,
 )
 from asemantic.testing.emulator.transport import EmulatorAsyncTransport, EmulatorTransport
-from asemantic.testing.emulator.wire import DEFAULT_BASE_URL, EmulatorRequest, EmulatorResponse
+from asemantic.testing.emulator.wire import (
+    DEFAULT_BASE_URL,
+    EmulatorRequest,
+    EmulatorResponse,
+    Pace,
+)
 
 if TYPE_CHECKING:
     from google.genai import types
@@ -81,6 +86,20 @@ class GeminiEmulator:
         base_url: The made-up base URL the in-process transports serve.
         seed: Seed of the (deterministic) resource ids.
         request_latency: Seconds every request takes (on top of scripted latency).
+        file_processing_seconds: How long an upload stays ``PROCESSING`` before it is
+            ``ACTIVE`` (a batch created from it meanwhile is 400 FAILED_PRECONDITION).
+        enqueued_token_limit: The project's batch enqueued-token quota: a create that
+            would push the tokens of unfinished jobs over it is 429 RESOURCE_EXHAUSTED
+            with ``QuotaFailure`` and ``RetryInfo`` (``quota_retry_delay``). ``None``
+            (default): no quota. Users report about 500k at Tier 1 and 5M at Tier 2.
+        keyless_results: Result lines carry no ``key`` (order = input order).
+        dense_vectors: Dense full-precision values (about 10 KB a line at 768d, like
+            Google's) instead of the mostly-zero lexical ones (about 4 KB).
+        transfer_rate: Bytes a second for downloads and upload data (``None``: at once).
+        unknown_state: Jobs that would succeed show this undocumented state instead
+            (``BATCH_STATE_PARTIALLY_SUCCEEDED`` ...) and never finish on their own.
+        stateless_done: Jobs that would succeed end ``done: true`` with an ``error``
+            and no state.
     """
 
     def __init__(
@@ -96,9 +115,22 @@ class GeminiEmulator:
         base_url: str = DEFAULT_BASE_URL,
         seed: int = 0,
         request_latency: float = 0.0,
+        file_processing_seconds: float = 0.0,
+        enqueued_token_limit: int | None = None,
+        quota_retry_delay: float = 60.0,
+        keyless_results: bool = False,
+        dense_vectors: bool = False,
+        transfer_rate: float | None = None,
+        unknown_state: str | None = None,
+        stateless_done: bool = False,
     ) -> None:
-        if min(pending_seconds, running_seconds, request_latency) < 0:
+        durations = (pending_seconds, running_seconds, request_latency, file_processing_seconds)
+        if min(durations) < 0 or quota_retry_delay < 0:
             raise ValueError("durations must not be negative")
+        if transfer_rate is not None and transfer_rate <= 0:
+            raise ValueError("transfer_rate must be positive")
+        if enqueued_token_limit is not None and enqueued_token_limit < 1:
+            raise ValueError("enqueued_token_limit must be at least 1")
         self._fingerprint = KeyFingerprinter()
         self._api_keys = (
             None if api_keys is None else frozenset(self._fingerprint(key) for key in api_keys)
@@ -109,6 +141,14 @@ class GeminiEmulator:
             running_seconds=running_seconds,
             expire_after_seconds=expire_after_seconds,
             file_ttl_seconds=file_ttl_seconds,
+            file_processing_seconds=file_processing_seconds,
+            enqueued_token_limit=enqueued_token_limit,
+            quota_retry_delay=quota_retry_delay,
+            keyless_results=keyless_results,
+            dense_vectors=dense_vectors,
+            transfer_rate=transfer_rate,
+            unknown_state=unknown_state,
+            stateless_done=stateless_done,
         )
         self._clock: Clock = clock if clock is not None else ManualClock()
         self._store = Store(seed)
@@ -132,7 +172,11 @@ class GeminiEmulator:
         return self._finish(pending)
 
     async def handle_async(self, request: EmulatorRequest) -> EmulatorResponse:
-        """Answer one request; always yields to the event loop once while in flight."""
+        """Answer one request; always yields to the event loop once while in flight.
+
+        The answer is computed in a worker thread: a poll that finishes a large job
+        builds its result file then, and must not stall the caller's event loop.
+        """
         pending = self._begin(request)
         try:
             await anyio.sleep(pending.latency)
@@ -140,7 +184,14 @@ class GeminiEmulator:
             # The caller gave up (cancelled, timed out) before anything was applied.
             self._record(pending, 0)
             raise
-        return self._finish(pending)
+        return await anyio.to_thread.run_sync(self._finish, pending)
+
+    def intake_pace(self, method: str, path: str) -> Pace | None:
+        """The pace upload data is read at (``transfer_rate``), for the transports."""
+        rate = self._config.transfer_rate
+        if rate is None or method != "POST" or not path.startswith("/upload/"):
+            return None
+        return Pace(rate=rate)
 
     def _begin(self, request: EmulatorRequest) -> _Pending:
         route = match(request)
@@ -196,6 +247,7 @@ class GeminiEmulator:
                 return self._fault_response(fault, fault.status, pending.endpoint)
         assert pending.route is not None
         response = self._execute(pending.route, pending.request)
+        response = self._paced(response, pending)
         if fault is not None and fault.lose_response:
             if fault.drop_connection:
                 return EmulatorResponse.dropped()
@@ -220,6 +272,16 @@ class GeminiEmulator:
             except Exception:
                 logger.exception("emulator handler failed", extra={"endpoint": route.endpoint})
                 return error_for_status(500).response()
+
+    def _paced(self, response: EmulatorResponse, pending: _Pending) -> EmulatorResponse:
+        if pending.endpoint != "files.download" or response.status != 200:
+            return response
+        fault = pending.fault
+        stall = fault.stall_after if fault is not None else None
+        rate = fault.rate if fault is not None and fault.rate else self._config.transfer_rate
+        if rate is None and stall is None:
+            return response
+        return replace(response, pace=Pace(rate=rate, stall_after=stall))
 
     def _authorise(self, key: str | None) -> EmulatorResponse | None:
         if not key:
@@ -377,4 +439,4 @@ class GeminiEmulator:
         spec = EmbedSpec(
             text=text, dimensions=dimensions, task_type=task_type, title=title, tokens=0
         )
-        return embedding_values(spec)
+        return embedding_values(spec, dense=self._config.dense_vectors)

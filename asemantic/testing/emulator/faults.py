@@ -20,9 +20,11 @@ __all__ = [
     "ENDPOINTS",
     "Fault",
     "FaultScript",
+    "FileFault",
     "JobFault",
     "JobPlan",
     "LineFault",
+    "OddState",
     "ResultCorruption",
 ]
 
@@ -62,7 +64,11 @@ class Fault:
     - ``lose_response=True``: apply the call's change, then answer ``status`` (default
       503) or, with ``drop_connection=True``, close the connection without an answer.
     - ``drop_connection=True`` alone: close the connection before anything happens.
-    - ``retry_delay``: add a ``google.rpc.RetryInfo`` detail to a 429.
+    - ``retry_delay``: add a ``google.rpc.RetryInfo`` detail to a 429 (which always
+      carries ``google.rpc.QuotaFailure`` and ``google.rpc.Help``, as Google's do).
+    - ``stall_after``: answer normally but stop sending the body after that many bytes
+      (the connection stays open, silent): a stalled download.
+    - ``rate``: send the body of a download at that many bytes a second.
     """
 
     endpoint: str
@@ -73,6 +79,8 @@ class Fault:
     drop_connection: bool = False
     message: str | None = None
     retry_delay: float | None = None
+    stall_after: int | None = None
+    rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.endpoint != "*" and self.endpoint not in ENDPOINTS:
@@ -82,8 +90,15 @@ class Fault:
             raise ValueError("status must be an HTTP error code (400-599)")
         if self.latency < 0:
             raise ValueError("latency must not be negative")
-        if not (self.status or self.latency or self.lose_response or self.drop_connection):
-            raise ValueError("a fault needs a status, a latency, lose_response or drop_connection")
+        if self.stall_after is not None and self.stall_after < 0:
+            raise ValueError("stall_after must not be negative")
+        effects = (self.status, self.latency, self.lose_response, self.drop_connection)
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError("rate must be positive")
+        if not any(effects) and self.stall_after is None and self.rate is None:
+            raise ValueError(
+                "a fault needs a status, a latency, lose_response, drop_connection or stall_after"
+            )
 
     def describe(self) -> str:
         """A short label for the request log."""
@@ -96,6 +111,10 @@ class Fault:
             parts.append("connection dropped")
         if self.status and not self.drop_connection:
             parts.append(f"status {self.status}")
+        if self.stall_after is not None:
+            parts.append(f"stalled after {self.stall_after} bytes")
+        if self.rate is not None:
+            parts.append(f"{self.rate:g} B/s")
         return ", ".join(parts)
 
 
@@ -152,7 +171,9 @@ class ResultCorruption:
     ``garbage_lines`` truncated JSON lines, ``blank_lines`` empty lines and
     ``unknown_key_lines`` results for keys that were never sent are inserted, spread
     evenly; ``missing_keys`` and ``missing_lines`` (spread evenly) are left out;
-    ``unknown_fields`` adds an undocumented field to every line.
+    ``unknown_fields`` adds an undocumented field to every line; ``keyless_fraction`` of
+    the lines (spread evenly; 1.0: all) lose their ``key``; ``reverse`` writes the lines
+    in reverse order (out of input order, as users report for large jobs).
     """
 
     garbage_lines: int = 0
@@ -161,6 +182,8 @@ class ResultCorruption:
     unknown_fields: bool = False
     missing_keys: tuple[str, ...] = ()
     missing_lines: int = 0
+    keyless_fraction: float = 0.0
+    reverse: bool = False
     display_name: str | None = None
     times: int = 1
 
@@ -168,12 +191,51 @@ class ResultCorruption:
         counts = (self.garbage_lines, self.blank_lines, self.unknown_key_lines, self.missing_lines)
         if min(counts) < 0:
             raise ValueError("counts must not be negative")
-        if not (any(counts) or self.unknown_fields or self.missing_keys):
+        if not 0.0 <= self.keyless_fraction <= 1.0:
+            raise ValueError("keyless_fraction must be between 0 and 1")
+        others = (self.unknown_fields, self.missing_keys, self.keyless_fraction, self.reverse)
+        if not (any(counts) or any(others)):
             raise ValueError("a result corruption needs at least one effect")
         _check_times(self.times)
 
 
-AnyFault = Fault | JobFault | LineFault | ResultCorruption
+@dataclass(frozen=True, kw_only=True)
+class OddState:
+    """The next ``times`` new jobs (or those named ``display_name``) answer oddly once
+    they would have succeeded: ``state`` (a ``BATCH_STATE_*`` name this API does not
+    document, such as ``BATCH_STATE_PARTIALLY_SUCCEEDED``; None: no ``state`` field at
+    all) and, with ``done=True``, ``done: true`` with an ``error`` (code 13) but no
+    results. Not done, the job stays in that state until cancelled or expired.
+    """
+
+    state: str | None = "BATCH_STATE_PARTIALLY_SUCCEEDED"
+    done: bool = False
+    message: str | None = None
+    display_name: str | None = None
+    times: int = 1
+
+    def __post_init__(self) -> None:
+        _check_times(self.times)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileFault:
+    """The next ``times`` uploads (or those named ``display_name``) stay ``PROCESSING``
+    for ``processing_seconds`` (emulated time) and then become ``FAILED`` when ``fails``,
+    else ``ACTIVE``."""
+
+    processing_seconds: float = 0.0
+    fails: bool = True
+    display_name: str | None = None
+    times: int = 1
+
+    def __post_init__(self) -> None:
+        if self.processing_seconds < 0:
+            raise ValueError("processing_seconds must not be negative")
+        _check_times(self.times)
+
+
+AnyFault = Fault | JobFault | LineFault | ResultCorruption | OddState | FileFault
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,6 +245,7 @@ class JobPlan:
     outcome: JobFault | None = None
     line_faults: tuple[LineFault, ...] = ()
     corruption: ResultCorruption | None = None
+    odd_state: OddState | None = None
 
 
 @dataclass
@@ -205,7 +268,9 @@ class FaultScript:
         """Queue faults (after those already queued)."""
         with self._lock:
             for fault in faults:
-                if not isinstance(fault, Fault | JobFault | LineFault | ResultCorruption):
+                if not isinstance(
+                    fault, Fault | JobFault | LineFault | ResultCorruption | OddState | FileFault
+                ):
                     raise TypeError(f"not a fault: {fault!r}")
                 self._entries.append(_Entry(fault, fault.times))
 
@@ -234,6 +299,7 @@ class FaultScript:
         with self._lock:
             outcome = self._take_first(JobFault, display_name)
             corruption = self._take_first(ResultCorruption, display_name)
+            odd = self._take_first(OddState, display_name)
             line_faults = []
             for entry in list(self._entries):
                 fault = entry.fault
@@ -244,10 +310,19 @@ class FaultScript:
             outcome=outcome if isinstance(outcome, JobFault) else None,
             line_faults=tuple(line_faults),
             corruption=corruption if isinstance(corruption, ResultCorruption) else None,
+            odd_state=odd if isinstance(odd, OddState) else None,
         )
 
+    def take_file_fault(self, display_name: str | None) -> FileFault | None:
+        """Use the first :class:`FileFault` for an upload called ``display_name``."""
+        with self._lock:
+            fault = self._take_first(FileFault, display_name or "")
+        return fault if isinstance(fault, FileFault) else None
+
     def _take_first(
-        self, kind: type[JobFault] | type[ResultCorruption], display_name: str
+        self,
+        kind: type[JobFault] | type[ResultCorruption] | type[OddState] | type[FileFault],
+        display_name: str,
     ) -> AnyFault | None:
         for entry in self._entries:
             fault = entry.fault

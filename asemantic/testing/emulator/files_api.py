@@ -29,8 +29,8 @@ _FILE_ID = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
 _FINAL = {"x-goog-upload-status": "final"}
 
 
-def render_file(record: FileRecord, base_url: str) -> dict[str, Any]:
-    """A file as Google's JSON shows it (int64 ``sizeBytes`` as a string)."""
+def render_file(record: FileRecord, base_url: str, now: float = 0.0) -> dict[str, Any]:
+    """A file as Google's JSON shows it (int64 ``sizeBytes`` as a string) at ``now``."""
     digest = hashlib.sha256(record.data).hexdigest().encode()
     updated = format_timestamp(record.create_time)
     body: dict[str, Any] = {"name": record.name}
@@ -50,7 +50,10 @@ def render_file(record: FileRecord, base_url: str) -> dict[str, Any]:
     body["uri"] = f"{base_url}/v1beta/{record.name}"
     if record.source == "GENERATED":
         body["downloadUri"] = f"{base_url}/download/v1beta/{record.name}:download?alt=media"
-    body.update({"state": "ACTIVE", "source": record.source})
+    state = record.state(now)
+    body.update({"state": state, "source": record.source})
+    if state == "FAILED":
+        body["error"] = {"code": 3, "message": "The file could not be processed."}
     return body
 
 
@@ -119,7 +122,7 @@ def upload_chunk(call: Call) -> EmulatorResponse:
 
 def get_file(call: Call) -> EmulatorResponse:
     """``GET /v1beta/files/{id}``."""
-    return EmulatorResponse.of_json(200, render_file(_lookup(call), call.base_url))
+    return EmulatorResponse.of_json(200, render_file(_lookup(call), call.base_url, call.now))
 
 
 def list_files(call: Call) -> EmulatorResponse:
@@ -128,7 +131,7 @@ def list_files(call: Call) -> EmulatorResponse:
     page, token = paginate(records, lambda record: record.seq, call, default_size=10, max_size=100)
     body: dict[str, Any] = {}
     if page:
-        body["files"] = [render_file(record, call.base_url) for record in page]
+        body["files"] = [render_file(record, call.base_url, call.now) for record in page]
     if token:
         body["nextPageToken"] = token
     return EmulatorResponse.of_json(200, body)
@@ -165,6 +168,8 @@ def _finalize(call: Call, session: UploadSession) -> EmulatorResponse:
             headers=_FINAL,
         )
     ttl = call.config.file_ttl_seconds
+    fault = call.faults.take_file_fault(session.display_name)
+    processing = call.config.file_processing_seconds if fault is None else fault.processing_seconds
     record = FileRecord(
         file_id=session.file_id,
         seq=call.store.next_seq(),
@@ -174,10 +179,12 @@ def _finalize(call: Call, session: UploadSession) -> EmulatorResponse:
         source="UPLOADED",
         create_time=call.now,
         expire_time=None if ttl is None else call.now + ttl,
+        active_at=call.now + processing,
+        fails=fault is not None and fault.fails,
     )
     call.store.files[record.file_id] = record
     del call.store.uploads[session.upload_id]
-    body = {"file": render_file(record, call.base_url)}
+    body = {"file": render_file(record, call.base_url, call.now)}
     return EmulatorResponse.of_json(200, body, {**_FINAL, "x-goog-upload-size-received": str(size)})
 
 

@@ -4,20 +4,34 @@ A job is PENDING for ``pending_seconds``, RUNNING for ``running_seconds``, then
 SUCCEEDED (or the outcome a :class:`~asemantic.testing.emulator.JobFault` scripted).
 A job still not done ``expire_after_seconds`` (48 h) after creation ends EXPIRED.
 Results are computed at the moment the job succeeds, timestamped with that moment.
+
+Decisions:
+
+* Result files are built fast: vectors by the cached lexical features of
+  :mod:`.embedding`, each line serialised by orjson straight from the NumPy array (the
+  values Python's ``json`` would print, without the float-by-float ``repr``).
+* An :class:`~asemantic.testing.emulator.OddState` (or the emulator's
+  ``unknown_state``/``stateless_done`` settings) replaces the success: the job shows an
+  undocumented state (or none) and produces no results; done, it carries an error.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from asemantic.testing.emulator.embedding import (
+    EmbedSpec,
     RequestProblem,
-    embedding_values,
+    check_tokens,
+    embed_many,
+    embedding_array,
+    embedding_arrays,
     read_request,
 )
-from asemantic.testing.emulator.faults import LineFault, ResultCorruption
+from asemantic.testing.emulator.faults import LineFault, OddState, ResultCorruption
 from asemantic.testing.emulator.rpc import line_status
 from asemantic.testing.emulator.state import (
     BatchRecord,
@@ -50,8 +64,15 @@ def settle(record: BatchRecord, store: Store, config: EmulatorConfig, now: float
         return
     if record.expire_at <= record.done_at and now >= record.expire_at:
         _end(record, "BATCH_STATE_EXPIRED", record.expire_at, store, config)
+    elif record.odd:
+        if now >= record.expire_at:
+            _end(record, "BATCH_STATE_EXPIRED", record.expire_at, store, config)
     elif now >= record.done_at:
-        _end(record, _final_state(record), record.done_at, store, config)
+        odd = _odd_state(record, config)
+        if odd is not None and _final_state(record) == "BATCH_STATE_SUCCEEDED":
+            _go_odd(record, odd, record.done_at)
+        else:
+            _end(record, _final_state(record), record.done_at, store, config)
     elif now >= record.start_at and record.state == "BATCH_STATE_PENDING":
         record.state = "BATCH_STATE_RUNNING"
         record.update_time = record.start_at
@@ -68,6 +89,7 @@ def finish_now(record: BatchRecord, store: Store, config: EmulatorConfig, now: f
 
 def cancel(record: BatchRecord, now: float) -> None:
     """Cancel ``record`` at once (Gemini has no CANCELLING state)."""
+    record.odd = False
     record.state = "BATCH_STATE_CANCELLED"
     record.end_time = record.update_time = now
     code, message = _OPERATION_ERRORS["BATCH_STATE_CANCELLED"]
@@ -77,6 +99,26 @@ def cancel(record: BatchRecord, now: float) -> None:
 def spread(total: int, fraction: float) -> list[int]:
     """Indexes of ``fraction`` of ``total`` items, spread evenly (0.5 -> 1, 3, 5 ...)."""
     return [i for i in range(total) if int((i + 1) * fraction) > int(i * fraction)]
+
+
+def _odd_state(record: BatchRecord, config: EmulatorConfig) -> OddState | None:
+    if record.plan.odd_state is not None:
+        return record.plan.odd_state
+    if config.stateless_done:
+        return OddState(state=None, done=True)
+    if config.unknown_state:
+        return OddState(state=config.unknown_state)
+    return None
+
+
+def _go_odd(record: BatchRecord, odd: OddState, at: float) -> None:
+    record.odd = True
+    record.state = odd.state or ""
+    record.update_time = at
+    if odd.done:
+        record.odd_done = True
+        record.end_time = at
+        record.error = {"code": 13, "message": odd.message or "The batch failed."}
 
 
 def _final_state(record: BatchRecord) -> str:
@@ -100,7 +142,7 @@ def _end(record: BatchRecord, state: str, at: float, store: Store, config: Emula
 
 
 def _produce(record: BatchRecord, store: Store, config: EmulatorConfig, at: float) -> None:
-    results = [_embed(item, record.model) for item in record.items]
+    results = _embed_all(record.items, record.model, config.dense_vectors)
     for fault in record.plan.line_faults:
         results = _apply_line_fault(results, fault)
     record.failed_count = sum(1 for result in results if result.error is not None)
@@ -108,14 +150,15 @@ def _produce(record: BatchRecord, store: Store, config: EmulatorConfig, at: floa
     if record.source_file is None:
         record.inline_output = [_inline_entry(result) for result in results]
         return
-    lines = _corrupt([_file_line(result) for result in results], record.plan.corruption)
+    keyed = not config.keyless_results
+    lines = _corrupt([_file_line(result, keyed) for result in results], record.plan.corruption)
     file_id = f"batch-{record.batch_id}"
     store.files[file_id] = FileRecord(
         file_id=file_id,
         seq=store.next_seq(),
         display_name=None,
         mime_type="application/jsonl",
-        data="".join(f"{line}\n" for line in lines).encode(),
+        data=b"".join(line + b"\n" for line in lines),
         source="GENERATED",
         create_time=at,
         expire_time=None if config.file_ttl_seconds is None else at + config.file_ttl_seconds,
@@ -123,16 +166,40 @@ def _produce(record: BatchRecord, store: Store, config: EmulatorConfig, at: floa
     record.output_file = f"files/{file_id}"
 
 
-def _embed(item: InputItem, model: str) -> _Result:
-    try:
-        spec = read_request(item.request, model=model, where="EmbedContentRequest")
-    except RequestProblem as problem:
-        return _Result(item=item, error=line_status(problem.code, problem.message))
-    response = {
-        "embedding": {"values": embedding_values(spec)},
-        "usageMetadata": {"promptTokenCount": spec.tokens},
-    }
-    return _Result(item=item, response=response)
+def _embed_all(items: list[InputItem], model: str, dense: bool) -> list[_Result]:
+    """Every item's result: checked one by one, embedded all at once (:func:`embed_many`)."""
+    results: list[_Result | None] = [None] * len(items)
+    specs: list[EmbedSpec] = []
+    positions: list[int] = []
+    for at, item in enumerate(items):
+        try:
+            specs.append(
+                read_request(
+                    item.request, model=model, where="EmbedContentRequest", analyse_text=False
+                )
+            )
+            positions.append(at)
+        except RequestProblem as problem:
+            results[at] = _Result(item=item, error=line_status(problem.code, problem.message))
+    accepted: list[tuple[int, EmbedSpec]] = []
+    for at, spec in zip(positions, embed_many(specs), strict=True):
+        try:
+            check_tokens(spec.tokens)
+        except RequestProblem as problem:
+            results[at] = _Result(item=items[at], error=line_status(problem.code, problem.message))
+            continue
+        accepted.append((at, spec))
+    ready = [spec for _, spec in accepted]
+    arrays = (
+        [embedding_array(spec, dense=True) for spec in ready] if dense else embedding_arrays(ready)
+    )
+    for (at, spec), values in zip(accepted, arrays, strict=True):
+        response = {
+            "embedding": {"values": values},
+            "usageMetadata": {"promptTokenCount": spec.tokens},
+        }
+        results[at] = _Result(item=items[at], response=response)
+    return [result for result in results if result is not None]
 
 
 def _apply_line_fault(results: list[_Result], fault: LineFault) -> list[_Result]:
@@ -156,15 +223,27 @@ def _inline_entry(result: _Result) -> dict[str, Any]:
     if result.error is not None:
         entry["error"] = result.error
     else:
-        entry["response"] = result.response
+        entry["response"] = _listed(result.response)
     if result.item.metadata is not None:
         entry["metadata"] = result.item.metadata
     return entry
 
 
-def _file_line(result: _Result) -> dict[str, Any]:
+def _listed(response: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``response`` with its vector as a list (for the JSON of inline results)."""
+    if response is None:
+        return None
+    values = response["embedding"]["values"]
+    return {**response, "embedding": {"values": values.tolist()}}
+
+
+def _dumps(line: dict[str, Any]) -> bytes:
+    return orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _file_line(result: _Result, keyed: bool = True) -> dict[str, Any]:
     line: dict[str, Any] = {}
-    if result.item.has_key:
+    if keyed and result.item.has_key:
         line["key"] = result.item.key
     if result.error is not None:
         line["error"] = result.error
@@ -173,29 +252,37 @@ def _file_line(result: _Result) -> dict[str, Any]:
     return line
 
 
-def _corrupt(lines: list[dict[str, Any]], corruption: ResultCorruption | None) -> list[str]:
+def _corrupt(lines: list[dict[str, Any]], corruption: ResultCorruption | None) -> list[bytes]:
     if corruption is None:
-        return [json.dumps(line) for line in lines]
+        return [_dumps(line) for line in lines]
     if corruption.unknown_fields:
         lines = [{**line, "emulatorExtra": {"note": "an undocumented field"}} for line in lines]
     missing = set(corruption.missing_keys)
     lines = [line for line in lines if line.get("key") not in missing]
+    if corruption.keyless_fraction:
+        chosen = set(spread(len(lines), corruption.keyless_fraction))
+        lines = [
+            {k: v for k, v in line.items() if k != "key"} if index in chosen else line
+            for index, line in enumerate(lines)
+        ]
+    if corruption.reverse:
+        lines.reverse()
     dropped = set(spread(len(lines), corruption.missing_lines / max(len(lines), 1)))
-    text = [json.dumps(line) for index, line in enumerate(lines) if index not in dropped]
+    text = [_dumps(line) for index, line in enumerate(lines) if index not in dropped]
     sample = next((line["response"] for line in lines if "response" in line), None)
     extras = [
-        json.dumps({"key": f"unknown-key-{i}", "response": sample or {}})
+        _dumps({"key": f"unknown-key-{i}", "response": sample or {}})
         for i in range(corruption.unknown_key_lines)
     ]
     extras += [
-        f'{{"key": "garbage-{i}", "response": {{"embedding": {{"values": [0.1, 0.2'
+        f'{{"key": "garbage-{i}", "response": {{"embedding": {{"values": [0.1, 0.2'.encode()
         for i in range(corruption.garbage_lines)
     ]
-    extras += [""] * corruption.blank_lines
+    extras += [b""] * corruption.blank_lines
     return _insert_spread(text, extras)
 
 
-def _insert_spread(lines: list[str], extras: list[str]) -> list[str]:
+def _insert_spread(lines: list[bytes], extras: list[bytes]) -> list[bytes]:
     result = list(lines)
     count = len(extras)
     for position in range(count - 1, -1, -1):

@@ -10,9 +10,11 @@ from asemantic.testing.emulator.wire import EmulatorResponse
 
 __all__ = [
     "ApiError",
+    "REQUESTS_QUOTA",
     "STATUS_NAMES",
     "api_key_invalid",
     "bad_request",
+    "enqueued_tokens_quota",
     "error_for_status",
     "html_not_found",
     "line_status",
@@ -91,12 +93,43 @@ class ApiError(Exception):
         return EmulatorResponse.of_json(self.code, self.payload(), self.headers)
 
 
+_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+REQUESTS_QUOTA: Mapping[str, Any] = {
+    "quotaMetric": "generativelanguage.googleapis.com/embed_content_requests",
+    "quotaId": "EmbedContentRequestsPerMinutePerProjectPerModel",
+    "quotaDimensions": {"location": "global", "model": "gemini-embedding-001"},
+    "quotaValue": "3000",
+}
+"""The violation an injected 429 reports (Google's shape; the numbers are made up)."""
+
+
+def enqueued_tokens_quota(model: str, limit: int) -> dict[str, Any]:
+    """The QuotaFailure violation of the batch enqueued-token quota."""
+    return {
+        "quotaMetric": "generativelanguage.googleapis.com/batch_enqueued_tokens",
+        "quotaId": "BatchEnqueuedTokensPerModelPerProject",
+        "quotaDimensions": {"location": "global", "model": model.removeprefix("models/")},
+        "quotaValue": str(limit),
+    }
+
+
 def error_for_status(
-    code: int, message: str | None = None, *, retry_delay: float | None = None
+    code: int,
+    message: str | None = None,
+    *,
+    retry_delay: float | None = None,
+    violation: Mapping[str, Any] | None = None,
 ) -> ApiError:
-    """The error Google answers with ``code`` (429, 500, 503 ...), for injected faults."""
+    """The error Google answers with ``code`` (429, 500, 503 ...), for injected faults.
+
+    A 429 carries, in Google's order, a ``google.rpc.QuotaFailure`` (``violation``, or a
+    requests-per-minute one), a ``google.rpc.Help`` link and, with ``retry_delay``, a
+    ``google.rpc.RetryInfo`` (``"retryDelay": "17s"``); Google sends no ``Retry-After``.
+    """
     details: list[dict[str, Any]] = []
     if code == 429:
+        details.append({"@type": _QUOTA_FAILURE, "violations": [dict(violation or REQUESTS_QUOTA)]})
         details.append(
             {
                 "@type": "type.googleapis.com/google.rpc.Help",
@@ -109,12 +142,7 @@ def error_for_status(
             }
         )
         if retry_delay is not None:
-            details.append(
-                {
-                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                    "retryDelay": f"{retry_delay:g}s",
-                }
-            )
+            details.append({"@type": _RETRY_INFO, "retryDelay": f"{retry_delay:g}s"})
     text = message or _DEFAULT_MESSAGES.get(code, "The service encountered an error.")
     return ApiError(code, text, details=details)
 

@@ -7,6 +7,7 @@ import logging
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -14,6 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 
+from asemantic.testing.emulator.transport import intake_pace, paced_pieces
 from asemantic.testing.emulator.wire import EmulatorRequest, RequestHandler
 
 __all__ = ["EmulatorServer"]
@@ -64,6 +66,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    _intake = None
     # Headers and body go out in separate writes: without TCP_NODELAY each small
     # response waits out the client's delayed ACK (~40 ms).
     disable_nagle_algorithm = True
@@ -90,6 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         split = urlsplit(self.path)
+        self._intake = intake_pace(self.server.handler, self.command, unquote(split.path))
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         request = EmulatorRequest(
             method=self.command,
@@ -108,13 +112,34 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(answer.body)))
         self.end_headers()
-        self.wfile.write(answer.body)
+        if answer.pace is None:
+            self.wfile.write(answer.body)
+            return
+        for piece, wait in paced_pieces(answer.body, answer.pace):
+            if piece:
+                self.wfile.write(piece)
+                self.wfile.flush()
+            time.sleep(wait)
+        if answer.pace.stall_after is not None and answer.pace.stall_after < len(answer.body):
+            self.close_connection = True
 
     def _body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             return self._chunked_body()
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        if length <= 0:
+            return b""
+        pace = self._intake
+        if pace is None:
+            return self.rfile.read(length)
+        data = bytearray()
+        while len(data) < length:
+            piece = self.rfile.read(min(pace.piece, length - len(data)))
+            if not piece:
+                break
+            data += piece
+            time.sleep(pace.delay(len(piece)))
+        return bytes(data)
 
     def _chunked_body(self) -> bytes:
         data = bytearray()

@@ -46,6 +46,14 @@ class EmulatorConfig:
     file_ttl_seconds: float | None
     max_inline_bytes: int = 20 * 1024 * 1024
     max_file_bytes: int = 2 * 1024 * 1024 * 1024
+    file_processing_seconds: float = 0.0
+    enqueued_token_limit: int | None = None
+    quota_retry_delay: float = 60.0
+    keyless_results: bool = False
+    dense_vectors: bool = False
+    transfer_rate: float | None = None
+    unknown_state: str | None = None
+    stateless_done: bool = False
 
 
 @dataclass(kw_only=True)
@@ -58,10 +66,18 @@ class FileRecord:
     source: str
     create_time: float
     expire_time: float | None
+    active_at: float = 0.0
+    fails: bool = False
 
     @property
     def name(self) -> str:
         return f"files/{self.file_id}"
+
+    def state(self, now: float) -> str:
+        """``PROCESSING`` until ``active_at``, then ``ACTIVE`` (or ``FAILED``)."""
+        if now < self.active_at:
+            return "PROCESSING"
+        return "FAILED" if self.fails else "ACTIVE"
 
     def info(self) -> FileInfo:
         return FileInfo(
@@ -120,6 +136,9 @@ class BatchRecord:
     succeeded_count: int = 0
     failed_count: int = 0
     error: dict[str, Any] | None = None
+    tokens: int = 0
+    odd: bool = False
+    odd_done: bool = False
 
     @property
     def name(self) -> str:
@@ -127,7 +146,7 @@ class BatchRecord:
 
     @property
     def done(self) -> bool:
-        return self.state in TERMINAL_STATES
+        return self.odd_done or self.state in TERMINAL_STATES
 
     def info(self) -> BatchInfo:
         return BatchInfo(

@@ -7,9 +7,13 @@ host the client used, ``http://emulator.invalid`` by default) reaches it too.
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
 import httpx2
 
-from asemantic.testing.emulator.wire import EmulatorRequest, EmulatorResponse, RequestHandler
+from asemantic.testing.emulator.wire import EmulatorRequest, EmulatorResponse, Pace, RequestHandler
 
 __all__ = ["EmulatorAsyncTransport", "EmulatorTransport"]
 
@@ -28,6 +32,13 @@ class EmulatorTransport(httpx2.BaseTransport):
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         body = request.read()
         answer = self._handler.handle(_to_emulator(request, body))
+        if answer.pace is not None and not answer.drop_connection:
+            return httpx2.Response(
+                answer.status,
+                headers=[*answer.headers.items(), ("content-length", str(len(answer.body)))],
+                content=_paced_sync(answer.body, answer.pace),
+                request=request,
+            )
         return _to_httpx(answer, request)
 
 
@@ -41,9 +52,60 @@ class EmulatorAsyncTransport(httpx2.AsyncBaseTransport):
         return "EmulatorAsyncTransport()"
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        body = await request.aread()
+        pace = intake_pace(self._handler, request.method, request.url.path)
+        if pace is None:
+            body = await request.aread()
+        else:
+            data = bytearray()
+            async for piece in request.stream:  # type: ignore[union-attr]
+                data += piece
+                await anyio.sleep(pace.delay(len(piece)))
+            body = bytes(data)
         answer = await self._handler.handle_async(_to_emulator(request, body))
+        if answer.pace is not None and not answer.drop_connection:
+            return httpx2.Response(
+                answer.status,
+                headers=[*answer.headers.items(), ("content-length", str(len(answer.body)))],
+                content=_paced_async(answer.body, answer.pace),
+                request=request,
+            )
         return _to_httpx(answer, request)
+
+
+def intake_pace(handler: RequestHandler, method: str, path: str) -> Pace | None:
+    """The pace ``handler`` reads this request's body at, if it says."""
+    ask = getattr(handler, "intake_pace", None)
+    pace = ask(method, path) if callable(ask) else None
+    return pace if isinstance(pace, Pace) else None
+
+
+def paced_pieces(body: bytes, pace: Pace) -> Iterator[tuple[bytes, float]]:
+    """``body`` in pieces, each with the seconds to wait after it; a stall is one last
+    empty piece with ``stall_seconds``."""
+    limit = len(body) if pace.stall_after is None else min(len(body), pace.stall_after)
+    for start in range(0, limit, pace.piece):
+        piece = body[start : min(start + pace.piece, limit)]
+        yield piece, pace.delay(len(piece))
+    if limit < len(body):
+        yield b"", pace.stall_seconds
+
+
+async def _paced_async(body: bytes, pace: Pace) -> AsyncIterator[bytes]:
+    for piece, wait in paced_pieces(body, pace):
+        if piece:
+            yield piece
+        await anyio.sleep(wait)
+    if pace.stall_after is not None and pace.stall_after < len(body):
+        raise httpx2.RemoteProtocolError("the emulator closed a stalled transfer")
+
+
+def _paced_sync(body: bytes, pace: Pace) -> Iterator[bytes]:
+    for piece, wait in paced_pieces(body, pace):
+        if piece:
+            yield piece
+        time.sleep(wait)
+    if pace.stall_after is not None and pace.stall_after < len(body):
+        raise httpx2.RemoteProtocolError("the emulator closed a stalled transfer")
 
 
 def _to_emulator(request: httpx2.Request, body: bytes) -> EmulatorRequest:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["DEFAULT_BASE_URL", "EmulatorRequest", "EmulatorResponse", "RequestHandler"]
+__all__ = ["DEFAULT_BASE_URL", "EmulatorRequest", "EmulatorResponse", "Pace", "RequestHandler"]
 
 #: The made-up host the in-process transports serve (``.invalid`` never resolves).
 DEFAULT_BASE_URL = "http://emulator.invalid"
@@ -62,13 +62,31 @@ class EmulatorRequest:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Pace:
+    """How a body moves: at most ``rate`` bytes a second (None: at once), and, with
+    ``stall_after``, not a byte more after that many (the connection stays open for
+    ``stall_seconds``, then closes)."""
+
+    rate: float | None = None
+    stall_after: int | None = None
+    stall_seconds: float = 3600.0
+    piece: int = 16 * 1024
+
+    def delay(self, size: int) -> float:
+        """Seconds ``size`` bytes take at this pace."""
+        return 0.0 if not self.rate else size / self.rate
+
+
+@dataclass(frozen=True, kw_only=True)
 class EmulatorResponse:
-    """One HTTP response; ``drop_connection`` means: close without answering."""
+    """One HTTP response; ``drop_connection`` means: close without answering; ``pace``
+    slows the body down (see :class:`Pace`)."""
 
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     drop_connection: bool = False
+    pace: Pace | None = None
 
     @classmethod
     def of_json(
@@ -98,7 +116,11 @@ class EmulatorResponse:
 
 
 class RequestHandler(Protocol):
-    """What the transports need from whatever answers their requests."""
+    """What the transports need from whatever answers their requests.
+
+    A handler may also have ``intake_pace(method, path) -> Pace | None``: the transports
+    then read that request's body at that pace (a slow link on the way in).
+    """
 
     def handle(self, request: EmulatorRequest) -> EmulatorResponse:
         """Answer one request, blocking (the sync transport and the loopback server)."""
