@@ -6,7 +6,6 @@ import errno
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import click
@@ -21,7 +20,7 @@ from asemantic.cli.commands.jobs import jobs
 from asemantic.cli.commands.search import search
 from asemantic.cli.commands.stats import stats
 from asemantic.cli.commands.supervise import supervise
-from asemantic.cli.context import BATCH_ENV, ONLINE_ENV, AppContext
+from asemantic.cli.context import BATCH_ENV, ONLINE_ENV, AppContext, database_target
 from asemantic.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
 from asemantic.cli.logs import configure_logging
 
@@ -95,12 +94,12 @@ def _report(message: str, hint: str | None, code: int) -> int:
 )
 @click.option(
     "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("asemantic.db"),
+    metavar="PATH|URL",
+    default="asemantic.db",
     envvar="ASEMANTIC_DB",
     show_envvar=True,
     show_default=True,
-    help="The SQLite database file.",
+    help="The knowledge base: a SQLite file, or a postgresql:// URL.",
 )
 @click.option(
     "--api-key",
@@ -134,7 +133,7 @@ def _report(message: str, hint: str | None, code: int) -> int:
 @click.pass_context
 def cli(
     ctx: click.Context,
-    db: Path,
+    db: str,
     api_key: str | None,
     batch_api_key: str | None,
     base_url: str | None,
@@ -144,7 +143,7 @@ def cli(
 ) -> None:
     warnings.filterwarnings("ignore", message=r".*is experimental and may change.*")
     app = AppContext(
-        db=db,
+        db=database_target(db),
         db_explicit=ctx.get_parameter_source("db") is not ParameterSource.DEFAULT,
         api_key=api_key,
         batch_key=batch_api_key,

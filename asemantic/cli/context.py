@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -75,7 +76,8 @@ class OfflineEmbedder:
 class AppContext:
     """The global options, as every command sees them (``ctx.obj``)."""
 
-    db: Path
+    db: Path | str
+    """A SQLite file, or a database URL (``postgresql://...``) kept as text."""
     db_explicit: bool
     api_key: str | None
     batch_key: str | None
@@ -92,7 +94,12 @@ class AppContext:
         self.output = Output(json_mode=self.json_mode)
 
     def __repr__(self) -> str:
-        return f"AppContext(db={str(self.db)!r}, json={self.json_mode})"
+        return f"AppContext(db={self.shown_db!r}, json={self.json_mode})"
+
+    @property
+    def shown_db(self) -> str:
+        """The database as it may be printed: a URL's password replaced by ``***``."""
+        return shown_target(str(self.db))
 
     def set_json(self, enabled: bool) -> None:
         if enabled and not self.json_mode:
@@ -139,7 +146,10 @@ class AppContext:
     # --- the database -----------------------------------------------------------------
 
     def require_database(self) -> None:
-        """Refuse to go on (exit 5) when the database file does not exist."""
+        """Refuse to go on (exit 5) when the database file does not exist (a server
+        database is checked by its engine when opened)."""
+        if not isinstance(self.db, Path):
+            return
         if not self.db.exists():
             raise CliError(
                 f"no database at {self.db}",
@@ -163,7 +173,7 @@ class AppContext:
         if must_exist:
             self.require_database()
         embedder = None if keys is not None else OfflineEmbedder(self.config().space)
-        created = not self.db.exists()
+        created = isinstance(self.db, Path) and not self.db.exists()
         discard = False
         try:
             async with SemanticCore.open(
@@ -179,7 +189,7 @@ class AppContext:
                     discard = created and await _holds_nothing(core)
                     raise
         finally:
-            if discard:
+            if discard and isinstance(self.db, Path):
                 _remove_database(self.db)
 
     # --- running ----------------------------------------------------------------------
@@ -223,6 +233,17 @@ async def _holds_nothing(core: SemanticCore) -> bool:
     return stats.empty
 
 
+def database_target(text: str) -> Path | str:
+    """``--db`` as given: a URL (``scheme://...``) stays text, anything else is a path."""
+    return text if _URL.match(text) else Path(text)
+
+
+def shown_target(target: str) -> str:
+    """``target`` as it may be printed: a URL's password (in its user part or as a
+    ``password=`` parameter) replaced by ``***``."""
+    return _QUERY_PASSWORD.sub(r"\g<head>***", _PASSWORD.sub(r"\g<head>:***@", target))
+
+
 def _remove_database(path: Path) -> None:
     """Remove a database this command created and left empty: bad input writes nothing."""
     for suffix in ("", "-wal", "-shm", "-journal"):
@@ -240,6 +261,10 @@ def _first_leaf(exc: BaseException) -> BaseException:
         exc = exc.exceptions[0]
     return exc
 
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@/]*@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
 
 pass_app = click.make_pass_decorator(AppContext)
 

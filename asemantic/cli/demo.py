@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 
 from asemantic.batch.supervisor import BatchSupervisor, SupervisorConfig
-from asemantic.cli.context import AppContext, Need
+from asemantic.cli.context import AppContext, Need, shown_target
 from asemantic.cli.live import PipelineView
 from asemantic.core import CoreStats, SemanticCore
 from asemantic.domain.documents import Document, SearchHit
@@ -54,7 +54,7 @@ RUNNING_SECONDS = 120.0
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemoOptions:
     live: bool = False
-    db: Path | None = None
+    db: Path | str | None = None
     timeout: float = 45.0
     queries: tuple[str, ...] = DEMO_QUERIES
     k: int = 3
@@ -109,7 +109,7 @@ async def run_demo(
             keys = GoogleKeyring(DEMO_ONLINE_KEY, batch_key=DEMO_BATCH_KEY)
             base_url = await _serve_emulator(stack)
             db = options.db or _temp_db(stack)
-        result = DemoResult(database=str(db), base_url=base_url, live=options.live)
+        result = DemoResult(database=shown_target(str(db)), base_url=base_url, live=options.live)
         tell.intro(result)
         core = await stack.enter_async_context(
             SemanticCore.open(db, keys=keys, config=app.config(), gemini=app.settings(base_url))

@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from asemantic.adapters.factory import open_store
 from asemantic.cli import cli
-from asemantic.cli.commands.copy import shown_target
+from asemantic.cli.context import shown_target
 from asemantic.testing.emulator import GeminiEmulator
 from tests.transfer.conftest import open_core_on, sql, table_rows
 

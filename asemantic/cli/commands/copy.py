@@ -12,27 +12,19 @@ Decisions:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from asemantic.cli.context import AppContext, json_option, pass_app
+from asemantic.cli.context import AppContext, json_option, pass_app, shown_target
 from asemantic.cli.errors import CliError, ExitCode
 from asemantic.cli.output import Output
 from asemantic.copy import CopyProgress, CopyReport, copy_knowledge_base
 from asemantic.copy.copier import DEFAULT_BATCH_SIZE
 from asemantic.errors import TransferVerificationError
 
-__all__ = ["copy", "copy_record", "shown_target"]
-
-_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@/]*@")
-
-
-def shown_target(target: str) -> str:
-    """``target`` as it may be printed: a URL's password replaced by ``***``."""
-    return _PASSWORD.sub(r"\g<head>:***@", target)
+__all__ = ["copy", "copy_record"]
 
 
 def copy_record(report: CopyReport) -> dict[str, Any]:

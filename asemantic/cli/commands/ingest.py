@@ -212,7 +212,7 @@ def _render(app: AppContext, results: Sequence[tuple[Path, IngestResult]], plan:
     if out.json_mode:
         out.json(
             {
-                "database": str(app.db),
+                "database": app.shown_db,
                 "files": rows,
                 "skipped": [{"path": str(p), "reason": r} for p, r in plan.skipped],
                 "totals": {"files": len(rows), **totals},
@@ -222,7 +222,8 @@ def _render(app: AppContext, results: Sequence[tuple[Path, IngestResult]], plan:
     if len(rows) <= MAX_TABLE_ROWS:
         out.print(_table(out, results))
     out.line(
-        f"ingested {len(rows)} file(s) into {app.db}: {totals['chunks_stored']:,} new chunk(s)"
+        f"ingested {len(rows)} file(s) into {app.shown_db}: "
+        f"{totals['chunks_stored']:,} new chunk(s)"
         f" ({totals['chunks_pending']:,} pending for the Batch API),"
         f" {totals['chunks_unchanged']:,} unchanged; "
         f"{tokens(totals['tokens_embedded'])} tokens embedded online"

@@ -80,9 +80,9 @@ def stats(app: AppContext) -> None:
     result = app.run(_stats(app))
     out = app.output
     if out.json_mode:
-        out.json({"database": str(app.db), **stats_record(result)})
+        out.json({"database": app.shown_db, **stats_record(result)})
         return
-    out.line(f"database:  {app.db}")
+    out.line(f"database:  {app.shown_db}")
     out.line(f"documents: {result.documents:,}")
     out.line(f"chunks:    {count_line(result.chunks, CHUNK_ORDER)}")
     out.line(f"jobs:      {count_line(result.jobs, JOB_ORDER)}")

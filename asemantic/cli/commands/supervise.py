@@ -226,10 +226,10 @@ async def _no_create() -> bool:
 def _announce(app: AppContext, config: SupervisorConfig) -> None:
     out = app.output
     if out.json_mode:
-        out.json_line({"event": "started", "database": str(app.db), "pid": os.getpid()})
+        out.json_line({"event": "started", "database": app.shown_db, "pid": os.getpid()})
     else:
         out.line(
-            f"supervising {app.db} (a pass every {config.poll_interval:g} s, jobs of "
+            f"supervising {app.shown_db} (a pass every {config.poll_interval:g} s, jobs of "
             f"{config.min_batch_size}+ chunks); Ctrl-C or SIGTERM stops"
         )
 
