@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 
 from asemantic.adapters.planning import dump_json
+from asemantic.adapters.postgres.schema import filterable_json, filterable_key
 from asemantic.adapters.postgres.vectors import distance_sql, index_kind
 from asemantic.domain.documents import JSONValue, SearchHit
 from asemantic.errors import InvalidInputError
@@ -58,7 +59,7 @@ _EF_SEARCH_MAX = 1000  # pgvector's bound
 
 _COLUMNS = (
     "c.id, c.document_id, d.source, d.title, c.text, c.position, c.meta_json, "
-    "s.distance, d.metadata_json::text"
+    "s.distance, d.metadata_json"
 )
 _FROM = (
     "FROM chunk_vectors v JOIN chunks c ON c.id = v.chunk_id "
@@ -103,8 +104,9 @@ def filter_conditions(filters: SearchFilters | None, first: int) -> tuple[list[s
             raise InvalidInputError("metadata filter keys must be strings")
         if value is not None and not isinstance(value, str | int | float | bool | list | dict):
             raise InvalidInputError(f"metadata filter {key!r} is not a JSON value")
-        encoded = dump_json(value)
-        conditions.append(f"d.metadata_json -> {param(key, 'text')} = {param(encoded, 'jsonb')}")
+        encoded = filterable_json(dump_json(value))
+        name = filterable_key(key)
+        conditions.append(f"d.metadata -> {param(name, 'text')} = {param(encoded, 'jsonb')}")
     return conditions, params
 
 
