@@ -210,3 +210,17 @@ async def test_nul_in_metadata_round_trips_and_filters_match_it(postgres_url: st
         )
     finally:
         await store.aclose()
+
+
+async def test_vector_rows_are_the_stored_blobs_by_chunk_id(postgres_url: str) -> None:
+    store = await PostgresStore.open(postgres_url, space=SPACE)
+    try:
+        await store.write_document(
+            make_write("doc.md", ["a", "b", "c"], vectors={0: angle(3), 2: angle(7)})
+        )
+        snapshot = await store.get_document("doc.md")
+        assert snapshot is not None
+        ids = [c.chunk_id for c in snapshot.chunks]
+        assert await store.vector_rows() == [(ids[0], angle(3)), (ids[2], angle(7))]
+    finally:
+        await store.aclose()
