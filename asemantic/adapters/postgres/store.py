@@ -159,7 +159,9 @@ class PostgresStore:
         if self._jobs is None:
             try:
                 module = importlib.import_module("asemantic.adapters.postgres.jobs")
-            except ImportError as exc:
+            except ModuleNotFoundError as exc:
+                if exc.name != "asemantic.adapters.postgres.jobs":
+                    raise  # a broken import inside the job store: not "missing"
                 raise StoreError("this build has no PostgreSQL job store") from exc
             self._jobs = cast("JobStore", module.PostgresJobStore(self))
         return self._jobs
