@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = {"bench_ingest", "bench_pipeline", "bench_results", "bench_search", "bench_store"}
+MODULES = {
+    "bench_emulator",
+    "bench_ingest",
+    "bench_pipeline",
+    "bench_postgres",
+    "bench_results",
+    "bench_search",
+    "bench_store",
+}
 
 
 @pytest.mark.timeout(900)
@@ -58,6 +66,7 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
         "bulk_update_vectors",
         "through the CLI",
         "split only",
+        "HNSW build",
     ):
         assert needed in names, needed
     assert document.get("machine")

@@ -16,6 +16,7 @@ from asemantic import EmbeddingSpace, GoogleKeyring, SemanticCore, StoreError
 from asemantic.adapters import factory
 from asemantic.adapters.factory import describe_target, open_store
 from asemantic.adapters.postgres.store import PostgresStore
+from asemantic.ports import SearchFilters
 from asemantic.testing import LexicalEmbedder
 from tests.ports.builders import AXIS, angle, make_write
 
@@ -185,5 +186,41 @@ async def test_integrity_check_reports_a_vector_without_a_ready_chunk(postgres_u
                 angle(5),
             )
         assert "1 vectors belong to no READY chunk" in await store.integrity_check()
+    finally:
+        await store.aclose()
+
+
+async def test_nul_in_metadata_round_trips_and_filters_match_it(postgres_url: str) -> None:
+    store = await PostgresStore.open(postgres_url, space=SPACE)
+    try:
+        metadata = {"key\x00": "value\x00 end", "plain": "a\x00", "slash": "\\u0000"}
+        await store.write_document(
+            make_write("nul.md", ["a"], vectors={0: angle(0)}, metadata=metadata)
+        )
+        await store.write_document(make_write("other.md", ["b"], vectors={0: angle(1)}))
+        hits = await store.search(
+            AXIS, k=5, filters=SearchFilters(metadata={"key\x00": "value\x00 end"})
+        )
+        assert [h.source for h in hits] == ["nul.md"]
+        assert hits[0].document_metadata == metadata  # exactly as written
+        literal = SearchFilters(metadata={"slash": "\\u0000"})  # a backslash, not a NUL
+        assert [h.source for h in await store.search(AXIS, k=5, filters=literal)] == ["nul.md"]
+        assert (
+            await store.search(AXIS, k=5, filters=SearchFilters(metadata={"slash": "\x00"})) == []
+        )
+    finally:
+        await store.aclose()
+
+
+async def test_vector_rows_are_the_stored_blobs_by_chunk_id(postgres_url: str) -> None:
+    store = await PostgresStore.open(postgres_url, space=SPACE)
+    try:
+        await store.write_document(
+            make_write("doc.md", ["a", "b", "c"], vectors={0: angle(3), 2: angle(7)})
+        )
+        snapshot = await store.get_document("doc.md")
+        assert snapshot is not None
+        ids = [c.chunk_id for c in snapshot.chunks]
+        assert await store.vector_rows() == [(ids[0], angle(3)), (ids[2], angle(7))]
     finally:
         await store.aclose()

@@ -11,7 +11,8 @@ Decisions:
   locks it, so two processes writing the same source at once run one after the other,
   and the second plans against the first one's chunks. Writes of different documents
   never wait for each other.
-* **One round trip per kind of change**: deletions by ``id = ANY($1)``, new chunks and
+* **One round trip per kind of change**: a document the upsert inserted (``xmax = 0``)
+  has no chunks to read; deletions by ``id = ANY($1)``, new chunks and
   their vectors from ``unnest`` of arrays (ids drawn from the identity sequence first,
   so vectors can follow at once), updates of kept chunks likewise.
 """
@@ -36,9 +37,9 @@ SELECT_SNAPSHOT = (
 )
 _UPSERT_DOCUMENT = (
     "INSERT INTO documents (source, title, content_hash, metadata_json) "
-    "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (source) DO UPDATE SET "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT (source) DO UPDATE SET "
     "title = excluded.title, content_hash = excluded.content_hash, "
-    "metadata_json = excluded.metadata_json, updated_at = now() RETURNING id"
+    "metadata_json = excluded.metadata_json, updated_at = now() RETURNING id, xmax = 0"
 )
 _SELECT_EXISTING = (
     "SELECT id, position, content_hash, embedding_status, text, meta_json FROM chunks "
@@ -93,22 +94,25 @@ async def write(
 ) -> WriteOutcome:
     """The body of a document write (inside the caller's transaction)."""
     document = write.document
-    document_id = int(
-        await conn.fetchval(
-            _UPSERT_DOCUMENT, document.source, document.title, write.content_hash, metadata_json
-        )
+    document_id, inserted = await conn.fetchrow(
+        _UPSERT_DOCUMENT, document.source, document.title, write.content_hash, metadata_json
     )
-    existing = [
-        ExistingChunk(
-            chunk_id=int(row[0]),
-            position=int(row[1]),
-            content_hash=str(row[2]),
-            status=str(row[3]),
-            text=str(row[4]),
-            meta_json=str(row[5]),
-        )
-        for row in await conn.fetch(_SELECT_EXISTING, document_id)
-    ]
+    document_id = int(document_id)
+    existing = (
+        []
+        if inserted
+        else [
+            ExistingChunk(
+                chunk_id=int(row[0]),
+                position=int(row[1]),
+                content_hash=str(row[2]),
+                status=str(row[3]),
+                text=str(row[4]),
+                meta_json=str(row[5]),
+            )
+            for row in await conn.fetch(_SELECT_EXISTING, document_id)
+        ]
+    )
     plan = plan_write(existing, write.drafts, write.vectors)
     await _apply(conn, plan, document_id=document_id)
     return WriteOutcome(

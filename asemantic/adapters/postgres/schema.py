@@ -1,11 +1,14 @@
-"""The PostgreSQL schema (version 1, the SQLite schema's counterpart) and its version.
+r"""The PostgreSQL schema (version 1, the SQLite schema's counterpart) and its version.
 
 The version lives in the one-row table ``schema_version``. Version 1 has the tables of
 the SQLite version-1 schema (:mod:`asemantic.adapters.sqlite.schema`), column for
 column, in PostgreSQL types:
 
-* ``documents``: ``metadata_json`` is ``jsonb`` (filters compare JSON values with their
-  JSON types, as SQLite's ``json_each`` conditions do);
+* ``documents``: ``metadata_json`` is ``text`` (the canonical JSON exactly as written,
+  read back as it was), with a generated ``jsonb`` column ``metadata`` for filters
+  (JSON values compare with their JSON types, as SQLite's ``json_each`` conditions do).
+  ``jsonb`` cannot hold U+0000, so ``metadata`` has every ``\u0000`` escape as
+  ``\uffff`` (:func:`filterable_json` does the same to a filter's keys and values);
 * ``chunks``: ``meta_json`` stays ``text`` (its exact text is compared on rewrite), with
   ``content_hash``, ``embedding_status``, ``batch_job_id``, ``error_message``,
   ``attempts`` and the time stamps;
@@ -52,6 +55,8 @@ __all__ = [
     "TABLES",
     "check_schema_version",
     "ensure_schema_compatibility",
+    "filterable_json",
+    "filterable_key",
     "read_database_id",
     "read_version",
     "table_exists",
@@ -67,6 +72,15 @@ _STATUS = "('READY', 'PENDING', 'FAILED')"
 _JOB_STATUS = "('CREATED', 'SUBMITTED', 'PROCESSING', 'COMPLETED', 'FAILED')"
 _STAMP = "timestamptz NOT NULL DEFAULT now()"
 
+FUNCTIONS: tuple[str, ...] = (
+    # Escaped backslashes step aside (U+0001 never appears raw in JSON text), so every
+    # backslash left starts an escape and "\u0000" is unambiguous.
+    r"""CREATE OR REPLACE FUNCTION asemantic_filterable(doc text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT replace(replace(replace(doc, '\\', chr(1)), '\u0000', '\uffff'),
+    chr(1), '\\')::jsonb $$""",
+)
+
 TABLES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS schema_version (
     id integer PRIMARY KEY CHECK (id = 1),
@@ -77,7 +91,8 @@ TABLES: tuple[str, ...] = (
     source text NOT NULL UNIQUE,
     title text,
     content_hash text NOT NULL,
-    metadata_json jsonb NOT NULL DEFAULT '{{}}',
+    metadata_json text NOT NULL DEFAULT '{{}}',
+    metadata jsonb GENERATED ALWAYS AS (asemantic_filterable(metadata_json)) STORED,
     created_at {_STAMP},
     updated_at {_STAMP}
 )""",
@@ -149,8 +164,19 @@ INDEXES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS chunks_job ON chunks (batch_job_id) WHERE batch_job_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS batch_jobs_status ON batch_jobs (status)",
     "CREATE INDEX IF NOT EXISTS batch_job_transitions_job ON batch_job_transitions (job_id, id)",
-    "CREATE INDEX IF NOT EXISTS documents_metadata ON documents USING gin (metadata_json)",
 )
+
+
+def filterable_json(text: str) -> str:
+    r"""Canonical JSON ``text`` as the ``metadata`` column holds it (``\u0000`` escapes
+    become ``\uffff``), like ``asemantic_filterable`` in SQL."""
+    swapped = text.replace("\\\\", "\x01").replace("\\u0000", "\\uffff")
+    return swapped.replace("\x01", "\\\\")
+
+
+def filterable_key(key: str) -> str:
+    """A metadata key as the ``metadata`` column holds it (U+0000 becomes U+FFFF)."""
+    return key.replace("\x00", "\uffff")
 
 
 async def table_exists(conn: asyncpg.Connection, name: str) -> bool:
@@ -209,7 +235,7 @@ async def ensure_schema_compatibility(conn: asyncpg.Connection) -> int:
 
 async def _create(conn: asyncpg.Connection) -> None:
     await ensure_vector_extension(conn)
-    for statement in (*TABLES, *INDEXES):
+    for statement in (*FUNCTIONS, *TABLES, *INDEXES):
         await conn.execute(statement)
     await conn.execute(
         "INSERT INTO store_meta (key, value) VALUES ('database_id', $1) "

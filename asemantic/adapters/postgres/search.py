@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 
 from asemantic.adapters.planning import dump_json
+from asemantic.adapters.postgres.schema import filterable_json, filterable_key
 from asemantic.adapters.postgres.vectors import distance_sql, index_kind
 from asemantic.domain.documents import JSONValue, SearchHit
 from asemantic.errors import InvalidInputError
@@ -58,7 +59,7 @@ _EF_SEARCH_MAX = 1000  # pgvector's bound
 
 _COLUMNS = (
     "c.id, c.document_id, d.source, d.title, c.text, c.position, c.meta_json, "
-    "s.distance, d.metadata_json::text"
+    "s.distance, d.metadata_json"
 )
 _FROM = (
     "FROM chunk_vectors v JOIN chunks c ON c.id = v.chunk_id "
@@ -103,8 +104,9 @@ def filter_conditions(filters: SearchFilters | None, first: int) -> tuple[list[s
             raise InvalidInputError("metadata filter keys must be strings")
         if value is not None and not isinstance(value, str | int | float | bool | list | dict):
             raise InvalidInputError(f"metadata filter {key!r} is not a JSON value")
-        encoded = dump_json(value)
-        conditions.append(f"d.metadata_json -> {param(key, 'text')} = {param(encoded, 'jsonb')}")
+        encoded = filterable_json(dump_json(value))
+        name = filterable_key(key)
+        conditions.append(f"d.metadata -> {param(name, 'text')} = {param(encoded, 'jsonb')}")
     return conditions, params
 
 
@@ -126,12 +128,21 @@ async def choose_plan(
 
 def exact_sql(filters: SearchFilters | None) -> tuple[str, list[object]]:
     """The exact plan: parameters ``$1`` query, ``$2`` k, then the filter's."""
-    conditions, params = filter_conditions(filters, 3)
+    if is_filtered(filters):
+        conditions, params = filter_conditions(filters, 3)
+        scored = (
+            f"SELECT v.chunk_id, v.embedding <=> $1 AS distance {_FROM} "
+            f"WHERE {' AND '.join(conditions)}"
+        )
+    else:  # only READY chunks have vectors: the rows are read once, and only k joined
+        params = []
+        scored = "SELECT v.chunk_id, v.embedding <=> $1 AS distance FROM chunk_vectors v"
     sql = (
-        f"WITH s AS MATERIALIZED (SELECT v.chunk_id, v.embedding <=> $1 AS distance {_FROM} "
-        f"WHERE {' AND '.join(conditions)}) "
+        f"WITH scored AS MATERIALIZED ({scored}), "
+        "s AS (SELECT chunk_id, distance FROM scored ORDER BY distance, chunk_id LIMIT $2) "
         f"SELECT {_COLUMNS} FROM s JOIN chunks c ON c.id = s.chunk_id "
-        "JOIN documents d ON d.id = c.document_id ORDER BY s.distance, c.id LIMIT $2"
+        "JOIN documents d ON d.id = c.document_id "
+        "WHERE c.embedding_status = 'READY' ORDER BY s.distance, c.id"
     )
     return sql, params
 

@@ -17,16 +17,16 @@ Decisions:
 * **Errors are typed** at this edge (:func:`.connection.store_error`); after
   :meth:`PostgresStore.aclose` every call raises :class:`~asemantic.errors.StoreClosedError`.
 * ``jobs`` is the :class:`~asemantic.ports.JobStore` of the same database
-  (``asemantic.adapters.postgres.jobs.PostgresJobStore(pool, database_id)``), imported
-  when first asked for.
+  (``asemantic.adapters.postgres.jobs.PostgresJobStore(store)``: it runs on this store's
+  pool, transactions, closed state and :meth:`PostgresStore.apply_vectors`), imported
+  when first asked for and closed before the pool.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from asemantic.adapters.checks import check_k
 from asemantic.adapters.planning import check_drafts, dump_json
 from asemantic.adapters.postgres import documents as doc_sql
+from asemantic.adapters.postgres import inspection
 from asemantic.adapters.postgres import search as search_sql
 from asemantic.adapters.postgres import vectors as vec_sql
 from asemantic.adapters.postgres.connection import (
@@ -53,11 +54,9 @@ from asemantic.adapters.postgres.schema import (
 )
 from asemantic.adapters.vectors import check_blob, check_blobs
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
-from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidInputError, StoreClosedError, StoreError
 from asemantic.ports import (
-    USAGE_ROUTES,
     DocumentSnapshot,
     DocumentWrite,
     SearchFilters,
@@ -74,16 +73,6 @@ __all__ = ["PostgresStore"]
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-_STATS = (
-    "SELECT (SELECT count(*) FROM documents), "
-    "(SELECT jsonb_object_agg(embedding_status, n)::text FROM "
-    "(SELECT embedding_status, count(*) AS n FROM chunks GROUP BY embedding_status) s), "
-    "(SELECT jsonb_object_agg(status, n)::text FROM "
-    "(SELECT status, count(*) AS n FROM batch_jobs GROUP BY status) s), "
-    "(SELECT jsonb_object_agg(route, n)::text FROM "
-    "(SELECT route, sum(tokens) AS n FROM usage_ledger GROUP BY route) s)"
-)
 
 
 class PostgresStore:
@@ -160,14 +149,22 @@ class PostgresStore:
         return self._database_id
 
     @property
+    def url(self) -> str:
+        """The URL the store was opened with (password included: never log it; the
+        job store opens its lease connection with it)."""
+        return self._url
+
+    @property
     def jobs(self) -> JobStore:
         """The :class:`~asemantic.ports.JobStore` of this database (one per store)."""
         if self._jobs is None:
             try:
                 module = importlib.import_module("asemantic.adapters.postgres.jobs")
-            except ImportError as exc:
+            except ModuleNotFoundError as exc:
+                if exc.name != "asemantic.adapters.postgres.jobs":
+                    raise  # a broken import inside the job store: not "missing"
                 raise StoreError("this build has no PostgreSQL job store") from exc
-            self._jobs = cast("JobStore", module.PostgresJobStore(self._pool, self._database_id))
+            self._jobs = cast("JobStore", module.PostgresJobStore(self))
         return self._jobs
 
     @property
@@ -202,6 +199,13 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
+        try:
+            if self._jobs is not None:  # first: its lease connection ends its lock at once
+                await self._jobs.aclose()  # type: ignore[attr-defined]
+        finally:
+            await self._close_pool()
+
+    async def _close_pool(self) -> None:
         try:
             await self._pool.close()
         except Exception:  # adapter edge: the connections are gone either way
@@ -361,14 +365,23 @@ class PostgresStore:
 
     async def stats(self) -> StoreStats:
         """Documents, chunks and jobs by status, and tokens per route, in one snapshot."""
-        rows = await self.fetch(_STATS)
-        documents, chunks, jobs, tokens = rows[0]
-        return StoreStats(
-            documents=int(documents),
-            chunks=_counts(chunks, [status.value for status in EmbeddingStatus]),
-            jobs=_counts(jobs, [status.value for status in JobStatus]),
-            tokens=_counts(tokens, USAGE_ROUTES),
-        )
+        return await self._run(inspection.stats, readonly=True)
+
+    # --- read-only inspection (audits and engine-neutral tests) -----------------------
+
+    async def chunk_records(self) -> list[Any]:
+        """Every chunk of the database, by chunk id (``ports.ChunkRecord`` values)."""
+        return await self._run(inspection.chunk_records, readonly=True)
+
+    async def vector_rows(self) -> list[tuple[int, bytes]]:
+        """Every stored vector as (chunk id, float32 blob), by chunk id."""
+        if self._space is None:
+            return []
+        return await self._run(inspection.vector_rows, readonly=True)
+
+    async def usage(self) -> dict[str, Any]:
+        """The usage ledger's totals per route (``ports.UsageTotal``), every route present."""
+        return await self._run(inspection.usage, readonly=True)
 
     async def integrity_check(self) -> str:
         """``"ok"``, or what is wrong: the schema version, and vectors (every READY
@@ -396,10 +409,3 @@ async def _prepare(
         return recorded, await read_database_id(conn)
     except DRIVER_ERRORS as exc:
         raise store_error(exc, url=url) from exc
-
-
-def _counts(encoded: str | None, keys: Sequence[str]) -> dict[str, int]:
-    """A JSON object of counts, with every one of ``keys`` present (0 when absent)."""
-    counts = dict.fromkeys(keys, 0)
-    counts.update({str(k): int(v or 0) for k, v in json.loads(encoded or "{}").items()})
-    return counts
