@@ -43,7 +43,13 @@ from typing import Any, Protocol
 import asyncpg
 
 from asemantic.adapters.postgres.connection import DRIVER_ERRORS, connect_error, store_error
-from asemantic.adapters.postgres.lease import FENCE, KEEPALIVE_SETTINGS, LeaseSessions, lease_key
+from asemantic.adapters.postgres.lease import (
+    FENCE,
+    KEEPALIVE_SETTINGS,
+    SESSION_ERRORS,
+    LeaseSessions,
+    lease_key,
+)
 from asemantic.adapters.results import (
     ChunkState,
     ChunkUpdate,
@@ -385,7 +391,7 @@ class PostgresJobStore:
         sessions = await self._sessions()
         try:
             return await sessions.acquire(owner, ttl=ttl, now=now)
-        except DRIVER_ERRORS as exc:
+        except SESSION_ERRORS as exc:
             raise store_error(exc, url=self._host.url) from exc
 
     async def release_lease(self, owner: str) -> None:
@@ -395,7 +401,7 @@ class PostgresJobStore:
         if self._lease is not None:
             try:
                 deleted = await self._lease.release(owner)
-            except DRIVER_ERRORS:
+            except SESSION_ERRORS:
                 logger.warning("releasing the supervisor lease's session failed; it ended")
         if not deleted:
             async with self._transaction() as conn:

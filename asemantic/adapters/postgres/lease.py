@@ -58,8 +58,10 @@ import asyncpg
 from asemantic.ports import Lease
 
 __all__ = [
+    "FENCE",
     "KEEPALIVE_SETTINGS",
     "LeaseSessions",
+    "SESSION_ERRORS",
     "lease_key",
 ]
 
@@ -76,6 +78,13 @@ CHECK_TIMEOUT = 5.0
 """Seconds a renewal's look at its lock session may take before the session counts as dead."""
 TERMINATE_WAIT_MS = 5000
 """How long taking over from a frozen holder waits for its lock session to end."""
+SESSION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a session ended by the server while idle, on next use
+    OSError,  # TimeoutError included
+)
+"""What using a lock session that died may raise."""
 _UNNAMED = "another supervisor"
 """The holder named when the lock is held but the row does not (yet) say by whom."""
 
@@ -156,23 +165,30 @@ class LeaseSessions:
         """Take or renew ``owner``'s lease, unless another live (or unexpired) owner has it."""
         async with self._lock(owner):
             session = self._sessions.setdefault(owner, _Session())
-            await self._check(session)
-            if not session.holds:
-                await self._try_lock(session, owner)
-            if not session.holds:
-                refused = await self._take_from_frozen(session, owner, now)
-                if refused is not None:
-                    return refused
-            await session.conn.execute(_UPSERT, owner, now + ttl, timeout=CHECK_TIMEOUT)
-            session.acquired = True
-            return Lease(owner=owner, expires_at=now + ttl, acquired=True)
+            try:
+                return await self._acquire(session, owner, ttl=ttl, now=now)
+            except SESSION_ERRORS:
+                await _close(session)  # the next call starts on a new session
+                raise
+
+    async def _acquire(self, session: _Session, owner: str, *, ttl: float, now: float) -> Lease:
+        await self._check(session)
+        if not session.holds:
+            await self._try_lock(session, owner)
+        if not session.holds:
+            refused = await self._take_from_frozen(session, owner, now)
+            if refused is not None:
+                return refused
+        await session.conn.execute(_UPSERT, owner, now + ttl, timeout=CHECK_TIMEOUT)
+        session.acquired = True
+        return Lease(owner=owner, expires_at=now + ttl, acquired=True)
 
     async def _check(self, session: _Session) -> None:
         """Open the session if needed; find out whether a holding one still holds."""
         if session.alive and session.holds:
             try:
                 holds = await session.conn.fetchval(_HOLDS, *self._halves, timeout=CHECK_TIMEOUT)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            except SESSION_ERRORS:
                 logger.warning("the supervisor lease's lock session failed; reconnecting")
                 await _close(session)
                 holds = False
@@ -277,5 +293,5 @@ async def _close(session: _Session) -> None:
         return
     try:
         await asyncio.wait_for(conn.close(), CHECK_TIMEOUT)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+    except SESSION_ERRORS:
         conn.terminate()
