@@ -12,21 +12,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from asemantic.adapters.postgres.connection import open_connection, open_pool
 from asemantic.adapters.postgres.jobs import PostgresJobStore
-from asemantic.adapters.postgres.schema import ensure_schema_compatibility
+from asemantic.adapters.postgres.store import PostgresStore
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.linekeys import line_key
 from asemantic.domain.policy import RetryPolicy
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.errors import InvalidVectorError, StoreClosedError, StoreError
+from asemantic.errors import InvalidVectorError, StoreError
 from asemantic.ports import ApplyCounts, JobChange, LineResult
 from tests.ports.builders import vec
 
@@ -37,44 +37,45 @@ AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 @dataclass(slots=True)
 class Host:
-    """A minimal :class:`~asemantic.adapters.postgres.jobs.JobHost` over its own pool."""
+    """A :class:`~asemantic.adapters.postgres.jobs.JobHost`: a real PostgresStore, and
+    the URL it was opened with."""
 
+    store: PostgresStore
     url: str
-    space: EmbeddingSpace | None
-    raw_pool: Any
-    closed: bool = False
     jobs: PostgresJobStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.jobs = PostgresJobStore(self)
 
+    @property
+    def space(self) -> EmbeddingSpace | None:
+        return self.store.space
+
+    @property
+    def closed(self) -> bool:
+        return self.store.closed
+
+    @property
     def pool(self) -> Any:
-        if self.closed:
-            raise StoreClosedError("the store is closed")
-        return self.raw_pool
+        return self.store.pool
+
+    @property
+    def database_id(self) -> str:
+        return self.store.database_id
+
+    def transaction(self, **options: Any) -> AbstractAsyncContextManager[Any]:
+        return self.store.transaction(**options)
+
+    async def apply_vectors(self, conn: Any, mapping: Mapping[int, bytes]) -> int:
+        return await self.store.apply_vectors(conn, mapping)
 
     async def aclose(self) -> None:
-        if not self.closed:
-            self.closed = True
-            await self.jobs.aclose()
-            await self.raw_pool.close()
-
-
-async def prepare(url: str) -> None:
-    """The schema, and the vector table the store makes with the space."""
-    conn = await open_connection(url)
-    try:
-        await ensure_schema_compatibility(conn)
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS chunk_vectors (chunk_id bigint PRIMARY KEY "
-            f"REFERENCES chunks(id) ON DELETE CASCADE, embedding vector({SPACE.dimensions}))"
-        )
-    finally:
-        await conn.close()
+        await self.jobs.aclose()
+        await self.store.aclose()
 
 
 async def open_host(url: str) -> Host:
-    return Host(url=url, space=SPACE, raw_pool=await open_pool(url, max_size=4))
+    return Host(store=await PostgresStore.open(url, space=SPACE, max_size=4), url=url)
 
 
 OpenHost = Callable[[], Awaitable[Host]]
@@ -82,8 +83,7 @@ OpenHost = Callable[[], Awaitable[Host]]
 
 @pytest.fixture
 async def open_hosts(postgres_url: str) -> AsyncIterator[OpenHost]:
-    """Open job stores on one prepared database (each with its own pool)."""
-    await prepare(postgres_url)
+    """Open job stores on one database (each with its own store and pool)."""
     hosts: list[Host] = []
 
     async def opener() -> Host:
@@ -102,7 +102,7 @@ def source_hash(text: str) -> str:
 
 async def seed(host: Host, n: int, *, source: str = "doc.md") -> list[tuple[int, str]]:
     """A document with ``n`` PENDING chunks; their (id, text)."""
-    async with host.pool().acquire() as conn, conn.transaction():
+    async with host.pool.acquire() as conn, conn.transaction():
         document_id = await conn.fetchval(
             "INSERT INTO documents (source, title, content_hash) VALUES ($1, 'T', $2) RETURNING id",
             source,
@@ -128,7 +128,7 @@ def ok(chunk: tuple[int, str], value: float = 1.0) -> LineResult:
 
 
 async def scalar(host: Host, sql: str, *args: object) -> Any:
-    return await host.pool().fetchval(sql, *args)
+    return await host.pool.fetchval(sql, *args)
 
 
 async def test_a_job_goes_the_whole_way(open_hosts: OpenHost) -> None:
@@ -152,7 +152,7 @@ async def test_a_job_goes_the_whole_way(open_hosts: OpenHost) -> None:
     assert counts == ApplyCounts(ready=3)
     assert await scalar(host, "SELECT COUNT(*) FROM chunk_vectors") == 3
     assert await scalar(host, "SELECT SUM(texts) FROM usage_ledger WHERE route = 'batch'") == 3
-    history = await host.pool().fetch(
+    history = await host.pool.fetch(
         "SELECT from_status, to_status FROM batch_job_transitions ORDER BY id"
     )
     assert [tuple(r) for r in history] == [(None, "CREATED"), ("CREATED", "SUBMITTED")]
@@ -174,10 +174,8 @@ async def test_concurrent_flushes_put_each_chunk_in_one_job(open_hosts: OpenHost
 
     sent = await asyncio.gather(*(flush(i, r) for r in range(4) for i in range(3)))
     assert sum(sent) == 60
-    rows = (
-        await hosts[0]
-        .pool()
-        .fetch("SELECT batch_job_id, COUNT(*) FROM chunks GROUP BY batch_job_id")
+    rows = await hosts[0].pool.fetch(
+        "SELECT batch_job_id, COUNT(*) FROM chunks GROUP BY batch_job_id"
     )
     assert None not in {r[0] for r in rows}
     jobs = await hosts[0].jobs.jobs()
@@ -205,7 +203,7 @@ async def test_of_two_supervisors_moving_one_job_exactly_one_wins(open_hosts: Op
     )
     assert history == 1
     # The chunks were released once: one more attempt each, back in the queue.
-    attempts = await hosts[0].pool().fetch("SELECT attempts, batch_job_id FROM chunks")
+    attempts = await hosts[0].pool.fetch("SELECT attempts, batch_job_id FROM chunks")
     assert [tuple(r) for r in attempts] == [(1, None)] * 4
 
 
@@ -234,7 +232,7 @@ async def test_a_large_slice_is_applied_in_one_transaction(open_hosts: OpenHost)
         await host.jobs.apply_results("j1", [*results[:-1], bad], retry=RETRY)
     assert await scalar(host, "SELECT COUNT(*) FROM chunk_vectors") == 0
     assert await host.jobs.apply_results("j1", results, retry=RETRY) == ApplyCounts(ready=3000)
-    stored = await host.pool().fetchval(
+    stored = await host.pool.fetchval(
         "SELECT embedding FROM chunk_vectors WHERE chunk_id = $1", chunks[5][0]
     )
     assert bytes(stored) == vec(6.0, 0.5)

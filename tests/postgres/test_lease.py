@@ -92,7 +92,7 @@ class Holder:
 async def _lock_sessions(host: Any) -> list[tuple[int, str]]:
     """(pid, application_name) of the backends holding this database's lease lock."""
     key = lease_key(await host.jobs.database_id())
-    rows = await host.pool().fetch(
+    rows = await host.pool.fetch(
         "SELECT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a "
         "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
         "AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid",
@@ -103,7 +103,7 @@ async def _lock_sessions(host: Any) -> list[tuple[int, str]]:
 
 
 async def _row(host: Any) -> tuple[str, float] | None:
-    row = await host.pool().fetchrow("SELECT owner, expires_at FROM supervisor_lease")
+    row = await host.pool.fetchrow("SELECT owner, expires_at FROM supervisor_lease")
     return None if row is None else (str(row[0]), float(row[1]))
 
 
@@ -198,7 +198,7 @@ async def test_a_holder_that_lost_its_lock_sends_no_create(open_hosts: OpenHost)
     await first.jobs.mark_create_attempt("j1", None)
     # The lock session dies (a cut connection, a restarted server) and another takes over.
     [(pid, _)] = await _lock_sessions(first)
-    assert await second.pool().fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+    assert await second.pool.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
     assert (await second.jobs.acquire_lease("b", ttl=600, now=now + 1)).acquired
     with pytest.raises(StoreError, match="supervisor lease"):
         await first.jobs.mark_create_attempt("j1", AT)

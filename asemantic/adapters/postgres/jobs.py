@@ -16,8 +16,9 @@ Decisions:
   is written in the same transaction.
 * **Results are judged under row locks** (``SELECT ... FOR UPDATE`` of the chunks a
   slice names, in id order), by the shared rules of :mod:`asemantic.adapters.results`,
-  then written in bulk: vectors by ``COPY`` into a temporary table and one upsert into
-  ``chunk_vectors``, statuses by one ``UPDATE ... FROM unnest(...)``. Applying the same
+  then written in bulk: vectors by the store's ``COPY`` into a temporary table and one
+  upsert into ``chunk_vectors`` (:func:`asemantic.adapters.postgres.vectors.apply`),
+  statuses by one ``UPDATE ... FROM unnest(...)``. Applying the same
   slice twice changes nothing (every line is stale the second time).
 * **Snapshots are one ``REPEATABLE READ`` read-only transaction**, so the jobs, the
   queue and the PENDING count agree.
@@ -34,9 +35,8 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -63,7 +63,7 @@ from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.policy import RetryPolicy
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.errors import StoreError
+from asemantic.errors import StoreClosedError, StoreError
 from asemantic.ports import (
     ApplyCounts,
     BatchSnapshot,
@@ -125,16 +125,15 @@ _TRANSITION = (
     "output_file = COALESCE($8, output_file), error_message = COALESCE($9, error_message) "
     f"WHERE id = $1 AND status = $2 RETURNING {_JOB_COLUMNS}"
 )
-_STAGE = "asemantic_result_vectors"
-"""The temporary table a slice's vectors are copied into (one per connection)."""
 
 
 class JobHost(Protocol):
-    """What the job store needs of its :class:`PostgresStore`.
+    """What the job store uses of its :class:`~asemantic.adapters.postgres.store.PostgresStore`.
 
-    ``pool()`` raises :class:`~asemantic.errors.StoreClosedError` once the store is
-    closed; ``url`` (password included) opens the lease's own connections and is
-    scrubbed from every message.
+    ``transaction()`` raises :class:`~asemantic.errors.StoreClosedError` once the store
+    is closed and types driver errors; ``apply_vectors`` writes checked vectors inside
+    the caller's transaction; ``url`` (password included) opens the lease's own
+    connections and is scrubbed from every message.
     """
 
     @property
@@ -143,7 +142,20 @@ class JobHost(Protocol):
     @property
     def space(self) -> EmbeddingSpace | None: ...
 
+    @property
+    def closed(self) -> bool: ...
+
+    @property
     def pool(self) -> Any: ...
+
+    @property
+    def database_id(self) -> str: ...
+
+    def transaction(
+        self, *, isolation: str = ..., readonly: bool = ...
+    ) -> AbstractAsyncContextManager[Any]: ...
+
+    async def apply_vectors(self, conn: Any, mapping: Mapping[int, bytes]) -> int: ...
 
 
 class PostgresJobStore:
@@ -151,51 +163,35 @@ class PostgresJobStore:
 
     def __init__(self, host: JobHost) -> None:
         self._host = host
-        self._database_id: str | None = None
         self._lease: LeaseSessions | None = None
 
     def __repr__(self) -> str:
-        return f"PostgresJobStore(database_id={self._database_id!r})"
+        return f"PostgresJobStore(database_id={self._host.database_id!r})"
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _pool(self) -> Any:
-        return self._host.pool()
+    def _check_open(self) -> None:
+        if self._host.closed:
+            raise StoreClosedError("the store is closed")
 
-    @asynccontextmanager
-    async def _transaction(self, **options: Any) -> AsyncIterator[Any]:
-        pool = self._pool()
-        try:
-            async with pool.acquire() as conn, conn.transaction(**options):
-                yield conn
-        except DRIVER_ERRORS as exc:
-            raise store_error(exc, url=self._host.url) from exc
+    def _transaction(self, **options: Any) -> AbstractAsyncContextManager[Any]:
+        return self._host.transaction(**options)
 
     async def _fetch(self, sql: str, *args: object) -> list[Any]:
-        pool = self._pool()
+        self._check_open()
         try:
-            return list(await pool.fetch(sql, *args))
+            return list(await self._host.pool.fetch(sql, *args))
         except DRIVER_ERRORS as exc:
+            if self._host.closed:
+                raise StoreClosedError("the store was closed during the call") from exc
             raise store_error(exc, url=self._host.url) from exc
 
     # --- identity ---------------------------------------------------------------------
 
     async def database_id(self) -> str:
-        """A random id made once per database (names its remote objects and the lease)."""
-        if self._database_id is None:
-            async with self._transaction() as conn:
-                await conn.execute(
-                    "INSERT INTO store_meta (key, value) VALUES ('database_id', $1) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    uuid.uuid4().hex,
-                )
-                value = await conn.fetchval(
-                    "SELECT value FROM store_meta WHERE key = 'database_id'"
-                )
-            self._database_id = str(value)
-        else:
-            self._pool()  # a closed store refuses even a cached answer
-        return self._database_id
+        """A random id made with the schema (names its remote objects and the lease)."""
+        self._check_open()
+        return self._host.database_id
 
     # --- reads ------------------------------------------------------------------------
 
@@ -331,7 +327,7 @@ class PostgresJobStore:
             if vectors:
                 check_blobs(vectors.items(), self._host.space)
             await _update_chunks(conn, updates)
-            ready = await _write_vectors(conn, vectors)
+            ready = await self._host.apply_vectors(conn, vectors)
             if ready:
                 await conn.execute(
                     "INSERT INTO usage_ledger (route, texts, tokens) VALUES ('batch', $1, $2)",
@@ -387,7 +383,7 @@ class PostgresJobStore:
 
     async def acquire_lease(self, owner: str, *, ttl: float, now: float) -> Lease:
         """Take or renew the supervisor lease unless another live owner holds it."""
-        self._pool()
+        self._check_open()
         sessions = await self._sessions()
         try:
             return await sessions.acquire(owner, ttl=ttl, now=now)
@@ -396,7 +392,7 @@ class PostgresJobStore:
 
     async def release_lease(self, owner: str) -> None:
         """Give the lease up, if ``owner`` holds it (its lock session ends)."""
-        self._pool()
+        self._check_open()
         deleted = False
         if self._lease is not None:
             try:
@@ -480,32 +476,6 @@ async def _release(conn: Any, job_id: str, policy: RetryPolicy, reason: str) -> 
     rows = await conn.fetch(_RELEASABLE, job_id)
     updates = [release(int(r[0]), int(r[1]), policy, job_id=job_id, reason=reason) for r in rows]
     await _update_chunks(conn, updates)
-
-
-async def _write_vectors(conn: Any, vectors: Mapping[int, bytes]) -> int:
-    """Store checked vectors of locked chunks and mark those chunks READY.
-
-    The vectors are copied (binary COPY) into a temporary table and upserted into
-    ``chunk_vectors`` in one statement; the chunks keep their ``batch_job_id``.
-    """
-    if not vectors:
-        return 0
-    await conn.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (chunk_id bigint PRIMARY KEY, "
-        "embedding vector NOT NULL) ON COMMIT DELETE ROWS"
-    )
-    await conn.copy_records_to_table(
-        _STAGE, records=list(vectors.items()), columns=("chunk_id", "embedding")
-    )
-    await conn.execute(
-        "UPDATE chunks SET embedding_status = 'READY', error_message = NULL, updated_at = now() "
-        f"WHERE id IN (SELECT chunk_id FROM {_STAGE})"
-    )
-    status = await conn.execute(
-        f"INSERT INTO chunk_vectors (chunk_id, embedding) SELECT chunk_id, embedding FROM {_STAGE} "
-        "ON CONFLICT (chunk_id) DO UPDATE SET embedding = excluded.embedding"
-    )
-    return _rowcount(status)
 
 
 async def _record_transition(
