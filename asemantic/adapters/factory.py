@@ -7,15 +7,19 @@ back a :class:`~asemantic.ports.Store` (whose ``jobs`` is the same database's
 Decisions:
 
 * **The target's form picks the engine**: ``":memory:"`` or ``"memory://"`` is the
-  in-memory engine (gone when closed; for tests and throw-away work); a URL with a
-  scheme the project has no engine for is refused with a clear
+  in-memory engine (gone when closed; for tests and throw-away work);
+  ``postgresql://`` and ``postgres://`` URLs (libpq's URL form:
+  ``postgresql://user:password@host:5432/db?sslmode=require``, or
+  ``?host=/run/postgresql`` for a Unix socket) open the PostgreSQL + pgvector engine;
+  a URL with a scheme the project has no engine for is refused with a clear
   :class:`~asemantic.errors.StoreError` (never taken for a file name); anything else
   is a path to a SQLite file, created if needed.
 * **A store object is taken as it is**: ``SemanticCore.open(store)`` runs on a store
   the caller built (an engine with settings of its own, or a test double wrapping a
   real one); the core then owns it and closes it.
 * Engines are imported when chosen, so opening a SQLite file never imports another
-  engine's driver.
+  engine's driver; without asyncpg a PostgreSQL URL raises a
+  :class:`~asemantic.errors.StoreError` saying what to install.
 """
 
 from __future__ import annotations
@@ -29,13 +33,23 @@ from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidInputError, StoreError
 from asemantic.ports import Store
 
-__all__ = ["MEMORY_TARGETS", "StoreOptions", "describe_target", "open_store"]
+__all__ = [
+    "MEMORY_TARGETS",
+    "POSTGRES_SCHEMES",
+    "StoreOptions",
+    "describe_target",
+    "open_store",
+]
 
 MEMORY_TARGETS = frozenset({":memory:", "memory://"})
 """Targets that open the in-memory engine."""
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
+"""URL schemes that open the PostgreSQL engine."""
+_POSTGRES_INSTALL_HINT = 'the PostgreSQL engine needs asyncpg: pip install "asemantic[postgres]"'
 
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 _DEFAULT_BUSY_TIMEOUT_MS = 5000
+_DEFAULT_POOL_SIZE = 10
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,10 +58,12 @@ class StoreOptions:
 
     ``busy_timeout_ms``: how long a SQLite writer waits for another's transaction.
     ``memory_index``: SQLite searches an exact in-memory copy of the vectors (off: vec0).
+    ``pool_size``: the most PostgreSQL connections one store keeps open.
     """
 
     busy_timeout_ms: int = _DEFAULT_BUSY_TIMEOUT_MS
     memory_index: bool = True
+    pool_size: int = _DEFAULT_POOL_SIZE
 
 
 def describe_target(target: str | os.PathLike[str]) -> str:
@@ -91,4 +107,19 @@ async def open_store(
             busy_timeout_ms=options.busy_timeout_ms,
             memory_index=options.memory_index,
         )
-    raise StoreError(f"no engine for {engine}:// targets; use a SQLite file path or ':memory:'")
+    if engine in POSTGRES_SCHEMES:
+        return await _open_postgres(os.fspath(target), space=space, options=options)
+    raise StoreError(
+        f"no engine for {engine}:// targets; use a SQLite file path, ':memory:' or a "
+        "postgresql:// URL"
+    )
+
+
+async def _open_postgres(url: str, *, space: EmbeddingSpace | None, options: StoreOptions) -> Store:
+    try:
+        from asemantic.adapters.postgres.store import PostgresStore
+    except ImportError as exc:
+        if getattr(exc, "name", None) in ("asyncpg", None) or "asyncpg" in str(exc):
+            raise StoreError(_POSTGRES_INSTALL_HINT) from None
+        raise
+    return await PostgresStore.open(url, space=space, max_size=options.pool_size)

@@ -38,7 +38,18 @@ from asemantic.domain.documents import JSONValue, SearchHit
 from asemantic.errors import InvalidInputError
 from asemantic.ports import SearchFilters
 
-__all__ = ["EXACT_LIMIT", "SearchPlan", "choose_plan", "is_filtered", "run_search"]
+__all__ = [
+    "EXACT_LIMIT",
+    "SearchPlan",
+    "choose_plan",
+    "exact_sql",
+    "filter_conditions",
+    "hit_from_row",
+    "hnsw_settings",
+    "hnsw_sql",
+    "is_filtered",
+    "run_search",
+]
 
 EXACT_LIMIT = 2000
 """At most this many candidates, a search is an exact scan."""
@@ -152,6 +163,22 @@ def ef_search(k: int, floor: int = _EF_SEARCH_MIN) -> int:
     return max(1, min(_EF_SEARCH_MAX, max(floor, 2 * k)))
 
 
+def hnsw_settings(k: int, *, filtered: bool, ef_floor: int = _EF_SEARCH_MIN) -> list[str]:
+    """The ``SET LOCAL`` statements of the HNSW plan.
+
+    ``enable_seqscan`` is off: the count already said the set is large, and below some
+    ten thousand rows the planner's estimate prefers sorting every row (exact, but
+    slower than the index) to the index scan.
+    """
+    statements = [
+        f"SET LOCAL hnsw.ef_search = {ef_search(k, ef_floor)}",
+        "SET LOCAL enable_seqscan = off",
+    ]
+    if filtered:
+        statements.append("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    return statements
+
+
 async def run_search(
     conn: asyncpg.Connection,
     query: bytes,
@@ -167,9 +194,8 @@ async def run_search(
     if plan.candidates == 0:
         return []
     if plan.kind == "hnsw" and index_kind(dimensions) is not None:
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search(k, ef_floor)}")
-        if is_filtered(filters):
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        for statement in hnsw_settings(k, filtered=is_filtered(filters), ef_floor=ef_floor):
+            await conn.execute(statement)
         sql, params = hnsw_sql(filters, dimensions)
         rows = await conn.fetch(sql, query, k, *params)
         if len(rows) >= min(k, plan.candidates):
