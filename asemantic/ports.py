@@ -29,6 +29,7 @@ __all__ = [
     "BatchBackend",
     "BatchLine",
     "BatchSnapshot",
+    "ChunkRecord",
     "DocumentSnapshot",
     "DocumentWrite",
     "EmbedRequest",
@@ -37,6 +38,7 @@ __all__ = [
     "JobChunk",
     "JobRecord",
     "JobStore",
+    "JobTransition",
     "Lease",
     "LineResult",
     "QueuedChunk",
@@ -49,6 +51,7 @@ __all__ = [
     "StoreStats",
     "StoredChunk",
     "USAGE_ROUTES",
+    "UsageTotal",
     "WriteOutcome",
 ]
 
@@ -188,6 +191,35 @@ class StoreStats:
         return self.documents == 0 and not any(self.jobs.values())
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkRecord:
+    """One stored chunk, with its document's source and title (``Store.chunk_records``).
+
+    For audits and tests: everything a check of the stored state needs, read through
+    the port instead of an engine's own tables.
+    """
+
+    chunk_id: int
+    document_id: int
+    source: str
+    title: str | None
+    position: int
+    content_hash: str
+    vector_source: str
+    status: EmbeddingStatus
+    job_id: str | None
+    error_message: str | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageTotal:
+    """Texts and tokens the usage ledger counts for one route, over the database's life."""
+
+    texts: int = 0
+    tokens: int = 0
+
+
 class Store(Protocol):
     """Durable documents, chunks and vectors of one database (one engine).
 
@@ -219,6 +251,21 @@ class Store(Protocol):
     async def count_chunks_by_status(self) -> dict[str, int]: ...
 
     async def stats(self) -> StoreStats: ...
+
+    # Read-only inspection (audits and engine-neutral tests), each one snapshot:
+
+    async def chunk_records(self) -> list[ChunkRecord]:
+        """Every chunk of the database, by chunk id."""
+        ...
+
+    async def vector_rows(self) -> list[tuple[int, bytes]]:
+        """Every stored vector row as (chunk id, float32 blob), by chunk id; a chunk
+        with two rows would appear twice (the integrity check forbids it)."""
+        ...
+
+    async def usage(self) -> dict[str, UsageTotal]:
+        """The usage ledger's totals per route, every one of :data:`USAGE_ROUTES` present."""
+        ...
 
     async def integrity_check(self) -> str: ...
 
@@ -399,6 +446,16 @@ class BatchSnapshot:
         return self.pending == 0 and not self.jobs
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobTransition:
+    """One recorded move of a job (``from_status`` None for its creation)."""
+
+    job_id: str
+    from_status: JobStatus | None
+    to_status: JobStatus
+    at: datetime
+
+
 class JobStore(Protocol):
     """Durable batch jobs: every change here is one transaction."""
 
@@ -433,6 +490,17 @@ class JobStore(Protocol):
     async def acquire_lease(self, owner: str, *, ttl: float, now: float) -> Lease: ...
 
     async def release_lease(self, owner: str) -> None: ...
+
+    # Read-only inspection (audits and engine-neutral tests):
+
+    async def transitions(self, job_id: str) -> list[JobTransition]:
+        """The job's recorded transitions, oldest first (empty for an unknown job)."""
+        ...
+
+    async def current_lease(self) -> Lease | None:
+        """Who holds the supervisor lease (``acquired`` False: nothing was taken), or
+        None when nobody does (an expired lease not yet taken over is still returned)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

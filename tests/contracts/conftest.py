@@ -1,4 +1,8 @@
-"""Fixtures of the contract tests: the crash zygote, emulators, and the figures table.
+"""Fixtures of the contract tests: the engine, its databases, the crash zygote,
+emulators, and the figures table.
+
+The contract tests are about durability, so they run on the durable engines (SQLite
+and PostgreSQL); the memory engine is collected and skipped with the reason.
 
 The figures (crash points x runs, kills, survivals) are printed at the end of the
 session, for the README's reliability section.
@@ -14,7 +18,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
@@ -22,9 +26,47 @@ from typing import IO, cast
 import pytest
 
 from asemantic.testing.emulator import Fault, FaultScript, GeminiEmulator, RealClock
+from asemantic.testing.postgres import LocalPostgres
 from tests.contracts.crashee import Outcome, Spec
+from tests.contracts.harness import Target
+from tests.support import ENGINES, NOT_DURABLE, engine_params
+from tests.support import engine_server as engine_server
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=engine_params(ENGINES, skip={"memory": NOT_DURABLE}))
+def engine(request: pytest.FixtureRequest) -> str:
+    """The durable engine a contract test runs on."""
+    return cast(str, request.param)
+
+
+NewTarget = Callable[[Path], Awaitable[Target]]
+"""Makes a fresh empty database for a run whose files live in the given folder."""
+
+
+@pytest.fixture
+async def new_target(engine: str, engine_server: LocalPostgres | None) -> AsyncIterator[NewTarget]:
+    """Fresh databases of the test's engine: a file in the run's folder, or a new
+    PostgreSQL database (each dropped after the test)."""
+    server = engine_server
+    made: list[str] = []
+
+    async def new(folder: Path) -> Target:
+        if engine == "memory":  # a test that opens its database once (not a crash test)
+            return ":memory:"
+        if server is None:
+            return folder / "kb.db"
+        url = await server.create_database(prefix="asemantic_crash")
+        made.append(url)
+        return url
+
+    try:
+        yield new
+    finally:
+        if server is not None:
+            for url in made:
+                await server.drop_database(url)
 
 
 class Zygote:
@@ -154,15 +196,15 @@ class Figures:
         return row
 
     def table(self) -> list[str]:
-        out = [f"{'crash point':<44} {'runs':>5} {'killed':>7} {'survived':>9}"]
+        out = [f"{'crash point':<56} {'runs':>5} {'killed':>7} {'survived':>9}"]
         for label, row in sorted(self.rows.items()):
-            out.append(f"{label:<44} {row.runs:>5} {row.killed:>7} {row.survived:>9}")
+            out.append(f"{label:<56} {row.runs:>5} {row.killed:>7} {row.survived:>9}")
         total = Row()
         for row in self.rows.values():
             total.runs += row.runs
             total.killed += row.killed
             total.survived += row.survived
-        out.append(f"{'total':<44} {total.runs:>5} {total.killed:>7} {total.survived:>9}")
+        out.append(f"{'total':<56} {total.runs:>5} {total.killed:>7} {total.survived:>9}")
         return out + self.lines
 
 

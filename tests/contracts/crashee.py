@@ -9,7 +9,11 @@ run. The zygote runs the workload once in-process first (lazy set-up in the SDK)
 forks only once no thread but its main one is left, so forking it is safe.
 
 A child kills itself (``os.kill(os.getpid(), SIGKILL)``) at a *named point*: library
-methods are wrapped here, in the child only, and the library code is not changed.
+methods are wrapped here, in the child only, and the library code is not changed. The
+points at port calls (:data:`PORT_POINTS`) are wrapped on the classes of the store the
+child opened, so they exist on every engine; the others (:data:`SQLITE_POINTS`) are
+inside the SQLite adapter's transactions and schema upgrade, and exist on SQLite only.
+The spec's ``db`` is the database: a SQLite file's path or a PostgreSQL URL.
 With ``kill_after`` in the spec the zygote kills the child after that many seconds
 instead (a random moment); the child is the zygote's own and not yet reaped, so its
 pid cannot have been reused.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import json
 import os
 import signal
@@ -50,12 +55,12 @@ from asemantic.adapters.gemini.embedder import GeminiEmbedder
 from asemantic.adapters.sqlite import documents as documents_module
 from asemantic.adapters.sqlite import jobs as jobs_module
 from asemantic.adapters.sqlite import schema as schema_module
-from asemantic.adapters.sqlite.jobs import SqliteJobStore
 from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.domain.jobs import JobStatus
-from asemantic.ports import JobRecord
+from asemantic.ports import JobRecord, Store
 from asemantic.testing.emulator import GeminiEmulator, RealClock
 from tests.contracts import harness
+from tests.support import postgres_on_branch
 
 POINTS = (
     "after_online_embed",
@@ -80,9 +85,23 @@ POINTS = (
 )
 """Every named point a child can die at (see :func:`install_points`)."""
 
+SQLITE_POINTS = frozenset(
+    {
+        "inside_document_write",
+        "inside_apply",
+        "inside_release",
+        "inside_migration",
+        "inside_vec_rebuild",
+        "after_migration",
+    }
+)
+"""Points inside the SQLite adapter (its transactions and its schema upgrade)."""
+PORT_POINTS = frozenset(POINTS) - SQLITE_POINTS
+"""Points at port calls and SDK calls: on every engine."""
+
 
 class Spec(TypedDict, total=False):
-    db: str
+    db: str  # a SQLite file's path or a PostgreSQL URL
     base_url: str
     log: str
     workload: str  # "pipeline", "sync" (fresh file) or "migration" (a version-0 file)
@@ -154,18 +173,12 @@ def _transition_point(record: JobRecord | None) -> str | None:
 
 
 def install_points(points: Points) -> None:
-    """Wrap the library where the named points are (in this process only)."""
-    # Sync ingestion: vectors came back from the online API; their usage was recorded
-    # (before the document is written, in a transaction of its own).
+    """Wrap the points that do not depend on the store (in this process only): the SDK
+    calls, and the SQLite adapter's internals (a no-op on another engine)."""
+    # Sync ingestion: vectors came back from the online API.
     _after(GeminiEmbedder, "embed_documents", points, "after_online_embed")
-    _after(SqliteStore, "record_usage", points, "after_usage")
-    # Ingestion: the document write transaction, inside (before COMMIT) and after.
+    # Ingestion: the document write transaction, inside (before COMMIT).
     _after(documents_module, "write", points, "inside_document_write")
-    _after(SqliteStore, "write_document", points, "after_document_write")
-    # (a) the job row is committed, the remote create not made yet.
-    _after(SqliteJobStore, "create_job", points, lambda n: "after_job_row" if n else None)
-    # A create of unknown outcome is recorded (reconcile waits its grace, then resends).
-    _after(SqliteJobStore, "mark_create_attempt", points, "after_create_mark")
 
     # The input file is uploaded, the job not created.
     async def call_with_retries(operation: Any, *, what: str, **kwargs: Any) -> Any:
@@ -179,15 +192,10 @@ def install_points(points: Points) -> None:
     _replace(batch_module, "call_with_retries", call_with_retries)
     # (b) the remote job exists, its name is not stored yet.
     _after(GeminiBatchClient, "create_embedding_job", points, "after_remote_create")
-    # Transitions, after their commit: SUBMITTED, COMPLETED (d: before cleanup), FAILED.
-    _after(SqliteJobStore, "transition_job", points, _transition_point)
-    # (c) results: inside a slice's transaction (vectors written, not committed) and
-    # after a slice's commit, with more slices to come.
+    # (c) inside a slice's transaction (vectors written, not committed).
     _after(SqliteStore, "apply_vectors", points, "inside_apply")
-    _after(SqliteJobStore, "apply_results", points, "after_slice")
     # The chunks a finished job hands back, inside the transition's transaction.
     _after(jobs_module, "_release", points, "inside_release")
-    _after(SqliteJobStore, "mark_cleaned", points, "after_cleanup")
     # (e) the schema upgrade: inside its transaction, while vec_chunks is rebuilt (the
     # old table dropped, the new one empty), and just after its commit.
     _after(schema_module, "_upgrade_vec_table", points, "inside_migration")
@@ -199,6 +207,25 @@ def install_points(points: Points) -> None:
         "iter_result_slices",
         functools.partial(results_module.iter_result_slices, slice_size=harness.SLICE_SIZE),
     )
+
+
+def install_port_points(points: Points, store: Store) -> None:
+    """Wrap the port methods of the classes of ``store`` and its job store (whatever
+    the engine), each point hit once the call returned (its transaction committed)."""
+    store_class, jobs_class = type(store), type(store.jobs)
+    # Sync ingestion: the usage was recorded (before the document is written, in a
+    # transaction of its own).
+    _after(store_class, "record_usage", points, "after_usage")
+    _after(store_class, "write_document", points, "after_document_write")
+    # (a) the job row is committed, the remote create not made yet.
+    _after(jobs_class, "create_job", points, lambda n: "after_job_row" if n else None)
+    # A create of unknown outcome is recorded (reconcile waits its grace, then resends).
+    _after(jobs_class, "mark_create_attempt", points, "after_create_mark")
+    # Transitions, after their commit: SUBMITTED, COMPLETED (d: before cleanup), FAILED.
+    _after(jobs_class, "transition_job", points, _transition_point)
+    # (c) results: after a slice's commit, with more slices to come.
+    _after(jobs_class, "apply_results", points, "after_slice")
+    _after(jobs_class, "mark_cleaned", points, "after_cleanup")
 
 
 # --- the workload -------------------------------------------------------------------------
@@ -259,13 +286,18 @@ async def _documents(
     await ingest(core, 2, version=3, mode=mode)  # a new title: every chunk of doc-2 changes
 
 
+def _target(db: str) -> harness.Target:
+    return db if "://" in db else Path(db)
+
+
 async def run(spec: Spec) -> int:
     warnings.simplefilter("ignore")
     points = Points(spec.get("point"), int(spec.get("nth", 1)), sys.stdout.fileno())
     install_points(points)
     core = await harness.open_over_http(
-        Path(spec["db"]), spec["base_url"], create_grace=spec.get("create_grace", 120.0)
+        _target(spec["db"]), spec["base_url"], create_grace=spec.get("create_grace", 120.0)
     )
+    install_port_points(points, core.store)
     try:
         if spec.get("workload") == "migration":
             for index in range(harness.FIRST_DOCS, harness.FIRST_DOCS + 3):
@@ -335,6 +367,8 @@ def zygote() -> int:
     """Fork one child per spec read on stdin; answer an :class:`Outcome` per line."""
     warnings.simplefilter("ignore")
     asyncio.run(_warm_up())
+    if postgres_on_branch():  # imported once here, not in every child
+        importlib.import_module("asemantic.adapters.postgres")
     if threading.active_count() != 1:
         raise RuntimeError("the zygote must not fork with threads running")
     for line in sys.stdin:

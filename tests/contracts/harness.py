@@ -1,10 +1,12 @@
 """Shared by the contract tests and the crash child: documents, wiring, drain and checks.
 
-The checks are the contracts of ``design.md`` section 6, as queries over the database
-and the emulator's remote state:
+The checks are the contracts of ``design.md`` section 6, as reads through the ports
+(``Store.chunk_records``, ``vector_rows``, ``usage``, ``JobStore.jobs`` and
+``transitions``), so they hold on every engine, and over the emulator's remote state.
+A database is named by a *target*: a SQLite file's path or a PostgreSQL URL.
 
 * :func:`check_consistent` holds at *any* moment (right after a crash and reopen, after
-  every step of the state machine): SQLite integrity, every vector on a READY chunk,
+  every step of the state machine): the engine's integrity check, every vector on a READY chunk,
   no PENDING chunk inside a job that is finished or gone, FAILED chunks with a reason,
   content hashes that match the text, job histories that only move forward.
 * :func:`check_vectors`: each READY chunk has exactly one vector, and it is the
@@ -44,11 +46,13 @@ from asemantic.adapters.sqlite import select_driver
 from asemantic.domain.jobs import TERMINAL_STATUSES, JobTrigger, next_status
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidTransitionError
-from asemantic.ports import Embedder
+from asemantic.ports import ChunkRecord, Embedder
 from asemantic.testing import LexicalEmbedder
 from asemantic.testing.emulator import GeminiEmulator, RecordedRequest
 from tests.legacy_schema import V0_DDL
-from tests.support import sqlite_of
+
+Target = Path | str
+"""A database: a SQLite file or a PostgreSQL URL."""
 
 DEFAULT_KEY = "contracts-default-key-5d1c"
 BATCH_KEY = "contracts-batch-key-9e07"
@@ -121,7 +125,7 @@ def fast_supervisor_config(*, lease_wait: float = 0.0) -> SupervisorConfig:
 
 
 async def open_in_process(
-    path: Path,
+    path: Target,
     emulator: GeminiEmulator,
     *,
     create_grace: float = RECOVERY_GRACE,
@@ -140,7 +144,9 @@ async def open_in_process(
     )
 
 
-async def open_over_http(path: Path, base_url: str, *, create_grace: float = 120.0) -> SemanticCore:
+async def open_over_http(
+    path: Target, base_url: str, *, create_grace: float = 120.0
+) -> SemanticCore:
     """A core on ``path`` that reaches an emulator over loopback HTTP."""
     gemini = GeminiSettings(base_url=base_url, retry=FAST_RETRY)
     return await SemanticCore.open(
@@ -198,23 +204,6 @@ async def describe(core: SemanticCore) -> str:
     return f"chunks={dict(chunks)} jobs={dict(jobs)} uncleaned={uncleaned}"
 
 
-async def scalar(core: SemanticCore, sql: str, params: tuple[object, ...] = ()) -> int:
-    rows = await sqlite_of(core).fetchall(sql, params)
-    return int(rows[0][0] or 0)
-
-
-_ORPHANED_PENDING = (
-    "SELECT c.id, c.batch_job_id, j.status FROM chunks c "
-    "LEFT JOIN batch_jobs j ON j.id = c.batch_job_id "
-    "WHERE c.embedding_status = 'PENDING' AND c.batch_job_id IS NOT NULL "
-    "AND (j.id IS NULL OR j.status IN ('COMPLETED', 'FAILED'))"
-)
-_SOURCES = (
-    "SELECT c.id, c.content_hash, COALESCE(json_extract(c.meta_json, '$._vector_source'), "
-    "c.text), d.title, c.embedding_status FROM chunks c JOIN documents d ON d.id = c.document_id"
-)
-
-
 def _legal(from_status: JobStatus, to_status: JobStatus) -> bool:
     for trigger in JobTrigger:
         try:
@@ -229,19 +218,24 @@ async def check_consistent(core: SemanticCore) -> None:
     """What must hold at any moment, even right after a crash (contracts 1, 2 and 4)."""
     problems = await core.store.integrity_check()
     assert problems == "ok", problems
-    orphaned = await sqlite_of(core).fetchall(_ORPHANED_PENDING)
+    chunks = await core.store.chunk_records()
+    jobs = {job.job_id: job.status for job in await core.batch_jobs.jobs()}
+    orphaned = [
+        (c.chunk_id, c.job_id, jobs.get(c.job_id))
+        for c in chunks
+        if c.status == "PENDING"
+        and c.job_id is not None
+        and jobs.get(c.job_id) in (None, JobStatus.COMPLETED, JobStatus.FAILED)
+    ]
     assert not orphaned, f"PENDING chunks inside finished or missing jobs: {orphaned}"
-    unexplained = await sqlite_of(core).fetchall(
-        "SELECT id FROM chunks WHERE embedding_status = 'FAILED' "
-        "AND (error_message IS NULL OR error_message = '')"
-    )
+    unexplained = [c.chunk_id for c in chunks if c.status == "FAILED" and not c.error_message]
     assert not unexplained, f"FAILED chunks without a reason: {unexplained}"
-    for chunk_id, content_hash, source, _title, _status in await sqlite_of(core).fetchall(_SOURCES):
-        expected = hashlib.sha256(str(source).encode("utf-8", "surrogatepass")).hexdigest()
-        assert content_hash == expected, f"chunk {chunk_id}: hash does not match its text"
-    rows = await sqlite_of(core).fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
-    assert rows[0][0] == rows[0][1], "a chunk has more than one vector"
-    await check_documents(core)
+    for c in chunks:
+        expected = hashlib.sha256(c.vector_source.encode("utf-8", "surrogatepass")).hexdigest()
+        assert c.content_hash == expected, f"chunk {c.chunk_id}: hash does not match its text"
+    rows = await core.store.vector_rows()
+    assert len(rows) == len({chunk_id for chunk_id, _ in rows}), "a chunk has two vectors"
+    await check_documents(core, chunks)
     await check_histories(core)
 
 
@@ -270,40 +264,35 @@ async def _version_chunks() -> dict[str, tuple[str, ...]]:
     return _VERSION_CHUNKS
 
 
-async def check_documents(core: SemanticCore) -> None:
+async def check_documents(core: SemanticCore, chunks: list[ChunkRecord]) -> None:
     """Each document holds the chunks of exactly the version its row names, at
     positions 0..n-1: an ingestion is all or nothing."""
     versions = await _version_chunks()
-    found: dict[str, tuple[str, list[str], list[int]]] = {}
-    for source, doc_hash, chunk_hash, position in await sqlite_of(core).fetchall(
-        "SELECT d.source, d.content_hash, c.content_hash, c.position FROM documents d "
-        "LEFT JOIN chunks c ON c.document_id = d.id"
-    ):
-        entry = found.setdefault(str(source), (str(doc_hash), [], []))
-        if chunk_hash is not None:
-            entry[1].append(str(chunk_hash))
-            entry[2].append(int(position))
-    for source, (doc_hash, hashes, positions) in found.items():
+    found: dict[str, tuple[list[str], list[int]]] = {}
+    for c in chunks:
+        entry = found.setdefault(c.source, ([], []))
+        entry[0].append(c.content_hash)
+        entry[1].append(c.position)
+    for source, (hashes, positions) in found.items():
         assert sorted(positions) == list(range(len(positions))), f"{source}: {positions}"
         if source.startswith("old-"):  # from a version-0 file: no known versions
             continue
+        snapshot = await core.store.get_document(source)
+        assert snapshot is not None, f"{source}: chunks without their document"
+        doc_hash = snapshot.content_hash
         assert doc_hash in versions, f"{source}: a document hash no version has"
         assert tuple(sorted(hashes)) == versions[doc_hash], f"{source}: chunks of another version"
 
 
 async def check_histories(core: SemanticCore) -> None:
     """Each job's recorded transitions form one legal path that ends at its status."""
-    history: dict[str, list[tuple[str | None, str]]] = {}
-    for job_id, from_status, to_status in await sqlite_of(core).fetchall(
-        "SELECT job_id, from_status, to_status FROM batch_job_transitions ORDER BY id"
-    ):
-        history.setdefault(str(job_id), []).append((from_status, str(to_status)))
     for job in await core.batch_jobs.jobs():
-        steps = history.get(job.job_id, [])
+        moves = await core.batch_jobs.transitions(job.job_id)
+        steps = [(t.from_status, t.to_status) for t in moves]
         assert steps and steps[0] == (None, "CREATED"), f"job {job.job_id} history: {steps}"
         current = JobStatus.CREATED
         for from_status, to_status in steps[1:]:
-            assert from_status == current.value, f"job {job.job_id} history: {steps}"
+            assert from_status == current, f"job {job.job_id} history: {steps}"
             target = JobStatus(to_status)
             assert _legal(current, target), f"job {job.job_id}: {current} -> {target}"
             current = target
@@ -329,12 +318,15 @@ async def check_vectors(
     """Every READY chunk's one vector is the embedding of its current text; returns the
     number of READY chunks. ``preexisting`` vectors (from a migrated file) must be kept
     byte for byte."""
-    vectors = {
-        int(rowid): bytes(blob)
-        for rowid, blob in await sqlite_of(core).fetchall("SELECT rowid, embedding FROM vec_chunks")
-    }
+    vectors = dict(await core.store.vector_rows())
     ready = 0
-    for chunk_id, _hash, source, title, status in await sqlite_of(core).fetchall(_SOURCES):
+    for chunk in await core.store.chunk_records():
+        chunk_id, source, title, status = (
+            chunk.chunk_id,
+            chunk.vector_source,
+            chunk.title,
+            chunk.status,
+        )
         if status != "READY":
             assert chunk_id not in vectors, f"{status} chunk {chunk_id} has a vector"
             continue
@@ -358,20 +350,15 @@ _QUERY = "refund rules for invoice changes"
 async def check_search(core: SemanticCore) -> None:
     """Search sees exactly the READY chunks (asked for more hits than there are), at
     the cosine distance of their stored vectors: what users see is what is stored."""
-    ready = {
-        int(row[0])
-        for row in await sqlite_of(core).fetchall(
-            "SELECT id FROM chunks WHERE embedding_status = 'READY'"
-        )
-    }
+    ready = {c.chunk_id for c in await core.store.chunk_records() if c.status == "READY"}
     hits = await core.search(_QUERY, k=min(len(ready) + 3, core.config.max_search_k))
     assert {hit.chunk_id for hit in hits} == ready, "search does not see the READY chunks"
     if not hits:
         return
     query = np.frombuffer(await core.embedder.embed_query(_QUERY), dtype="<f4").astype(np.float64)
     vectors = {
-        int(rowid): np.frombuffer(bytes(blob), dtype="<f4").astype(np.float64)
-        for rowid, blob in await sqlite_of(core).fetchall("SELECT rowid, embedding FROM vec_chunks")
+        chunk_id: np.frombuffer(blob, dtype="<f4").astype(np.float64)
+        for chunk_id, blob in await core.store.vector_rows()
     }
     for hit in hits:
         stored = vectors[hit.chunk_id]
@@ -394,16 +381,16 @@ async def check_settled(
 ) -> None:
     """After :func:`drain`: nothing left anywhere, nothing made twice (contracts 1 and 3)."""
     assert await is_settled(core), await describe(core)
-    rows = await sqlite_of(core).fetchall(
-        "SELECT id, embedding_status FROM chunks WHERE embedding_status NOT IN ('READY', 'FAILED')"
-    )
+    rows = [
+        (c.chunk_id, c.status)
+        for c in await core.store.chunk_records()
+        if c.status not in ("READY", "FAILED")
+    ]
     assert not rows, f"chunks neither READY nor FAILED: {rows}"
     leftovers = emulator.remote_leftovers()
     assert not leftovers, f"remote leftovers: {leftovers}"
     if one_create_per_job:
-        with_remote = await scalar(
-            core, "SELECT COUNT(*) FROM batch_jobs WHERE google_job_id IS NOT NULL"
-        )
+        with_remote = sum(1 for job in await core.batch_jobs.jobs() if job.remote_name)
         assert actual_creates(emulator.requests) == with_remote, (
             f"{actual_creates(emulator.requests)} remote creates for {with_remote} job rows"
         )
@@ -411,14 +398,14 @@ async def check_settled(
 
 async def batch_texts_applied(core: SemanticCore) -> int:
     """Texts the usage ledger says the batch route embedded (one per applied vector)."""
-    return await scalar(core, "SELECT SUM(texts) FROM usage_ledger WHERE route = 'batch'")
+    return (await core.store.usage())["batch"].texts
 
 
 def terminal(status: JobStatus) -> bool:
     return status in TERMINAL_STATUSES
 
 
-# --- a version-0 database (the schema the project started from) -------------------------
+# --- a version-0 database (the schema the project started from; SQLite only) ------------
 
 V0_DOCS = 6
 V0_CHUNKS_PER_DOC = 3

@@ -13,9 +13,15 @@ polls and downloads, some creates made with their answer lost; recovery runs wit
 them), and a child that ingests in sync mode (online embedding, no batch) is killed;
 its recovery runs the same ingestion again to its end.
 
+Every test runs on each durable engine (the ``engine`` fixture: SQLite, PostgreSQL).
+The points inside the SQLite adapter's transactions and its schema upgrade, and the
+version-0 file, exist on SQLite only; on PostgreSQL the kills at random moments land
+inside its transactions instead.
+
 ``ASEMANTIC_CRASH_ITERATIONS`` sets the number of random kills (default 30; each
-variant runs half as many) and ``ASEMANTIC_CRASH_SEED`` their seed (printed; random by
-default).
+variant runs half as many; on PostgreSQL, ``ASEMANTIC_CRASH_ITERATIONS_POSTGRES``,
+default 16, since each of its runs also makes a database) and ``ASEMANTIC_CRASH_SEED``
+their seed (printed; random by default).
 """
 
 from __future__ import annotations
@@ -36,15 +42,33 @@ from tests.contracts import harness
 from tests.contracts.conftest import (
     Figures,
     FlakyEmulator,
+    NewTarget,
     TransientFaults,
     Zygote,
     fast_emulator,
 )
-from tests.contracts.crashee import Outcome, Spec, sync_workload
-from tests.support import sqlite_of
+from tests.contracts.crashee import SQLITE_POINTS, Outcome, Spec, sync_workload
 
 CRASH_ITERATIONS = int(os.environ.get("ASEMANTIC_CRASH_ITERATIONS", "30"))
-VARIANT_ITERATIONS = max(1, CRASH_ITERATIONS // 2)
+POSTGRES_ITERATIONS = int(os.environ.get("ASEMANTIC_CRASH_ITERATIONS_POSTGRES", "16"))
+"""Random kills on PostgreSQL (each run also creates and drops a database)."""
+
+
+def _iterations(engine: str, *, variant: bool = False) -> int:
+    total = POSTGRES_ITERATIONS if engine == "postgres" else CRASH_ITERATIONS
+    return max(1, total // 2) if variant else total
+
+
+def _on(engine: str, label: str) -> str:
+    """A figures label; SQLite's keep their names, other engines' say which."""
+    return label if engine == "sqlite" else f"{label} [{engine}]"
+
+
+def _sqlite_points_only(engine: str, what: str) -> None:
+    if engine != "sqlite":
+        pytest.skip(f"{what} exists on SQLite only")
+
+
 CRASH_SEED = int(os.environ.get("ASEMANTIC_CRASH_SEED") or random.SystemRandom().randrange(2**32))
 FAULT_RATE = 0.3
 """The share of creates, polls and downloads that meet a transient fault (variant)."""
@@ -161,9 +185,8 @@ async def _recover_and_check(
         counts = await core.store.count_chunks_by_status()
         assert counts["FAILED"] == 0, "no job or line fault was injected, yet chunks FAILED"
         if v0 is not None:
-            migrated = await harness.scalar(
-                core, "SELECT COUNT(*) FROM chunks WHERE id <= ?", (v0.chunks,)
-            )
+            chunks = await core.store.chunk_records()
+            migrated = sum(1 for c in chunks if c.chunk_id <= v0.chunks)
             assert migrated == v0.chunks, "chunks of the old file were lost"
         if exact_ledger:
             # Each vector the batch route wrote was written once: a slice applied
@@ -180,23 +203,19 @@ async def _recover_and_check(
 async def _check_sync_end(core: SemanticCore, ready: int) -> None:
     """Every document of the sync workload is there, no batch was used, and every
     stored vector's embedding was recorded in the usage ledger before its write."""
-    sources = {
-        str(row[0]) for row in await sqlite_of(core).fetchall("SELECT source FROM documents")
-    }
+    sources = {c.source for c in await core.store.chunk_records()}
     assert sources == SYNC_SOURCES
     assert not await core.batch_jobs.jobs(), "sync ingestion made batch jobs"
     assert await harness.batch_texts_applied(core) == 0
-    online = await harness.scalar(
-        core, "SELECT SUM(texts) FROM usage_ledger WHERE route = 'online'"
-    )
+    online = (await core.store.usage())["online"].texts
     assert online >= ready, f"{ready} vectors, {online} texts recorded as embedded"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Crash:
-    """One child run: its file, its log and how it ended."""
+    """One child run: its database, its log and how it ended."""
 
-    db: Path
+    db: harness.Target
     log: Path
     outcome: Outcome
     v0: harness.V0File | None
@@ -207,6 +226,7 @@ class Crash:
         """Killed during an upgrade: the old file intact, or the upgrade committed."""
         if self.before is None:
             return
+        assert isinstance(self.db, Path)
         after = harness.file_state(self.db)
         assert after["integrity"] == "ok"
         if after["version"] == 0:
@@ -219,6 +239,7 @@ async def _crash_once(
     zygote: Zygote,
     folder: Path,
     emulator: GeminiEmulator,
+    new_target: NewTarget,
     *,
     workload: str,
     driver: str,
@@ -229,9 +250,12 @@ async def _crash_once(
 ) -> Crash:
     """Run a child in ``folder`` against ``emulator`` (served over loopback meanwhile)."""
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    db = folder / "kb.db"
-    v0 = harness.build_v0(db) if workload == "migration" else None
-    before = harness.file_state(db) if v0 else None
+    db = await new_target(folder)
+    v0 = before = None
+    if workload == "migration":  # a version-0 SQLite file
+        assert isinstance(db, Path), "the version-0 workload is a SQLite file"
+        v0 = harness.build_v0(db)
+        before = harness.file_state(db)
     log = folder / "child.log"
     async with emulator.serve() as base_url:
         limit = HANG_LIMIT if kill_after is None else kill_after
@@ -256,8 +280,15 @@ async def _crash_once(
 
 @pytest.mark.parametrize("point", POINTS, ids=[p.label.replace(" ", "-") for p in POINTS])
 async def test_kill_at_named_point(
-    point: Point, zygote: Zygote, tmp_path: Path, figures: Figures
+    point: Point,
+    engine: str,
+    zygote: Zygote,
+    tmp_path: Path,
+    figures: Figures,
+    new_target: NewTarget,
 ) -> None:
+    if point.name in SQLITE_POINTS or point.workload == "migration":
+        _sqlite_points_only(engine, f"{point.name} (inside the SQLite adapter)")
     emulator = fast_emulator()
     if point.failing_job:
         emulator.faults.add(JobFault(outcome="FAILED"))
@@ -265,12 +296,13 @@ async def test_kill_at_named_point(
         zygote,
         tmp_path,
         emulator,
+        new_target,
         workload=point.workload,
         driver=point.driver,
         point=point.name,
         nth=point.nth,
     )
-    row = figures.ran(point.label, killed=crash.outcome["signal"] is not None)
+    row = figures.ran(_on(engine, point.label), killed=crash.outcome["signal"] is not None)
     assert crash.outcome["signal"] == signal.SIGKILL, (
         f"the child never reached {point.label}:\n{_log_tail(crash.log)}"
     )
@@ -307,7 +339,12 @@ class Kind:
 
 
 async def _run_kind(
-    kind: Kind, zygote: Zygote, folder: Path, rng: random.Random, kill_after: float | None
+    kind: Kind,
+    zygote: Zygote,
+    folder: Path,
+    new_target: NewTarget,
+    rng: random.Random,
+    kill_after: float | None,
 ) -> tuple[Crash, GeminiEmulator, TransientFaults | None]:
     """One child of ``kind``; transient faults are switched off once it is gone."""
     faults: TransientFaults | None = None
@@ -319,6 +356,7 @@ async def _run_kind(
         zygote,
         folder,
         emulator,
+        new_target,
         workload=kind.workload,
         driver=kind.driver,
         kill_after=kill_after,
@@ -334,8 +372,10 @@ async def _kill_at_random(
     zygote: Zygote,
     folder: Path,
     figures: Figures,
+    new_target: NewTarget,
     kinds: list[Kind],
     *,
+    engine: str,
     iterations: int,
     seed: int,
     title: str,
@@ -346,7 +386,7 @@ async def _kill_at_random(
     start: dict[Kind, float] = {}
     for kind in kinds:
         name = f"baseline-{kind.workload}-{kind.driver}"
-        crash, emulator, _ = await _run_kind(kind, zygote, folder / name, rng, None)
+        crash, emulator, _ = await _run_kind(kind, zygote, folder / name, new_target, rng, None)
         assert crash.outcome["exit"] == 0, _log_tail(crash.log)
         await _recover_and_check(
             crash, emulator, exact_ledger=_exact_ledger(kind), workload=kind.workload
@@ -362,12 +402,12 @@ async def _kill_at_random(
         # Within the shortest full run seen so far, so that most runs are cut short.
         delay = rng.uniform(start[kind], duration[kind] * 0.95)
         crash, emulator, faults = await _run_kind(
-            kind, zygote, folder / f"run-{iteration:03d}", rng, delay
+            kind, zygote, folder / f"run-{iteration:03d}", new_target, rng, delay
         )
         if faults is not None:
             injected.update(faults.injected)
         was_killed = crash.outcome["killed_by_timer"]
-        row = figures.ran(kind.label, killed=was_killed)
+        row = figures.ran(_on(engine, kind.label), killed=was_killed)
         if was_killed:
             killed += 1
             landed[_last_point(crash.log)] += 1
@@ -385,6 +425,7 @@ async def _kill_at_random(
             raise AssertionError(f"{context}: {exc}\nchild log:\n{_log_tail(crash.log)}") from exc
         row.survived += 1
     where = ", ".join(f"{name} {count}" for name, count in sorted(landed.items()))
+    title = _on(engine, title)
     summary = (
         f"{title}: {iterations} runs (seed {seed}), {killed} killed before "
         f"the end, all recovered; last point passed before the kill: {where}"
@@ -400,22 +441,27 @@ def _exact_ledger(kind: Kind) -> bool:
     return kind.driver == "manager" and kind.workload != "sync"
 
 
-async def test_kill_at_random_moments(zygote: Zygote, tmp_path: Path, figures: Figures) -> None:
+async def test_kill_at_random_moments(
+    engine: str, zygote: Zygote, tmp_path: Path, figures: Figures, new_target: NewTarget
+) -> None:
     kinds = [Kind(workload="pipeline"), Kind(workload="pipeline", driver="supervisor")]
-    kinds.append(Kind(workload="migration"))
+    if engine == "sqlite":  # a version-0 file to upgrade
+        kinds.append(Kind(workload="migration"))
     await _kill_at_random(
         zygote,
         tmp_path,
         figures,
+        new_target,
         kinds,
-        iterations=CRASH_ITERATIONS,
+        engine=engine,
+        iterations=_iterations(engine),
         seed=CRASH_SEED,
         title="random kills",
     )
 
 
 async def test_kill_at_random_moments_under_transient_remote_faults(
-    zygote: Zygote, tmp_path: Path, figures: Figures
+    engine: str, zygote: Zygote, tmp_path: Path, figures: Figures, new_target: NewTarget
 ) -> None:
     kinds = [Kind(workload="pipeline", faults=True)]
     kinds.append(Kind(workload="pipeline", driver="supervisor", faults=True))
@@ -423,22 +469,26 @@ async def test_kill_at_random_moments_under_transient_remote_faults(
         zygote,
         tmp_path,
         figures,
+        new_target,
         kinds,
-        iterations=VARIANT_ITERATIONS,
+        engine=engine,
+        iterations=_iterations(engine, variant=True),
         seed=CRASH_SEED + 1,
         title="random kills, remote faults",
     )
 
 
 async def test_kill_sync_ingestion_at_random_moments(
-    zygote: Zygote, tmp_path: Path, figures: Figures
+    engine: str, zygote: Zygote, tmp_path: Path, figures: Figures, new_target: NewTarget
 ) -> None:
     await _kill_at_random(
         zygote,
         tmp_path,
         figures,
+        new_target,
         [Kind(workload="sync", kill_from="after_online_embed")],
-        iterations=VARIANT_ITERATIONS,
+        engine=engine,
+        iterations=_iterations(engine, variant=True),
         seed=CRASH_SEED + 2,
         title="random kills, sync ingestion",
     )

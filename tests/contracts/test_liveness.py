@@ -4,23 +4,32 @@ remote job or result file is gone.
 Both cases happen without any bug on our side: the Files API deletes files 48 hours
 after they were made (result files too), and a remote job can be deleted by someone
 else (or expire from the provider's listing) while the local row still waits for it.
+
+Not about durability: these run on every engine, memory included.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from google import genai
 
 from asemantic import JobStatus, SemanticCore
 from asemantic.testing.emulator import GeminiEmulator
 from tests.contracts import harness
+from tests.contracts.conftest import NewTarget
+from tests.support import engine_params
+
+pytestmark = pytest.mark.parametrize("engine", engine_params())
 
 HOURS_49 = 49 * 3600.0
 
 
-async def _queued_job(tmp_path: Path, emulator: GeminiEmulator) -> SemanticCore:
-    core = await harness.open_in_process(tmp_path / "kb.db", emulator, create_grace=0.0)
+async def _queued_job(
+    tmp_path: Path, emulator: GeminiEmulator, new_target: NewTarget
+) -> SemanticCore:
+    core = await harness.open_in_process(await new_target(tmp_path), emulator, create_grace=0.0)
     for index in range(3):
         source, text = harness.document(index)
         await core.ingest(text, source=source, mode="async")
@@ -36,10 +45,10 @@ async def _settles_with_nothing_lost(core: SemanticCore, emulator: GeminiEmulato
 
 
 async def test_a_job_deleted_remotely_hands_its_chunks_back(
-    tmp_path: Path,
+    tmp_path: Path, new_target: NewTarget
 ) -> None:
     emulator = GeminiEmulator()
-    core = await _queued_job(tmp_path, emulator)
+    core = await _queued_job(tmp_path, emulator, new_target)
     try:
         (job,) = await core.batch_jobs.jobs()
         assert job.status is JobStatus.SUBMITTED and job.remote_name
@@ -55,10 +64,10 @@ async def test_a_job_deleted_remotely_hands_its_chunks_back(
 
 
 async def test_results_deleted_before_they_were_read_are_not_a_dead_end(
-    tmp_path: Path,
+    tmp_path: Path, new_target: NewTarget
 ) -> None:
     emulator = GeminiEmulator()
-    core = await _queued_job(tmp_path, emulator)
+    core = await _queued_job(tmp_path, emulator, new_target)
     try:
         emulator.advance(100)  # the job succeeds and writes its result file
         emulator.advance(HOURS_49)  # nobody polled for two days: the file is deleted

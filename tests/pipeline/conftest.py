@@ -1,4 +1,5 @@
-"""The batch pipeline against the Gemini emulator, through the real google-genai SDK."""
+"""The batch pipeline against the Gemini emulator, through the real google-genai SDK,
+on every engine (the ``engine`` fixture)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from asemantic import CoreConfig, GeminiSettings, GoogleKeyring, SemanticCore
 from asemantic.domain.policy import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
-from tests.support import CoreOpener
+from tests.support import CoreOpener, Databases
 from tests.support import corpus as _corpus
+from tests.support import databases as databases
+from tests.support import engine as engine
+from tests.support import engine_server as engine_server
 
 DEFAULT_KEY = "test-default-key-0001"
 BATCH_KEY = "test-batch-key-0002"
@@ -42,9 +46,14 @@ def settings(emulator: GeminiEmulator) -> GeminiSettings:
 
 @pytest.fixture
 async def open_core(
-    tmp_path: Path, keys: GoogleKeyring, emulator: GeminiEmulator, settings: GeminiSettings
+    tmp_path: Path,
+    keys: GoogleKeyring,
+    emulator: GeminiEmulator,
+    settings: GeminiSettings,
+    databases: Databases,
 ) -> AsyncIterator[OpenCore]:
     opener = CoreOpener(
+        databases=databases,
         db_path=tmp_path / "kb.db",
         keys=keys,
         emulator=emulator,

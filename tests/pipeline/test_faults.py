@@ -15,7 +15,7 @@ from asemantic.testing.emulator import (
     ResultCorruption,
 )
 from tests.pipeline.conftest import OpenCore, corpus
-from tests.support import sqlite_of
+from tests.support import vector_counts
 
 
 async def _ingest(core: SemanticCore, n: int) -> None:
@@ -41,11 +41,9 @@ async def _run_to_completion(core: SemanticCore, emulator: GeminiEmulator, round
 
 async def _check_invariants(core: SemanticCore, emulator: GeminiEmulator) -> None:
     assert await core.store.integrity_check() == "ok"
-    rows = await sqlite_of(core).fetchall(
-        "SELECT embedding_status, error_message FROM chunks WHERE embedding_status != 'READY'"
-    )
-    for status, message in rows:
-        assert status == "FAILED" and message, (status, message)
+    for chunk in await core.store.chunk_records():
+        if chunk.status != "READY":
+            assert chunk.status == "FAILED" and chunk.error_message, chunk
     assert not emulator.remote_leftovers()
 
 
@@ -60,10 +58,9 @@ async def test_partial_failure_5_of_100_lines(
     await core.batch_manager.sync_status()
     counts = await core.store.count_chunks_by_status()
     assert counts == {"READY": 95, "PENDING": 0, "FAILED": 5}
-    rows = await sqlite_of(core).fetchall(
-        "SELECT error_message FROM chunks WHERE embedding_status = 'FAILED'"
-    )
-    assert all("400" in r[0] and "text rejected" in r[0] for r in rows)
+    messages = [c.error_message for c in await core.store.chunk_records() if c.status == "FAILED"]
+    assert len(messages) == 5
+    assert all(m and "400" in m and "text rejected" in m for m in messages)
     job = (await core.batch_jobs.jobs())[0]
     assert job.stats["succeeded"] == 95 and job.stats["failed"] == 5
     await _check_invariants(core, emulator)
@@ -80,10 +77,9 @@ async def test_retryable_line_errors_go_back_to_the_queue(
     await core.batch_manager.sync_status()
     counts = await core.store.count_chunks_by_status()
     assert counts == {"READY": 15, "PENDING": 5, "FAILED": 0}
-    rows = await sqlite_of(core).fetchall(
-        "SELECT attempts, batch_job_id FROM chunks WHERE embedding_status = 'PENDING'"
-    )
-    assert all(r[0] == 1 and r[1] is None for r in rows)
+    pending = [c for c in await core.store.chunk_records() if c.status == "PENDING"]
+    assert len(pending) == 5
+    assert all(c.attempts == 1 and c.job_id is None for c in pending)
     await _run_to_completion(core, emulator)
     assert (await core.store.count_chunks_by_status())["READY"] == 20
     await _check_invariants(core, emulator)
@@ -98,8 +94,8 @@ async def test_retry_budget_is_spent_then_failed(
     await _run_to_completion(core, emulator)
     counts = await core.store.count_chunks_by_status()
     assert counts == {"READY": 0, "PENDING": 0, "FAILED": 4}
-    rows = await sqlite_of(core).fetchall("SELECT attempts FROM chunks")
-    assert {r[0] for r in rows} == {core.batch_manager.retry_policy.max_attempts}
+    attempts = {c.attempts for c in await core.store.chunk_records()}
+    assert attempts == {core.batch_manager.retry_policy.max_attempts}
     await _check_invariants(core, emulator)
 
 
@@ -234,8 +230,7 @@ async def test_restart_in_the_middle_resumes_without_duplicates(
     again = await open_core()
     await _run_to_completion(again, emulator)
     assert (await again.store.count_chunks_by_status())["READY"] == 30
-    rows = await sqlite_of(again).fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
-    assert rows[0][0] == rows[0][1] == 30
+    assert await vector_counts(again) == (30, 30)
     assert len(emulator.requests_to("batches.create")) == 3
     await _check_invariants(again, emulator)
 

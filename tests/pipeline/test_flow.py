@@ -13,15 +13,13 @@ from asemantic import (
 )
 from asemantic.testing.emulator import GeminiEmulator
 from tests.pipeline.conftest import BATCH_KEY, DEFAULT_KEY, OpenCore, corpus
-from tests.support import sqlite_of
 
 
 async def _vector_count(core: object) -> int:
     from asemantic import SemanticCore
 
     assert isinstance(core, SemanticCore)
-    rows = await sqlite_of(core).fetchall("SELECT COUNT(*) FROM vec_chunks")
-    return int(rows[0][0])
+    return len(await core.store.vector_rows())
 
 
 async def test_async_ingest_flush_sync_search(
@@ -155,10 +153,9 @@ async def test_hooks_see_every_transition_after_it_is_persisted(
         (S.PROCESSING, S.COMPLETED, S.COMPLETED),
     ]
     assert calls == ["SUBMITTED", "PROCESSING", "COMPLETED"]
-    rows = await sqlite_of(core).fetchall(
-        "SELECT from_status, to_status FROM batch_job_transitions ORDER BY id"
-    )
-    assert [tuple(r) for r in rows] == [
+    (job,) = await core.batch_jobs.jobs()
+    steps = await core.batch_jobs.transitions(job.job_id)
+    assert [(t.from_status, t.to_status) for t in steps] == [
         (None, "CREATED"),
         ("CREATED", "SUBMITTED"),
         ("SUBMITTED", "PROCESSING"),

@@ -1,5 +1,6 @@
-"""Fixtures: a SemanticCore on a real SQLite file, talking to the in-process emulator
-through the real google-genai SDK, and helpers to drive a supervisor quickly."""
+"""Fixtures: a SemanticCore on every engine (the ``engine`` fixture: a real SQLite file,
+a real PostgreSQL database, or memory), talking to the in-process emulator through the
+real google-genai SDK, and helpers to drive a supervisor quickly."""
 
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ from asemantic import (
 from asemantic.domain.policy import RetryConfig
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.testing.emulator import GeminiEmulator
-from tests.support import CoreOpener, fast_supervisor, sqlite_of
+from tests.support import CoreOpener, Databases, fast_supervisor
 from tests.support import corpus as corpus  # shared with this suite's tests
+from tests.support import databases as databases
+from tests.support import engine as engine
+from tests.support import engine_server as engine_server
 from tests.support import eventually as eventually  # shared with this suite's tests
+from tests.support import vector_counts as vector_counts  # shared with this suite's tests
 
 DEFAULT_KEY = "sup-default-key-7f3a91"
 BATCH_KEY = "sup-batch-key-c04e28"
@@ -43,10 +48,12 @@ def keys() -> GoogleKeyring:
 
 @pytest.fixture
 async def open_core(
-    db_path: Path, keys: GoogleKeyring, emulator: GeminiEmulator
+    db_path: Path, keys: GoogleKeyring, emulator: GeminiEmulator, databases: Databases
 ) -> AsyncIterator[OpenCore]:
-    """Open cores on ``db_path`` (or another path); all are closed after the test."""
+    """Open cores on ``db_path`` (or another path naming another database of the test's
+    engine); all are closed after the test."""
     opener = CoreOpener(
+        databases=databases,
         db_path=db_path,
         keys=keys,
         emulator=emulator,
@@ -66,14 +73,10 @@ async def job_statuses(core: SemanticCore) -> list[JobStatus]:
     return [job.status for job in await core.batch_jobs.jobs()]
 
 
-async def vector_counts(core: SemanticCore) -> tuple[int, int]:
-    rows = await sqlite_of(core).fetchall("SELECT COUNT(*), COUNT(DISTINCT rowid) FROM vec_chunks")
-    return int(rows[0][0]), int(rows[0][1])
-
-
 async def lease_row(core: SemanticCore) -> tuple[str, float] | None:
-    rows = await sqlite_of(core).fetchall("SELECT owner, expires_at FROM supervisor_lease")
-    return (str(rows[0][0]), float(rows[0][1])) if rows else None
+    """Who holds the supervisor lease and until when (read through the port)."""
+    lease = await core.batch_jobs.current_lease()
+    return (lease.owner, lease.expires_at) if lease is not None else None
 
 
 async def keep_completing(emulator: GeminiEmulator, *, every: float = 0.005) -> None:

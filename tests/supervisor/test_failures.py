@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from asemantic import BatchSupervisor, JobStatus, SemanticCore
+from asemantic.errors import StoreError
 from asemantic.ports import JobStore
 from asemantic.testing.emulator import Fault, GeminiEmulator, JobFault
 from tests.supervisor.conftest import (
@@ -23,7 +24,7 @@ from tests.supervisor.conftest import (
     keep_completing,
     vector_counts,
 )
-from tests.support import replace_job_methods, sqlite_of
+from tests.support import replace_job_methods, sqlite_of, sqlite_only
 
 
 def _no_key_in(*texts: str | None) -> None:
@@ -107,7 +108,45 @@ async def _set_store_broken(core: SemanticCore, broken: bool) -> None:
             await conn.execute("DROP TRIGGER refuse_jobs")
 
 
+class _Refusing:
+    """A job store that refuses new jobs while ``broken``, as a full disk would."""
+
+    def __init__(self) -> None:
+        self.broken = True
+
+    async def create_job(self, real: JobStore, **kwargs: Any) -> Any:
+        if self.broken:
+            raise StoreError("database or disk is full")
+        return await real.create_job(**kwargs)
+
+
 async def test_a_persistent_store_failure_pauses_then_recovers(
+    open_core: OpenCore, emulator: GeminiEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    refusing = _Refusing()
+    core = await open_core(wrap=replace_job_methods(create_job=refusing.create_job))
+    await ingest(core, 3)
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as helpers:
+            helpers.start_soon(keep_completing, emulator)
+            async with BatchSupervisor(core, fast(pause_initial=0.01, pause_max=0.04)) as sup:
+                await eventually(lambda: _paused(sup))
+                reason = sup.health.paused_reason or ""
+                failures = sup.health.failures
+                refusing.broken = False
+                await sup.wait_until_idle()
+                assert sup.health.paused_reason is None
+            helpers.cancel_scope.cancel()
+    assert "disk is full" in reason and failures >= 1
+    logged = [r for r in caplog.records if r.name == "asemantic.batch.supervisor"]
+    errors = [r for r in logged if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None  # the traceback, once
+    assert (await core.store.count_chunks_by_status())["READY"] == 3
+    assert await core.store.integrity_check() == "ok"
+
+
+@sqlite_only("a real SQLite error (a trigger aborting like a full disk) from inside the file")
+async def test_a_persistent_sqlite_failure_pauses_then_recovers(
     open_core: OpenCore, emulator: GeminiEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     core = await open_core()

@@ -11,7 +11,6 @@ import pytest
 from asemantic import BatchSupervisor, JobStatus, TransitionEvent
 from asemantic.testing.emulator import GeminiEmulator
 from tests.supervisor.conftest import OpenCore, fast, ingest, keep_completing
-from tests.support import sqlite_of
 
 S = JobStatus
 
@@ -93,8 +92,9 @@ async def test_each_transition_is_announced_once(
             await supervisor.run_once()
     # the loop's first tick may have submitted before the hook existed; never twice
     assert seen in ([], [S.SUBMITTED])
-    rows = await sqlite_of(core).fetchall("SELECT to_status FROM batch_job_transitions ORDER BY id")
-    assert [r[0] for r in rows] == ["CREATED", "SUBMITTED"]
+    (job,) = await core.batch_jobs.jobs()
+    steps = await core.batch_jobs.transitions(job.job_id)
+    assert [t.to_status for t in steps] == ["CREATED", "SUBMITTED"]
 
 
 async def test_hooks_belong_to_their_supervisor(

@@ -30,19 +30,17 @@ from tests.supervisor.conftest import (
     keep_completing,
     lease_row,
 )
-from tests.support import sqlite_of
 
 FROZEN_TTL = 0.5
 
 
 async def _write_lease(core: SemanticCore, owner: str, expires_at: float) -> None:
-    async with sqlite_of(core).transaction() as conn:
-        await conn.execute(
-            "INSERT INTO supervisor_lease (id, owner, expires_at) VALUES (1, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, "
-            "expires_at = excluded.expires_at",
-            (owner, expires_at),
-        )
+    """Leave the lease to ``owner`` until ``expires_at``, as a crashed (or rogue) host
+    would: taken through the port as of an hour after any live lease ran out."""
+    now = max(time.time(), expires_at) + 3600.0
+    lease = await core.batch_jobs.acquire_lease(owner, ttl=expires_at - now, now=now)
+    assert lease.acquired and lease.owner == owner
+    assert lease.expires_at == pytest.approx(expires_at, abs=1e-3)
 
 
 async def test_second_supervisor_is_refused_naming_the_holder(
@@ -240,7 +238,10 @@ async def test_a_waiting_supervisor_rides_out_a_busy_database(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Another process holds the write lock past ``busy_timeout`` while a supervisor
-    takes its lease: with ``lease_wait`` left, it retries instead of failing."""
+    takes its lease: with ``lease_wait`` left, it retries instead of failing.
+
+    SQLite only: about SQLite's single write lock (``BEGIN IMMEDIATE`` of another
+    connection) and its ``busy_timeout``."""
     core = await SemanticCore.open(
         db_path,
         keys=keys,

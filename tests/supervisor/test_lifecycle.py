@@ -32,7 +32,7 @@ from tests.supervisor.conftest import (
     lease_row,
     vector_counts,
 )
-from tests.support import replace_job_methods, sqlite_of
+from tests.support import replace_job_methods, sqlite_of, sqlite_only
 
 
 async def _check_done(core: SemanticCore, emulator: GeminiEmulator, n: int) -> None:
@@ -156,6 +156,12 @@ def _writer_is_free(path: Path) -> None:
         conn.close()
 
 
+_IN_SQLITE_WRITE = sqlite_only(
+    "hangs inside the SQLite adapter's results transaction (SqliteStore.apply_vectors) "
+    "and checks SQLite's write lock is free afterwards"
+)
+
+
 @pytest.fixture
 def blocked_apply(monkeypatch: pytest.MonkeyPatch) -> tuple[anyio.Event, anyio.Event]:
     """Make applying vectors hang inside its transaction until ``release`` is set."""
@@ -172,6 +178,7 @@ def blocked_apply(monkeypatch: pytest.MonkeyPatch) -> tuple[anyio.Event, anyio.E
     return entered, release
 
 
+@_IN_SQLITE_WRITE
 async def test_stop_during_a_write_rolls_it_back_and_unlocks(
     open_core: OpenCore,
     emulator: GeminiEmulator,
@@ -206,6 +213,7 @@ async def test_stop_during_a_write_rolls_it_back_and_unlocks(
     await _check_done(core, emulator, 6)
 
 
+@_IN_SQLITE_WRITE
 async def test_stop_lets_the_write_in_progress_finish(
     open_core: OpenCore,
     emulator: GeminiEmulator,
@@ -233,6 +241,7 @@ async def test_stop_lets_the_write_in_progress_finish(
     assert await lease_row(core) is None
 
 
+@_IN_SQLITE_WRITE
 async def test_cancelling_the_host_skips_the_grace_period(
     open_core: OpenCore,
     emulator: GeminiEmulator,
@@ -337,6 +346,7 @@ async def test_without_a_batch_key_it_refuses_to_start(open_core: OpenCore) -> N
     assert await lease_row(core) is None
 
 
+@_IN_SQLITE_WRITE
 async def test_an_asyncio_timeout_around_the_block_stops_it_promptly(
     open_core: OpenCore,
     emulator: GeminiEmulator,

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import StoreClosedError
-from asemantic.ports import JobRecord, Lease
+from asemantic.ports import JobRecord, JobTransition, Lease
 
 __all__ = ["ChunkRow", "Database", "DocumentRow", "Journal", "Tables"]
 
@@ -79,6 +79,11 @@ class Tables:
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     remote_names: dict[str, str] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
+    """Tokens per route."""
+    usage_texts: dict[str, int] = field(default_factory=dict)
+    """Texts per route."""
+    transitions: dict[str, tuple[JobTransition, ...]] = field(default_factory=dict)
+    """Each job's recorded moves, oldest first (gone with the job)."""
     lease: dict[int, Lease] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     generation: int = 0

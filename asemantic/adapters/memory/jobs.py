@@ -44,6 +44,7 @@ from asemantic.ports import (
     JobChange,
     JobChunk,
     JobRecord,
+    JobTransition,
     Lease,
     LineResult,
     QueuedChunk,
@@ -123,6 +124,7 @@ class MemoryJobStore:
                 cleaned=False,
             )
             journal.put(tables.jobs, job_id, record)
+            _record_transition(journal, tables, job_id, None, JobStatus.CREATED, now)
             return record
 
         return await self._db.write(work)
@@ -218,6 +220,31 @@ class MemoryJobStore:
 
         await self._db.write(work)
 
+    async def transitions(self, job_id: str) -> list[JobTransition]:
+        """The job's recorded transitions, oldest first."""
+        return await self._db.read(lambda tables: list(tables.transitions.get(job_id, ())))
+
+    async def current_lease(self) -> Lease | None:
+        """The lease as held (``acquired`` False), or None when nobody holds it."""
+
+        def work(tables: Tables) -> Lease | None:
+            held = tables.lease.get(_LEASE)
+            return None if held is None else replace(held, acquired=False)
+
+        return await self._db.read(work)
+
+
+def _record_transition(
+    journal: Journal,
+    tables: Tables,
+    job_id: str,
+    from_status: JobStatus | None,
+    to_status: JobStatus,
+    at: datetime,
+) -> None:
+    step = JobTransition(job_id=job_id, from_status=from_status, to_status=to_status, at=at)
+    journal.put(tables.transitions, job_id, (*tables.transitions.get(job_id, ()), step))
+
 
 def _queued(tables: Tables) -> list[QueuedChunk]:
     return [
@@ -264,6 +291,7 @@ def _transition(tables: Tables, journal: Journal, change: JobChange) -> JobRecor
         error_message=_either(change.error_message, job.error_message),
     )
     journal.put(tables.jobs, job.job_id, record)
+    _record_transition(journal, tables, job.job_id, job.status, change.to, change.at)
     if change.release is not None:
         for chunk in _pending_in(tables, job.job_id):
             update = release(
@@ -311,6 +339,7 @@ def _apply_results(
         journal.put(tables.vectors, chunk_id, bytes(blob))
     if vectors:
         journal.put(tables.usage, "batch", tables.usage.get("batch", 0) + tokens)
+        journal.put(tables.usage_texts, "batch", tables.usage_texts.get("batch", 0) + len(vectors))
     return ApplyCounts(
         ready=len(vectors),
         failed=counts[Verdict.FAILED],

@@ -49,11 +49,13 @@ from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidInputError, StoreError
 from asemantic.ports import (
     USAGE_ROUTES,
+    ChunkRecord,
     DocumentSnapshot,
     DocumentWrite,
     SearchFilters,
     StoredChunk,
     StoreStats,
+    UsageTotal,
     WriteOutcome,
 )
 
@@ -211,7 +213,9 @@ class MemoryStore:
             return
         if route not in USAGE_ROUTES:
             raise StoreError(f"unknown usage route {route!r}; routes are {USAGE_ROUTES}")
-        await self._db.write(lambda tables, journal: _add_usage(tables, journal, route, tokens))
+        await self._db.write(
+            lambda tables, journal: _add_usage(tables, journal, route, texts=texts, tokens=tokens)
+        )
 
     async def count_chunks_by_status(self) -> dict[str, int]:
         """How many chunks are READY, PENDING and FAILED (every status present)."""
@@ -235,6 +239,18 @@ class MemoryStore:
 
         return await self._db.read(work)
 
+    async def chunk_records(self) -> list[ChunkRecord]:
+        """Every chunk, by chunk id (read-only inspection)."""
+        return await self._db.read(_chunk_records)
+
+    async def vector_rows(self) -> list[tuple[int, bytes]]:
+        """Every stored vector as (chunk id, blob), by chunk id."""
+        return await self._db.read(lambda tables: sorted(tables.vectors.items()))
+
+    async def usage(self) -> dict[str, UsageTotal]:
+        """Texts and tokens per route (every route present)."""
+        return await self._db.read(_usage)
+
     async def integrity_check(self) -> str:
         """``"ok"``, or the broken invariants: every READY chunk has exactly one vector
         and no other chunk has one; every chunk's document and job exist."""
@@ -255,8 +271,39 @@ def _set_vectors(tables: Tables, journal: Journal, mapping: Mapping[int, bytes])
     return done
 
 
-def _add_usage(tables: Tables, journal: Journal, route: str, tokens: int) -> None:
+def _add_usage(tables: Tables, journal: Journal, route: str, *, texts: int, tokens: int) -> None:
     journal.put(tables.usage, route, tables.usage.get(route, 0) + tokens)
+    journal.put(tables.usage_texts, route, tables.usage_texts.get(route, 0) + texts)
+
+
+def _chunk_records(tables: Tables) -> list[ChunkRecord]:
+    records = []
+    for chunk_id in sorted(tables.chunks):
+        chunk = tables.chunks[chunk_id]
+        document = tables.documents[chunk.document_id]
+        records.append(
+            ChunkRecord(
+                chunk_id=chunk.chunk_id,
+                document_id=chunk.document_id,
+                source=document.source,
+                title=document.title,
+                position=chunk.position,
+                content_hash=chunk.content_hash,
+                vector_source=chunk.vector_source,
+                status=chunk.status,
+                job_id=chunk.job_id,
+                error_message=chunk.error_message,
+                attempts=chunk.attempts,
+            )
+        )
+    return records
+
+
+def _usage(tables: Tables) -> dict[str, UsageTotal]:
+    return {
+        route: UsageTotal(texts=tables.usage_texts.get(route, 0), tokens=tables.usage.get(route, 0))
+        for route in USAGE_ROUTES
+    }
 
 
 def _snapshot(tables: Tables, source: str) -> DocumentSnapshot | None:

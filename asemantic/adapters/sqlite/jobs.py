@@ -34,6 +34,7 @@ from asemantic.ports import (
     JobChange,
     JobChunk,
     JobRecord,
+    JobTransition,
     Lease,
     LineResult,
     QueuedChunk,
@@ -291,6 +292,33 @@ class SqliteJobStore:
     async def release_lease(self, owner: str) -> None:
         async with self._store.transaction() as conn:
             await conn.execute("DELETE FROM supervisor_lease WHERE id = 1 AND owner = ?", (owner,))
+
+    async def transitions(self, job_id: str) -> list[JobTransition]:
+        """The job's recorded transitions, oldest first."""
+        rows = await self._store.fetchall(
+            "SELECT from_status, to_status, at FROM batch_job_transitions "
+            "WHERE job_id = ? ORDER BY id",
+            (job_id,),
+        )
+        return [
+            JobTransition(
+                job_id=job_id,
+                from_status=JobStatus(from_status) if from_status else None,
+                to_status=JobStatus(to_status),
+                at=datetime.fromisoformat(at),
+            )
+            for from_status, to_status, at in rows
+        ]
+
+    async def current_lease(self) -> Lease | None:
+        """The lease as held (``acquired`` False), or None when nobody holds it."""
+        rows = await self._store.fetchall(
+            "SELECT owner, expires_at FROM supervisor_lease WHERE id = 1 AND owner IS NOT NULL"
+        )
+        if not rows:
+            return None
+        owner, expires_at = rows[0]
+        return Lease(owner=str(owner), expires_at=float(expires_at), acquired=False)
 
 
 async def _read_job(conn: aiosqlite.Connection, job_id: str) -> JobRecord:

@@ -64,10 +64,12 @@ from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import InvalidInputError, StoreClosedError
 from asemantic.ports import (
     USAGE_ROUTES,
+    ChunkRecord,
     DocumentSnapshot,
     DocumentWrite,
     SearchFilters,
     StoreStats,
+    UsageTotal,
     WriteOutcome,
 )
 
@@ -403,12 +405,55 @@ class SqliteStore:
             tokens=_counts(tokens, USAGE_ROUTES),
         )
 
+    async def chunk_records(self) -> list[ChunkRecord]:
+        """Every chunk, by chunk id (read-only inspection, one snapshot)."""
+        return [_chunk_record(row) for row in await self.fetchall(_CHUNK_RECORDS)]
+
+    async def vector_rows(self) -> list[tuple[int, bytes]]:
+        """Every row of ``vec_chunks`` as (chunk id, blob), by chunk id."""
+        rows = await self.fetchall("SELECT rowid, embedding FROM vec_chunks ORDER BY rowid")
+        return [(int(rowid), bytes(blob)) for rowid, blob in rows]
+
+    async def usage(self) -> dict[str, UsageTotal]:
+        """Texts and tokens per route from the usage ledger (every route present)."""
+        rows = await self.fetchall(
+            "SELECT route, SUM(texts), SUM(tokens) FROM usage_ledger GROUP BY route"
+        )
+        totals = {route: UsageTotal() for route in USAGE_ROUTES}
+        for route, texts, tokens in rows:
+            totals[str(route)] = UsageTotal(texts=int(texts or 0), tokens=int(tokens or 0))
+        return totals
+
     async def integrity_check(self) -> str:
         """``"ok"``, or what is wrong: SQLite's own check, foreign keys, and vectors
         (every READY chunk has exactly one vector, no other row has one)."""
         self._check_open()
         problems = await self._guard(vec_sql.integrity_problems(self._reader, self._space))
         return "ok" if not problems else "; ".join(problems)
+
+
+_CHUNK_RECORDS = (
+    "SELECT c.id, c.document_id, d.source, d.title, c.position, c.content_hash, "
+    "COALESCE(json_extract(c.meta_json, '$._vector_source'), c.text), c.embedding_status, "
+    "c.batch_job_id, c.error_message, c.attempts "
+    "FROM chunks c JOIN documents d ON d.id = c.document_id ORDER BY c.id"
+)
+
+
+def _chunk_record(row: Sequence[Any]) -> ChunkRecord:
+    return ChunkRecord(
+        chunk_id=int(row[0]),
+        document_id=int(row[1]),
+        source=str(row[2]),
+        title=row[3],
+        position=int(row[4]),
+        content_hash=str(row[5]),
+        vector_source=str(row[6]),
+        status=EmbeddingStatus(row[7]),
+        job_id=row[8],
+        error_message=row[9],
+        attempts=int(row[10]),
+    )
 
 
 def _counts(encoded: str | None, keys: Sequence[str]) -> dict[str, int]:
