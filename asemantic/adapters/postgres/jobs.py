@@ -47,6 +47,7 @@ from asemantic.adapters.postgres.lease import (
     FENCE,
     KEEPALIVE_SETTINGS,
     SESSION_ERRORS,
+    SESSION_PREFIX,
     LeaseSessions,
     lease_key,
 )
@@ -70,6 +71,7 @@ from asemantic.ports import (
     JobChange,
     JobChunk,
     JobRecord,
+    JobTransition,
     Lease,
     LineResult,
     QueuedChunk,
@@ -240,6 +242,32 @@ class PostgresJobStore:
             for r in rows
         ]
 
+    async def transitions(self, job_id: str) -> list[JobTransition]:
+        """The job's recorded transitions, oldest first (empty for an unknown job)."""
+        rows = await self._fetch(
+            "SELECT from_status, to_status, at FROM batch_job_transitions "
+            "WHERE job_id = $1 ORDER BY id",
+            job_id,
+        )
+        return [
+            JobTransition(
+                job_id=job_id,
+                from_status=JobStatus(r[0]) if r[0] else None,
+                to_status=JobStatus(r[1]),
+                at=r[2],
+            )
+            for r in rows
+        ]
+
+    async def current_lease(self) -> Lease | None:
+        """The lease row as held (``acquired`` False), or None when nobody holds it."""
+        rows = await self._fetch(
+            "SELECT owner, expires_at FROM supervisor_lease WHERE id = 1 AND owner IS NOT NULL"
+        )
+        if not rows:
+            return None
+        return Lease(owner=str(rows[0][0]), expires_at=float(rows[0][1]), acquired=False)
+
     # --- writes -----------------------------------------------------------------------
 
     async def create_job(
@@ -353,9 +381,11 @@ class PostgresJobStore:
         its own, or :class:`StoreError` is raised and nothing is written (the caller
         then sends no create).
         """
+        self._check_open()  # a closed store says so before any fence does
         fence = self._lease.fence() if self._lease is not None and at is not None else None
         async with self._transaction() as conn:
             if fence is not None and not await conn.fetchval(FENCE, *fence):
+                self._check_open()  # closed meanwhile: the lease sessions ended with it
                 logger.warning("supervisor lease no longer held here; create not recorded")
                 raise StoreError(
                     "this process no longer holds the database's supervisor lease "
@@ -375,7 +405,8 @@ class PostgresJobStore:
 
     async def _connect_lock_session(self, owner: str) -> Any:
         url = self._host.url
-        settings = {**KEEPALIVE_SETTINGS, "application_name": f"asemantic lease {owner}"[:63]}
+        name = (SESSION_PREFIX + owner).encode()[:63].decode(errors="ignore")
+        settings = {**KEEPALIVE_SETTINGS, "application_name": name}
         try:
             return await asyncpg.connect(url, server_settings=settings, timeout=10.0)
         except DRIVER_ERRORS as exc:

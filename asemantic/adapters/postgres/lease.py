@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,7 @@ __all__ = [
     "KEEPALIVE_SETTINGS",
     "LeaseSessions",
     "SESSION_ERRORS",
+    "SESSION_PREFIX",
     "lease_key",
 ]
 
@@ -76,8 +78,8 @@ KEEPALIVE_SETTINGS: Mapping[str, str] = {
 """Server-side settings of a lock session: a silent peer is dropped after about 11 s."""
 CHECK_TIMEOUT = 5.0
 """Seconds a renewal's look at its lock session may take before the session counts as dead."""
-TERMINATE_WAIT_MS = 5000
-"""How long taking over from a frozen holder waits for its lock session to end."""
+TERMINATE_WAIT = 5.0
+"""Seconds taking over from a frozen holder waits for its ended lock session to let go."""
 SESSION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -94,6 +96,11 @@ _HOLDER_PIDS = (
     "AND classid = $1::bigint::oid AND objid = $2::bigint::oid"
 )
 _HOLDS = f"SELECT pg_backend_pid() IN ({_HOLDER_PIDS})"
+_HOLDER_NAME = (
+    f"SELECT application_name FROM pg_stat_activity WHERE pid IN ({_HOLDER_PIDS}) LIMIT 1"
+)
+SESSION_PREFIX = "asemantic lease "
+"""A lock session's ``application_name``: this, then the owner (cut at 63 bytes)."""
 _ROW = "SELECT owner, expires_at FROM supervisor_lease WHERE id = 1"
 _UPSERT = (
     "INSERT INTO supervisor_lease (id, owner, expires_at) VALUES (1, $1, $2) "
@@ -219,22 +226,27 @@ class LeaseSessions:
         holder = str(row["owner"]) if row is not None and row["owner"] is not None else None
         expires_at = float(row["expires_at"] or 0.0) if row is not None else 0.0
         if holder is None or holder == owner:
-            # Between another session's lock and its row write, or our own row left from
-            # a lock session that died: whoever holds the lock names itself in a moment.
-            return Lease(owner=_UNNAMED, expires_at=now, acquired=False)
+            # Between another session's lock and its row write (or our own row left from
+            # a lock session that died): the holder's session name says who it is.
+            name = await session.conn.fetchval(_HOLDER_NAME, *self._halves)
+            named = str(name)[len(SESSION_PREFIX) :] if name else ""
+            held_by = named if str(name or "").startswith(SESSION_PREFIX) and named else _UNNAMED
+            return Lease(owner=held_by, expires_at=now, acquired=False)
         if expires_at > now:
             return Lease(owner=holder, expires_at=expires_at, acquired=False)
         pids = [int(r[0]) for r in await session.conn.fetch(_HOLDER_PIDS, *self._halves)]
         for pid in pids:
             logger.warning("supervisor lease expired but its lock is held; ending the holder")
             try:
-                await session.conn.fetchval(
-                    "SELECT pg_terminate_backend($1, $2)", pid, TERMINATE_WAIT_MS
-                )
+                await session.conn.fetchval("SELECT pg_terminate_backend($1)", pid)
             except asyncpg.PostgresError:
                 logger.warning("could not end the frozen lease holder; waiting for it instead")
                 return Lease(owner=holder, expires_at=expires_at, acquired=False)
+        deadline = time.monotonic() + TERMINATE_WAIT
         await self._try_lock(session, owner)
+        while not session.holds and pids and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the ended backend releases the lock as it exits
+            await self._try_lock(session, owner)
         if session.holds:
             return None
         return Lease(owner=holder, expires_at=expires_at, acquired=False)
