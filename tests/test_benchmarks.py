@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = {"bench_pipeline", "bench_results", "bench_search", "bench_store"}
+MODULES = {"bench_pipeline", "bench_postgres", "bench_results", "bench_search", "bench_store"}
 
 
 @pytest.mark.timeout(900)
@@ -56,6 +56,7 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
         "iter_result_slices",
         "ingest",
         "bulk_update_vectors",
+        "HNSW build",
     ):
         assert needed in names, needed
     assert document.get("machine")

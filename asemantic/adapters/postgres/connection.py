@@ -52,7 +52,9 @@ from asemantic.errors import (
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_POOL_MAX",
+    "DRIVER_ERRORS",
     "Pool",
+    "SERVER_SETTINGS",
     "connect_error",
     "decode_vector",
     "encode_vector",
@@ -75,6 +77,13 @@ DEFAULT_POOL_MAX = 10
 """Connections one store keeps at most (each process has its own pool)."""
 DEFAULT_CONNECT_TIMEOUT = 10.0
 """Seconds a connection attempt may take before it counts as unreachable."""
+
+SERVER_SETTINGS = {
+    "application_name": "asemantic",
+    "idle_in_transaction_session_timeout": "60000",
+}
+"""Session settings of pool connections: a process frozen inside a transaction (or
+one that lost track of it) releases its row locks after a minute."""
 
 _HEADER = struct.Struct(">HH")
 _AUTH_STATES = frozenset({"28000", "28P01"})
@@ -291,6 +300,7 @@ async def open_pool(
             max_size=max_size,
             timeout=connect_timeout,
             init=_init_connection,
+            server_settings=SERVER_SETTINGS,
         )
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         raise connect_error(exc, url) from None

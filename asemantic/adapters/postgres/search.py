@@ -126,12 +126,21 @@ async def choose_plan(
 
 def exact_sql(filters: SearchFilters | None) -> tuple[str, list[object]]:
     """The exact plan: parameters ``$1`` query, ``$2`` k, then the filter's."""
-    conditions, params = filter_conditions(filters, 3)
+    if is_filtered(filters):
+        conditions, params = filter_conditions(filters, 3)
+        scored = (
+            f"SELECT v.chunk_id, v.embedding <=> $1 AS distance {_FROM} "
+            f"WHERE {' AND '.join(conditions)}"
+        )
+    else:  # only READY chunks have vectors: the rows are read once, and only k joined
+        params = []
+        scored = "SELECT v.chunk_id, v.embedding <=> $1 AS distance FROM chunk_vectors v"
     sql = (
-        f"WITH s AS MATERIALIZED (SELECT v.chunk_id, v.embedding <=> $1 AS distance {_FROM} "
-        f"WHERE {' AND '.join(conditions)}) "
+        f"WITH scored AS MATERIALIZED ({scored}), "
+        "s AS (SELECT chunk_id, distance FROM scored ORDER BY distance, chunk_id LIMIT $2) "
         f"SELECT {_COLUMNS} FROM s JOIN chunks c ON c.id = s.chunk_id "
-        "JOIN documents d ON d.id = c.document_id ORDER BY s.distance, c.id LIMIT $2"
+        "JOIN documents d ON d.id = c.document_id "
+        "WHERE c.embedding_status = 'READY' ORDER BY s.distance, c.id"
     )
     return sql, params
 

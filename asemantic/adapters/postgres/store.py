@@ -17,8 +17,9 @@ Decisions:
 * **Errors are typed** at this edge (:func:`.connection.store_error`); after
   :meth:`PostgresStore.aclose` every call raises :class:`~asemantic.errors.StoreClosedError`.
 * ``jobs`` is the :class:`~asemantic.ports.JobStore` of the same database
-  (``asemantic.adapters.postgres.jobs.PostgresJobStore(pool, database_id)``), imported
-  when first asked for.
+  (``asemantic.adapters.postgres.jobs.PostgresJobStore(store)``: it runs on this store's
+  pool, transactions, closed state and :meth:`PostgresStore.apply_vectors`), imported
+  when first asked for and closed before the pool.
 """
 
 from __future__ import annotations
@@ -159,6 +160,12 @@ class PostgresStore:
         return self._database_id
 
     @property
+    def url(self) -> str:
+        """The URL the store was opened with (password included: never log it; the
+        job store opens its lease connection with it)."""
+        return self._url
+
+    @property
     def jobs(self) -> JobStore:
         """The :class:`~asemantic.ports.JobStore` of this database (one per store)."""
         if self._jobs is None:
@@ -166,7 +173,7 @@ class PostgresStore:
                 module = importlib.import_module("asemantic.adapters.postgres.jobs")
             except ImportError as exc:
                 raise StoreError("this build has no PostgreSQL job store") from exc
-            self._jobs = cast("JobStore", module.PostgresJobStore(self._pool, self._database_id))
+            self._jobs = cast("JobStore", module.PostgresJobStore(self))
         return self._jobs
 
     @property
@@ -194,6 +201,13 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
+        try:
+            if self._jobs is not None:  # first: its lease connection ends its lock at once
+                await self._jobs.aclose()  # type: ignore[attr-defined]
+        finally:
+            await self._close_pool()
+
+    async def _close_pool(self) -> None:
         try:
             await self._pool.close()
         except Exception:  # adapter edge: the connections are gone either way
