@@ -12,15 +12,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from asemantic.adapters.postgres.jobs import PostgresJobStore
 from asemantic.adapters.postgres.store import PostgresStore
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.linekeys import line_key
@@ -35,47 +32,12 @@ RETRY = RetryPolicy(max_attempts=3)
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-@dataclass(slots=True)
-class Host:
-    """A :class:`~asemantic.adapters.postgres.jobs.JobHost`: a real PostgresStore, and
-    the URL it was opened with."""
-
-    store: PostgresStore
-    url: str
-    jobs: PostgresJobStore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.jobs = PostgresJobStore(self)
-
-    @property
-    def space(self) -> EmbeddingSpace | None:
-        return self.store.space
-
-    @property
-    def closed(self) -> bool:
-        return self.store.closed
-
-    @property
-    def pool(self) -> Any:
-        return self.store.pool
-
-    @property
-    def database_id(self) -> str:
-        return self.store.database_id
-
-    def transaction(self, **options: Any) -> AbstractAsyncContextManager[Any]:
-        return self.store.transaction(**options)
-
-    async def apply_vectors(self, conn: Any, mapping: Mapping[int, bytes]) -> int:
-        return await self.store.apply_vectors(conn, mapping)
-
-    async def aclose(self) -> None:
-        await self.jobs.aclose()
-        await self.store.aclose()
+Host = PostgresStore
+"""A store whose ``jobs`` is the PostgresJobStore under test."""
 
 
-async def open_host(url: str) -> Host:
-    return Host(store=await PostgresStore.open(url, space=SPACE, max_size=4), url=url)
+async def open_host(url: str) -> PostgresStore:
+    return await PostgresStore.open(url, space=SPACE, max_size=4)
 
 
 OpenHost = Callable[[], Awaitable[Host]]
