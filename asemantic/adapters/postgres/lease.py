@@ -27,10 +27,11 @@ Decisions:
 * **The row is for visibility and for frozen holders.** ``supervisor_lease(owner,
   expires_at)`` is written by the holder on every take and renewal (epoch seconds of
   the caller's clock, as the port's :class:`~asemantic.ports.Lease` and SQLite's), so
-  ``asemantic jobs`` and health see who holds the database until when. A holder that
-  is frozen (``SIGSTOP``, a suspended VM) keeps its TCP session alive and the lock with
-  it; once its row has expired by a standby's clock, the standby ends the frozen holder's
-  lock session with ``pg_terminate_backend`` and takes the lock: the same take-over
+  ``JobStore.current_lease()`` (and anyone reading the table) sees who holds the
+  database until when. A holder that is frozen (``SIGSTOP``, a suspended VM) keeps its
+  TCP session alive and the lock with it; once its row has expired by a standby's clock, the standby ends the frozen holder's
+  lock session with ``pg_terminate_backend`` and takes the lock (its pool sessions end
+  any open transaction after the store's idle-in-transaction timeout): the same take-over
   after ``lease_ttl`` that SQLite gives. (Hosts' clocks must agree to well within
   ``lease_ttl``; a role that may not terminate the holder's backend waits instead.)
 * **Renewal checks the lock on the server** (``pg_locks`` of this backend), with a
