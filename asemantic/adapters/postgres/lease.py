@@ -29,11 +29,13 @@ Decisions:
   the caller's clock, as the port's :class:`~asemantic.ports.Lease` and SQLite's), so
   ``JobStore.current_lease()`` (and anyone reading the table) sees who holds the
   database until when. A holder that is frozen (``SIGSTOP``, a suspended VM) keeps its
-  TCP session alive and the lock with it; once its row has expired by a standby's clock, the standby ends the frozen holder's
-  lock session with ``pg_terminate_backend`` and takes the lock (its pool sessions end
-  any open transaction after the store's idle-in-transaction timeout): the same take-over
-  after ``lease_ttl`` that SQLite gives. (Hosts' clocks must agree to well within
-  ``lease_ttl``; a role that may not terminate the holder's backend waits instead.)
+  TCP session alive and the lock with it; once its row has expired by a standby's
+  clock, the standby ends the frozen holder's lock session with
+  ``pg_terminate_backend`` and takes the lock (the frozen process's pool sessions end
+  any open transaction after the store's idle-in-transaction timeout): the same
+  take-over after ``lease_ttl`` that SQLite gives. (Hosts' clocks must agree to well
+  within ``lease_ttl``; a role that may not terminate the holder's backend waits
+  instead.)
 * **Renewal checks the lock on the server** (``pg_locks`` of this backend), with a
   timeout, so a holder whose lock session died (a server restart, a cut connection)
   learns it on its next renewal: the lock is taken again if it is free, and otherwise
