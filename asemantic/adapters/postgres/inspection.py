@@ -1,9 +1,5 @@
 """Read-only views of a PostgreSQL knowledge base: stats, chunk records, vector rows
 and usage totals, each one statement (one snapshot).
-
-Decisions: the value types of the inspection port (``ChunkRecord``, ``UsageTotal``) are
-looked up in :mod:`asemantic.ports` when called, so this module works with builds of
-the port that have them and says so clearly with those that do not.
 """
 
 from __future__ import annotations
@@ -12,11 +8,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from asemantic import ports
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
-from asemantic.errors import StoreError
-from asemantic.ports import USAGE_ROUTES, StoreStats
+from asemantic.ports import USAGE_ROUTES, ChunkRecord, StoreStats, UsageTotal
 
 __all__ = ["chunk_records", "stats", "usage", "vector_rows"]
 
@@ -47,10 +41,9 @@ async def stats(conn: Any) -> StoreStats:
     )
 
 
-async def chunk_records(conn: Any) -> list[Any]:
-    record = _port_type("ChunkRecord")
+async def chunk_records(conn: Any) -> list[ChunkRecord]:
     return [
-        record(
+        ChunkRecord(
             chunk_id=int(r[0]),
             document_id=int(r[1]),
             source=str(r[2]),
@@ -72,22 +65,14 @@ async def vector_rows(conn: Any) -> list[tuple[int, bytes]]:
     return [(int(chunk_id), bytes(blob)) for chunk_id, blob in rows]
 
 
-async def usage(conn: Any) -> dict[str, Any]:
-    total = _port_type("UsageTotal")
+async def usage(conn: Any) -> dict[str, UsageTotal]:
+    total = UsageTotal
     rows = await conn.fetch(
         "SELECT route, sum(texts), sum(tokens) FROM usage_ledger GROUP BY route"
     )
     out = {route: total() for route in USAGE_ROUTES}
     out.update({str(r): total(texts=int(t or 0), tokens=int(k or 0)) for r, t, k in rows})
     return out
-
-
-def _port_type(name: str) -> Any:
-    """A value type of :mod:`asemantic.ports` that this build may not have yet."""
-    kind = getattr(ports, name, None)
-    if kind is None:
-        raise StoreError(f"asemantic.ports has no {name} in this build")
-    return kind
 
 
 def _counts(encoded: str | None, keys: Sequence[str]) -> dict[str, int]:

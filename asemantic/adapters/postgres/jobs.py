@@ -70,6 +70,7 @@ from asemantic.ports import (
     BatchSnapshot,
     JobChange,
     JobChunk,
+    JobNote,
     JobRecord,
     JobTransition,
     Lease,
@@ -106,6 +107,23 @@ _JOB_CHUNKS = (
     "JOIN documents d ON d.id = c.document_id "
     "WHERE c.batch_job_id = $1 AND c.embedding_status = 'PENDING' ORDER BY c.id"
 )
+_PENDING_CHUNKS = (
+    f"SELECT c.id, c.content_hash, {_SOURCE}, d.title, c.attempts FROM chunks c "
+    "JOIN documents d ON d.id = c.document_id "
+    "WHERE c.embedding_status = 'PENDING' ORDER BY c.id LIMIT $1"
+)
+_NOTE = (
+    "UPDATE batch_jobs SET stats = COALESCE($3::jsonb, stats), input_file = CASE "
+    "WHEN $4 THEN NULL ELSE COALESCE($5, input_file) END "
+    f"WHERE id = $1 AND status = $2 RETURNING {_JOB_COLUMNS}"
+)
+_SHRINK = (
+    "UPDATE chunks SET batch_job_id = NULL, updated_at = now() WHERE id IN ("
+    "SELECT c.id FROM chunks c JOIN batch_jobs j ON j.id = c.batch_job_id "
+    "WHERE c.batch_job_id = $1 AND j.status = 'CREATED' AND c.embedding_status = 'PENDING' "
+    "ORDER BY c.id OFFSET $2 FOR UPDATE OF c)"
+)
+_TOKEN_LIMIT = "job_token_limit"  # noqa: S105 - a setting's name, not a secret
 _TARGETS = (
     "SELECT id, content_hash, embedding_status, batch_job_id, attempts, "
     "meta_json::jsonb ->> 'token_estimate' FROM chunks WHERE id = ANY($1::bigint[]) "
@@ -230,17 +248,16 @@ class PostgresJobStore:
         return [_record(row) for row in rows]
 
     async def job_chunks(self, job_id: str) -> list[JobChunk]:
-        rows = await self._fetch(_JOB_CHUNKS, job_id)
-        return [
-            JobChunk(
-                chunk_id=int(r[0]),
-                content_hash=str(r[1]),
-                text=str(r[2]),
-                title=r[3],
-                attempts=int(r[4]),
-            )
-            for r in rows
-        ]
+        return [_job_chunk(r) for r in await self._fetch(_JOB_CHUNKS, job_id)]
+
+    async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
+        """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""
+        return [_job_chunk(r) for r in await self._fetch(_PENDING_CHUNKS, max(0, limit))]
+
+    async def job_token_limit(self) -> int | None:
+        """The tokens per job this database learned the provider accepts (None: none)."""
+        rows = await self._fetch("SELECT value FROM store_meta WHERE key = $1", _TOKEN_LIMIT)
+        return int(rows[0][0]) if rows and rows[0][0] else None
 
     async def transitions(self, job_id: str) -> list[JobTransition]:
         """The job's recorded transitions, oldest first (empty for an unknown job)."""
@@ -369,6 +386,38 @@ class PostgresJobStore:
             stale=counts[Verdict.STALE],
         )
 
+    async def note_job(self, note: JobNote) -> JobRecord | None:
+        """Stats and input file of a job still in ``note.expected`` (no transition)."""
+        stats = json.dumps(dict(note.stats)) if note.stats is not None else None
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(
+                _NOTE,
+                note.job_id,
+                note.expected.value,
+                stats,
+                note.clear_input_file,
+                note.input_file,
+            )
+        return _record(row) if row is not None else None
+
+    async def shrink_job(self, job_id: str, *, keep: int) -> int:
+        """The chunks of a CREATED job past its first ``keep`` go back to the queue."""
+        async with self._transaction() as conn:
+            return _rowcount(await conn.execute(_SHRINK, job_id, max(0, keep)))
+
+    async def set_job_token_limit(self, tokens: int | None) -> None:
+        """Remember (or, with None, forget) the tokens per job the provider accepts."""
+        async with self._transaction() as conn:
+            if tokens is None:
+                await conn.execute("DELETE FROM store_meta WHERE key = $1", _TOKEN_LIMIT)
+            else:
+                await conn.execute(
+                    "INSERT INTO store_meta (key, value) VALUES ($1, $2) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    _TOKEN_LIMIT,
+                    str(int(tokens)),
+                )
+
     async def mark_cleaned(self, job_id: str) -> None:
         async with self._transaction() as conn:
             await conn.execute("UPDATE batch_jobs SET cleaned_at = now() WHERE id = $1", job_id)
@@ -449,6 +498,16 @@ class PostgresJobStore:
 def _rowcount(status: str) -> int:
     """The row count of a command status such as ``UPDATE 3``."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+def _job_chunk(row: Any) -> JobChunk:
+    return JobChunk(
+        chunk_id=int(row[0]),
+        content_hash=str(row[1]),
+        text=str(row[2]),
+        title=row[3],
+        attempts=int(row[4]),
+    )
 
 
 def _queued(row: Any) -> QueuedChunk:

@@ -24,12 +24,11 @@ Decisions:
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asemantic.adapters.checks import check_k
 from asemantic.adapters.planning import check_drafts, dump_json
@@ -55,16 +54,19 @@ from asemantic.adapters.postgres.schema import (
 from asemantic.adapters.vectors import check_blob, check_blobs
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.errors import InvalidInputError, StoreClosedError, StoreError
+from asemantic.errors import InvalidInputError, StoreClosedError
 from asemantic.ports import (
+    ChunkRecord,
     DocumentSnapshot,
     DocumentWrite,
     SearchFilters,
     StoreStats,
+    UsageTotal,
     WriteOutcome,
 )
 
 if TYPE_CHECKING:
+    from asemantic.adapters.postgres.jobs import PostgresJobStore
     from asemantic.adapters.postgres.transfer import PostgresTransfer
     from asemantic.ports import JobStore
 
@@ -98,7 +100,7 @@ class PostgresStore:
         self._database_id = database_id
         self._exact_limit = exact_limit
         self._closed = False
-        self._jobs: JobStore | None = None
+        self._jobs: PostgresJobStore | None = None
 
     @classmethod
     async def open(
@@ -158,13 +160,9 @@ class PostgresStore:
     def jobs(self) -> JobStore:
         """The :class:`~asemantic.ports.JobStore` of this database (one per store)."""
         if self._jobs is None:
-            try:
-                module = importlib.import_module("asemantic.adapters.postgres.jobs")
-            except ModuleNotFoundError as exc:
-                if exc.name != "asemantic.adapters.postgres.jobs":
-                    raise  # a broken import inside the job store: not "missing"
-                raise StoreError("this build has no PostgreSQL job store") from exc
-            self._jobs = cast("JobStore", module.PostgresJobStore(self))
+            from asemantic.adapters.postgres.jobs import PostgresJobStore
+
+            self._jobs = PostgresJobStore(self)
         return self._jobs
 
     @property
@@ -201,7 +199,7 @@ class PostgresStore:
         self._closed = True
         try:
             if self._jobs is not None:  # first: its lease connection ends its lock at once
-                await self._jobs.aclose()  # type: ignore[attr-defined]
+                await self._jobs.aclose()
         finally:
             await self._close_pool()
 
@@ -369,7 +367,7 @@ class PostgresStore:
 
     # --- read-only inspection (audits and engine-neutral tests) -----------------------
 
-    async def chunk_records(self) -> list[Any]:
+    async def chunk_records(self) -> list[ChunkRecord]:
         """Every chunk of the database, by chunk id (``ports.ChunkRecord`` values)."""
         return await self._run(inspection.chunk_records, readonly=True)
 
@@ -379,8 +377,8 @@ class PostgresStore:
             return []
         return await self._run(inspection.vector_rows, readonly=True)
 
-    async def usage(self) -> dict[str, Any]:
-        """The usage ledger's totals per route (``ports.UsageTotal``), every route present."""
+    async def usage(self) -> dict[str, UsageTotal]:
+        """The usage ledger's totals per route, every route present."""
         return await self._run(inspection.usage, readonly=True)
 
     async def integrity_check(self) -> str:
