@@ -23,6 +23,7 @@ from asemantic.domain.tokens import approximate_tokens
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import DocumentWrite, JobStore, Store
 from asemantic.testing.backend import MemoryBatchBackend
+from asemantic.testing.postgres import LocalPostgres
 
 SPACE = EmbeddingSpace(dimensions=128)
 KEYS = GoogleKeyring("unit-default-key", batch_key="unit-batch-key")
@@ -60,22 +61,37 @@ class Opened:
         return [str(chunk.status) for chunk in snapshot.chunks]
 
 
-ENGINES = {"sqlite": "kb.db", "memory": ":memory:"}
-"""Every engine the suite runs on, by the target that opens it (a file in tmp_path or not)."""
+ENGINES = {"sqlite": "kb.db", "memory": ":memory:", "postgres": "postgresql://"}
+"""Every engine the suite runs on, by the target that opens it (a file in tmp_path, a
+fresh PostgreSQL database of the test server, or memory)."""
 
 
-async def open_job_store(engine: str, tmp_path: Path) -> Opened:
-    """The one place the suite's store and JobStore are opened."""
+async def open_job_store(engine: str, tmp_path: Path, url: str | None = None) -> Opened:
+    """The one place the suite's store and JobStore are opened (``url``: PostgreSQL's)."""
     target = ENGINES[engine]
-    store = await open_store(target if target == ":memory:" else tmp_path / target, space=SPACE)
+    if target == ":memory:":
+        store = await open_store(target, space=SPACE)
+    elif url is not None:
+        store = await open_store(url, space=SPACE)
+    else:
+        store = await open_store(tmp_path / target, space=SPACE)
     return Opened(jobs=store.jobs, store=store)
 
 
 @pytest.fixture(params=sorted(ENGINES))
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opened]:
-    opened = await open_job_store(request.param, tmp_path)
-    yield opened
-    await opened.store.aclose()
+    server: LocalPostgres | None = None
+    url = None
+    if request.param == "postgres":  # the session's server starts only when needed
+        server = request.getfixturevalue("postgres_server")
+        url = await server.create_database()
+    opened = await open_job_store(request.param, tmp_path, url)
+    try:
+        yield opened
+    finally:
+        await opened.store.aclose()
+        if server is not None and url is not None:
+            await server.drop_database(url)
 
 
 @pytest.fixture
