@@ -28,7 +28,7 @@ import math
 import operator
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -203,11 +203,10 @@ def analyse_many(texts: Sequence[str], dimensions: int) -> tuple[NDArray[np.floa
     encoded = [texts[at].encode("ascii") for at in fast]
     lists = [data.translate(_ALNUM_LOWER).split() for data in encoded]
     flat = list(itertools.chain.from_iterable(lists))
-    try:  # a warm vocabulary knows every word: no set of the block's words to build
-        ids = np.fromiter(map(vocab.ids.__getitem__, flat), dtype=np.intp, count=len(flat))
-    except KeyError:
-        vocab.learn(set(flat).difference(vocab.ids))
-        ids = np.fromiter(map(vocab.ids.__getitem__, flat), dtype=np.intp, count=len(flat))
+    # One pass: a word not yet known gets the next id (_WordIds.__missing__), and its
+    # term, length and tokens are filled in after.
+    ids = np.fromiter(map(vocab.ids.__getitem__, flat), dtype=np.intp, count=len(flat))
+    vocab.learn_new()
     rows = np.repeat(np.arange(len(fast)), np.fromiter(map(len, lists), np.intp, len(lists)))
     quarters = np.bincount(rows, weights=vocab.quarters[ids], minlength=len(fast))
     symbols = np.fromiter(
@@ -240,7 +239,7 @@ class _Vocabulary:
 
     def __init__(self, dimensions: int) -> None:
         self.dimensions = dimensions
-        self.ids: dict[bytes, int] = {}
+        self.ids = _WordIds()
         self.term_ids: dict[str, int] = {}
         self.terms = np.zeros(0, dtype=np.intp)
         self.lengths = np.zeros(0, dtype=np.float64)
@@ -252,13 +251,14 @@ class _Vocabulary:
     def term_count(self) -> int:
         return len(self.term_ids)
 
-    def learn(self, words: Iterable[bytes]) -> None:
-        new = [word for word in words if word not in self.ids]
+    def learn_new(self) -> None:
+        """Fill in the words :attr:`ids` gave an id since the last call."""
+        new = self.ids.new
         if not new:
             return
+        self.ids.new = []
         terms, new_terms = [], []
         for word in new:
-            self.ids[word] = len(self.ids)
             term = _term(word.decode("ascii"))
             if term is None:
                 terms.append(-1)
@@ -269,7 +269,7 @@ class _Vocabulary:
                 new_terms.append(_slot(term, self.dimensions))
             terms.append(term_id)
         self.terms = np.concatenate([self.terms, np.array(terms, dtype=np.intp)])
-        lengths = np.array([len(word) for word in new], dtype=np.float64)
+        lengths = np.fromiter(map(len, new), dtype=np.float64, count=len(new))
         self.lengths = np.concatenate([self.lengths, lengths])
         self.quarters = np.concatenate([self.quarters, np.floor((lengths + 3) / 4)])
         if new_terms:
@@ -277,6 +277,20 @@ class _Vocabulary:
             signs = np.array([sign for _, sign in new_terms], dtype=np.float64)
             self.term_slots = np.concatenate([self.term_slots, slots])
             self.term_signs = np.concatenate([self.term_signs, signs])
+
+
+class _WordIds(dict[bytes, int]):
+    """Word ids in order of first sight; an unknown word gets the next id and is
+    remembered in :attr:`new` (for :meth:`_Vocabulary.learn_new`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.new: list[bytes] = []
+
+    def __missing__(self, word: bytes) -> int:
+        number = self[word] = len(self)
+        self.new.append(word)
+        return number
 
 
 _VOCABULARIES: dict[int, _Vocabulary] = {}
