@@ -258,11 +258,21 @@ class _Vocabulary:
             return
         self.ids.new = []
         terms, new_terms = [], []
-        for word in new:
-            term = _term(word.decode("ascii"))
-            if term is None:
+        stop = _STOPWORDS
+        for word in b" ".join(new).decode("ascii").split(" "):
+            # _term, inline (a cold vocabulary learns thousands of words a block)
+            if word in stop:
                 terms.append(-1)
                 continue
+            size = len(word)
+            if size > 6 and word.endswith("ing"):
+                term = word[:-3]
+            elif size > 5 and word.endswith(("es", "ed")):
+                term = word[:-2]
+            elif size > 4 and word.endswith("s"):
+                term = word[:-1]
+            else:
+                term = word
             term_id = self.term_ids.get(term)
             if term_id is None:
                 term_id = self.term_ids[term] = len(self.term_ids)
