@@ -29,7 +29,7 @@ import operator
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -176,7 +176,14 @@ def _embed_block(
         count = tokens[row]
         if spec.title and spec.feature_text == spec.text:
             count += fast_tokens(spec.title)
-        done[at] = replace(spec, tokens=count, features=matrix[row])
+        done[at] = EmbedSpec(
+            text=spec.text,
+            dimensions=spec.dimensions,
+            task_type=spec.task_type,
+            title=spec.title,
+            tokens=count,
+            features=matrix[row],
+        )
 
 
 def analyse_many(texts: Sequence[str], dimensions: int) -> tuple[NDArray[np.float32], list[int]]:
@@ -191,16 +198,22 @@ def analyse_many(texts: Sequence[str], dimensions: int) -> tuple[NDArray[np.floa
     matrix = np.zeros((len(texts), dimensions), dtype=np.float32)
     tokens = [0] * len(texts)
     fast: list[int] = []
+    encoded: list[bytes] = []
+    symbol_counts: list[int] = []
     for at, text in enumerate(texts):
-        if text.isascii() and not _UNCOUNTED.search(text):
-            fast.append(at)
-        else:
-            matrix[at] = features(text, dimensions)
-            tokens[at] = fast_tokens(text)
+        if text.isascii():
+            data = text.encode("ascii")
+            rest = data.translate(None, _NOT_SYMBOL)  # symbols and control characters
+            if not rest.translate(None, _SYMBOLS):  # no control characters
+                fast.append(at)
+                encoded.append(data)
+                symbol_counts.append(len(rest))
+                continue
+        matrix[at] = features(text, dimensions)
+        tokens[at] = fast_tokens(text)
     if not fast:
         return matrix, tokens
     vocab = _vocabulary(dimensions)
-    encoded = [texts[at].encode("ascii") for at in fast]
     lists = [data.translate(_ALNUM_LOWER).split() for data in encoded]
     flat = list(itertools.chain.from_iterable(lists))
     # One pass: a word not yet known gets the next id (_WordIds.__missing__), and its
@@ -209,9 +222,7 @@ def analyse_many(texts: Sequence[str], dimensions: int) -> tuple[NDArray[np.floa
     vocab.learn_new()
     rows = np.repeat(np.arange(len(fast)), np.fromiter(map(len, lists), np.intp, len(lists)))
     quarters = np.bincount(rows, weights=vocab.quarters[ids], minlength=len(fast))
-    symbols = np.fromiter(
-        (len(data.translate(None, _NOT_SYMBOL)) for data in encoded), np.intp, len(fast)
-    )
+    symbols = np.array(symbol_counts, dtype=np.intp)
     for at, count in zip(fast, (quarters.astype(np.intp) + symbols).tolist(), strict=True):
         tokens[at] = count
     terms = vocab.terms[ids]
@@ -408,6 +419,9 @@ _ALNUM_LOWER = bytes(
 gives exactly the words ``_WORD`` finds in the lower-cased text."""
 _NOT_SYMBOL = _ALNUM + b" \t\n\r\x0b\x0c"
 """Deleted, what is left of an ASCII text (without control characters) is its symbols."""
+_SYMBOLS = bytes(range(0x21, 0x7F)).translate(None, _ALNUM)
+"""ASCII symbols (one token each); what else ``_NOT_SYMBOL`` leaves is a control
+character (``_UNCOUNTED``)."""
 _UNCOUNTED = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _SPACES = (" ", "\n", "\t", "\r", "\f", "\v")
 _STOP = (None, 0, 0.0, 0)

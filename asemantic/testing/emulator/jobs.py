@@ -150,6 +150,7 @@ def _produce(record: BatchRecord, store: Store, config: EmulatorConfig, at: floa
         lines, failed = render_lines(record.items, record.model, keyed)
         record.failed_count = failed
         record.succeeded_count = len(lines) - failed
+        data = b"\n".join([*lines, b""])  # one copy (bytes.join releases the GIL)
     else:
         results = _embed_all(record.items, record.model, config.dense_vectors)
         for fault in record.plan.line_faults:
@@ -160,13 +161,14 @@ def _produce(record: BatchRecord, store: Store, config: EmulatorConfig, at: floa
             record.inline_output = [_inline_entry(result) for result in results]
             return
         lines = _corrupt([_file_line(r, keyed) for r in results], record.plan.corruption)
+        data = b"".join(line + b"\n" for line in lines)
     file_id = f"batch-{record.batch_id}"
     store.files[file_id] = FileRecord(
         file_id=file_id,
         seq=store.next_seq(),
         display_name=None,
         mime_type="application/jsonl",
-        data=b"".join(line + b"\n" for line in lines),
+        data=data,
         source="GENERATED",
         create_time=at,
         expire_time=None if config.file_ttl_seconds is None else at + config.file_ttl_seconds,
