@@ -174,7 +174,7 @@ def _embed_block(
     for row, at in enumerate(positions):
         spec = specs[at]
         count = tokens[row]
-        if spec.title and spec.feature_text == spec.text:
+        if spec.title and spec.task_type != "RETRIEVAL_DOCUMENT":  # a title not embedded
             count += fast_tokens(spec.title)
         done[at] = EmbedSpec(
             text=spec.text,

@@ -10,6 +10,12 @@ Decisions:
 * Result files are built fast: vectors by the cached lexical features of
   :mod:`.embedding`, each line serialised by orjson straight from the NumPy array (the
   values Python's ``json`` would print, without the float-by-float ``repr``).
+* A plain file job (no line faults, corruption or dense vectors) is rendered a block
+  of requests at a time straight to bytes (:func:`render_lines`): only bytes outlive a
+  block, so building it leaves the garbage collector nothing big to walk (a full
+  collection holds the GIL and stalls the event loop of a caller polling in-process),
+  and the file is one ``bytes.join`` (which releases the GIL). Tests hold its bytes to
+  the general path's.
 * An :class:`~asemantic.testing.emulator.OddState` (or the emulator's
   ``unknown_state``/``stateless_done`` settings) replaces the success: the job shows an
   undocumented state (or none) and produces no results; done, it carries an error.
