@@ -28,8 +28,8 @@ import math
 import operator
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -174,9 +174,16 @@ def _embed_block(
     for row, at in enumerate(positions):
         spec = specs[at]
         count = tokens[row]
-        if spec.title and spec.feature_text == spec.text:
+        if spec.title and spec.task_type != "RETRIEVAL_DOCUMENT":  # a title not embedded
             count += fast_tokens(spec.title)
-        done[at] = replace(spec, tokens=count, features=matrix[row])
+        done[at] = EmbedSpec(
+            text=spec.text,
+            dimensions=spec.dimensions,
+            task_type=spec.task_type,
+            title=spec.title,
+            tokens=count,
+            features=matrix[row],
+        )
 
 
 def analyse_many(texts: Sequence[str], dimensions: int) -> tuple[NDArray[np.float32], list[int]]:
@@ -191,29 +198,33 @@ def analyse_many(texts: Sequence[str], dimensions: int) -> tuple[NDArray[np.floa
     matrix = np.zeros((len(texts), dimensions), dtype=np.float32)
     tokens = [0] * len(texts)
     fast: list[int] = []
+    encoded: list[bytes] = []
+    symbol_counts: list[int] = []
     for at, text in enumerate(texts):
-        if text.isascii() and not _UNCOUNTED.search(text):
-            fast.append(at)
-        else:
-            matrix[at] = features(text, dimensions)
-            tokens[at] = fast_tokens(text)
+        if text.isascii():
+            data = text.encode("ascii")
+            rest = data.translate(None, _NOT_SYMBOL)  # symbols and control characters
+            if not rest.translate(None, _SYMBOLS):  # no control characters
+                fast.append(at)
+                encoded.append(data)
+                symbol_counts.append(len(rest))
+                continue
+        matrix[at] = features(text, dimensions)
+        tokens[at] = fast_tokens(text)
     if not fast:
         return matrix, tokens
     vocab = _vocabulary(dimensions)
-    lists = [_WORD.findall(texts[at].lower()) for at in fast]
+    lists = [data.translate(_ALNUM_LOWER).split() for data in encoded]
     flat = list(itertools.chain.from_iterable(lists))
-    try:  # a warm vocabulary knows every word: no set of the block's words to build
-        ids = np.fromiter(map(vocab.ids.__getitem__, flat), dtype=np.intp, count=len(flat))
-    except KeyError:
-        vocab.learn(set(flat).difference(vocab.ids))
-        ids = np.fromiter(map(vocab.ids.__getitem__, flat), dtype=np.intp, count=len(flat))
+    # One pass: a word not yet known gets the next id (_WordIds.__missing__), and its
+    # term, length and tokens are filled in after.
+    ids = np.fromiter(map(vocab.ids.__getitem__, flat), dtype=np.intp, count=len(flat))
+    vocab.learn_new()
     rows = np.repeat(np.arange(len(fast)), np.fromiter(map(len, lists), np.intp, len(lists)))
     quarters = np.bincount(rows, weights=vocab.quarters[ids], minlength=len(fast))
-    letters = np.bincount(rows, weights=vocab.lengths[ids], minlength=len(fast))
-    for row, at in enumerate(fast):
-        text = texts[at]
-        spaces = sum(text.count(space) for space in _SPACES)
-        tokens[at] = int(quarters[row]) + len(text) - int(letters[row]) - spaces
+    symbols = np.array(symbol_counts, dtype=np.intp)
+    for at, count in zip(fast, (quarters.astype(np.intp) + symbols).tolist(), strict=True):
+        tokens[at] = count
     terms = vocab.terms[ids]
     kept = terms >= 0
     width = vocab.term_count + 1
@@ -239,7 +250,7 @@ class _Vocabulary:
 
     def __init__(self, dimensions: int) -> None:
         self.dimensions = dimensions
-        self.ids: dict[str, int] = {}
+        self.ids = _WordIds()
         self.term_ids: dict[str, int] = {}
         self.terms = np.zeros(0, dtype=np.intp)
         self.lengths = np.zeros(0, dtype=np.float64)
@@ -251,24 +262,35 @@ class _Vocabulary:
     def term_count(self) -> int:
         return len(self.term_ids)
 
-    def learn(self, words: Iterable[str]) -> None:
-        new = [word for word in words if word not in self.ids]
+    def learn_new(self) -> None:
+        """Fill in the words :attr:`ids` gave an id since the last call."""
+        new = self.ids.new
         if not new:
             return
+        self.ids.new = []
         terms, new_terms = [], []
-        for word in new:
-            self.ids[word] = len(self.ids)
-            term = _term(word)
-            if term is None:
+        stop = _STOPWORDS
+        for word in b" ".join(new).decode("ascii").split(" "):
+            # _term, inline (a cold vocabulary learns thousands of words a block)
+            if word in stop:
                 terms.append(-1)
                 continue
+            size = len(word)
+            if size > 6 and word.endswith("ing"):
+                term = word[:-3]
+            elif size > 5 and word.endswith(("es", "ed")):
+                term = word[:-2]
+            elif size > 4 and word.endswith("s"):
+                term = word[:-1]
+            else:
+                term = word
             term_id = self.term_ids.get(term)
             if term_id is None:
                 term_id = self.term_ids[term] = len(self.term_ids)
                 new_terms.append(_slot(term, self.dimensions))
             terms.append(term_id)
         self.terms = np.concatenate([self.terms, np.array(terms, dtype=np.intp)])
-        lengths = np.array([len(word) for word in new], dtype=np.float64)
+        lengths = np.fromiter(map(len, new), dtype=np.float64, count=len(new))
         self.lengths = np.concatenate([self.lengths, lengths])
         self.quarters = np.concatenate([self.quarters, np.floor((lengths + 3) / 4)])
         if new_terms:
@@ -276,6 +298,20 @@ class _Vocabulary:
             signs = np.array([sign for _, sign in new_terms], dtype=np.float64)
             self.term_slots = np.concatenate([self.term_slots, slots])
             self.term_signs = np.concatenate([self.term_signs, signs])
+
+
+class _WordIds(dict[bytes, int]):
+    """Word ids in order of first sight; an unknown word gets the next id and is
+    remembered in :attr:`new` (for :meth:`_Vocabulary.learn_new`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.new: list[bytes] = []
+
+    def __missing__(self, word: bytes) -> int:
+        number = self[word] = len(self)
+        self.new.append(word)
+        return number
 
 
 _VOCABULARIES: dict[int, _Vocabulary] = {}
@@ -375,6 +411,17 @@ def _term(word: str) -> str | None:
     return word
 
 
+_ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_ALNUM_LOWER = bytes(
+    byte if bytes([byte]) in _ALNUM else ord(" ") for byte in bytes(range(256))
+).lower()
+"""ASCII letters lower-cased, digits kept, every other byte a space: ``split()`` then
+gives exactly the words ``_WORD`` finds in the lower-cased text."""
+_NOT_SYMBOL = _ALNUM + b" \t\n\r\x0b\x0c"
+"""Deleted, what is left of an ASCII text (without control characters) is its symbols."""
+_SYMBOLS = bytes(range(0x21, 0x7F)).translate(None, _ALNUM)
+"""ASCII symbols (one token each); what else ``_NOT_SYMBOL`` leaves is a control
+character (``_UNCOUNTED``)."""
 _UNCOUNTED = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _SPACES = (" ", "\n", "\t", "\r", "\f", "\v")
 _STOP = (None, 0, 0.0, 0)

@@ -10,6 +10,12 @@ Decisions:
 * Result files are built fast: vectors by the cached lexical features of
   :mod:`.embedding`, each line serialised by orjson straight from the NumPy array (the
   values Python's ``json`` would print, without the float-by-float ``repr``).
+* A plain file job (no line faults, corruption or dense vectors) is rendered a block
+  of requests at a time straight to bytes (:func:`render_lines`): only bytes outlive a
+  block, so building it leaves the garbage collector nothing big to walk (a full
+  collection holds the GIL and stalls the event loop of a caller polling in-process),
+  and the file is one ``bytes.join`` (which releases the GIL). Tests hold its bytes to
+  the general path's.
 * An :class:`~asemantic.testing.emulator.OddState` (or the emulator's
   ``unknown_state``/``stateless_done`` settings) replaces the success: the job shows an
   undocumented state (or none) and produces no results; done, it carries an error.
@@ -17,12 +23,14 @@ Decisions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from asemantic.testing.emulator.embedding import (
+    MAX_TOKENS,
     EmbedSpec,
     RequestProblem,
     check_tokens,
@@ -142,28 +150,96 @@ def _end(record: BatchRecord, state: str, at: float, store: Store, config: Emula
 
 
 def _produce(record: BatchRecord, store: Store, config: EmulatorConfig, at: float) -> None:
-    results = _embed_all(record.items, record.model, config.dense_vectors)
-    for fault in record.plan.line_faults:
-        results = _apply_line_fault(results, fault)
-    record.failed_count = sum(1 for result in results if result.error is not None)
-    record.succeeded_count = len(results) - record.failed_count
-    if record.source_file is None:
-        record.inline_output = [_inline_entry(result) for result in results]
-        return
     keyed = not config.keyless_results
-    lines = _corrupt([_file_line(result, keyed) for result in results], record.plan.corruption)
+    plain = not (record.plan.line_faults or record.plan.corruption or config.dense_vectors)
+    if record.source_file is not None and plain:
+        lines, failed = render_lines(record.items, record.model, keyed)
+        record.failed_count = failed
+        record.succeeded_count = len(lines) - failed
+        data = b"\n".join([*lines, b""])  # one copy (bytes.join releases the GIL)
+    else:
+        results = _embed_all(record.items, record.model, config.dense_vectors)
+        for fault in record.plan.line_faults:
+            results = _apply_line_fault(results, fault)
+        record.failed_count = sum(1 for result in results if result.error is not None)
+        record.succeeded_count = len(results) - record.failed_count
+        if record.source_file is None:
+            record.inline_output = [_inline_entry(result) for result in results]
+            return
+        lines = _corrupt([_file_line(r, keyed) for r in results], record.plan.corruption)
+        data = b"".join(line + b"\n" for line in lines)
     file_id = f"batch-{record.batch_id}"
     store.files[file_id] = FileRecord(
         file_id=file_id,
         seq=store.next_seq(),
         display_name=None,
         mime_type="application/jsonl",
-        data=b"".join(line + b"\n" for line in lines),
+        data=data,
         source="GENERATED",
         create_time=at,
         expire_time=None if config.file_ttl_seconds is None else at + config.file_ttl_seconds,
     )
     record.output_file = f"files/{file_id}"
+
+
+def render_lines(items: Sequence[InputItem], model: str, keyed: bool) -> tuple[list[bytes], int]:
+    """The result file's lines of ``items`` (no faults, lexical vectors) and how many
+    are errors: exactly the bytes of the general path (:func:`_embed_all`, a dict per
+    line, orjson), built a block at a time with no dict or record kept per line.
+
+    Only bytes outlive a block, so a job of tens of thousands of lines adds few
+    objects for the garbage collector to walk: a full collection holds the GIL for the
+    whole walk (about 0.2 s at 30,000 lines) and stalled the caller's event loop.
+    """
+    lines: list[bytes] = []
+    failed = 0
+    for start in range(0, len(items), _BLOCK):
+        block = items[start : start + _BLOCK]
+        rendered: list[bytes | None] = [None] * len(block)
+        specs: list[EmbedSpec] = []
+        positions: list[int] = []
+        for at, item in enumerate(block):
+            try:
+                specs.append(
+                    read_request(
+                        item.request, model=model, where="EmbedContentRequest", analyse_text=False
+                    )
+                )
+                positions.append(at)
+            except RequestProblem as problem:
+                rendered[at] = _error_line(item, problem, keyed)
+        ready: list[EmbedSpec] = []
+        ready_at: list[int] = []
+        for at, spec in zip(positions, embed_many(specs), strict=True):
+            if spec.tokens > MAX_TOKENS:
+                try:
+                    check_tokens(spec.tokens)
+                except RequestProblem as problem:
+                    rendered[at] = _error_line(block[at], problem, keyed)
+                continue
+            ready.append(spec)
+            ready_at.append(at)
+        for at, spec, values in zip(ready_at, ready, embedding_arrays(ready), strict=True):
+            item = block[at]
+            head = b'{"key":' + orjson.dumps(item.key) + b"," if keyed and item.has_key else b"{"
+            rendered[at] = b"%s%s%s%s%d}}}" % (
+                head,
+                b'"response":{"embedding":{"values":',
+                orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY),
+                b'},"usageMetadata":{"promptTokenCount":',
+                spec.tokens,
+            )
+        failed += len(block) - len(ready)
+        lines.extend(line for line in rendered if line is not None)
+    return lines, failed
+
+
+_BLOCK = 256
+
+
+def _error_line(item: InputItem, problem: RequestProblem, keyed: bool) -> bytes:
+    error = line_status(problem.code, problem.message)
+    return _dumps(_file_line(_Result(item=item, error=error), keyed))
 
 
 def _embed_all(items: list[InputItem], model: str, dense: bool) -> list[_Result]:
