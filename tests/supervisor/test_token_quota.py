@@ -22,7 +22,6 @@ from asemantic.ports import BatchBackend, RemoteJob
 from asemantic.testing.emulator import Fault, GeminiEmulator
 from tests.supervisor.conftest import OpenCore, fast, ingest
 from tests.supervisor.test_create_backoff import RETRY, Clock
-from tests.support import sqlite_of
 
 TOKEN_REFUSAL = (
     "Resource has been exhausted: the enqueued tokens of batch jobs for this model "
@@ -124,8 +123,8 @@ async def test_a_token_quota_refusal_halves_the_job_and_the_limit_is_remembered(
     await settle(core, manager, emulator, clock)
     assert (await core.store.count_chunks_by_status())["READY"] == 8
     assert not emulator.remote_leftovers()
-    rows = await sqlite_of(core).fetchall("SELECT MAX(attempts) FROM chunks")
-    assert rows[0][0] == 0  # resizing for the quota spent no chunk's attempts
+    attempts = [c.attempts for c in await core.store.chunk_records()]
+    assert max(attempts) == 0  # resizing for the quota spent no chunk's attempts
     await manager.aclose()
     await core.aclose()
 
@@ -208,13 +207,10 @@ async def test_max_job_tokens_sizes_jobs_when_the_queue_is_flushed(
 
 
 async def _all_chunks(core: SemanticCore) -> list[Any]:
-    """Every chunk's text as a job sends it (its vector source), read from the file."""
-    rows = await sqlite_of(core).fetchall(
-        "SELECT COALESCE(json_extract(meta_json, '$._vector_source'), text) FROM chunks ORDER BY id"
-    )
+    """Every chunk's text as a job sends it (its vector source), through the port."""
 
     class Text:
         def __init__(self, text: str) -> None:
             self.text = text
 
-    return [Text(str(r[0])) for r in rows]
+    return [Text(c.vector_source) for c in await core.store.chunk_records()]
