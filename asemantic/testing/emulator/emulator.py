@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 _HOURS_48 = 48 * 3600.0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class _Pending:
     request: EmulatorRequest
     route: Route | None
@@ -61,6 +61,19 @@ class _Pending:
     early: EmulatorResponse | None
     fault: Fault | None
     latency: float
+    executed: int | None = None
+    """The status the change itself answered, when a fault then lost the response."""
+
+
+def _described(pending: _Pending) -> str | None:
+    """The fault of a request as logged; a lost response says what the change answered
+    (``"response lost; executed 200"``: the change happened, the caller never heard)."""
+    if pending.fault is None:
+        return None
+    text = pending.fault.describe()
+    if pending.executed is not None:
+        text += f"; executed {pending.executed}"
+    return text
 
 
 class GeminiEmulator:
@@ -233,7 +246,7 @@ class GeminiEmulator:
             key=pending.key,
             status=status,
             now=self._clock.now(),
-            fault=pending.fault.describe() if pending.fault else None,
+            fault=_described(pending),
         )
 
     def _respond(self, pending: _Pending) -> EmulatorResponse:
@@ -249,6 +262,7 @@ class GeminiEmulator:
         response = self._execute(pending.route, pending.request)
         response = self._paced(response, pending)
         if fault is not None and fault.lose_response:
+            pending.executed = response.status
             if fault.drop_connection:
                 return EmulatorResponse.dropped()
             return self._fault_response(fault, fault.status or 503, pending.endpoint)
