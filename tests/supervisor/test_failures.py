@@ -279,18 +279,17 @@ async def test_a_job_gone_remotely_is_failed_and_its_chunks_go_again(
 ) -> None:
     core = await open_core()
     await ingest(core, 1)
+    # The first poll of the submitted job is answered 404 (added before the supervisor
+    # starts, so no poll already in flight can miss it; creates never poll).
+    emulator.faults.add(Fault(endpoint="batches.get", status=404, times=1))
     with anyio.fail_after(20):
         async with anyio.create_task_group() as helpers:
             async with BatchSupervisor(core, fast()) as sup:
-
-                async def submitted() -> bool:
-                    return await job_statuses(core) == [JobStatus.SUBMITTED]
-
-                await eventually(submitted)
-                emulator.faults.add(Fault(endpoint="batches.get", status=404, times=1))
                 helpers.start_soon(keep_completing, emulator)
                 await sup.wait_until_idle()
                 assert sup.health.paused_reason is None
             helpers.cancel_scope.cancel()
+    gets = [r.status for r in emulator.requests if r.endpoint == "batches.get"]
+    assert gets[0] == 404
     assert await job_statuses(core) == [JobStatus.FAILED, JobStatus.COMPLETED]
     assert (await core.store.count_chunks_by_status())["READY"] == 1
