@@ -392,9 +392,11 @@ _SYMBOL = re.compile(r"[!-/:-@\[-`{-~]", re.ASCII)
 
 
 def fast_tokens(text: str) -> int:
-    """Exactly :func:`asemantic.domain.tokens.approximate_tokens`, faster: ASCII words
-    count a token per 4 letters (the regex cuts each word into ceil(len/4) pieces), ASCII
-    symbols and non-space non-ASCII characters one each."""
+    """The emulator's own token count (what its results report as ``tokenCount``): ASCII
+    words count a token per 4 letters (the regex cuts each word into ceil(len/4)
+    pieces), ASCII symbols and non-space non-ASCII characters one each. It was the
+    domain's ``approximate_tokens`` rule once; that rule has since grown (control and
+    white-space characters count), and the emulator keeps its counts stable."""
     total = _ALNUM_QUARTER.subn("", text)[1] + _SYMBOL.subn("", text)[1]
     if not text.isascii():
         total += sum(1 for char in text if char > "\x7f" and not char.isspace())
