@@ -40,6 +40,7 @@ __all__ = [
     "check_drafts",
     "chunk_meta_json",
     "dump_json",
+    "load_stats",
     "plan_write",
 ]
 
@@ -98,6 +99,12 @@ def dump_json(value: JSONValue | Mapping[str, JSONValue]) -> str:
         )
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"not JSON-serialisable: {exc}") from None
+
+
+def load_stats(encoded: str | bytes | None) -> dict[str, int]:
+    """A job's stats as stored (a JSON object): its integer counters, others dropped."""
+    stats = json.loads(encoded or "{}")
+    return {str(k): int(v) for k, v in stats.items() if isinstance(v, int)}
 
 
 def chunk_meta_json(draft: ChunkDraft) -> str:

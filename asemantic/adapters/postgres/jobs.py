@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from asemantic.adapters.planning import load_stats
 from asemantic.adapters.postgres.connection import DRIVER_ERRORS, connect_error, store_error
 from asemantic.adapters.postgres.lease import (
     FENCE,
@@ -515,7 +516,6 @@ def _queued(row: Any) -> QueuedChunk:
 
 
 def _record(row: Any) -> JobRecord:
-    stats = json.loads(row["stats"] or "{}")
     return JobRecord(
         job_id=str(row["id"]),
         display_name=str(row["display_name"]),
@@ -523,7 +523,7 @@ def _record(row: Any) -> JobRecord:
         remote_name=row["google_job_id"],
         input_file=row["input_file"],
         output_file=row["output_file"],
-        stats={str(k): int(v) for k, v in stats.items() if isinstance(v, int)},
+        stats=load_stats(row["stats"]),
         error_message=row["error_message"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],

@@ -27,7 +27,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from asemantic.adapters.planning import dump_json
+from asemantic.adapters.planning import dump_json, load_stats
 from asemantic.adapters.postgres.vectors import VECTOR_TABLE, ensure_space
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
@@ -128,11 +128,6 @@ _ADVANCE = (
 def _canonical(text: Any) -> str:
     """``jsonb`` text as every engine writes JSON (sorted keys, compact)."""
     return dump_json(json.loads(text or "{}"))
-
-
-def _int_stats(text: Any) -> dict[str, int]:
-    stats = json.loads(text or "{}")
-    return {str(k): int(v) for k, v in stats.items() if isinstance(v, int)}
 
 
 class PostgresTransfer:
@@ -254,7 +249,7 @@ def _parse(table: TransferTable, row: Sequence[Any]) -> TransferRow:
             remote_name=row[3],
             input_file=row[4],
             output_file=row[5],
-            stats=_int_stats(row[6]),
+            stats=load_stats(row[6]),
             error_message=row[7],
             created_at=row[8],
             updated_at=row[9],
@@ -269,7 +264,7 @@ def _parse(table: TransferTable, row: Sequence[Any]) -> TransferRow:
             from_status=row[2],
             to_status=str(row[3]),
             at=row[4],
-            stats=_int_stats(row[5]),
+            stats=load_stats(row[5]),
         )
     return TransferUsage(
         entry_id=int(row[0]), at=row[1], route=str(row[2]), texts=int(row[3]), tokens=int(row[4])

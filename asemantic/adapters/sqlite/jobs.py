@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from asemantic.adapters.planning import load_stats
 from asemantic.adapters.results import (
     ChunkState,
     ChunkUpdate,
@@ -460,7 +461,6 @@ async def _record_transition(
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
-    stats = json.loads(row[6] or "{}")
     return JobRecord(
         job_id=str(row[0]),
         display_name=str(row[1]),
@@ -468,7 +468,7 @@ def _record(row: Sequence[Any]) -> JobRecord:
         remote_name=row[3],
         input_file=row[4],
         output_file=row[5],
-        stats={str(k): int(v) for k, v in stats.items() if isinstance(v, int)},
+        stats=load_stats(row[6]),
         error_message=row[7],
         created_at=datetime.fromisoformat(row[8]),
         updated_at=datetime.fromisoformat(row[9]),

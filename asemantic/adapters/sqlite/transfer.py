@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from asemantic.adapters.planning import load_stats
 from asemantic.adapters.sqlite.jobs import _JOB_COLUMNS, _record
 from asemantic.adapters.sqlite.vectors import (
     VEC_TABLE,
@@ -110,11 +111,6 @@ def _text(value: datetime | None) -> str:
 
 def _nullable(value: datetime | None) -> str | None:
     return value.isoformat(timespec="microseconds") if value is not None else None
-
-
-def _int_stats(encoded: Any) -> dict[str, int]:
-    stats = json.loads(encoded or "{}")
-    return {str(k): int(v) for k, v in stats.items() if isinstance(v, int)}
 
 
 class SqliteTransfer:
@@ -240,7 +236,7 @@ def _parse(table: TransferTable, row: Sequence[Any]) -> TransferRow:
             from_status=row[2],
             to_status=str(row[3]),
             at=_stamp(row[4]),
-            stats=_int_stats(row[5]),
+            stats=load_stats(row[5]),
         )
     return TransferUsage(
         entry_id=int(row[0]),
