@@ -66,12 +66,11 @@ async def vector_rows(conn: Any) -> list[tuple[int, bytes]]:
 
 
 async def usage(conn: Any) -> dict[str, UsageTotal]:
-    total = UsageTotal
     rows = await conn.fetch(
         "SELECT route, sum(texts), sum(tokens) FROM usage_ledger GROUP BY route"
     )
-    out = {route: total() for route in USAGE_ROUTES}
-    out.update({str(r): total(texts=int(t or 0), tokens=int(k or 0)) for r, t, k in rows})
+    out = {route: UsageTotal() for route in USAGE_ROUTES}
+    out.update({str(r): UsageTotal(texts=int(t or 0), tokens=int(k or 0)) for r, t, k in rows})
     return out
 
 
