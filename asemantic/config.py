@@ -41,8 +41,9 @@ class CoreConfig:
 
     ``target_tokens``/``max_tokens`` drive the splitter (estimated tokens per chunk);
     ``auto_batch_min_tokens`` is the size from which ``mode="auto"`` sends a document
-    through the Batch API (when a batch key is configured). ``pricing`` sets the list
-    prices :meth:`SemanticCore.stats` uses; ``create_grace_seconds`` is how long the
+    through the Batch API (when a batch key is configured). ``pricing`` sets the
+    prices :meth:`SemanticCore.stats` uses (None, the default: the list prices of the
+    space's model, :meth:`Pricing.for_model`); ``create_grace_seconds`` is how long the
     batch manager waits after a batch create of unknown outcome (a timeout, a 5xx)
     before it may send another for the same job, rather than risk a duplicate.
     ``memory_index`` searches an exact in-memory copy of the vectors (see
@@ -59,7 +60,7 @@ class CoreConfig:
     max_search_k: int = 1000
     busy_timeout_ms: int = 5000
     create_grace_seconds: float = 120.0
-    pricing: Pricing = field(default_factory=Pricing)
+    pricing: Pricing | None = None
     memory_index: bool = True
 
     def __post_init__(self) -> None:

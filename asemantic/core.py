@@ -24,7 +24,7 @@ from asemantic.config import CoreConfig, GeminiSettings
 from asemantic.domain.documents import Document, IngestMode, IngestResult, JSONValue, SearchHit
 from asemantic.domain.hashing import validate_metadata
 from asemantic.domain.policy import require_batch_key
-from asemantic.domain.pricing import CostReport, cost_report
+from asemantic.domain.pricing import CostReport, Pricing, cost_report
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.text import check_name, validate_query
 from asemantic.domain.tokens import approximate_tokens
@@ -138,6 +138,14 @@ class SemanticCore:
         return self._config
 
     @property
+    def pricing(self) -> Pricing:
+        """The prices costs are reported at: ``config.pricing``, or when that is None
+        the list prices of the space's model (:meth:`Pricing.for_model`)."""
+        if self._config.pricing is not None:
+            return self._config.pricing
+        return Pricing.for_model(self.space.model)
+
+    @property
     def gemini(self) -> GeminiSettings:
         return self._gemini
 
@@ -236,7 +244,12 @@ class SemanticCore:
         or by document metadata (any other key, matched by equality).
         """
         self._check_open()
-        text = validate_query(query)
+        model = self.space.embedding_model
+        text = validate_query(
+            query,
+            max_tokens=model.max_input_tokens,
+            as_sent=lambda q: model.query_input(q).text,
+        )
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self._config.max_search_k:
             raise InvalidInputError(f"k must be an integer within 1..{self._config.max_search_k}")
         if filters is not None:
@@ -259,7 +272,7 @@ class SemanticCore:
             documents=stats.documents,
             chunks=dict(stats.chunks),
             jobs=dict(stats.jobs),
-            cost=cost_report(tokens, self._config.pricing),
+            cost=cost_report(tokens, self.pricing),
         )
 
     async def delete_document(self, source: str) -> bool:

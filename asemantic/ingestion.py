@@ -85,7 +85,9 @@ class Ingestor:
             metadata=validate_metadata(document.metadata),
         )
         splitter = splitter_for(kind, target_tokens=self.target_tokens, max_tokens=self.max_tokens)
-        drafts = tuple(build_drafts(clean, splitter=splitter, context=self.context))
+        drafts = tuple(
+            build_drafts(clean, splitter=splitter, context=self.context, space=self.embedder.space)
+        )
         return PreparedDocument(
             document=clean,
             drafts=drafts,

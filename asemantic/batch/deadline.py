@@ -47,11 +47,6 @@ MAX_SLICES = 10
 """Slices one tick embeds at most."""
 
 
-class _HasPricing(Protocol):
-    @property
-    def pricing(self) -> Pricing: ...
-
-
 class HasOnline(Protocol):
     """What the fallback needs of a :class:`~asemantic.SemanticCore`."""
 
@@ -62,7 +57,7 @@ class HasOnline(Protocol):
     def store(self) -> Store: ...
 
     @property
-    def config(self) -> _HasPricing: ...
+    def pricing(self) -> Pricing: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,7 +105,7 @@ class OnlineFallback:
         chunks = await jobs.pending_chunks(limit=SLICE)
         if not chunks:
             return 0
-        pricing = self._core.config.pricing
+        pricing = self._core.pricing
         chosen = []
         tokens = 0
         for chunk in chunks:

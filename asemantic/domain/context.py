@@ -15,9 +15,13 @@ Decisions:
 * The vector source is hashed to identify the vector (``ChunkDraft.content_hash``), so a
   changed title or heading re-embeds exactly the chunks whose source text changed.
 * A vector source over the model's input limit raises :class:`ChunkTooLargeError`
-  naming the chunk and its estimate. The splitter keeps chunk text under its own
-  budget, so this only happens when the title or headings are huge; shortening them
-  silently would change what gets searched without anyone noticing.
+  naming the chunk and its estimate. With a ``space`` whose model takes the task as a
+  text prefix (gemini-embedding-2), the limit is checked on the text as sent, prefix
+  included (:meth:`~asemantic.domain.models.EmbeddingModel.document_input`); the
+  prefix itself is never stored, so the vector source and its hash stay the same.
+  The splitter keeps chunk text under its own budget, so this only happens when the
+  title or headings are huge; shortening them silently would change what gets
+  searched without anyone noticing.
 * Line breaks inside a title or heading become spaces so that the ``Title:`` and
   ``Section:`` lines stay one line each.
 """
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from asemantic.domain.chunking import MarkdownSplitter, PlainTextSplitter, Section
 from asemantic.domain.documents import ChunkDraft
 from asemantic.domain.hashing import content_hash
-from asemantic.domain.space import MAX_INPUT_TOKENS
+from asemantic.domain.space import MAX_INPUT_TOKENS, EmbeddingSpace
 from asemantic.domain.text import clean_text
 from asemantic.domain.tokens import estimate_tokens
 from asemantic.errors import ChunkTooLargeError, EmptyDocumentError
@@ -85,7 +89,8 @@ def build_drafts(
     *,
     splitter: Splitter,
     context: ContextStrategy,
-    max_input_tokens: int = MAX_INPUT_TOKENS,
+    max_input_tokens: int | None = None,
+    space: EmbeddingSpace | None = None,
 ) -> list[ChunkDraft]:
     """Cut ``document`` into chunk drafts, ready to store and embed.
 
@@ -94,8 +99,15 @@ def build_drafts(
 
     Raises :class:`EmptyDocumentError` when nothing is left to embed (for instance a
     Markdown file made only of headings) and :class:`ChunkTooLargeError` when a vector
-    source exceeds ``max_input_tokens``.
+    source (with the model's task prefix, if ``space``'s model takes one) exceeds
+    ``max_input_tokens`` (by default the limit of ``space``'s model, or
+    gemini-embedding-001's 2,048 without a space).
     """
+    model = space.embedding_model if space is not None else None
+    if max_input_tokens is None:
+        max_input_tokens = model.max_input_tokens if model is not None else MAX_INPUT_TOKENS
+    prefixed = model if model is not None and model.task_prefixes else None
+    task_type = space.task_type if space is not None else ""
     text = clean_text(document.text, what=f"document {document.source!r}")
     drafts: list[ChunkDraft] = []
     trusted = isinstance(splitter, MarkdownSplitter | PlainTextSplitter)
@@ -105,10 +117,14 @@ def build_drafts(
             title=document.title, heading_path=section.heading_path, text=section.text
         )
         tokens = _source_tokens(source, section, trusted=trusted, heads=heads)
-        if tokens > max_input_tokens:
+        sent = tokens
+        if prefixed is not None:
+            shaped = prefixed.document_input(source, title=document.title, task_type=task_type)
+            sent = estimate_tokens(shaped.text)
+        if sent > max_input_tokens:
             raise ChunkTooLargeError(
-                f"chunk {position} of document {document.source!r} is about {tokens:,} "
-                f"tokens with its title and headings; the model reads at most "
+                f"chunk {position} of document {document.source!r} is about {sent:,} "
+                f"tokens with its title, headings and task prefix; the model reads at most "
                 f"{max_input_tokens:,} (shorten the title or headings, or the splitter's "
                 "max_tokens)"
             )

@@ -1,8 +1,10 @@
 """What embedding costs, online and through the Batch API.
 
-List prices for gemini-embedding-001 (USD per million input tokens): $0.15 online and
-$0.075 in batch, the Batch API's 50% discount. Prices change and differ per model and
-contract, so they are configuration (:class:`Pricing`), not constants buried in code.
+List prices (USD per million input tokens) come from the model registry
+(:mod:`asemantic.domain.models`): gemini-embedding-001 $0.15 online and $0.075 in batch,
+gemini-embedding-2 $0.20 and $0.10 (the Batch API's 50% discount). Prices change and
+differ per contract, so they are configuration (:class:`Pricing`, or
+:meth:`Pricing.for_model` for a model's list prices), not constants buried in code.
 """
 
 from __future__ import annotations
@@ -10,15 +12,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from asemantic.domain.models import GEMINI_EMBEDDING_001, embedding_model
+
 __all__ = ["CostReport", "Pricing", "cost_report"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pricing:
-    """USD per million input tokens, per route."""
+    """USD per million input tokens, per route (the defaults: gemini-embedding-001's)."""
 
-    online_per_million: float = 0.15
-    batch_per_million: float = 0.075
+    online_per_million: float = GEMINI_EMBEDDING_001.online_per_million
+    batch_per_million: float = GEMINI_EMBEDDING_001.batch_per_million
+
+    @classmethod
+    def for_model(cls, model: str) -> Pricing:
+        """The list prices of ``model`` (an unknown model: gemini-embedding-001's)."""
+        known = embedding_model(model)
+        return cls(
+            online_per_million=known.online_per_million,
+            batch_per_million=known.batch_per_million,
+        )
 
     def __post_init__(self) -> None:
         if self.online_per_million < 0 or self.batch_per_million < 0:

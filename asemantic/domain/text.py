@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Callable
 
 from asemantic.domain.space import MAX_INPUT_TOKENS
 from asemantic.domain.tokens import estimate_tokens
@@ -75,12 +76,19 @@ def clean_text(
     return text
 
 
-def validate_query(text: str, *, max_tokens: int = MAX_INPUT_TOKENS) -> str:
+def validate_query(
+    text: str,
+    *,
+    max_tokens: int = MAX_INPUT_TOKENS,
+    as_sent: Callable[[str], str] | None = None,
+) -> str:
     """Check a search query; return it with LF line ends and outer white space trimmed.
 
     Trimming is safe here (unlike for documents) because a query is never stored or
     shown back. A query the model would truncate raises :class:`ChunkTooLargeError`
     rather than being cut: the tail of a query may be the part that matters.
+    ``as_sent`` turns the query into the text the model reads (a task prefix added):
+    the limit is checked on that.
     """
     if not isinstance(text, str):
         raise InvalidInputError(f"query must be str, not {type(text).__name__}")
@@ -88,7 +96,7 @@ def validate_query(text: str, *, max_tokens: int = MAX_INPUT_TOKENS) -> str:
     query = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not query:
         raise EmptyDocumentError("query is empty or holds only white space")
-    estimate = estimate_tokens(query)
+    estimate = estimate_tokens(as_sent(query) if as_sent is not None else query)
     if estimate > max_tokens:
         raise ChunkTooLargeError(
             f"query is about {estimate:,} tokens (a safe-side estimate); "

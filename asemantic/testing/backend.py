@@ -21,7 +21,9 @@ Decisions:
   comes back twice and is counted in ``duplicates``).
 * **Deterministic vectors**: the lexical features of :mod:`asemantic.testing.lexical`
   for the backend's space (the title is prepended for ``RETRIEVAL_DOCUMENT``, as the
-  emulator does), as float32 blobs of unit length. Google (and the emulator) return
+  emulator does; for a model that takes the task as a text prefix, gemini-embedding-2,
+  the features of the text as the adapter sends it, prefix included, title not
+  prepended), as float32 blobs of unit length. Google (and the emulator) return
   unit vectors only at 3,072 dimensions; the stores normalise on write either way. A
   line with no text or over ``max_tokens`` gets a 400 INVALID_ARGUMENT error line.
 * **Faults are scripted per method.** :meth:`script` makes the next call(s) raise an
@@ -138,7 +140,8 @@ class MemoryBatchBackend:
     """A :class:`~asemantic.ports.BatchBackend` in memory, steered by tests (see module doc).
 
     ``slice_size`` is how many results :meth:`retrieve_results` yields at a time;
-    ``max_tokens`` is the model's input limit per line.
+    ``max_tokens`` is the model's input limit per line (by default the limit of the
+    space's model: 2,048 for gemini-embedding-001, 8,192 for gemini-embedding-2).
     """
 
     def __init__(
@@ -146,13 +149,15 @@ class MemoryBatchBackend:
         space: EmbeddingSpace | None = None,
         *,
         slice_size: int = 512,
-        max_tokens: int = 2048,
+        max_tokens: int | None = None,
     ) -> None:
         if slice_size < 1:
             raise ValueError("slice_size must be at least 1")
         self._space = space or EmbeddingSpace()
         self._slice_size = slice_size
-        self._max_tokens = max_tokens
+        self._max_tokens = (
+            max_tokens if max_tokens is not None else self._space.embedding_model.max_input_tokens
+        )
         self._jobs: dict[str, MemoryJob] = {}
         self._files: dict[str, MemoryFile] = {}
         self._scripts: dict[str, deque[_Script]] = {name: deque() for name in BACKEND_METHODS}
@@ -275,8 +280,12 @@ class MemoryBatchBackend:
 
     def vector(self, line: BatchLine) -> bytes:
         """The blob a successful result carries for ``line`` (for expectations in tests)."""
+        model = self._space.embedding_model
         text = line.text
-        if line.title and self._space.task_type == "RETRIEVAL_DOCUMENT":
+        if model.task_prefixes:
+            shaped = model.document_input(text, title=line.title, task_type=self._space.task_type)
+            text = shaped.text
+        elif line.title and self._space.task_type == "RETRIEVAL_DOCUMENT":
             text = f"{line.title}\n{text}"
         return normalise(lexical_features(text, self._space.dimensions)).tobytes()
 

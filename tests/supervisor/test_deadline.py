@@ -58,7 +58,7 @@ async def test_the_budget_caps_the_online_spend_and_batch_does_the_rest(
     core = await open_core()
     await ingest(core, 5)
     texts = [c.text for c in await _all_chunks(core)]
-    pricing = core.config.pricing
+    pricing = core.pricing
     by_id = [approximate_tokens(t) for t in texts]  # chunks are embedded in id order
     two = by_id[0] + by_id[1]
     budget = pricing.online(two) + pricing.online(1) / 2  # two chunks, not a third

@@ -78,15 +78,24 @@ JSONL_MIME_TYPE = "application/jsonl"
 
 
 def jsonl_line(line: BatchLine, space: EmbeddingSpace) -> bytes:
-    """One input line: ``{"key", "request": EmbedContentRequest}`` (``content``, singular)."""
+    """One input line: ``{"key", "request": EmbedContentRequest}`` (``content``, singular,
+    one text part: one request and one vector per line).
+
+    The task is a ``taskType`` (and ``title``) field for gemini-embedding-001 and a text
+    prefix, with neither field, for gemini-embedding-2 (:mod:`asemantic.domain.models`).
+    """
+    shaped = space.embedding_model.document_input(
+        line.text, title=line.title, task_type=space.task_type
+    )
     request: dict[str, object] = {
         "model": f"models/{space.model}",
-        "content": {"parts": [{"text": line.text}]},
-        "taskType": space.task_type,
-        "outputDimensionality": space.dimensions,
+        "content": {"parts": [{"text": shaped.text}]},
     }
-    if line.title:
-        request["title"] = line.title
+    if shaped.task_type is not None:
+        request["taskType"] = shaped.task_type
+    request["outputDimensionality"] = space.dimensions
+    if shaped.title:
+        request["title"] = shaped.title
     return orjson.dumps({"key": line.key, "request": request}) + b"\n"
 
 

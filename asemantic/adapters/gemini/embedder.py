@@ -33,11 +33,15 @@ MAX_TEXTS_PER_CALL = 100
 class GeminiEmbedder:
     """Embeds texts now, through the online API, with the keyring's *default* key.
 
-    Chunks are embedded as ``RETRIEVAL_DOCUMENT`` (with the document's title), queries as
-    ``RETRIEVAL_QUERY``. Calls carry at most 100 texts, run at most ``max_concurrency``
-    at a time, each with a timeout, and are retried on 408/429/5xx and timeouts with
-    exponential backoff and jitter (honouring ``Retry-After``). Vectors come back
-    L2-normalised (Google normalises only at 3,072 dimensions).
+    Chunks are embedded with the space's task type (``RETRIEVAL_DOCUMENT``, with the
+    document's title), queries as ``RETRIEVAL_QUERY``: as request fields for
+    gemini-embedding-001, as a text prefix for gemini-embedding-2 (which ignores the
+    fields; see :mod:`asemantic.domain.models`). Every text is its own request (its own
+    content) inside a ``batchEmbedContents`` call. Calls carry at most 100 texts, run at
+    most ``max_concurrency`` at a time, each with a timeout, and are retried on
+    408/429/5xx and timeouts with exponential backoff and jitter (honouring
+    ``Retry-After``). Vectors come back L2-normalised (gemini-embedding-001 normalises
+    only at 3,072 dimensions).
     """
 
     def __init__(
@@ -77,26 +81,33 @@ class GeminiEmbedder:
         return self._lazy.get()
 
     async def embed_documents(self, requests: Sequence[EmbedRequest]) -> list[bytes]:
-        # One call shares one config (and so one title): group by title, keep order.
-        groups: dict[str | None, list[int]] = {}
-        for index, request in enumerate(requests):
-            groups.setdefault(request.title, []).append(index)
-        calls: list[tuple[str | None, list[int]]] = []
-        for title, indexes in groups.items():
+        # One call shares one config: group the texts by the fields it carries (the
+        # title, for a model that takes it as a field; nothing, for one that takes the
+        # task in the text), keep order.
+        model = self._space.embedding_model
+        inputs = [
+            model.document_input(request.text, title=request.title, task_type=self._space.task_type)
+            for request in requests
+        ]
+        groups: dict[tuple[str | None, str | None], list[int]] = {}
+        for index, shaped in enumerate(inputs):
+            groups.setdefault((shaped.task_type, shaped.title), []).append(index)
+        calls: list[tuple[tuple[str | None, str | None], list[int]]] = []
+        for fields, indexes in groups.items():
             for start in range(0, len(indexes), MAX_TEXTS_PER_CALL):
-                calls.append((title, indexes[start : start + MAX_TEXTS_PER_CALL]))
+                calls.append((fields, indexes[start : start + MAX_TEXTS_PER_CALL]))
         results: list[bytes | None] = [None] * len(requests)
 
-        async def run(title: str | None, indexes: list[int]) -> None:
-            texts = [requests[i].text for i in indexes]
-            vectors = await self._embed(texts, task_type="RETRIEVAL_DOCUMENT", title=title)
+        async def run(fields: tuple[str | None, str | None], indexes: list[int]) -> None:
+            texts = [inputs[i].text for i in indexes]
+            vectors = await self._embed(texts, task_type=fields[0], title=fields[1])
             for i, vector in zip(indexes, vectors, strict=True):
                 results[i] = vector
 
         try:
             async with asyncio.TaskGroup() as group:
-                for title, indexes in calls:
-                    group.create_task(run(title, indexes))
+                for fields, indexes in calls:
+                    group.create_task(run(fields, indexes))
         except* AsemanticError as errors:
             # One call failed (the others were cancelled): raise it as itself, so
             # ``except AuthenticationError`` works for callers.
@@ -104,18 +115,22 @@ class GeminiEmbedder:
         return [vector for vector in results if vector is not None]
 
     async def embed_query(self, text: str) -> bytes:
-        (vector,) = await self._embed([text], task_type="RETRIEVAL_QUERY", title=None)
+        shaped = self._space.embedding_model.query_input(text)
+        (vector,) = await self._embed([shaped.text], task_type=shaped.task_type, title=None)
         return vector
 
-    async def _embed(self, texts: list[str], *, task_type: str, title: str | None) -> list[bytes]:
+    async def _embed(
+        self, texts: list[str], *, task_type: str | None, title: str | None
+    ) -> list[bytes]:
         handle = self._client()
         config = types.EmbedContentConfig(
             task_type=task_type,
             title=title,
             output_dimensionality=self._space.dimensions,
         )
-        # One Content per text: a plain list of strings would be merged into one
-        # multi-part Content by multimodal models (one vector for all texts).
+        # One Content per text, so one request (and one vector) per text: a plain list
+        # of strings would be merged into one multi-part Content by gemini-embedding-2
+        # (the SDK's t_contents), and the model returns one vector for all the parts.
         contents: list[types.ContentUnion] = [
             types.Content(parts=[types.Part(text=text)], role="user") for text in texts
         ]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from asemantic.testing.emulator.clock import RealClock
-from asemantic.testing.emulator.emulator import GeminiEmulator
+from asemantic.testing.emulator.emulator import DEFAULT_MODELS, GeminiEmulator
 
 __all__ = ["build_parser", "emulator_from_args", "main"]
 
@@ -38,7 +38,7 @@ def build_parser(prog: str = "python -m asemantic.testing.emulator") -> argparse
         action="append",
         default=[],
         metavar="MODEL",
-        help="embedding model to serve (repeatable; default: gemini-embedding-001)",
+        help="embedding model to serve (repeatable; default: gemini-embedding-001 and -2)",
     )
     parser.add_argument(
         "--job-seconds", type=float, default=1.0, help="time a batch job takes (1.0)"
@@ -99,7 +99,7 @@ def emulator_from_args(args: argparse.Namespace) -> GeminiEmulator:
     """The emulator the parsed options describe (on the real clock)."""
     return GeminiEmulator(
         api_keys=args.api_key or None,
-        models=args.model or ("gemini-embedding-001",),
+        models=args.model or DEFAULT_MODELS,
         clock=RealClock(speed=args.speed),
         pending_seconds=args.job_seconds * 0.25,
         running_seconds=args.job_seconds * 0.75,

@@ -12,6 +12,19 @@ Decisions:
   :func:`asemantic.testing.lexical_features` give (tests pin this), with the per-word
   work (stop words, suffixes, hashing) cached: a corpus repeats its words, so a job of
   tens of thousands of lines costs a fraction of a second per thousand.
+* **Per model** (:data:`MODELS`, :func:`model_behaviour`): ``gemini-embedding-001``
+  honours ``taskType`` and ``title`` (a ``RETRIEVAL_DOCUMENT`` title is embedded with
+  the text), reads at most 2,048 tokens and scales vectors below 3,072 dimensions off
+  unit length. ``gemini-embedding-2`` ignores both fields (the vector is the same with
+  or without them, and the title counts no tokens: the task must be in the text),
+  reads at most 8,192 tokens and returns unit-length vectors at every size (Google
+  documents normalised reduced sizes, medium confidence). For every model, the text
+  parts of one content are joined into one text: one request, *one* vector, however
+  many parts it has (gemini-embedding-2's documented behaviour; what
+  gemini-embedding-001 does with several parts is not documented, and the emulator
+  treats it the same). A model the emulator serves but does not know behaves like
+  gemini-embedding-001. Batch jobs work the same for both models (an assumption: batch
+  support for gemini-embedding-2 on the Developer API is not verified).
 * **Dense vectors** (``dense=True``): Google's values are dense full-precision floats,
   about 10 KB a line at 768 dimensions, where the lexical features are mostly zeros
   (about 4 KB a line). The dense variant adds deterministic noise (seeded by the text,
@@ -29,7 +42,7 @@ import operator
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +58,8 @@ __all__ = [
     "MAX_DIMENSIONS",
     "MAX_TOKENS",
     "MIN_DIMENSIONS",
+    "MODELS",
+    "ModelBehaviour",
     "RequestProblem",
     "analyse",
     "analyse_many",
@@ -56,6 +71,7 @@ __all__ = [
     "fast_tokens",
     "features",
     "item_tokens",
+    "model_behaviour",
     "model_name",
     "read_request",
 ]
@@ -64,6 +80,34 @@ DEFAULT_DIMENSIONS = 3072
 MIN_DIMENSIONS = 128
 MAX_DIMENSIONS = 3072
 MAX_TOKENS = 2048
+"""gemini-embedding-001's input limit (each model's: :attr:`ModelBehaviour.max_tokens`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelBehaviour:
+    """How one emulated model treats a request (see the module doc)."""
+
+    max_tokens: int
+    task_fields: bool
+    """``taskType``/``title`` change the vector (False: ignored)."""
+    unit_reduced: bool
+    """Vectors below 3,072 dimensions come back unit-length."""
+
+
+MODELS: Mapping[str, ModelBehaviour] = {
+    "models/gemini-embedding-001": ModelBehaviour(
+        max_tokens=MAX_TOKENS, task_fields=True, unit_reduced=False
+    ),
+    "models/gemini-embedding-2": ModelBehaviour(
+        max_tokens=8192, task_fields=False, unit_reduced=True
+    ),
+}
+
+
+def model_behaviour(model: str) -> ModelBehaviour:
+    """The behaviour of ``model`` (``models/...`` or bare); gemini-embedding-001's for a
+    model not in :data:`MODELS`."""
+    return MODELS.get(model_name(model), MODELS["models/gemini-embedding-001"])
 
 
 class RequestProblem(Exception):
@@ -85,6 +129,9 @@ class EmbedSpec:
     title: str | None
     tokens: int
     features: NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+    max_tokens: int = MAX_TOKENS
+    unit: bool = False
+    """Unit length at every dimensionality (gemini-embedding-2), not only at 3,072."""
 
     @property
     def feature_text(self) -> str:
@@ -115,19 +162,29 @@ def read_request(
             f"* {where}.model: the request's model {model_name(str(requested))} "
             f"does not match {model}.\n"
         )
+    behaviour = model_behaviour(model)
     text = _text(get(request, "content"), where)
     dimensions = _dimensions(get(request, "outputDimensionality"), where)
     task_type = _task_type(get(request, "taskType"))
     title = get(request, "title")
+    if not behaviour.task_fields:  # read, and ignored: the vector is the text's alone
+        task_type = title = None
+    limit, unit = behaviour.max_tokens, behaviour.unit_reduced
     if not analyse_text:
         return EmbedSpec(
-            text=text, dimensions=dimensions, task_type=task_type, title=title, tokens=-1
+            text=text,
+            dimensions=dimensions,
+            task_type=task_type,
+            title=title,
+            tokens=-1,
+            max_tokens=limit,
+            unit=unit,
         )
     combined = bool(title) and task_type == "RETRIEVAL_DOCUMENT"
     vector, tokens = analyse(f"{title}\n{text}" if combined else text, dimensions)
     if title and not combined:
         tokens += fast_tokens(title)
-    check_tokens(tokens)
+    check_tokens(tokens, behaviour.max_tokens)
     return EmbedSpec(
         text=text,
         dimensions=dimensions,
@@ -135,15 +192,18 @@ def read_request(
         title=title,
         tokens=tokens,
         features=vector,
+        max_tokens=limit,
+        unit=unit,
     )
 
 
-def check_tokens(tokens: int) -> None:
-    """:class:`RequestProblem` for a request over the model's input limit."""
-    if tokens > MAX_TOKENS:
+def check_tokens(tokens: int, max_tokens: int = MAX_TOKENS) -> None:
+    """:class:`RequestProblem` for a request over the model's input limit (Google's
+    400 INVALID_ARGUMENT wording)."""
+    if tokens > max_tokens:
         raise RequestProblem(
             f"The input token count ({tokens}) exceeds the maximum number of tokens "
-            f"allowed ({MAX_TOKENS})."
+            f"allowed ({max_tokens})."
         )
 
 
@@ -176,14 +236,7 @@ def _embed_block(
         count = tokens[row]
         if spec.title and spec.task_type != "RETRIEVAL_DOCUMENT":  # a title not embedded
             count += fast_tokens(spec.title)
-        done[at] = EmbedSpec(
-            text=spec.text,
-            dimensions=spec.dimensions,
-            task_type=spec.task_type,
-            title=spec.title,
-            tokens=count,
-            features=matrix[row],
-        )
+        done[at] = replace(spec, tokens=count, features=matrix[row])
 
 
 def analyse_many(texts: Sequence[str], dimensions: int) -> tuple[NDArray[np.float32], list[int]]:
@@ -340,7 +393,7 @@ def embedding_array(spec: EmbedSpec, *, dense: bool = False) -> NDArray[np.float
         noise = np.random.default_rng(seed).standard_normal(spec.dimensions)
         vector = vector + noise * (0.1 * float(np.linalg.norm(vector)) / math.sqrt(spec.dimensions))
     finished: NDArray[np.float64] = _finish(
-        vector[np.newaxis, :], spec.dimensions, 10 if dense else 8
+        vector[np.newaxis, :], spec.dimensions, 10 if dense else 8, unit=spec.unit
     )[0]
     return finished
 
@@ -349,14 +402,14 @@ def embedding_arrays(specs: Sequence[EmbedSpec]) -> list[NDArray[np.float64]]:
     """:func:`embedding_array` (not dense) of many specs, finished a block at a time:
     the same operations on the same values, so the same arrays."""
     out: list[NDArray[np.float64] | None] = [None] * len(specs)
-    by_dims: dict[int, list[int]] = {}
+    by_dims: dict[tuple[int, bool], list[int]] = {}
     for at, spec in enumerate(specs):
-        by_dims.setdefault(spec.dimensions, []).append(at)
-    for dims, positions in by_dims.items():
+        by_dims.setdefault((spec.dimensions, spec.unit), []).append(at)
+    for (dims, unit), positions in by_dims.items():
         for start in range(0, len(positions), _BLOCK):
             block = positions[start : start + _BLOCK]
             rows = np.stack([_raw(specs[at]) for at in block]).astype(np.float64)
-            finished = _finish(rows, dims, 8)
+            finished = _finish(rows, dims, 8, unit=unit)
             for row, at in enumerate(block):
                 out[at] = finished[row]
     return [array for array in out if array is not None]
@@ -368,14 +421,17 @@ def _raw(spec: EmbedSpec) -> NDArray[np.float32]:
     return features(spec.feature_text, spec.dimensions)
 
 
-def _finish(rows: NDArray[np.float64], dims: int, decimals: int) -> NDArray[np.float64]:
-    """Unit rows (scaled below 3,072 dimensions), rounded. Each row's length is
-    ``sqrt(row.dot(row))``, exactly what ``np.linalg.norm`` computes for one vector."""
+def _finish(
+    rows: NDArray[np.float64], dims: int, decimals: int, *, unit: bool = False
+) -> NDArray[np.float64]:
+    """Unit rows (scaled below 3,072 dimensions unless ``unit``), rounded. Each row's
+    length is ``sqrt(row.dot(row))``, exactly what ``np.linalg.norm`` computes for one
+    vector."""
     lengths = np.sqrt(np.array([row.dot(row) for row in rows]))
-    unit = rows / lengths[:, np.newaxis]
-    if dims != MAX_DIMENSIONS:
-        unit *= (0.3 + 0.6 * lengths / (lengths + 4.0))[:, np.newaxis]
-    rounded: NDArray[np.float64] = np.round(unit, decimals)
+    scaled = rows / lengths[:, np.newaxis]
+    if dims != MAX_DIMENSIONS and not unit:
+        scaled *= (0.3 + 0.6 * lengths / (lengths + 4.0))[:, np.newaxis]
+    rounded: NDArray[np.float64] = np.round(scaled, decimals)
     return rounded
 
 

@@ -15,7 +15,12 @@ import anyio
 from asemantic.testing.emulator import jobs
 from asemantic.testing.emulator.clock import Clock, ManualClock
 from asemantic.testing.emulator.context import Call
-from asemantic.testing.emulator.embedding import EmbedSpec, embedding_values, model_name
+from asemantic.testing.emulator.embedding import (
+    EmbedSpec,
+    embedding_values,
+    model_behaviour,
+    model_name,
+)
 from asemantic.testing.emulator.faults import Fault, FaultScript
 from asemantic.testing.emulator.requestlog import KeyFingerprinter, RecordedRequest, RequestLog
 from asemantic.testing.emulator.routes import Route, match
@@ -50,6 +55,8 @@ __all__ = ["GeminiEmulator"]
 logger = logging.getLogger(__name__)
 
 _HOURS_48 = 48 * 3600.0
+DEFAULT_MODELS = ("gemini-embedding-001", "gemini-embedding-2")
+"""The models an emulator serves unless told otherwise."""
 
 
 @dataclass(kw_only=True)
@@ -90,7 +97,9 @@ class GeminiEmulator:
         api_keys: Accept only these keys (others get 400 API_KEY_INVALID); by default
             any non-empty key is accepted. A missing key always gets 403. Keys are
             kept only as salted fingerprints.
-        models: The embedding models served (``gemini-embedding-001``); others 404.
+        models: The embedding models served (default: ``gemini-embedding-001`` and
+            ``gemini-embedding-2``, each with its own behaviour, see
+            :mod:`.embedding`); others 404.
         clock: The emulated time (default: a :class:`ManualClock`).
         pending_seconds: How long a new job stays PENDING.
         running_seconds: How long it then stays RUNNING before it SUCCEEDS.
@@ -119,7 +128,7 @@ class GeminiEmulator:
         self,
         *,
         api_keys: Iterable[str] | None = None,
-        models: Iterable[str] = ("gemini-embedding-001",),
+        models: Iterable[str] = DEFAULT_MODELS,
         clock: Clock | None = None,
         pending_seconds: float = 10.0,
         running_seconds: float = 60.0,
@@ -448,9 +457,20 @@ class GeminiEmulator:
         dimensions: int = 3072,
         task_type: str | None = None,
         title: str | None = None,
+        model: str = "gemini-embedding-001",
     ) -> list[float]:
-        """The vector the emulator returns for ``text`` (for expectations in tests)."""
+        """The vector the emulator returns for ``text`` (for expectations in tests), as
+        ``model`` treats it (gemini-embedding-2 ignores ``task_type`` and ``title``)."""
+        behaviour = model_behaviour(model)
+        if not behaviour.task_fields:
+            task_type = title = None
         spec = EmbedSpec(
-            text=text, dimensions=dimensions, task_type=task_type, title=title, tokens=0
+            text=text,
+            dimensions=dimensions,
+            task_type=task_type,
+            title=title,
+            tokens=0,
+            max_tokens=behaviour.max_tokens,
+            unit=behaviour.unit_reduced,
         )
         return embedding_values(spec, dense=self._config.dense_vectors)

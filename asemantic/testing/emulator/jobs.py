@@ -30,7 +30,6 @@ from typing import Any
 import orjson
 
 from asemantic.testing.emulator.embedding import (
-    MAX_TOKENS,
     EmbedSpec,
     RequestProblem,
     check_tokens,
@@ -211,9 +210,9 @@ def render_lines(items: Sequence[InputItem], model: str, keyed: bool) -> tuple[l
         ready: list[EmbedSpec] = []
         ready_at: list[int] = []
         for at, spec in zip(positions, embed_many(specs), strict=True):
-            if spec.tokens > MAX_TOKENS:
+            if spec.tokens > spec.max_tokens:
                 try:
-                    check_tokens(spec.tokens)
+                    check_tokens(spec.tokens, spec.max_tokens)
                 except RequestProblem as problem:
                     rendered[at] = _error_line(block[at], problem, keyed)
                 continue
@@ -260,7 +259,7 @@ def _embed_all(items: list[InputItem], model: str, dense: bool) -> list[_Result]
     accepted: list[tuple[int, EmbedSpec]] = []
     for at, spec in zip(positions, embed_many(specs), strict=True):
         try:
-            check_tokens(spec.tokens)
+            check_tokens(spec.tokens, spec.max_tokens)
         except RequestProblem as problem:
             results[at] = _Result(item=items[at], error=line_status(problem.code, problem.message))
             continue
