@@ -23,6 +23,8 @@ from asemantic.cli.commands.supervise import supervise
 from asemantic.cli.context import BATCH_ENV, ONLINE_ENV, AppContext, database_target
 from asemantic.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
 from asemantic.cli.logs import configure_logging
+from asemantic.domain.models import KNOWN_MODELS
+from asemantic.domain.space import DEFAULT_MODEL
 
 __all__ = ["AsemanticGroup", "cli"]
 
@@ -121,6 +123,13 @@ def _report(message: str, hint: str | None, code: int) -> int:
     help="Send Gemini calls here instead of Google (an emulator, a proxy).",
 )
 @click.option(
+    "--model",
+    type=click.Choice(sorted(KNOWN_MODELS)),
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Embedding model (must match an existing database).",
+)
+@click.option(
     "--dimensions",
     type=click.IntRange(128, 3072),
     default=768,
@@ -137,6 +146,7 @@ def cli(
     api_key: str | None,
     batch_api_key: str | None,
     base_url: str | None,
+    model: str,
     dimensions: int,
     json_mode: bool,
     verbose: int,
@@ -148,6 +158,7 @@ def cli(
         api_key=api_key,
         batch_key=batch_api_key,
         base_url=base_url,
+        model=model,
         dimensions=dimensions,
         json_mode=json_mode,
         verbose=verbose,

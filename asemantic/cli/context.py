@@ -26,7 +26,7 @@ from asemantic.cli.errors import CliError, ExitCode, KeyHint, from_exception, re
 from asemantic.cli.output import Output
 from asemantic.config import CoreConfig, GeminiSettings
 from asemantic.core import SemanticCore
-from asemantic.domain.space import EmbeddingSpace
+from asemantic.domain.space import DEFAULT_MODEL, EmbeddingSpace
 from asemantic.errors import AsemanticError, AuthenticationError, InvalidInputError
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import EmbedRequest
@@ -83,6 +83,7 @@ class AppContext:
     batch_key: str | None
     base_url: str | None
     dimensions: int
+    model: str = DEFAULT_MODEL
     json_mode: bool
     verbose: int
     key_hint: KeyHint = KeyHint.ANY
@@ -141,7 +142,7 @@ class AppContext:
         return GeminiSettings(base_url=base_url or self.base_url, retry=CLI_RETRY)
 
     def config(self) -> CoreConfig:
-        return CoreConfig(space=EmbeddingSpace(dimensions=self.dimensions))
+        return CoreConfig(space=EmbeddingSpace(model=self.model, dimensions=self.dimensions))
 
     # --- the database -----------------------------------------------------------------
 

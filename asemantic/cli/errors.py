@@ -106,7 +106,7 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(
         EmbeddingSpaceMismatchError,
         ExitCode.DATABASE,
-        "pass the --dimensions the database was built with, or use another --db",
+        "pass the --model and --dimensions the database was built with, or use another --db",
     ),
     _Rule(SchemaVersionError, ExitCode.DATABASE, "upgrade asemantic to open this database"),
     _Rule(
