@@ -255,7 +255,7 @@ class SemanticCore:
         if filters is not None:
             filters = _checked_filters(filters)
         vector = await self._embedder.embed_query(text)
-        self._query_tokens += approximate_tokens(text)
+        self._query_tokens += approximate_tokens(model.query_input(text).text)
         return await self._store.search(vector, k=k, filters=filters)
 
     async def stats(self) -> CoreStats:

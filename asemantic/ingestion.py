@@ -146,7 +146,15 @@ class Ingestor:
                 ]
                 blobs = await self.embedder.embed_documents(requests)
                 vectors = dict(zip(todo, blobs, strict=True))
-                tokens_embedded = sum(approximate_tokens(d.vector_source) for d in todo.values())
+                # Counted as sent: with a task prefix for a model that takes one.
+                space = self.embedder.space
+                model = space.embedding_model
+                tokens_embedded = sum(
+                    approximate_tokens(
+                        model.document_input(r.text, title=r.title, task_type=space.task_type).text
+                    )
+                    for r in requests
+                )
                 await self.store.record_usage("online", texts=len(requests), tokens=tokens_embedded)
         outcome = await self.store.write_document(
             DocumentWrite(

@@ -6,6 +6,7 @@ gemini-embedding-001 (an assumption the emulator states)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,10 +26,10 @@ def _content(text: str) -> types.Content:
 
 
 async def _vectors(
-    client: genai.Client, model: str, contents: list[types.ContentUnion], **config: object
+    client: genai.Client, model: str, contents: list[types.ContentUnion], **config: Any
 ) -> list[list[float]]:
     response = await client.aio.models.embed_content(
-        model=model, contents=contents, config=types.EmbedContentConfig(**config)
+        model=model, contents=contents, config=types.EmbedContentConfig.model_validate(config)
     )
     assert response.embeddings is not None
     return [list(embedding.values or []) for embedding in response.embeddings]

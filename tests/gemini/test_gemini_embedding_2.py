@@ -70,7 +70,8 @@ def _vector(blob: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
 
 def _expected(emulator: GeminiEmulator, text: str) -> np.ndarray[Any, np.dtype[np.float64]]:
     values = np.asarray(emulator.embed(text, dimensions=768, model="gemini-embedding-2"))
-    return values / np.linalg.norm(values)
+    unit: np.ndarray[Any, np.dtype[np.float64]] = values / np.linalg.norm(values)
+    return unit
 
 
 async def test_online_one_content_per_text_prefix_and_no_task_fields() -> None:
