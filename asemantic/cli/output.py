@@ -110,8 +110,12 @@ def usd(amount: float) -> str:
 
 
 def price(per_million: float) -> str:
-    """A list price: ``$0.075``."""
-    return f"${per_million:g}"
+    """A list price, with at least two decimals (cents): ``$0.075``, ``$0.20``."""
+    text = f"{per_million:g}"
+    if "e" not in text:
+        whole, _, decimals = text.partition(".")
+        text = f"{whole}.{decimals.ljust(2, '0')}"
+    return f"${text}"
 
 
 def tokens(count: int) -> str:
