@@ -66,8 +66,16 @@ code that passes against it should not be surprised by Google:
 - ``displayName`` is required to create a batch; cancelling a finished job is 400
   FAILED_PRECONDITION; an unknown file is 403 PERMISSION_DENIED ("... or it may not
   exist"); an unknown batch is 404.
-- Only 3,072-dimensional vectors are unit-length; smaller ones have a length between
-  0.3 and 0.9 that varies with the text.
+- Models: ``gemini-embedding-001`` and ``gemini-embedding-2`` are served by default,
+  each as Google documents it (:mod:`.embedding`): gemini-embedding-001 honours
+  ``taskType``/``title`` and reads 2,048 tokens; gemini-embedding-2 ignores both
+  fields (the task must be a prefix in the text) and reads 8,192 tokens. For both, the
+  parts of one content are one text and one vector (a list of texts the SDK merged into
+  one content comes back as one vector). Batch jobs work alike for both (an
+  assumption: Google's batch support for gemini-embedding-2 is not verified).
+- gemini-embedding-001: only 3,072-dimensional vectors are unit-length; smaller ones
+  have a length between 0.3 and 0.9 that varies with the text. gemini-embedding-2:
+  unit-length at every size.
 """
 
 from __future__ import annotations
