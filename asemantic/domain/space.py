@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from asemantic.domain.models import DOCUMENT_TASKS, EmbeddingModel, embedding_model
+from asemantic.domain.models import (
+    DOCUMENT_TASKS,
+    GEMINI_EMBEDDING_001,
+    EmbeddingModel,
+    embedding_model,
+)
 
 __all__ = ["DEFAULT_DIMENSIONS", "DEFAULT_MODEL", "EmbeddingSpace", "MAX_INPUT_TOKENS"]
 
 DEFAULT_MODEL = "gemini-embedding-001"
 DEFAULT_DIMENSIONS = 768
-MAX_INPUT_TOKENS = 2048
+MAX_INPUT_TOKENS = GEMINI_EMBEDDING_001.max_input_tokens
 """gemini-embedding-001 reads at most this many tokens per text (the default model's
 limit; a space's own is ``space.embedding_model.max_input_tokens``)."""
 
