@@ -108,6 +108,7 @@ def build_drafts(
         max_input_tokens = model.max_input_tokens if model is not None else MAX_INPUT_TOKENS
     prefixed = model if model is not None and model.task_prefixes else None
     task_type = space.task_type if space is not None else ""
+    with_prefix = ", headings and task prefix" if prefixed is not None else " and headings"
     text = clean_text(document.text, what=f"document {document.source!r}")
     drafts: list[ChunkDraft] = []
     trusted = isinstance(splitter, MarkdownSplitter | PlainTextSplitter)
@@ -124,7 +125,7 @@ def build_drafts(
         if sent > max_input_tokens:
             raise ChunkTooLargeError(
                 f"chunk {position} of document {document.source!r} is about {sent:,} "
-                f"tokens with its title, headings and task prefix; the model reads at most "
+                f"tokens with its title{with_prefix}; the model reads at most "
                 f"{max_input_tokens:,} (shorten the title or headings, or the splitter's "
                 "max_tokens)"
             )
