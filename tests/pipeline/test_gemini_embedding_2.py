@@ -6,6 +6,8 @@ content)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from asemantic import BatchSupervisor, CoreConfig, JobStatus, SemanticCore
 from asemantic.domain.models import task_text
 from asemantic.domain.space import EmbeddingSpace
+from asemantic.errors import ChunkTooLargeError
 from asemantic.testing.emulator import GeminiEmulator
 from tests.pipeline.conftest import OpenCore
 from tests.support import fast_supervisor, vector_counts
@@ -117,3 +120,39 @@ async def test_sync_and_batch_vectors_of_one_chunk_are_the_same(
         )
     )
     assert blobs[0] == pytest.approx(expected / np.linalg.norm(expected), abs=1e-6)
+
+
+async def test_long_chunks_fit_gemini_embedding_2_and_the_limit_counts_the_prefix(
+    open_core: OpenCore, emulator: GeminiEmulator
+) -> None:
+    long_text = "# Long\n\n" + " ".join(f"refund{i % 50}" for i in range(2000)) + "\n"
+    config = CoreConfig(space=SPACE, target_tokens=6000, max_tokens=7000, create_grace_seconds=0.0)
+    core = await open_core(config=config)
+    result = await core.ingest(long_text, source="long.md", mode="sync")
+    assert result.chunks_stored == 1  # about 6,000 tokens: over 2,048, under 8,192
+    (hit,) = await core.search("refund7", k=1)
+    assert hit.source == "long.md"
+    # A query that fits the limit alone but not with its task prefix is refused before
+    # any request is sent.
+    query = " ".join(["refund"] * (8192 * 3 // 6))  # 4,096 words of 2 tokens: 8,192
+    before = len(emulator.requests)
+    with pytest.raises(ChunkTooLargeError, match="8,192"):
+        await core.search(query, k=1)
+    assert len(emulator.requests) == before
+
+
+async def test_the_same_long_chunk_is_refused_for_gemini_embedding_001(
+    open_core: OpenCore, emulator: GeminiEmulator, tmp_path: Path
+) -> None:
+    long_text = "# Long\n\n" + " ".join(f"refund{i % 50}" for i in range(2000)) + "\n"
+    config = CoreConfig(
+        space=EmbeddingSpace(dimensions=768),
+        target_tokens=6000,
+        max_tokens=7000,
+        create_grace_seconds=0.0,
+    )
+    core = await open_core(tmp_path / "one.db", config=config)
+    with pytest.raises(ChunkTooLargeError, match="2,048"):
+        await core.ingest(long_text, source="long.md", mode="sync")
+    assert await core.store.chunk_records() == []
+    assert not emulator.requests
