@@ -14,6 +14,7 @@ from asemantic import (
     Document,
     EmbeddingSpace,
     EmbeddingSpaceMismatchError,
+    EmbeddingStatus,
     EmptyDocumentError,
     GoogleKeyring,
     IngestMode,
@@ -119,7 +120,11 @@ async def test_async_mode_stores_pending_and_returns_at_once(
     assert result.chunks_pending == 1
     assert embedder.texts_embedded == 0
     assert await _rows(core, "vectors") == 0
-    assert await core.search("certificate") == []
+    assert await core.search("certificate", mode="vector") == []
+    # Findable at once by its words (the default, hybrid, includes the keyword list).
+    [hit] = await core.search("certificate")
+    assert hit.embedding_status is EmbeddingStatus.PENDING
+    assert (hit.distance, hit.vector_rank, hit.keyword_rank) == (None, None, 1)
 
 
 async def test_auto_mode_reports_its_choice(

@@ -117,7 +117,7 @@ async def test_filters_apply_before_ranking(store: Store) -> None:
     assert [h.source for h in hits] == ["api.md"]
     texts = {i: t for i, t in _texts(ids).items() if i in ids["api.md"]}
     everything = _reference("os.path.join user", _texts(ids))
-    best_api = [i for i, _ in everything if i in texts][0]
+    best_api = next(i for i, _ in everything if i in texts)
     assert hits[0].chunk_id == best_api
     by_meta = await store.keyword_search(
         ["user"], k=5, filters=SearchFilters(metadata={"name": "errors.md"})
