@@ -110,8 +110,8 @@ async def test_the_copy_works_like_the_source(
     assert await copy.stats() == await source.stats()  # counts, tokens and cost
     hits = await copy.search("refund certificate", k=5)
     expected = await source.search("refund certificate", k=5)
-    assert [(h.chunk_id, h.source, round(h.distance, 6)) for h in hits] == [
-        (h.chunk_id, h.source, round(h.distance, 6)) for h in expected
+    assert [(h.chunk_id, h.source, round(h.distance or 0.0, 6)) for h in hits] == [
+        (h.chunk_id, h.source, round(h.distance or 0.0, 6)) for h in expected
     ]
     await source.aclose()
     active = await copy.batch_jobs.jobs([JobStatus.SUBMITTED])
