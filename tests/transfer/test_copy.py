@@ -113,6 +113,12 @@ async def test_the_copy_works_like_the_source(
     assert [(h.chunk_id, h.source, round(h.distance or 0.0, 6)) for h in hits] == [
         (h.chunk_id, h.source, round(h.distance or 0.0, 6)) for h in expected
     ]
+    # The keyword index travels with the chunks (PENDING ones included).
+    words = await copy.search("refund certificate", k=5, mode="keyword")
+    assert words and [(h.chunk_id, h.score, h.embedding_status) for h in words] == [
+        (h.chunk_id, h.score, h.embedding_status)
+        for h in await source.search("refund certificate", k=5, mode="keyword")
+    ]
     await source.aclose()
     active = await copy.batch_jobs.jobs([JobStatus.SUBMITTED])
     assert len(active) == 1
