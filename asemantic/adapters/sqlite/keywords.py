@@ -64,16 +64,20 @@ def terms_text(text: str) -> str:
     return " ".join(index_tokens(text))
 
 
-async def index_chunks(conn: aiosqlite.Connection, chunks: Iterable[tuple[int, str]]) -> None:
-    """(Re)index chunks by (chunk id, text), inside the caller's transaction."""
+async def index_chunks(
+    conn: aiosqlite.Connection, chunks: Iterable[tuple[int, str]], *, new: bool = False
+) -> None:
+    """(Re)index chunks by (chunk id, text), inside the caller's transaction; ``new``
+    chunks (ids just made) have no row to replace."""
     if not _WRITES_ENABLED:
         return
     rows = [(int(chunk_id), terms_text(text)) for chunk_id, text in chunks]
     if not rows:
         return
-    await conn.executemany(
-        f"DELETE FROM {KEYWORD_TABLE} WHERE rowid = ?", [(chunk_id,) for chunk_id, _ in rows]
-    )
+    if not new:
+        await conn.executemany(
+            f"DELETE FROM {KEYWORD_TABLE} WHERE rowid = ?", [(chunk_id,) for chunk_id, _ in rows]
+        )
     await conn.executemany(f"INSERT INTO {KEYWORD_TABLE} (rowid, terms) VALUES (?, ?)", rows)
 
 
@@ -93,7 +97,7 @@ async def ensure_keyword_index(conn: aiosqlite.Connection) -> None:
         )
         if not rows:
             return
-        await index_chunks(conn, [(int(i), str(text)) for i, text in rows])
+        await index_chunks(conn, [(int(i), str(text)) for i, text in rows], new=True)
         last_id = int(rows[-1][0])
 
 
