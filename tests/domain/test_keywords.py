@@ -33,7 +33,7 @@ from asemantic.errors import InvalidInputError
         ("HTTPServer", ["httpserver", "http", "server"]),
         (
             "std::vector src/main.py",
-            ["std::vector", "src/main.py", "std", "vector", "src"] + ["main", "py"],
+            ["std::vector", "src/main.py", "std", "vector", "src", "main", "py"],
         ),
         ("Straße CAFÉ", ["strasse", "café"]),
         ("東京", ["東", "京"]),
@@ -94,6 +94,15 @@ def test_fusion_is_weighted_rrf_with_ties_by_id() -> None:
     ]
     tie = fuse([5], [4], k=2, fusion=Fusion())
     assert [r.chunk_id for r in tie] == [4, 5]
+
+
+def test_a_chunk_without_a_vector_counts_its_keyword_rank_for_both() -> None:
+    plain = fuse([1, 2], [3, 1], k=3, fusion=Fusion())
+    assert [r.chunk_id for r in plain] == [1, 3, 2]
+    waiting = fuse([1, 2], [3, 1], k=3, fusion=Fusion(), no_vector=[3])
+    assert [r.chunk_id for r in waiting] == [3, 1, 2]
+    assert waiting[0].score == pytest.approx(2 / 61)
+    assert (waiting[0].vector_rank, waiting[0].keyword_rank) == (None, 1)
 
 
 @settings(max_examples=200, deadline=None)
