@@ -37,6 +37,7 @@ __all__ = [
     "KEYWORD_TABLE",
     "ensure_keyword_index",
     "index_chunks",
+    "keyword_problems",
     "keyword_rows",
     "keyword_sql",
     "match_expression",
@@ -163,3 +164,22 @@ def keyword_rows(rows: Iterable[Sequence[Any]]) -> list[SearchHit]:
             )
         )
     return hits
+
+
+async def keyword_problems(conn: aiosqlite.Connection) -> list[str]:
+    """What is wrong with the keyword index: chunks without their row, rows without a
+    chunk."""
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT (SELECT count(*) FROM chunks WHERE id NOT IN "
+            f"(SELECT rowid FROM {KEYWORD_TABLE})), (SELECT count(*) FROM {KEYWORD_TABLE} "
+            "WHERE rowid NOT IN (SELECT id FROM chunks))"
+        )
+    )
+    missing, stray = int(rows[0][0]), int(rows[0][1])
+    problems = []
+    if missing:
+        problems.append(f"{missing} chunk(s) missing from the keyword index")
+    if stray:
+        problems.append(f"{stray} keyword row(s) without a chunk")
+    return problems
