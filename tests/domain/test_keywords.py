@@ -68,6 +68,14 @@ def test_every_token_is_its_own_first_token(text: str) -> None:
         assert set(token) - set(JOINERS), token
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80))
+def test_the_ascii_path_cuts_as_the_unicode_path(text: str) -> None:
+    """ASCII text takes a faster path; a non-ASCII word appended sends the same text
+    down the general one: the tokens must agree (BM25 counts them, order aside)."""
+    assert sorted([*tokenize(text), "\u00e9"]) == sorted(tokenize(text + " \u00e9"))
+
+
 def test_idf_is_fts5s_with_its_floor() -> None:
     assert idf(100, 1) == pytest.approx(math.log(99.5 / 1.5))
     assert idf(10, 5) == IDF_FLOOR  # log(1) = 0: floored
