@@ -25,12 +25,12 @@ Decisions:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from asemantic.adapters.checks import check_k
+from asemantic.adapters.checks import check_k, check_terms
 from asemantic.adapters.planning import check_drafts, dump_json
 from asemantic.adapters.postgres import documents as doc_sql
 from asemantic.adapters.postgres import inspection
@@ -45,6 +45,8 @@ from asemantic.adapters.postgres.connection import (
     redact_url,
     store_error,
 )
+from asemantic.adapters.postgres.keyword_search import run_keyword_search
+from asemantic.adapters.postgres.keywords import keyword_problems
 from asemantic.adapters.postgres.schema import (
     CURRENT_VERSION,
     ensure_schema_compatibility,
@@ -336,6 +338,23 @@ class PostgresStore:
             snapshot=True,
         )
 
+    async def keyword_search(
+        self, terms: Sequence[str], *, k: int, filters: SearchFilters | None = None
+    ) -> list[SearchHit]:
+        """The ``k`` chunks (any embedding status) best matching ``terms`` by BM25,
+        computed in SQL (:mod:`.keyword_search`)."""
+        self._check_open()
+        check_k(k)
+        wanted = check_terms(terms)
+        search_sql.filter_conditions(filters, 1)  # refuse a bad filter before any I/O
+        if not wanted:
+            return []
+        return await self._run(
+            lambda conn: run_keyword_search(conn, wanted, k=k, filters=filters),
+            readonly=True,
+            snapshot=True,
+        )
+
     # --- usage and inspection ---------------------------------------------------------
 
     async def record_usage(self, route: str, *, texts: int, tokens: int) -> None:
@@ -384,7 +403,8 @@ class PostgresStore:
     async def integrity_check(self) -> str:
         """``"ok"``, or what is wrong: the schema version, and vectors (every READY
         chunk has exactly one, of the space's dimensions; no other chunk has one; the
-        index is valid). Foreign keys and constraints are the server's to keep."""
+        index is valid), and the keyword index (one row per chunk). Foreign keys and
+        constraints are the server's to keep."""
         space = self._space
 
         async def work(conn: Any) -> list[str]:
@@ -392,7 +412,8 @@ class PostgresStore:
             version = await read_version(conn)
             if version != CURRENT_VERSION:
                 problems.append(f"schema version {version}, expected {CURRENT_VERSION}")
-            return problems + await vec_sql.integrity_problems(conn, space)
+            problems += await vec_sql.integrity_problems(conn, space)
+            return problems + await keyword_problems(conn)
 
         problems = await self._run(work, readonly=True, snapshot=True)
         return "ok" if not problems else "; ".join(problems)

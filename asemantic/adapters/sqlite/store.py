@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from asemantic.adapters.checks import check_k
+from asemantic.adapters.checks import check_k, check_terms
 from asemantic.adapters.planning import check_drafts, dump_json
 from asemantic.adapters.sqlite import documents as doc_sql
 from asemantic.adapters.sqlite import vectors as vec_sql
@@ -50,6 +50,7 @@ from asemantic.adapters.sqlite.connection import (
     utc_now,
 )
 from asemantic.adapters.sqlite.jobs import SqliteJobStore
+from asemantic.adapters.sqlite.keywords import keyword_problems, keyword_rows, keyword_sql
 from asemantic.adapters.sqlite.memory_index import MemoryIndex
 from asemantic.adapters.sqlite.schema import prepare_database
 from asemantic.adapters.sqlite.search import (
@@ -352,6 +353,20 @@ class SqliteStore:
         rows = await self._guard(self._reader.execute_fetchall(sql, params))
         return [hit_from_row(row) for row in rows]
 
+    async def keyword_search(
+        self, terms: Sequence[str], *, k: int, filters: SearchFilters | None = None
+    ) -> list[SearchHit]:
+        """The ``k`` chunks (any embedding status) best matching ``terms`` by BM25
+        (FTS5's ``bm25()`` over ``chunk_keywords``)."""
+        self._check_open()
+        check_k(k)
+        wanted = check_terms(terms)
+        if not wanted:
+            return []
+        sql, params = keyword_sql(wanted, k=k, filters=filters)
+        rows = await self._guard(self._reader.execute_fetchall(sql, params))
+        return keyword_rows(rows)
+
     def _memory_index(self) -> MemoryIndex | None:
         if not self._use_index or self._space is None:
             return None
@@ -432,9 +447,17 @@ class SqliteStore:
 
     async def integrity_check(self) -> str:
         """``"ok"``, or what is wrong: SQLite's own check, foreign keys, and vectors
-        (every READY chunk has exactly one vector, no other row has one)."""
+        (every READY chunk has exactly one vector, no other row has one), and the keyword
+        index (one row per chunk)."""
         self._check_open()
+        # The keyword check first: it reads chunk_keywords on this connection. Without
+        # such a read, the FTS5 part of PRAGMA integrity_check (SQLite 3.44 on; seen
+        # with 3.50) can report a sound index "malformed inverted index" once, right
+        # after the writer's commit, while a second check and a fresh connection find
+        # it sound (tests/robustness/test_cancellation.py met it).
+        keywords = await self._guard(keyword_problems(self._reader))
         problems = await self._guard(vec_sql.integrity_problems(self._reader, self._space))
+        problems += keywords
         return "ok" if not problems else "; ".join(problems)
 
 
