@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -138,13 +139,16 @@ async def _ingest(
     results: list[tuple[Path, IngestResult]] = []
     async with app.core(need=Need.ONLINE, must_exist=False, keys=keys) as core:
         with progress(app.output, "ingesting", total=len(loaded), unit="files") as bar:
-            for item in loaded:
-                try:
-                    result = await core.ingest(item.document, mode=mode, kind=item.kind)
-                except AsemanticError as exc:
-                    raise _partial_failure(app, exc, item.path, done=len(results)) from None
-                results.append((item.path, result))
-                bar.advance(item.path.name)
+            items = [(item.document, item.kind) for item in loaded]
+            try:
+                async with contextlib.aclosing(core.ingest_many(items, mode=mode)) as stream:
+                    async for result in stream:
+                        path = loaded[len(results)].path
+                        results.append((path, result))
+                        bar.advance(path.name)
+            except AsemanticError as exc:
+                path = loaded[len(results)].path
+                raise _partial_failure(app, exc, path, done=len(results)) from None
     return results
 
 
