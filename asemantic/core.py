@@ -216,10 +216,12 @@ class SemanticCore:
         items: Sequence[tuple[Document, str]],
         *,
         mode: str | IngestMode = IngestMode.SYNC,
+        worker: bool = False,
     ) -> AsyncGenerator[IngestResult, None]:
         """:meth:`ingest` of each ``(document, kind)`` in turn, yielding the results in
-        order: faster for many documents (one is split while the one before it is
-        written, on another core when there is one and the text is large). A failure is
+        order. With ``worker=True`` large inputs are split in a worker process while
+        this one writes (see :meth:`asemantic.ingestion.Ingestor.ingest_many`: the
+        program's main module must be safe to import again). A failure is
         raised in its document's turn: the documents before it are stored, none after
         it. Items that are not a (Document, kind) pair are refused before any work.
         Use it with :func:`contextlib.aclosing` when you may stop early."""
@@ -228,8 +230,10 @@ class SemanticCore:
             if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Document)):
                 raise InvalidInputError("ingest_many takes (Document, kind) pairs")
             if item[1] not in _KINDS:
-                raise InvalidInputError(f"unknown kind {item[1]!r}; use one of {', '.join(_KINDS)}")
-        async with contextlib.aclosing(self._ingestor.ingest_many(items, mode=mode)) as results:
+                kinds = ", ".join(_KINDS)
+                raise InvalidInputError(f"unknown kind {item[1]!r}; use one of {kinds}")
+        stream = self._ingestor.ingest_many(items, mode=mode, worker=worker)
+        async with contextlib.aclosing(stream) as results:
             async for result in results:
                 yield result
 

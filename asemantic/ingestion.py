@@ -120,20 +120,23 @@ class Ingestor:
         items: Sequence[tuple[Document, str]],
         *,
         mode: str | IngestMode,
-        parallel_min_chars: int = PARALLEL_MIN_CHARS,
+        worker: bool = False,
+        parallel_min_chars: int | None = None,
     ) -> AsyncGenerator[IngestResult, None]:
         """:meth:`ingest` of each ``(document, kind)`` in turn, yielding the results in
         order; a failure is raised when its document's turn comes (the documents before
-        it are stored, none after it).
+        it are stored, none after it). The results are those of one :meth:`ingest`
+        after another.
 
-        Documents are split ahead of their writes: in a worker process when there is
-        more than one CPU and at least ``parallel_min_chars`` characters of text, so
-        one core splits while the other writes (a document that the worker has not
-        started when its turn comes, or while the worker is busy with the one whose
-        turn it is, is split here). The result is the same as one :meth:`ingest` after
-        another.
+        With ``worker=True``, more than one CPU and at least ``parallel_min_chars``
+        characters of text (default :data:`PARALLEL_MIN_CHARS`), documents are split ahead of their writes in a worker
+        process, so one core splits while the other writes; a document the worker has
+        not started when its turn comes (or while the worker is busy with the one
+        whose turn it is) is split here. The worker is started with multiprocessing's
+        ``spawn``, which imports the program's main module again: a script must keep
+        its work under ``if __name__ == "__main__":`` (the command line does).
         """
-        ahead = _Ahead(self, items, parallel_min_chars=parallel_min_chars)
+        ahead = _Ahead(self, items, worker=worker, parallel_min_chars=parallel_min_chars)
         try:
             for index in range(len(items)):
                 yield await self._store_prepared(await ahead.get(index), mode=mode)
@@ -246,15 +249,19 @@ class _Ahead:
         ingestor: Ingestor,
         items: Sequence[tuple[Document, str]],
         *,
-        parallel_min_chars: int,
+        worker: bool,
+        parallel_min_chars: int | None,
     ) -> None:
+        if parallel_min_chars is None:
+            parallel_min_chars = PARALLEL_MIN_CHARS
         self._ingestor = ingestor
         self._items = items
         self._slots: list[Future[PreparedDocument] | PreparedDocument | Exception | None]
         self._slots = [None] * len(items)
         self._pool: ProcessPoolExecutor | None = None
         parallel = (
-            len(items) > 1
+            worker
+            and len(items) > 1
             and _cpus() > 1
             and type(ingestor.context) is TitleHeadingContext
             and sum(len(document.text) for document, _ in items) >= parallel_min_chars

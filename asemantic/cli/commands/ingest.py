@@ -141,8 +141,9 @@ async def _ingest(
         with progress(app.output, "ingesting", total=len(loaded), unit="files") as bar:
             items = [(item.document, item.kind) for item in loaded]
             try:
-                async with contextlib.aclosing(core.ingest_many(items, mode=mode)) as stream:
-                    async for result in stream:
+                stream = core.ingest_many(items, mode=mode, worker=True)
+                async with contextlib.aclosing(stream) as ingested:
+                    async for result in ingested:
                         path = loaded[len(results)].path
                         results.append((path, result))
                         bar.advance(path.name)
