@@ -23,7 +23,7 @@ from asemantic.domain.chunking import splitter_for
 from asemantic.domain.context import (
     ContextStrategy,
     TitleHeadingContext,
-    build_drafts,
+    drafts_of_clean,
     pipeline_fingerprint,
 )
 from asemantic.domain.documents import (
@@ -129,12 +129,13 @@ class Ingestor:
         after another.
 
         With ``worker=True``, more than one CPU and at least ``parallel_min_chars``
-        characters of text (default :data:`PARALLEL_MIN_CHARS`), documents are split ahead of their writes in a worker
-        process, so one core splits while the other writes; a document the worker has
-        not started when its turn comes (or while the worker is busy with the one
-        whose turn it is) is split here. The worker is started with multiprocessing's
-        ``spawn``, which imports the program's main module again: a script must keep
-        its work under ``if __name__ == "__main__":`` (the command line does).
+        characters of text (default :data:`PARALLEL_MIN_CHARS`), documents are split
+        ahead of their writes in a worker process, so one core splits while the other
+        writes; a document the worker has not started when its turn comes (or while
+        the worker is busy with the one whose turn it is) is split here. The worker is
+        started with multiprocessing's ``spawn``, which imports the program's main
+        module again: a script must keep its work under ``if __name__ == "__main__":``
+        (the command line does).
         """
         ahead = _Ahead(self, items, worker=worker, parallel_min_chars=parallel_min_chars)
         try:
@@ -219,7 +220,7 @@ def prepare_document(
         metadata=validate_metadata(document.metadata),
     )
     splitter = splitter_for(kind, target_tokens=target_tokens, max_tokens=max_tokens)
-    drafts = tuple(build_drafts(clean, splitter=splitter, context=context))
+    drafts = tuple(drafts_of_clean(clean, text, splitter=splitter, context=context))
     return PreparedDocument(
         document=clean,
         drafts=drafts,

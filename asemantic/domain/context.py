@@ -44,6 +44,7 @@ __all__ = [
     "ContextStrategy",
     "TitleHeadingContext",
     "build_drafts",
+    "drafts_of_clean",
     "pipeline_fingerprint",
 ]
 
@@ -97,6 +98,21 @@ def build_drafts(
     source exceeds ``max_input_tokens``.
     """
     text = clean_text(document.text, what=f"document {document.source!r}")
+    return drafts_of_clean(
+        document, text, splitter=splitter, context=context, max_input_tokens=max_input_tokens
+    )
+
+
+def drafts_of_clean(
+    document: Document,
+    text: str,
+    *,
+    splitter: Splitter,
+    context: ContextStrategy,
+    max_input_tokens: int = MAX_INPUT_TOKENS,
+) -> list[ChunkDraft]:
+    """:func:`build_drafts` of ``text``, the already cleaned text of ``document``
+    (what :func:`~asemantic.domain.text.clean_text` returned for it)."""
     drafts: list[ChunkDraft] = []
     trusted = isinstance(splitter, MarkdownSplitter | PlainTextSplitter)
     heads: dict[str, int] = {}  # the estimate of each title + headings prefix

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,8 @@ def ingest(app: AppContext, paths: tuple[Path, ...], mode: str) -> None:
     app.key_hint = KeyHint.ONLINE
     assert keys is not None
     results = app.run(_ingest(app, keys, loaded, mode))
-    _render(app, results, plan)
+    sources = {item.path: item.document.source for item in loaded}
+    _render(app, results, plan, sources)
 
 
 def _note_skipped(app: AppContext, skipped: Sequence[tuple[Path, str]]) -> None:
@@ -171,10 +172,10 @@ def _with_path(path: Path, message: str) -> str:
     return f"{path}: {message}"
 
 
-def _row(path: Path, result: IngestResult) -> dict[str, Any]:
+def _row(path: Path, source: str, result: IngestResult) -> dict[str, Any]:
     return {
         "path": str(path),
-        "source": str(path.resolve()),
+        "source": source,
         "document_id": result.document_id,
         "mode": result.mode.value,
         "mode_reason": result.mode_reason,
@@ -201,8 +202,13 @@ def _table(out: Output, results: Sequence[tuple[Path, IngestResult]]) -> Table:
     return table
 
 
-def _render(app: AppContext, results: Sequence[tuple[Path, IngestResult]], plan: FilePlan) -> None:
-    rows = [_row(path, result) for path, result in results]
+def _render(
+    app: AppContext,
+    results: Sequence[tuple[Path, IngestResult]],
+    plan: FilePlan,
+    sources: Mapping[Path, str],
+) -> None:
+    rows = [_row(path, sources[path], result) for path, result in results]
     totals = {
         key: sum(int(row[key]) for row in rows)
         for key in (
