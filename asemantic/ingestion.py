@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,14 +126,15 @@ class Ingestor:
         it are stored, none after it). The results are those of one :meth:`ingest`
         after another.
 
-        With ``worker=True``, more than one CPU and at least ``parallel_min_chars``
-        characters of text (default :data:`PARALLEL_MIN_CHARS`), documents are split
-        ahead of their writes in a worker process, so one core splits while the other
-        writes; a document the worker has not started when its turn comes (or while
-        the worker is busy with the one whose turn it is) is split here. The worker is
-        started with multiprocessing's ``spawn``, which imports the program's main
-        module again: a script must keep its work under ``if __name__ == "__main__":``
-        (the command line does).
+        With ``worker=True``, a spare CPU (more than one, and a load average below one
+        less than their number) and at least ``parallel_min_chars`` characters of text
+        (default :data:`PARALLEL_MIN_CHARS`), documents are split ahead of their writes
+        in a worker process, so one core splits while the other writes; a document the
+        worker has not started when its turn comes (or while the worker is busy with
+        the one whose turn it is) is split here. The worker is started with
+        multiprocessing's ``spawn``, which imports the program's main module again: a
+        script must keep its work under ``if __name__ == "__main__":`` (the command
+        line does).
         """
         ahead = _Ahead(self, items, worker=worker, parallel_min_chars=parallel_min_chars)
         try:
@@ -229,11 +228,19 @@ def prepare_document(
     )
 
 
-def _cpus() -> int:
+def _spare_cpu() -> bool:
+    """Whether another core is free for a worker: more than one CPU, and a load
+    average below one less than their number (on a machine whose cores are all busy,
+    a worker only adds its start-up and the pickling of documents, measured)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on every platform
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        load = 0.0
+    return cpus > 1 and load < cpus - 1
 
 
 class _Ahead:
@@ -259,15 +266,19 @@ class _Ahead:
         self._items = items
         self._slots: list[Future[PreparedDocument] | PreparedDocument | Exception | None]
         self._slots = [None] * len(items)
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: Executor | None = None
         parallel = (
             worker
             and len(items) > 1
-            and _cpus() > 1
+            and _spare_cpu()
             and type(ingestor.context) is TitleHeadingContext
             and sum(len(document.text) for document, _ in items) >= parallel_min_chars
         )
         if parallel:
+            # Imported here: multiprocessing costs a few tens of milliseconds to import.
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             self._pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn")
             )
@@ -334,6 +345,8 @@ class _Ahead:
 
 def _outcome(future: Future[PreparedDocument]) -> PreparedDocument | Exception | None:
     """A finished future's outcome; None when the worker died (prepare it here)."""
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         return future.result()
     except BrokenProcessPool:
