@@ -279,18 +279,22 @@ class _Ahead:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
-            )
-            for index, (document, kind) in enumerate(items):
-                self._slots[index] = self._pool.submit(
-                    prepare_document,
-                    document,
-                    kind=kind,
-                    target_tokens=ingestor.target_tokens,
-                    max_tokens=ingestor.max_tokens,
-                    context=ingestor.context,
+            try:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
                 )
+                for index, (document, kind) in enumerate(items):
+                    self._slots[index] = self._pool.submit(
+                        prepare_document,
+                        document,
+                        kind=kind,
+                        target_tokens=ingestor.target_tokens,
+                        max_tokens=ingestor.max_tokens,
+                        context=ingestor.context,
+                    )
+            except (OSError, RuntimeError):  # no process to be had: all of it here
+                self.close()
+                self._slots = [None] * len(items)
 
     def _here(self, index: int) -> None:
         document, kind = self._items[index]

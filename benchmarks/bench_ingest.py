@@ -16,7 +16,9 @@ Rows (medians of interleaved repetitions, each next to a baseline timed in the s
    ``--before TREE`` also times the CLI of another source tree (``PYTHONPATH=TREE``,
    e.g. a checkout of an earlier commit), interleaved with the others: a before/after
    pair from the same run.
-2. The peak RSS of that CLI run (its largest process), against the floor's process.
+2. The CPU seconds of that CLI run (user + system, worker included) against the
+   floor's, a steadier figure than wall time on a busy machine; and its peak RSS (its
+   largest process), against the floor's process.
 3. The splitter alone (``MarkdownSplitter``, the CLI's budgets), against a peer
    splitter from the package index when one is installed (``semchunk``, with
    asemantic's token estimate as its counter, so both keep the same bound). Peers are
@@ -102,8 +104,9 @@ def _cli(
     mode: str = "async",
     base_url: str | None = None,
     tree: Path | None = None,
-) -> tuple[float, int]:
-    """Seconds and peak RSS (KiB, its largest process) of one ``asemantic ingest``."""
+) -> tuple[float, int, float]:
+    """Seconds, peak RSS (KiB, its largest process) and CPU seconds (user + system, of
+    it and its children) of one ``asemantic ingest``."""
     env = dict(os.environ, GEMINI_API_KEY="bench-key", GEMINI_BATCH_API_KEY="bench-batch-key")
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
@@ -126,11 +129,12 @@ def _cli(
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"asemantic ingest failed: {stderr.decode(errors='replace')[-2000:]}")
-    return seconds, int(usage.ru_maxrss)
+    return seconds, int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime
 
 
-def _floor(files: Sequence[Path], db: Path) -> float:
-    start = time.perf_counter()
+def _floor(files: Sequence[Path], db: Path) -> tuple[float, float]:
+    """Seconds and CPU seconds (this process) of the floor."""
+    start, cpu = time.perf_counter(), time.process_time()
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -150,7 +154,7 @@ def _floor(files: Sequence[Path], db: Path) -> float:
     )
     conn.execute("COMMIT")
     conn.close()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _split(texts: Sequence[str]) -> float:
@@ -189,7 +193,7 @@ def _sync_rows(files: Sequence[Path], workdir: Path, repeats: int) -> list[Row]:
     with EmulatorProcess() as emulator:
         for i in range(max(1, repeats // 2)):
             db = workdir / f"sync-{i}.db"
-            seconds, _ = _cli(workdir / "sync-corpus", db, mode="sync", base_url=emulator.base_url)
+            seconds = _cli(workdir / "sync-corpus", db, mode="sync", base_url=emulator.base_url)[0]
             sync.append(seconds)
             split.append(_split(texts))
     return [
@@ -212,20 +216,28 @@ def run(quick: bool, before: Path | None = None) -> list[Row]:
     print(f"corpus: {len(files)} Markdown files, {mb:.1f} MB", file=sys.stderr)
     cli: list[float] = []
     rss: list[int] = []
+    cpu: list[float] = []
     old: list[float] = []
+    old_cpu: list[float] = []
     floor: list[float] = []
+    floor_cpu: list[float] = []
     floor_rss: list[int] = []
     with tempfile.TemporaryDirectory(prefix="asemantic-bench-ingest-") as tmp:
         workdir = Path(tmp)
         _link(files, workdir / "corpus")
         for i in range(repeats):
-            floor.append(_floor(files, workdir / f"floor-{i}.db"))
+            floor_seconds, floor_cpu_seconds = _floor(files, workdir / f"floor-{i}.db")
+            floor.append(floor_seconds)
+            floor_cpu.append(floor_cpu_seconds)
             floor_rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-            seconds, peak = _cli(workdir / "corpus", workdir / f"cli-{i}.db")
+            seconds, peak, cpu_seconds = _cli(workdir / "corpus", workdir / f"cli-{i}.db")
             cli.append(seconds)
             rss.append(peak)
+            cpu.append(cpu_seconds)
             if before is not None:
-                old.append(_cli(workdir / "corpus", workdir / f"old-{i}.db", tree=before)[0])
+                old_run = _cli(workdir / "corpus", workdir / f"old-{i}.db", tree=before)
+                old.append(old_run[0])
+                old_cpu.append(old_run[2])
         sync_rows = _sync_rows(files, workdir, repeats)
     texts = [clean_text(p.read_bytes()) for p in files]
     split = [_split(texts) for _ in range(repeats)]
@@ -248,6 +260,13 @@ def run(quick: bool, before: Path | None = None) -> list[Row]:
             met=cli_rate >= 15,
         ),
         row(
+            "CPU seconds of that CLI run (user + system, with its worker)",
+            statistics.median(cpu),
+            "s",
+            baseline="the floor's CPU seconds",
+            baseline_figure=statistics.median(floor_cpu),
+        ),
+        row(
             "peak RSS of that CLI run (its largest process)",
             max(rss) / 1024,
             "MiB",
@@ -263,6 +282,15 @@ def run(quick: bool, before: Path | None = None) -> list[Row]:
                 "MB/s",
                 baseline="this tree's CLI, same run",
                 baseline_figure=cli_rate,
+            )
+        )
+        rows.append(
+            row(
+                f"CPU seconds of the CLI of {before}",
+                statistics.median(old_cpu),
+                "s",
+                baseline="this tree's CLI, same run",
+                baseline_figure=statistics.median(cpu),
             )
         )
     peer = _peer_split(texts)

@@ -129,3 +129,19 @@ async def test_bad_items_are_refused_before_any_write(
         with pytest.raises(InvalidInputError):
             await _all(core, items, mode="async")  # type: ignore[arg-type]
         assert await _chunks(core) == []
+
+
+async def test_without_a_worker_process_all_of_it_is_done_here(
+    tmp_path: Path, databases: Databases, always_parallel: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import concurrent.futures
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", refused)
+    items = _documents(4)
+    async with _core(tmp_path / "one.db", databases) as core:
+        expected = [await core.ingest(doc, mode="async", kind=kind) for doc, kind in items]
+    async with _core(tmp_path / "many.db", databases) as core:
+        assert await _all(core, items, mode="async", worker=True) == expected
