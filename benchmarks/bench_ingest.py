@@ -120,6 +120,7 @@ def _cli(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
+        cwd=folder.parent,  # not this checkout: ``-m`` puts the working folder first
     )
     assert process.stderr is not None
     stderr = process.stderr.read()
