@@ -219,8 +219,8 @@ class SemanticCore:
         worker: bool = False,
     ) -> AsyncGenerator[IngestResult, None]:
         """:meth:`ingest` of each ``(document, kind)`` in turn, yielding the results in
-        order. With ``worker=True`` large inputs are split in a worker process while
-        this one writes (see :meth:`asemantic.ingestion.Ingestor.ingest_many`: the
+        order. With ``worker=True`` large inputs are split ahead, in a worker process,
+        while this one writes (see :meth:`asemantic.ingestion.Ingestor.ingest_many`: the
         program's main module must be safe to import again). A failure is
         raised in its document's turn: the documents before it are stored, none after
         it. Items that are not a (Document, kind) pair are refused before any work.
