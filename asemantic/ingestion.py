@@ -281,7 +281,10 @@ class _Ahead:
 
             try:
                 self._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_follow_parent,
+                    initargs=(os.getpid(),),
                 )
                 for index, (document, kind) in enumerate(items):
                     self._slots[index] = self._pool.submit(
@@ -345,6 +348,20 @@ class _Ahead:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _follow_parent(parent: int) -> None:
+    """In the worker: exit when the process that started it is gone (killed, say): a
+    pool's worker waits for work forever otherwise, as it holds its queue's both ends."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="asemantic-parent-watch", daemon=True).start()
 
 
 def _outcome(future: Future[PreparedDocument]) -> PreparedDocument | Exception | None:

@@ -145,3 +145,65 @@ async def test_without_a_worker_process_all_of_it_is_done_here(
         expected = [await core.ingest(doc, mode="async", kind=kind) for doc, kind in items]
     async with _core(tmp_path / "many.db", databases) as core:
         assert await _all(core, items, mode="async", worker=True) == expected
+
+
+_PARENT = """
+import asyncio, multiprocessing, sys, time
+from pathlib import Path
+import asemantic.ingestion
+from asemantic import Document, EmbeddingSpace, GoogleKeyring, SemanticCore
+from asemantic.testing import LexicalEmbedder
+
+asemantic.ingestion.PARALLEL_MIN_CHARS = 0
+asemantic.ingestion._spare_cpu = lambda: True
+SPACE = EmbeddingSpace(model="lexical-hash-v1", dimensions=256)
+
+
+async def main() -> None:
+    body = "many words here. " * 40_000
+    items = [
+        (Document(text=f"# Doc {i}\\n\\n{body}", source=f"{i}.md"), "markdown")
+        for i in range(40)
+    ]
+    async with SemanticCore.open(
+        Path(sys.argv[1]), embedder=LexicalEmbedder(SPACE), keys=GoogleKeyring("k", batch_key="b")
+    ) as core:
+        async for _ in core.ingest_many(items, mode="async", worker=True):
+            for child in multiprocessing.active_children():
+                print(child.pid, flush=True)
+            time.sleep(60)  # killed meanwhile
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_the_worker_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """A pool's worker would wait for work forever after a ``kill -9`` of its parent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT, encoding="utf-8")
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "kb.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        pids = [int(parent.stdout.readline())]
+        assert Path(f"/proc/{pids[0]}").exists()
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{pids[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stat = Path(f"/proc/{pids[0]}/stat")
+    gone = not stat.exists() or stat.read_text().split(") ")[-1].startswith("Z")
+    assert gone, "the worker outlived its parent"
