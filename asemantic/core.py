@@ -10,9 +10,10 @@ decided by :func:`asemantic.adapters.factory.open_store` from the target's form.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -41,7 +42,7 @@ from asemantic.domain.tokens import approximate_tokens
 from asemantic.errors import InvalidInputError, StoreClosedError
 from asemantic.ingestion import Ingestor, read_document
 from asemantic.keys import GoogleKeyring
-from asemantic.ports import BatchBackend, Embedder, JobStore, SearchFilters, Store
+from asemantic.ports import BatchBackend, Embedder, EmbedRequest, JobStore, SearchFilters, Store
 
 __all__ = ["CoreStats", "SemanticCore", "merge_hits"]
 
@@ -137,7 +138,10 @@ class SemanticCore:
 
     @property
     def embedder(self) -> Embedder:
-        return self._embedder
+        embedder = self._embedder
+        if isinstance(embedder, _DeferredGeminiEmbedder):
+            return embedder.built()
+        return embedder
 
     @property
     def keys(self) -> GoogleKeyring | None:
@@ -224,6 +228,32 @@ class SemanticCore:
                 f"ingest takes a Document or a str, not {type(document).__name__}"
             )
         return await self._ingestor.ingest(document, mode=mode, kind=kind)
+
+    async def ingest_many(
+        self,
+        items: Sequence[tuple[Document, str]],
+        *,
+        mode: str | IngestMode = IngestMode.SYNC,
+        worker: bool = False,
+    ) -> AsyncGenerator[IngestResult, None]:
+        """:meth:`ingest` of each ``(document, kind)`` in turn, yielding the results in
+        order. With ``worker=True`` large inputs are split ahead, in a worker process,
+        while this one writes (see :meth:`asemantic.ingestion.Ingestor.ingest_many`: the
+        program's main module must be safe to import again). A failure is
+        raised in its document's turn: the documents before it are stored, none after
+        it. Items that are not a (Document, kind) pair are refused before any work.
+        Use it with :func:`contextlib.aclosing` when you may stop early."""
+        self._check_open()
+        for item in items:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Document)):
+                raise InvalidInputError("ingest_many takes (Document, kind) pairs")
+            if item[1] not in _KINDS:
+                kinds = ", ".join(_KINDS)
+                raise InvalidInputError(f"unknown kind {item[1]!r}; use one of {kinds}")
+        stream = self._ingestor.ingest_many(items, mode=mode, worker=worker)
+        async with contextlib.aclosing(stream) as results:
+            async for result in results:
+                yield result
 
     async def ingest_file(
         self,
@@ -432,19 +462,7 @@ class _Opening:
             embedder = self._embedder
         else:
             assert self._keys is not None
-            # Imported on first use: google-genai takes about a second to import, which
-            # `import asemantic`, the CLI's --help and local-only use need not pay.
-            from asemantic.adapters.gemini.embedder import GeminiEmbedder
-
-            embedder = GeminiEmbedder(
-                self._keys,
-                space=self._config.space,
-                base_url=self._gemini.base_url,
-                retry=self._gemini.retry,
-                max_concurrency=self._gemini.max_concurrency,
-                transport=self._gemini.transport,
-                http_client=self._gemini.http_client,
-            )
+            embedder = _DeferredGeminiEmbedder(self._keys, self._config, self._gemini)
         try:
             store = await open_store(
                 self._target,
@@ -482,3 +500,59 @@ class _Opening:
     ) -> None:
         if self._core is not None:
             await self._core.aclose()
+
+
+class _DeferredGeminiEmbedder:
+    """The core's own :class:`GeminiEmbedder`, built on its first call.
+
+    google-genai takes a second or more to import, which ``import asemantic``, the
+    CLI's ``--help``, async ingestion (no provider call) and local-only use need not
+    pay. The settings are checked when the core opens, as the embedder would check them.
+    """
+
+    __slots__ = ("_built", "_config", "_gemini", "_keys")
+
+    def __init__(self, keys: GoogleKeyring, config: CoreConfig, gemini: GeminiSettings) -> None:
+        if gemini.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._keys = keys
+        self._config = config
+        self._gemini = gemini
+        self._built: Embedder | None = None
+
+    def __repr__(self) -> str:
+        return f"GeminiEmbedder(space={self.space.describe()!r})"
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        return self._config.space
+
+    def built(self) -> Embedder:
+        """The embedder itself (built, and google-genai imported, on the first use)."""
+        if self._built is None:
+            from asemantic.adapters.gemini.embedder import GeminiEmbedder
+
+            gemini = self._gemini
+            self._built = GeminiEmbedder(
+                self._keys,
+                space=self._config.space,
+                base_url=gemini.base_url,
+                retry=gemini.retry,
+                max_concurrency=gemini.max_concurrency,
+                transport=gemini.transport,
+                http_client=gemini.http_client,
+            )
+        return self._built
+
+    async def embed_documents(self, requests: Sequence[EmbedRequest]) -> list[bytes]:
+        """:meth:`GeminiEmbedder.embed_documents`."""
+        return await self.built().embed_documents(requests)
+
+    async def embed_query(self, text: str) -> bytes:
+        """:meth:`GeminiEmbedder.embed_query`."""
+        return await self.built().embed_query(text)
+
+    async def aclose(self) -> None:
+        """Close the embedder if it was built."""
+        if self._built is not None:
+            await self._built.aclose()

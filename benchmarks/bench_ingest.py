@@ -13,10 +13,19 @@ Rows (medians of interleaved repetitions, each next to a baseline timed in the s
    chunks are stored PENDING), in MB/s against the floor: read + heading split
    (one regex) + SHA-256 of every piece + one ``executemany`` of the pieces into a
    table of the same shape, in-process, one transaction. Target: >= 15 MB/s.
-2. The splitter alone (``MarkdownSplitter``, the CLI's budgets), against a peer
+   ``--before TREE`` also times the CLI of another source tree (``PYTHONPATH=TREE``,
+   e.g. a checkout of an earlier commit), interleaved with the others: a before/after
+   pair from the same run.
+2. The CPU seconds of that CLI run (user + system, worker included) against the
+   floor's, a steadier figure than wall time on a busy machine; and its peak RSS (its
+   largest process), against the floor's process.
+3. The splitter alone (``MarkdownSplitter``, the CLI's budgets), against a peer
    splitter from the package index when one is installed (``semchunk``, with
    asemantic's token estimate as its counter, so both keep the same bound). Peers are
    never dependencies of asemantic: ``pip install semchunk`` to get that column.
+4. ``asemantic ingest DIR --mode sync`` against the emulator (in its own process) on
+   the first files of the corpus (about 2 MB), against the splitter alone on the same
+   files: the ratio is the share of a sync ingest spent splitting.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import argparse
 import hashlib
 import os
 import re
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -40,6 +50,7 @@ from asemantic.domain.chunking import MarkdownSplitter
 from asemantic.domain.text import clean_text
 from asemantic.domain.tokens import estimate_tokens
 from benchmarks._common import Row, print_rows, row
+from benchmarks._emuserver import EmulatorProcess
 
 __all__ = ["corpus", "main", "run"]
 
@@ -86,21 +97,45 @@ def _link(files: Sequence[Path], folder: Path) -> None:
         (folder / f"{i:05d}_{path.name}").symlink_to(path)
 
 
-def _cli(folder: Path, db: Path) -> float:
+def _cli(
+    folder: Path,
+    db: Path,
+    *,
+    mode: str = "async",
+    base_url: str | None = None,
+    tree: Path | None = None,
+) -> tuple[float, int, float]:
+    """Seconds, peak RSS (KiB, its largest process) and CPU seconds (user + system, of
+    it and its children) of one ``asemantic ingest``."""
     env = dict(os.environ, GEMINI_API_KEY="bench-key", GEMINI_BATCH_API_KEY="bench-batch-key")
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    command = ["-m", "asemantic.cli", "--db", str(db)]
+    if base_url is not None:
+        command += ["--base-url", base_url]
+    command += ["ingest", str(folder), "--mode", mode]
     start = time.perf_counter()
-    command = ["-m", "asemantic.cli", "--db", str(db), "ingest", str(folder), "--mode", "async"]
-    subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, *command],
-        check=True,
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         env=env,
+        cwd=folder.parent,  # not this checkout: ``-m`` puts the working folder first
     )
-    return time.perf_counter() - start
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    process.stderr.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"asemantic ingest failed: {stderr.decode(errors='replace')[-2000:]}")
+    return seconds, int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime
 
 
-def _floor(files: Sequence[Path], db: Path) -> float:
-    start = time.perf_counter()
+def _floor(files: Sequence[Path], db: Path) -> tuple[float, float]:
+    """Seconds and CPU seconds (this process) of the floor."""
+    start, cpu = time.perf_counter(), time.process_time()
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -120,7 +155,7 @@ def _floor(files: Sequence[Path], db: Path) -> float:
     )
     conn.execute("COMMIT")
     conn.close()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _split(texts: Sequence[str]) -> float:
@@ -144,23 +179,77 @@ def _peer_split(texts: Sequence[str]) -> float | None:
     return time.perf_counter() - start
 
 
-def run(quick: bool) -> list[Row]:
+def _sync_rows(files: Sequence[Path], workdir: Path, repeats: int) -> list[Row]:
+    """A sync ingest of about 2 MB against the emulator, next to splitting it alone."""
+    subset: list[Path] = []
+    for path in files:
+        subset.append(path)
+        if sum(p.stat().st_size for p in subset) >= 2_000_000:
+            break
+    mb = sum(p.stat().st_size for p in subset) / 1e6
+    _link(subset, workdir / "sync-corpus")
+    texts = [clean_text(p.read_bytes()) for p in subset]
+    sync: list[float] = []
+    split: list[float] = []
+    with EmulatorProcess() as emulator:
+        for i in range(max(1, repeats // 2)):
+            db = workdir / f"sync-{i}.db"
+            seconds = _cli(workdir / "sync-corpus", db, mode="sync", base_url=emulator.base_url)[0]
+            sync.append(seconds)
+            split.append(_split(texts))
+    return [
+        row(
+            f"ingest --mode sync through the CLI against the emulator, {mb:.1f} MB "
+            "(ratio: the share of it spent splitting)",
+            mb / statistics.median(sync),
+            "MB/s",
+            baseline="split only, the same files",
+            baseline_figure=mb / statistics.median(split),
+        )
+    ]
+
+
+def run(quick: bool, before: Path | None = None) -> list[Row]:
     files = corpus(2_000_000 if quick else 40_000_000)
     size = sum(p.stat().st_size for p in files)
     mb = size / 1e6
     repeats = 2 if quick else 5
     print(f"corpus: {len(files)} Markdown files, {mb:.1f} MB", file=sys.stderr)
     cli: list[float] = []
+    rss: list[int] = []
+    cpu: list[float] = []
+    old: list[float] = []
+    old_cpu: list[float] = []
     floor: list[float] = []
+    floor_cpu: list[float] = []
+    floor_rss: list[int] = []
     with tempfile.TemporaryDirectory(prefix="asemantic-bench-ingest-") as tmp:
         workdir = Path(tmp)
         _link(files, workdir / "corpus")
         for i in range(repeats):
-            floor.append(_floor(files, workdir / f"floor-{i}.db"))
-            cli.append(_cli(workdir / "corpus", workdir / f"cli-{i}.db"))
+            floor_seconds, floor_cpu_seconds = _floor(files, workdir / f"floor-{i}.db")
+            floor.append(floor_seconds)
+            floor_cpu.append(floor_cpu_seconds)
+            floor_rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+            seconds, peak, cpu_seconds = _cli(workdir / "corpus", workdir / f"cli-{i}.db")
+            cli.append(seconds)
+            rss.append(peak)
+            cpu.append(cpu_seconds)
+            if before is not None:
+                old_run = _cli(workdir / "corpus", workdir / f"old-{i}.db", tree=before)
+                old.append(old_run[0])
+                old_cpu.append(old_run[2])
+        sync_rows = _sync_rows(files, workdir, repeats)
     texts = [clean_text(p.read_bytes()) for p in files]
     split = [_split(texts) for _ in range(repeats)]
     cli_rate, floor_rate = mb / statistics.median(cli), mb / statistics.median(floor)
+    print(
+        "CLI seconds: "
+        + " ".join(f"{s:.2f}" for s in cli)
+        + "; floor seconds: "
+        + " ".join(f"{s:.2f}" for s in floor),
+        file=sys.stderr,
+    )
     rows = [
         row(
             f"ingest --mode async through the CLI, {mb:.1f} MB of real Markdown",
@@ -170,8 +259,41 @@ def run(quick: bool) -> list[Row]:
             baseline_figure=floor_rate,
             target=">= 15 MB/s",
             met=cli_rate >= 15,
-        )
+        ),
+        row(
+            "CPU seconds of that CLI run (user + system, with its worker)",
+            statistics.median(cpu),
+            "s",
+            baseline="the floor's CPU seconds",
+            baseline_figure=statistics.median(floor_cpu),
+        ),
+        row(
+            "peak RSS of that CLI run (its largest process)",
+            max(rss) / 1024,
+            "MiB",
+            baseline="the floor's process",
+            baseline_figure=max(floor_rss) / 1024,
+        ),
     ]
+    if old:
+        rows.append(
+            row(
+                f"ingest --mode async through the CLI of {before}",
+                mb / statistics.median(old),
+                "MB/s",
+                baseline="this tree's CLI, same run",
+                baseline_figure=cli_rate,
+            )
+        )
+        rows.append(
+            row(
+                f"CPU seconds of the CLI of {before}",
+                statistics.median(old_cpu),
+                "s",
+                baseline="this tree's CLI, same run",
+                baseline_figure=statistics.median(cpu),
+            )
+        )
     peer = _peer_split(texts)
     split_rate = mb / statistics.median(split)
     if peer is None:
@@ -195,14 +317,15 @@ def run(quick: bool) -> list[Row]:
                 baseline_figure=mb / peer,
             )
         )
-    return rows
+    return rows + sync_rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about 2 MB")
+    parser.add_argument("--before", type=Path, help="also time the CLI of this source tree")
     args = parser.parse_args(argv)
-    print_rows(run(args.quick))
+    print_rows(run(args.quick, args.before))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ converting.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -113,11 +114,17 @@ def chunk_meta_json(draft: ChunkDraft) -> str:
     Built by hand because it is made for every chunk written (json.dumps costs three
     times as much); it equals :func:`dump_json` of the same mapping (a test checks).
     """
-    heading = ",".join(_string(part) for part in draft.heading_path)
+    heading = _heading_json(draft.heading_path)
     return (
         f'{{"_vector_source":{_string(draft.vector_source)},"heading_path":[{heading}],'
         f'"token_estimate":{int(draft.token_estimate)}}}'
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _heading_json(heading_path: tuple[str, ...]) -> str:
+    """The JSON items of a heading path (cached: a document's chunks share a few)."""
+    return ",".join(_string(part) for part in heading_path)
 
 
 def check_drafts(drafts: Sequence[ChunkDraft]) -> None:
@@ -172,6 +179,8 @@ def plan_write(
 def _new_chunk(
     draft: ChunkDraft, meta_json: str, vectors: Mapping[str, bytes], ready: Mapping[str, int]
 ) -> NewChunk:
+    if not vectors and not ready:  # a new document in async mode: the common case
+        return NewChunk(draft=draft, meta_json=meta_json, status=_PENDING)
     vector = vectors.get(draft.content_hash)
     if vector is not None:
         return NewChunk(draft=draft, meta_json=meta_json, status=_READY, vector=vector)

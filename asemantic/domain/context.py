@@ -48,6 +48,7 @@ __all__ = [
     "ContextStrategy",
     "TitleHeadingContext",
     "build_drafts",
+    "drafts_of_clean",
     "pipeline_fingerprint",
 ]
 
@@ -103,13 +104,34 @@ def build_drafts(
     ``max_input_tokens`` (by default the limit of ``space``'s model, or
     gemini-embedding-001's 2,048 without a space).
     """
+    text = clean_text(document.text, what=f"document {document.source!r}")
+    return drafts_of_clean(
+        document,
+        text,
+        splitter=splitter,
+        context=context,
+        max_input_tokens=max_input_tokens,
+        space=space,
+    )
+
+
+def drafts_of_clean(
+    document: Document,
+    text: str,
+    *,
+    splitter: Splitter,
+    context: ContextStrategy,
+    max_input_tokens: int | None = None,
+    space: EmbeddingSpace | None = None,
+) -> list[ChunkDraft]:
+    """:func:`build_drafts` of ``text``, the already cleaned text of ``document``
+    (what :func:`~asemantic.domain.text.clean_text` returned for it)."""
     model = space.embedding_model if space is not None else None
     if max_input_tokens is None:
         max_input_tokens = model.max_input_tokens if model is not None else MAX_INPUT_TOKENS
     prefixed = model if model is not None and model.task_prefixes else None
     task_type = space.task_type if space is not None else ""
     with_prefix = ", headings and task prefix" if prefixed is not None else " and headings"
-    text = clean_text(document.text, what=f"document {document.source!r}")
     drafts: list[ChunkDraft] = []
     trusted = isinstance(splitter, MarkdownSplitter | PlainTextSplitter)
     heads: dict[str, int] = {}  # the estimate of each title + headings prefix

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,8 @@ def ingest(app: AppContext, paths: tuple[Path, ...], mode: str) -> None:
     app.key_hint = KeyHint.ONLINE
     assert keys is not None
     results = app.run(_ingest(app, keys, loaded, mode))
-    _render(app, results, plan)
+    sources = {item.path: item.document.source for item in loaded}
+    _render(app, results, plan, sources)
 
 
 def _note_skipped(app: AppContext, skipped: Sequence[tuple[Path, str]]) -> None:
@@ -138,13 +140,17 @@ async def _ingest(
     results: list[tuple[Path, IngestResult]] = []
     async with app.core(need=Need.ONLINE, must_exist=False, keys=keys) as core:
         with progress(app.output, "ingesting", total=len(loaded), unit="files") as bar:
-            for item in loaded:
-                try:
-                    result = await core.ingest(item.document, mode=mode, kind=item.kind)
-                except AsemanticError as exc:
-                    raise _partial_failure(app, exc, item.path, done=len(results)) from None
-                results.append((item.path, result))
-                bar.advance(item.path.name)
+            items = [(item.document, item.kind) for item in loaded]
+            try:
+                stream = core.ingest_many(items, mode=mode, worker=True)
+                async with contextlib.aclosing(stream) as ingested:
+                    async for result in ingested:
+                        path = loaded[len(results)].path
+                        results.append((path, result))
+                        bar.advance(path.name)
+            except AsemanticError as exc:
+                path = loaded[len(results)].path
+                raise _partial_failure(app, exc, path, done=len(results)) from None
     return results
 
 
@@ -166,10 +172,10 @@ def _with_path(path: Path, message: str) -> str:
     return f"{path}: {message}"
 
 
-def _row(path: Path, result: IngestResult) -> dict[str, Any]:
+def _row(path: Path, source: str, result: IngestResult) -> dict[str, Any]:
     return {
         "path": str(path),
-        "source": str(path.resolve()),
+        "source": source,
         "document_id": result.document_id,
         "mode": result.mode.value,
         "mode_reason": result.mode_reason,
@@ -196,8 +202,13 @@ def _table(out: Output, results: Sequence[tuple[Path, IngestResult]]) -> Table:
     return table
 
 
-def _render(app: AppContext, results: Sequence[tuple[Path, IngestResult]], plan: FilePlan) -> None:
-    rows = [_row(path, result) for path, result in results]
+def _render(
+    app: AppContext,
+    results: Sequence[tuple[Path, IngestResult]],
+    plan: FilePlan,
+    sources: Mapping[Path, str],
+) -> None:
+    rows = [_row(path, sources[path], result) for path, result in results]
     totals = {
         key: sum(int(row[key]) for row in rows)
         for key in (
