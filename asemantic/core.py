@@ -228,12 +228,15 @@ class SemanticCore:
         query: str,
         *,
         k: int = 10,
-        filters: SearchFilters | Mapping[str, JSONValue] | None = None,
+        filters: SearchFilters | Mapping[str, object] | None = None,
     ) -> list[SearchHit]:
         """The ``k`` READY chunks closest to ``query``, best first.
 
-        ``filters`` restricts by document (``{"document_id": 3}``, ``{"source": "a.md"}``)
-        or by document metadata (any other key, matched by equality).
+        ``filters`` restricts by document (``{"document_id": 3}``, ``{"source": "a.md"}``),
+        by its stamps (``{"created_at": {"$gte": "2025-01-01T00:00:00Z"}}``) or by its
+        metadata (any other key: ``{"lang": "en"}``, ``{"year": {"$gte": 2020}}``); see
+        :mod:`asemantic.domain.filters` for the operators. A malformed filter raises
+        :class:`InvalidInputError` before the query is embedded.
         """
         self._check_open()
         text = validate_query(query)
@@ -292,16 +295,18 @@ class SemanticCore:
         await self.aclose()
 
 
-def _checked_filters(filters: SearchFilters | Mapping[str, JSONValue]) -> SearchFilters:
-    """Filters as :class:`SearchFilters`, refused (typed) when they could not match."""
+def _checked_filters(filters: SearchFilters | Mapping[str, object]) -> SearchFilters:
+    """Filters as :class:`SearchFilters`, refused (typed) when malformed or when they
+    could not match: all of it before the query is embedded."""
     if not isinstance(filters, SearchFilters):
         if not isinstance(filters, Mapping):
             raise InvalidInputError("filters must be a mapping or SearchFilters")
-        filters = SearchFilters.from_mapping(validate_metadata(filters))
+        return SearchFilters.from_mapping(filters)
     for source in filters.sources or ():
         check_name(source, what="a source filter")
     if filters.metadata is not None:
         validate_metadata(filters.metadata)
+    filters.expression()  # the listed ids and sources have the right types
     return filters
 
 
