@@ -133,6 +133,8 @@ class _Compiler:
         """Two-valued (never NULL, so that NOT is "does not match" for a missing key)."""
         if not isinstance(test.key, str):
             raise InvalidInputError("metadata filter keys must be strings")
+        if test.op == "$in" and not test.value:
+            return "false"  # (before any parameter: each one must be used)
         name = self.param(filterable_key(test.key), "text")
         if test.op == "$exists":
             return f"(d.metadata ? {name})"
