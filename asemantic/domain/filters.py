@@ -56,24 +56,25 @@ from asemantic.domain.text import check_name
 from asemantic.errors import InvalidInputError
 
 __all__ = [
-    "BUILTIN_FIELDS",
     "AllOf",
     "AnyOf",
+    "BUILTIN_FIELDS",
     "Condition",
     "FieldCondition",
     "Filter",
     "FilterRecord",
     "KeyCondition",
+    "MATCH_ALL",
     "Not",
     "OPERATORS",
-    "RANGE_OPERATORS",
-    "MATCH_ALL",
     "Operand",
+    "RANGE_OPERATORS",
     "all_of",
     "canonical",
     "evaluate",
     "json_kind",
     "parse_filter",
+    "reads_metadata",
 ]
 
 BUILTIN_FIELDS = ("document_id", "source", "created_at", "updated_at")
@@ -296,12 +297,12 @@ def _builtin_value(name: str, op: str, value: object) -> JSONValue | datetime:
     if name == "document_id":
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidInputError(
-                f"filter 'document_id': {op} takes integers, not {_type(value)}"
+                f"filter 'document_id': {op} takes int values, not {_type(value)}"
             )
         return value
     if name == "source":
         if not isinstance(value, str):
-            raise InvalidInputError(f"filter 'source': {op} takes strings, not {_type(value)}")
+            raise InvalidInputError(f"filter 'source': {op} takes str values, not {_type(value)}")
         return check_name(value, what=f"a source filter ({op})")
     return _instant(name, op, value)
 
@@ -417,6 +418,15 @@ def _compare(a: object, op: str, b: object) -> bool:
 def _field(record: FilterRecord, name: str) -> int | str | datetime:
     value: int | str | datetime = getattr(record, name)
     return value
+
+
+def reads_metadata(expression: Filter) -> bool:
+    """Whether ``expression`` has a condition on metadata (else only built-in fields)."""
+    if isinstance(expression, AllOf | AnyOf):
+        return any(reads_metadata(part) for part in expression.parts)
+    if isinstance(expression, Not):
+        return reads_metadata(expression.part)
+    return isinstance(expression, KeyCondition)
 
 
 def evaluate(expression: Filter, record: FilterRecord) -> bool:

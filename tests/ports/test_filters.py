@@ -272,11 +272,14 @@ def filters(draw: st.DrawFn, depth: int = 0) -> dict[str, object]:
         choice = draw(st.sampled_from(["field", "field", "field", "$or", "$and"]))
         if choice == "field" or depth >= 2:
             for name, condition in _field_conditions(draw).items():
-                if isinstance(out.get(name), dict) and isinstance(condition, dict):
-                    condition = {**cast(dict[str, object], out[name]), **condition}
-                out[name] = condition
+                if name in out:  # a field twice: AND it in through $and
+                    out.setdefault("$and", [])
+                    cast(list[object], out["$and"]).append({name: condition})
+                else:
+                    out[name] = condition
         else:
-            out[choice] = draw(st.lists(filters(depth + 1), min_size=1, max_size=3))
+            parts = draw(st.lists(filters(depth + 1), min_size=1, max_size=3))
+            cast(list[object], out.setdefault(choice, [])).extend(parts)
     return out
 
 

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from asemantic.adapters.memory.database import DocumentRow, Tables
 from asemantic.adapters.planning import dump_json
 from asemantic.domain.documents import JSONValue, SearchHit
-from asemantic.domain.filters import FilterRecord, evaluate
+from asemantic.domain.filters import FilterRecord, evaluate, reads_metadata
 from asemantic.errors import InvalidInputError
 from asemantic.ports import SearchFilters
 
@@ -115,18 +115,21 @@ def matching_documents(tables: Tables, filters: SearchFilters) -> set[int]:
     """The ids of the documents ``filters`` matches (the reference evaluator of
     :mod:`asemantic.domain.filters`, run over every document row)."""
     expression = filters.expression()
+    parse = reads_metadata(expression)  # else no document's JSON is decoded
     return {
-        row.document_id for row in tables.documents.values() if evaluate(expression, _record(row))
+        row.document_id
+        for row in tables.documents.values()
+        if evaluate(expression, _record(row, parse=parse))
     }
 
 
-def _record(row: DocumentRow) -> FilterRecord:
+def _record(row: DocumentRow, *, parse: bool) -> FilterRecord:
     return FilterRecord(
         document_id=row.document_id,
         source=row.source,
         created_at=row.created_at,
         updated_at=row.updated_at,
-        metadata=_loads_object(row.metadata_json),
+        metadata=_loads_object(row.metadata_json) if parse else {},
     )
 
 
