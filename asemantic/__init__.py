@@ -27,6 +27,7 @@ from asemantic.domain.documents import (
     SearchHit,
 )
 from asemantic.domain.events import TransitionEvent
+from asemantic.domain.fusion import Fusion, SearchMode
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.policy import RetryConfig, RetryPolicy
 from asemantic.domain.pricing import CostReport, Pricing
@@ -86,6 +87,7 @@ __all__ = [
     "EmbeddingStatus",
     "EmptyDocumentError",
     "ExtensionLoadingUnavailableError",
+    "Fusion",
     "GeminiBatchClient",
     "GeminiEmbedder",
     "GeminiSettings",
@@ -110,6 +112,7 @@ __all__ = [
     "SchemaVersionError",
     "SearchFilters",
     "SearchHit",
+    "SearchMode",
     "SemanticCore",
     "SqliteStore",
     "StoreAuthenticationError",

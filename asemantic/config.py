@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from asemantic.domain.fusion import Fusion
 from asemantic.domain.policy import RetryConfig
 from asemantic.domain.pricing import Pricing
 from asemantic.domain.space import EmbeddingSpace
@@ -45,8 +46,11 @@ class CoreConfig:
     prices :meth:`SemanticCore.stats` uses; ``create_grace_seconds`` is how long the
     batch manager waits after a batch create of unknown outcome (a timeout, a 5xx)
     before it may send another for the same job, rather than risk a duplicate.
-    ``memory_index`` searches an exact in-memory copy of the vectors (see
-    :meth:`asemantic.adapters.sqlite.SqliteStore.open`); off, vec0. How many batch jobs
+    ``fusion`` holds the weights, constant and candidate depth of hybrid search's
+    reciprocal rank fusion (:class:`asemantic.domain.fusion.Fusion`; a call to
+    :meth:`SemanticCore.search` may pass its own). ``memory_index`` searches an exact
+    in-memory copy of the vectors (see :meth:`asemantic.adapters.sqlite.SqliteStore.open`);
+    off, vec0. How many batch jobs
     are polled at a time is the supervisor's setting
     (:attr:`SupervisorConfig.max_concurrent_jobs`), and an argument of
     :meth:`BatchManager.sync_status` for a pass run by hand.
@@ -61,6 +65,7 @@ class CoreConfig:
     create_grace_seconds: float = 120.0
     pricing: Pricing = field(default_factory=Pricing)
     memory_index: bool = True
+    fusion: Fusion = field(default_factory=Fusion)
 
     def __post_init__(self) -> None:
         if not 1 <= self.target_tokens <= self.max_tokens:

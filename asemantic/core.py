@@ -12,17 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from asemantic.adapters.checks import MAX_K
 from asemantic.adapters.factory import StoreOptions, open_store
 from asemantic.batch.manager import BatchManager
 from asemantic.config import CoreConfig, GeminiSettings
 from asemantic.domain.documents import Document, IngestMode, IngestResult, JSONValue, SearchHit
+from asemantic.domain.fusion import Fusion, SearchMode, fuse, parse_mode
 from asemantic.domain.hashing import validate_metadata
+from asemantic.domain.keywords import query_terms
 from asemantic.domain.policy import require_batch_key
 from asemantic.domain.pricing import CostReport, cost_report
 from asemantic.domain.space import EmbeddingSpace
@@ -33,7 +36,7 @@ from asemantic.ingestion import Ingestor, read_document
 from asemantic.keys import GoogleKeyring
 from asemantic.ports import BatchBackend, Embedder, JobStore, SearchFilters, Store
 
-__all__ = ["CoreStats", "SemanticCore"]
+__all__ = ["CoreStats", "SemanticCore", "merge_hits"]
 
 logger = logging.getLogger(__name__)
 
@@ -229,24 +232,51 @@ class SemanticCore:
         *,
         k: int = 10,
         filters: SearchFilters | Mapping[str, object] | None = None,
+        mode: str | SearchMode = SearchMode.HYBRID,
+        fusion: Fusion | None = None,
     ) -> list[SearchHit]:
-        """The ``k`` READY chunks closest to ``query``, best first.
+        """The ``k`` chunks that best match ``query``, best first.
+
+        ``mode``: ``"hybrid"`` (the default) fuses a vector search and a keyword
+        (BM25) search by weighted reciprocal rank fusion (``fusion``, else
+        ``config.fusion``: see :mod:`asemantic.domain.fusion`); ``"vector"`` ranks the
+        READY chunks by cosine distance alone; ``"keyword"`` ranks every chunk, even
+        one whose vector is still PENDING, by BM25 alone, and never embeds the query.
+        Each hit says which list(s) found it and its rank there (``vector_rank``,
+        ``keyword_rank``, ``found_by``) and its ``embedding_status``.
 
         ``filters`` restricts by document (``{"document_id": 3}``, ``{"source": "a.md"}``),
         by its stamps (``{"created_at": {"$gte": "2025-01-01T00:00:00Z"}}``) or by its
-        metadata (any other key: ``{"lang": "en"}``, ``{"year": {"$gte": 2020}}``); see
-        :mod:`asemantic.domain.filters` for the operators. A malformed filter raises
-        :class:`InvalidInputError` before the query is embedded.
+        metadata (any other key: ``{"lang": "en"}``, ``{"year": {"$gte": 2020}}``), in
+        every mode; see :mod:`asemantic.domain.filters` for the operators. Bad input (a
+        malformed filter too) raises :class:`InvalidInputError` before anything is sent.
         """
         self._check_open()
+        chosen = parse_mode(mode)
+        if fusion is not None and not isinstance(fusion, Fusion):
+            raise InvalidInputError("fusion must be a Fusion")
+        weights = fusion or self._config.fusion
         text = validate_query(query)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self._config.max_search_k:
             raise InvalidInputError(f"k must be an integer within 1..{self._config.max_search_k}")
         if filters is not None:
             filters = _checked_filters(filters)
+        terms = query_terms(text)
+        if chosen is SearchMode.KEYWORD:
+            if not terms:
+                raise InvalidInputError("the query has no words to search for by keyword")
+            return await self._store.keyword_search(terms, k=k, filters=filters)
         vector = await self._embedder.embed_query(text)
         self._query_tokens += approximate_tokens(text)
-        return await self._store.search(vector, k=k, filters=filters)
+        if chosen is SearchMode.VECTOR:
+            hits = await self._store.search(vector, k=k, filters=filters)
+            return [_ranked_vector_hit(rank, hit) for rank, hit in enumerate(hits, 1)]
+        depth = max(k, min(weights.depth(k), MAX_K))
+        by_vector = await self._store.search(vector, k=depth, filters=filters)
+        by_keyword = (
+            await self._store.keyword_search(terms, k=depth, filters=filters) if terms else []
+        )
+        return merge_hits(by_vector, by_keyword, k=k, fusion=weights)
 
     async def stats(self) -> CoreStats:
         """Documents, chunks by status, jobs by state, tokens and cost per route.
@@ -293,6 +323,47 @@ class SemanticCore:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _ranked_vector_hit(rank: int, hit: SearchHit) -> SearchHit:
+    distance = hit.distance if hit.distance is not None else 1.0
+    return replace(hit, score=1.0 - distance, vector_rank=rank)
+
+
+def merge_hits(
+    by_vector: Sequence[SearchHit],
+    by_keyword: Sequence[SearchHit],
+    *,
+    k: int,
+    fusion: Fusion,
+) -> list[SearchHit]:
+    """The best ``k`` of a vector list and a keyword list (each best first), fused by
+    weighted RRF: each hit carries its distance (when the vector list found it), its
+    BM25 score (when the keyword list did), both ranks and the fused ``score``."""
+    vector = {hit.chunk_id: hit for hit in by_vector}
+    keyword = {hit.chunk_id: hit for hit in by_keyword}
+    fused = fuse(
+        [hit.chunk_id for hit in by_vector],
+        [hit.chunk_id for hit in by_keyword],
+        k=k,
+        fusion=fusion,
+    )
+    out: list[SearchHit] = []
+    for ranked in fused:
+        found = keyword.get(ranked.chunk_id)
+        base = vector.get(ranked.chunk_id) or found
+        assert base is not None
+        out.append(
+            replace(
+                base,
+                score=ranked.score,
+                vector_rank=ranked.vector_rank,
+                keyword_rank=ranked.keyword_rank,
+                keyword_score=None if found is None else found.keyword_score,
+                embedding_status=(found or base).embedding_status,
+            )
+        )
+    return out
 
 
 def _checked_filters(filters: SearchFilters | Mapping[str, object]) -> SearchFilters:

@@ -285,6 +285,21 @@ class Store(Protocol):
         self, query: bytes, *, k: int, filters: SearchFilters | None = None
     ) -> list[SearchHit]: ...
 
+    async def keyword_search(
+        self, terms: Sequence[str], *, k: int, filters: SearchFilters | None = None
+    ) -> list[SearchHit]:
+        """The ``k`` chunks best matching ``terms`` by BM25, best first, whatever their
+        embedding status (a PENDING chunk is found before its vector exists).
+
+        ``terms`` are :func:`asemantic.domain.keywords.query_terms` tokens (anything
+        else raises :class:`~asemantic.errors.InvalidInputError`); a chunk matches when
+        it holds any of them. Hits have ``distance`` None, ``score`` and
+        ``keyword_score`` the BM25 score, ``keyword_rank`` from 1 and the chunk's
+        ``embedding_status``; ties are broken by chunk id. ``filters`` apply as in
+        :meth:`search`.
+        """
+        ...
+
     async def record_usage(self, route: str, *, texts: int, tokens: int) -> None: ...
 
     async def count_chunks_by_status(self) -> dict[str, int]: ...

@@ -88,7 +88,16 @@ class IngestResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SearchHit:
-    """One search result; ``distance`` is the cosine distance (0 is identical)."""
+    """One search result.
+
+    ``distance`` is the cosine distance to the query (0 is identical), None when the
+    vector search did not rank the chunk (a keyword-only hit, maybe a chunk whose
+    vector is not there yet: see ``embedding_status``). ``score`` is what the mode
+    ranked by, higher is better: ``1 - distance`` (vector), the BM25 score
+    (keyword), the fused RRF score (hybrid). ``vector_rank`` and ``keyword_rank``
+    are the chunk's 1-based rank in each list that found it (None: not found by
+    that list); ``keyword_score`` its BM25 score when the keyword list found it.
+    """
 
     chunk_id: int
     document_id: int
@@ -97,5 +106,20 @@ class SearchHit:
     text: str
     position: int
     heading_path: tuple[str, ...]
-    distance: float
+    distance: float | None
     document_metadata: Mapping[str, JSONValue] = field(default_factory=dict)
+    score: float = 0.0
+    embedding_status: EmbeddingStatus = EmbeddingStatus.READY
+    vector_rank: int | None = None
+    keyword_rank: int | None = None
+    keyword_score: float | None = None
+
+    @property
+    def found_by(self) -> tuple[str, ...]:
+        """The lists that found the chunk: ``"vector"``, ``"keyword"`` or both."""
+        found = []
+        if self.vector_rank is not None:
+            found.append("vector")
+        if self.keyword_rank is not None:
+            found.append("keyword")
+        return tuple(found)

@@ -110,3 +110,28 @@ def test_batch_status_and_jobs_on_an_empty_queue(engine_run: Cli, docs: Path) ->
     assert result.exit_code == 0 and "nothing to flush" in result.stdout
     result = run("batch", "sync")
     assert result.exit_code == 0 and "polled 0 job(s)" in result.stdout
+
+
+def test_search_mode_finds_pending_chunks_by_keyword(engine_run: Cli, docs: Path) -> None:
+    run = engine_run
+    assert run("ingest", "--mode", "async", str(docs / "refunds.md")).exit_code == 0
+    vector = json.loads(run("--json", "search", "refund", "--mode", "vector").stdout)
+    assert vector["mode"] == "vector" and vector["hits"] == []
+    # Keyword search needs no key: it never embeds the query.
+    result = run("--json", "search", "refund", "--mode", "keyword", env={"GEMINI_API_KEY": None})
+    assert result.exit_code == 0, result.output
+    keyword = json.loads(result.stdout)
+    [hit] = keyword["hits"]
+    assert hit["source"].endswith("refunds.md")
+    assert hit["embedding_status"] == "PENDING" and hit["distance"] is None
+    assert hit["found_by"] == ["keyword"] and hit["keyword_rank"] == 1
+    hybrid = json.loads(run("--json", "search", "refund").stdout)
+    assert hybrid["mode"] == "hybrid" and [h["chunk_id"] for h in hybrid["hits"]] == [
+        hit["chunk_id"]
+    ]
+    shown = run("search", "refund", "--mode", "keyword").stdout
+    assert "bm25" in shown and "keyword #1" in shown and "PENDING" in shown
+    bad = run("search", "refund", "--mode", "semantic")
+    assert bad.exit_code != 0 and "semantic" in bad.output
+    empty = run("search", "!!!", "--mode", "keyword")
+    assert empty.exit_code != 0 and "no words" in empty.output

@@ -351,7 +351,8 @@ async def check_search(core: SemanticCore) -> None:
     """Search sees exactly the READY chunks (asked for more hits than there are), at
     the cosine distance of their stored vectors: what users see is what is stored."""
     ready = {c.chunk_id for c in await core.store.chunk_records() if c.status == "READY"}
-    hits = await core.search(_QUERY, k=min(len(ready) + 3, core.config.max_search_k))
+    k = min(len(ready) + 3, core.config.max_search_k)
+    hits = await core.search(_QUERY, k=k, mode="vector")
     assert {hit.chunk_id for hit in hits} == ready, "search does not see the READY chunks"
     if not hits:
         return
@@ -363,6 +364,7 @@ async def check_search(core: SemanticCore) -> None:
     for hit in hits:
         stored = vectors[hit.chunk_id]
         cosine = float(query @ stored / (np.linalg.norm(query) * np.linalg.norm(stored)))
+        assert hit.distance is not None, f"chunk {hit.chunk_id}: no distance"
         assert abs(hit.distance - (1.0 - cosine)) < 1e-4, f"chunk {hit.chunk_id}: distance"
 
 

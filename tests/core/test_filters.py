@@ -37,6 +37,12 @@ async def core(
         yield opened
 
 
+@pytest.fixture(params=["vector", "keyword", "hybrid"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Filters apply alike in every search mode."""
+    return str(request.param)
+
+
 async def _ingest(core: SemanticCore) -> datetime:
     """The books, and an instant between the first two and the others."""
     middle = datetime.min
@@ -49,27 +55,30 @@ async def _ingest(core: SemanticCore) -> datetime:
     return middle
 
 
-async def _found(core: SemanticCore, filters: dict[str, object]) -> set[str]:
-    return {hit.source for hit in await core.search("planet", k=10, filters=filters)}
-
-
-async def test_search_takes_operators_on_metadata_and_built_in_fields(core: SemanticCore) -> None:
+async def test_search_takes_operators_on_metadata_and_built_in_fields(
+    core: SemanticCore, mode: str
+) -> None:
     middle = await _ingest(core)
-    assert await _found(core, {"year": {"$lt": 1970}}) == {"dune.md", "solaris.md"}
-    assert await _found(core, {"year": {"$exists": False}}) == {"notes.md"}
-    assert await _found(core, {"lang": {"$ne": "en"}}) == {"solaris.md", "notes.md"}
-    assert await _found(core, {"$or": [{"lang": "pl"}, {"year": {"$gt": 1980}}]}) == {
+
+    async def _found(filters: dict[str, object]) -> set[str]:
+        hits = await core.search("planet", k=10, filters=filters, mode=mode)
+        return {hit.source for hit in hits}
+
+    assert await _found({"year": {"$lt": 1970}}) == {"dune.md", "solaris.md"}
+    assert await _found({"year": {"$exists": False}}) == {"notes.md"}
+    assert await _found({"lang": {"$ne": "en"}}) == {"solaris.md", "notes.md"}
+    assert await _found({"$or": [{"lang": "pl"}, {"year": {"$gt": 1980}}]}) == {
         "solaris.md",
         "hyperion.md",
     }
-    assert await _found(core, {"source": {"$nin": ["dune.md", "notes.md"]}, "lang": "en"}) == {
+    assert await _found({"source": {"$nin": ["dune.md", "notes.md"]}, "lang": "en"}) == {
         "hyperion.md"
     }
-    assert await _found(core, {"created_at": {"$lt": middle.isoformat()}}) == {
+    assert await _found({"created_at": {"$lt": middle.isoformat()}}) == {
         "dune.md",
         "solaris.md",
     }
-    assert await _found(core, {"updated_at": {"$gte": middle}}) == {"hyperion.md", "notes.md"}
+    assert await _found({"updated_at": {"$gte": middle}}) == {"hyperion.md", "notes.md"}
 
 
 @pytest.mark.parametrize(
@@ -85,11 +94,15 @@ async def test_search_takes_operators_on_metadata_and_built_in_fields(core: Sema
     ],
 )
 async def test_a_malformed_filter_is_refused_before_the_query_is_embedded(
-    core: SemanticCore, embedder: LexicalEmbedder, filters: dict[str, object], operator: str
+    core: SemanticCore,
+    embedder: LexicalEmbedder,
+    filters: dict[str, object],
+    operator: str,
+    mode: str,
 ) -> None:
     await _ingest(core)
     calls = embedder.calls
     with pytest.raises(InvalidInputError) as caught:
-        await core.search("planet", filters=filters)
+        await core.search("planet", filters=filters, mode=mode)
     assert operator in str(caught.value)
     assert embedder.calls == calls  # no embedding request was made

@@ -14,6 +14,7 @@ from asemantic import (
     Document,
     EmbeddingSpace,
     EmbeddingSpaceMismatchError,
+    EmbeddingStatus,
     EmptyDocumentError,
     GoogleKeyring,
     IngestMode,
@@ -68,10 +69,12 @@ async def test_sync_ingest_then_search_ranks_shared_words_first(
         assert result.mode is IngestMode.SYNC
         assert result.chunks_stored == 1
         assert result.tokens_embedded > 0
-    hits = await core.search("refund purchase", k=3)
+    hits = await core.search("refund purchase", k=3, mode="vector")
     assert next(h.source for h in hits) == "refunds"
     assert hits[0].title == "Refunds"
-    assert hits[0].distance <= hits[1].distance <= hits[2].distance
+    distances = [h.distance for h in hits]
+    assert None not in distances
+    assert distances == sorted(d for d in distances if d is not None)
     assert hits[0].heading_path == ("Refunds",)
     (vector_source,) = [
         c.vector_source
@@ -119,7 +122,11 @@ async def test_async_mode_stores_pending_and_returns_at_once(
     assert result.chunks_pending == 1
     assert embedder.texts_embedded == 0
     assert await _rows(core, "vectors") == 0
-    assert await core.search("certificate") == []
+    assert await core.search("certificate", mode="vector") == []
+    # Findable at once by its words (the default, hybrid, includes the keyword list).
+    [hit] = await core.search("certificate")
+    assert hit.embedding_status is EmbeddingStatus.PENDING
+    assert (hit.distance, hit.vector_rank, hit.keyword_rank) == (None, None, 1)
 
 
 async def test_auto_mode_reports_its_choice(

@@ -22,6 +22,12 @@ async def _vector_count(core: object) -> int:
     return len(await core.store.vector_rows())
 
 
+def _embed_requests(emulator: GeminiEmulator) -> int:
+    return sum(
+        len(emulator.requests_to(e)) for e in ("models.embedContent", "models.batchEmbedContents")
+    )
+
+
 async def test_async_ingest_flush_sync_search(
     open_core: OpenCore, emulator: GeminiEmulator
 ) -> None:
@@ -32,7 +38,16 @@ async def test_async_ingest_flush_sync_search(
         assert result.chunks_pending == result.chunks_stored > 0
     counts = await core.store.count_chunks_by_status()
     assert counts["PENDING"] == 12 and counts["READY"] == 0
-    assert await core.search("refund", k=3) == []  # nothing READY yet
+    assert await core.search("refund", k=3, mode="vector") == []  # nothing READY yet
+    # Findable at once: keyword search (and hybrid, the default) finds the PENDING
+    # chunks by their words before any vector exists, and says so.
+    requests = _embed_requests(emulator)
+    for mode in ("keyword", "hybrid"):
+        found = await core.search("refund", k=3, mode=mode)
+        assert sorted(hit.source for hit in found) == ["doc-1", "doc-7"]
+        assert {hit.embedding_status for hit in found} == {EmbeddingStatus.PENDING}
+        assert all(hit.distance is None and hit.found_by == ("keyword",) for hit in found)
+    assert _embed_requests(emulator) == requests + 1  # keyword embeds nothing; hybrid its query
 
     manager = core.batch_manager
     job_ids = await manager.flush_queue(min_size=1)
@@ -61,6 +76,10 @@ async def test_async_ingest_flush_sync_search(
     hits = await core.search("refund", k=3)
     assert [hit.source for hit in hits[:2]] in (["doc-1", "doc-7"], ["doc-7", "doc-1"])
     assert hits[0].title == "Refund note 1" or hits[0].title == "Refund note 7"
+    # Once the vectors arrived, the same chunks are found by meaning too.
+    assert all(hit.found_by == ("vector", "keyword") for hit in hits[:2])
+    assert {hit.embedding_status for hit in hits} == {EmbeddingStatus.READY}
+    assert all(hit.distance is not None for hit in hits[:2])
     leftovers = emulator.remote_leftovers()
     assert not leftovers.files and not leftovers.batches
 

@@ -67,7 +67,7 @@ async def test_ties_are_broken_by_chunk_id(store: Store) -> None:
     ids = await chunk_ids(store, "twins.md")
     hits = await store.search(AXIS, k=3)
     assert [h.chunk_id for h in hits] == sorted(ids)[:3]
-    assert len({round(h.distance, 6) for h in hits}) == 1
+    assert len({round(h.distance or 0.0, 6) for h in hits}) == 1
 
 
 async def test_ties_at_the_k_boundary_keep_the_lowest_ids(store: Store) -> None:

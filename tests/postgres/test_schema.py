@@ -82,7 +82,8 @@ async def test_many_openers_of_a_fresh_database_make_one_schema(postgres_url: st
     finally:
         for conn in conns:
             await conn.close()
-    assert sorted(found) == [0, 1, 1, 1, 1, 1]  # one made it; the others waited, then saw it
+    # One made it; the others waited, then saw it.
+    assert sorted(found) == [0, *[CURRENT_VERSION] * 5]
     assert len(ids) == 1
     assert versions == 1
 
@@ -126,3 +127,30 @@ def test_redact_url_hides_passwords() -> None:
     assert "s3cret" not in shown
     assert "sslmode=require" in shown
     assert redact_url("postgresql://db/kb") == "postgresql://db/kb"
+
+
+async def test_a_version_1_database_gets_its_keyword_index_on_upgrade(postgres_url: str) -> None:
+    """Version 1 had no ``chunk_keywords``: the upgrade to 2 indexes every chunk there,
+    whatever its status, in its one transaction."""
+    from asemantic.adapters.postgres.store import PostgresStore
+    from asemantic.domain.keywords import query_terms
+    from asemantic.domain.space import EmbeddingSpace
+    from tests.store.helpers import make_write
+
+    space = EmbeddingSpace(model="lexical-hash-v1", dimensions=64)
+    async with await PostgresStore.open(postgres_url, space=space) as store:
+        await store.write_document(make_write("a.md", ["alpha ERR_1234 beta", "gamma delta"]))
+        before = await store.keyword_search(query_terms("ERR_1234 gamma"), k=5)
+    conn = await open_connection(postgres_url)
+    try:  # back to version 1, as a database written before the keyword index was
+        await conn.execute("DROP TABLE chunk_keywords")
+        await conn.execute("UPDATE schema_version SET version = 1")
+        assert await ensure_schema_compatibility(conn) == 1
+        assert await read_version(conn) == CURRENT_VERSION
+        assert await conn.fetchval("SELECT count(*) FROM chunk_keywords") == 2
+    finally:
+        await conn.close()
+    async with await PostgresStore.open(postgres_url, space=space) as store:
+        after = await store.keyword_search(query_terms("ERR_1234 gamma"), k=5)
+    assert [(h.chunk_id, h.score) for h in after] == [(h.chunk_id, h.score) for h in before]
+    assert len(after) == 2

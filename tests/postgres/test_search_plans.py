@@ -83,7 +83,7 @@ async def test_a_larger_set_is_searched_through_the_hnsw_index(
     hits = await store.search(rows[0].tobytes(), k=10)
     assert len(hits) == 10
     assert hits[0].distance == pytest.approx(0.0, abs=1e-5)
-    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+    assert [h.distance for h in hits] == sorted(h.distance or 0.0 for h in hits)
 
 
 async def test_a_small_set_is_an_exact_scan(filled: tuple[PostgresStore, np.ndarray]) -> None:
@@ -149,7 +149,7 @@ async def test_a_filtered_hnsw_search_still_returns_k(
     hits = await store.search(query, k=100, filters=filters)
     assert len(hits) == 100
     assert {h.source for h in hits} <= set(five)
-    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+    assert [h.distance for h in hits] == sorted(h.distance or 0.0 for h in hits)
     group = SearchFilters(metadata={"group": 7})  # 4 documents, 100 chunks: exact
     assert await _plan_of(store, group) == "exact"
     hits = await store.search(query, k=50, filters=group)
@@ -178,7 +178,7 @@ async def test_an_operator_filter_keeps_the_iterative_hnsw_scan(
     hits = await store.search(query, k=100, filters=filters)
     assert len(hits) == 100
     assert {h.source for h in hits} <= {f"doc{d}.md" for d in (11, 21, 31, 9, 19, 29, 39)}
-    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+    assert [h.distance for h in hits] == sorted(h.distance or 0.0 for h in hits)
 
 
 async def test_filtered_k_above_the_matches_returns_every_match(

@@ -44,7 +44,7 @@ async def test_many_tasks_write_and_search_at_once(
     async def searcher(i: int) -> None:
         topic = TOPICS[i % len(TOPICS)]
         hits = await store.search(embedder.vector(topic), k=5)
-        assert all(h.distance >= -1e-6 for h in hits)
+        assert all(h.distance is not None and h.distance >= -1e-6 for h in hits)
         await store.search(
             embedder.vector(topic), k=3, filters=SearchFilters(metadata={"topic": topic})
         )

@@ -138,7 +138,8 @@ async def test_distances_match_vec_distance_cosine(db_path: Path) -> None:
             (q,),
         ).fetchall()
     assert [h.chunk_id for h in hits] == [int(r[0]) for r in rows]
-    assert np.allclose([h.distance for h in hits], [float(r[1]) for r in rows], atol=1e-5)
+    assert np.allclose([h.distance or 0.0 for h in hits], [float(r[1]) for r in rows], atol=1e-5)
+    assert all(h.distance is not None for h in hits)
 
 
 # --- in step with writes ------------------------------------------------------------------

@@ -18,6 +18,7 @@ from asemantic.adapters.sqlite import (
 )
 from asemantic.adapters.sqlite import schema as schema_module
 from asemantic.domain.documents import EmbeddingStatus
+from asemantic.domain.keywords import query_terms
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import SchemaVersionError
 from asemantic.testing import LexicalEmbedder
@@ -240,3 +241,37 @@ async def test_upgraded_and_fresh_schemas_match(
 
     assert shape(old) == shape(fresh)
     assert EmbeddingStatus.READY.value in set(statuses(old).values())
+
+
+async def test_v0_file_gets_a_keyword_index(tmp_path: Path, embedder768: LexicalEmbedder) -> None:
+    """The upgrade indexes every chunk, the PENDING one (no vector) too."""
+    path = tmp_path / "old.db"
+    build_v0(path, embedder768)
+    async with await SqliteStore.open(path) as store:
+        assert scalar(path, "SELECT COUNT(*) FROM chunk_keywords") == 4
+        [ready] = await store.keyword_search(["waves"], k=3)
+        assert ready.source == "sea.md" and ready.embedding_status is EmbeddingStatus.READY
+        [pending] = await store.keyword_search(["tides"], k=3)  # chunk 4 had lost its vector
+        assert pending.chunk_id == 4 and pending.embedding_status is EmbeddingStatus.PENDING
+
+
+async def test_v1_file_is_upgraded_to_v2_with_its_keyword_index(
+    tmp_path: Path, embedder768: LexicalEmbedder
+) -> None:
+    """A version-1 file (the same schema without ``chunk_keywords``) gets the index
+    built in the upgrade's one transaction; a file where that fails stays at 1."""
+    path = tmp_path / "v1.db"
+    async with await SqliteStore.open(path, space=V0_SPACE) as store:
+        await store.write_document(make_write("a.md", ["alpha ERR_1234 beta", "gamma delta"]))
+        before = await store.keyword_search(query_terms("ERR_1234 gamma"), k=5)
+    with raw(path) as conn:  # back to version 1, as written before the keyword index
+        conn.execute("DROP TRIGGER chunks_keywords_delete")
+        conn.execute("DROP TABLE chunk_keywords")
+        conn.execute("PRAGMA user_version = 1")
+    async with await SqliteStore.open(path) as store:
+        assert scalar(path, "PRAGMA user_version") == CURRENT_VERSION == 2
+        after = await store.keyword_search(query_terms("ERR_1234 gamma"), k=5)
+        assert [(h.chunk_id, h.score) for h in after] == [(h.chunk_id, h.score) for h in before]
+        assert len(after) == 2
+        assert await store.delete_document("a.md")
+        assert scalar(path, "SELECT COUNT(*) FROM chunk_keywords") == 0

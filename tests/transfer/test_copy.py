@@ -110,8 +110,14 @@ async def test_the_copy_works_like_the_source(
     assert await copy.stats() == await source.stats()  # counts, tokens and cost
     hits = await copy.search("refund certificate", k=5)
     expected = await source.search("refund certificate", k=5)
-    assert [(h.chunk_id, h.source, round(h.distance, 6)) for h in hits] == [
-        (h.chunk_id, h.source, round(h.distance, 6)) for h in expected
+    assert [(h.chunk_id, h.source, round(h.distance or 0.0, 6)) for h in hits] == [
+        (h.chunk_id, h.source, round(h.distance or 0.0, 6)) for h in expected
+    ]
+    # The keyword index travels with the chunks (PENDING ones included).
+    words = await copy.search("refund certificate", k=5, mode="keyword")
+    assert words and [(h.chunk_id, h.score, h.embedding_status) for h in words] == [
+        (h.chunk_id, h.score, h.embedding_status)
+        for h in await source.search("refund certificate", k=5, mode="keyword")
     ]
     await source.aclose()
     active = await copy.batch_jobs.jobs([JobStatus.SUBMITTED])

@@ -73,7 +73,9 @@ async def test_sqlite_to_postgres_and_back_keeps_every_checksum(
         ]
         hits = await postgres.search(query.vector, k=5)
         assert hits[0].chunk_id == query.chunk_id and hits[0].distance == pytest.approx(0, abs=1e-6)
-        assert [round(h.distance, 5) for h in hits] == [round(h.distance, 5) for h in expected]
+        assert [round(h.distance or 0.0, 5) for h in hits] == [
+            round(h.distance or 0.0, 5) for h in expected
+        ]
 
 
 async def test_later_writes_on_postgres_get_fresh_ids(

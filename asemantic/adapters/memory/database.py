@@ -94,6 +94,9 @@ class Tables:
     cleaned_at: dict[str, datetime] = field(default_factory=dict)
     generation: int = 0
     """Bumped whenever ``vectors`` may have changed (search caches key on it)."""
+    text_generation: int = 0
+    """Bumped whenever a chunk's text may have changed, or a chunk came or went (the
+    keyword index keys on it)."""
 
     def next_id(self, journal: Journal, name: str) -> int:
         value = self.counters.get(name, 0) + 1
@@ -159,6 +162,9 @@ class Journal:
         """Store a chunk row; one that is not READY loses its vector (as SQLite's
         ``chunks_vec_unready`` trigger does)."""
         tables = self._tables
+        old = tables.chunks.get(chunk.chunk_id)
+        if old is None or old.text != chunk.text:
+            tables.text_generation += 1
         if chunk.chunk_id not in tables.chunks:
             owned = tables.chunks_of.get(chunk.document_id, frozenset())
             self.put(tables.chunks_of, chunk.document_id, owned | {chunk.chunk_id})
@@ -172,6 +178,7 @@ class Journal:
         chunk = tables.chunks.get(chunk_id)
         if chunk is None:
             return
+        tables.text_generation += 1
         owned = tables.chunks_of.get(chunk.document_id, frozenset()) - {chunk_id}
         if owned:
             self.put(tables.chunks_of, chunk.document_id, owned)
@@ -240,6 +247,7 @@ class Database:
             except BaseException:
                 journal.undo()
                 self.tables.generation += 1
+                self.tables.text_generation += 1
                 raise
             if journal.touched_vectors:
                 self.tables.generation += 1

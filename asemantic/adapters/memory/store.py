@@ -21,16 +21,18 @@ Decisions:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 
-from asemantic.adapters.checks import check_k
+from asemantic.adapters.checks import check_k, check_terms
 from asemantic.adapters.memory.database import ChunkRow, Database, DocumentRow, Journal, Tables
 from asemantic.adapters.memory.jobs import MemoryJobStore
+from asemantic.adapters.memory.keywords import KeywordIndex
 from asemantic.adapters.memory.search import (
     VectorIndex,
+    _hit,
     check_filters,
     is_filtered,
     matching_documents,
@@ -78,6 +80,7 @@ class MemoryStore:
         self._db = Database(space)
         self._jobs = MemoryJobStore(self._db)
         self._index = VectorIndex(space.dimensions) if space is not None else None
+        self._keywords = KeywordIndex()
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -207,6 +210,37 @@ class MemoryStore:
                 if not documents:
                     return []
             return index.search(tables, blob, k, documents)
+
+        return await self._db.read(work)
+
+    async def keyword_search(
+        self, terms: Sequence[str], *, k: int, filters: SearchFilters | None = None
+    ) -> list[SearchHit]:
+        """The ``k`` chunks (any embedding status) best matching ``terms`` by BM25."""
+        self._db.check_open()
+        check_k(k)
+        check_filters(filters)
+        wanted = check_terms(terms)
+        keywords = self._keywords
+
+        def work(tables: Tables) -> list[SearchHit]:
+            documents = None
+            if filters is not None and is_filtered(filters):
+                documents = matching_documents(tables, filters)
+                if not documents:
+                    return []
+            found = keywords.search(tables, wanted, k, documents)
+            return [
+                replace(
+                    _hit(tables, chunk_id, 0.0),
+                    distance=None,
+                    score=score,
+                    keyword_score=score,
+                    keyword_rank=rank,
+                    embedding_status=tables.chunks[chunk_id].status,
+                )
+                for rank, (chunk_id, score) in enumerate(found, 1)
+            ]
 
         return await self._db.read(work)
 

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from asemantic.adapters.planning import ExistingChunk, WritePlan, plan_write
+from asemantic.adapters.postgres.keywords import index_chunks
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.ports import DocumentSnapshot, DocumentWrite, StoredChunk, WriteOutcome
 
@@ -137,6 +138,7 @@ async def _apply(conn: asyncpg.Connection, plan: WritePlan, *, document_id: int)
             [c.draft.text for c in updates],
             [c.meta_json for c in updates],
         )
+        await index_chunks(conn, [(c.chunk_id, c.draft.text) for c in updates])
     if not plan.new:
         return
     ids = [int(row[0]) for row in await conn.fetch(_NEW_IDS, len(plan.new))]
@@ -151,6 +153,7 @@ async def _apply(conn: asyncpg.Connection, plan: WritePlan, *, document_id: int)
         [c.draft.content_hash for c in new],
         [c.status for c in new],
     )
+    await index_chunks(conn, [(i, c.draft.text) for i, c in zip(ids, new, strict=True)])
     vectors = [(i, c.vector) for i, c in zip(ids, new, strict=True) if c.vector is not None]
     if vectors:
         await conn.execute(
@@ -164,6 +167,6 @@ async def _apply(conn: asyncpg.Connection, plan: WritePlan, *, document_id: int)
 
 
 async def delete(conn: asyncpg.Connection, source: str) -> bool:
-    """Delete a document; its chunks and their vectors follow by cascade."""
+    """Delete a document; its chunks, their vectors and keyword rows follow by cascade."""
     status = await conn.execute("DELETE FROM documents WHERE source = $1", source)
     return str(status) != "DELETE 0"

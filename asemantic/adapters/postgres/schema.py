@@ -1,4 +1,4 @@
-r"""The PostgreSQL schema (version 1, the SQLite schema's counterpart) and its version.
+r"""The PostgreSQL schema (version 2, the SQLite schema's counterpart) and its version.
 
 The version lives in the one-row table ``schema_version``. Version 1 has the tables of
 the SQLite version-1 schema (:mod:`asemantic.adapters.sqlite.schema`), column for
@@ -19,6 +19,10 @@ column, in PostgreSQL types:
 * ``chunk_vectors(chunk_id bigint primary key references chunks on delete cascade,
   embedding vector(D))``, created with its HNSW index when the space is first recorded
   (D is the space's dimensions; see :mod:`.vectors`).
+
+Version 2 adds the keyword index (:mod:`.keywords`): ``chunk_keywords(chunk_id, terms
+tsvector, length)`` with a GIN index on ``terms``; the upgrade from version 1 indexes
+every chunk already there, in the same one transaction.
 
 A trigger made with ``chunk_vectors`` deletes a chunk's vector when the chunk leaves
 READY (SQLite's ``chunks_vec_unready``), so "a vector only for a READY chunk" holds in
@@ -47,6 +51,7 @@ import uuid
 import asyncpg
 
 from asemantic.adapters.postgres.connection import ensure_vector_extension
+from asemantic.adapters.postgres.keywords import ensure_keyword_index
 from asemantic.errors import SchemaVersionError
 
 __all__ = [
@@ -64,7 +69,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
 SCHEMA_LOCK = 0x6173656D616E7469
 """The advisory lock key (``b"asemanti"``) every schema or space change holds."""
 
@@ -237,6 +242,7 @@ async def _create(conn: asyncpg.Connection) -> None:
     await ensure_vector_extension(conn)
     for statement in (*FUNCTIONS, *TABLES, *INDEXES):
         await conn.execute(statement)
+    await ensure_keyword_index(conn)
     await conn.execute(
         "INSERT INTO store_meta (key, value) VALUES ('database_id', $1) "
         "ON CONFLICT (key) DO NOTHING",

@@ -25,12 +25,12 @@ Decisions:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from asemantic.adapters.checks import check_k
+from asemantic.adapters.checks import check_k, check_terms
 from asemantic.adapters.planning import check_drafts, dump_json
 from asemantic.adapters.postgres import documents as doc_sql
 from asemantic.adapters.postgres import inspection
@@ -45,6 +45,7 @@ from asemantic.adapters.postgres.connection import (
     redact_url,
     store_error,
 )
+from asemantic.adapters.postgres.keyword_search import run_keyword_search
 from asemantic.adapters.postgres.schema import (
     CURRENT_VERSION,
     ensure_schema_compatibility,
@@ -332,6 +333,23 @@ class PostgresStore:
                 dimensions=dimensions,
                 exact_limit=self._exact_limit,
             ),
+            readonly=True,
+            snapshot=True,
+        )
+
+    async def keyword_search(
+        self, terms: Sequence[str], *, k: int, filters: SearchFilters | None = None
+    ) -> list[SearchHit]:
+        """The ``k`` chunks (any embedding status) best matching ``terms`` by BM25,
+        computed in SQL (:mod:`.keyword_search`)."""
+        self._check_open()
+        check_k(k)
+        wanted = check_terms(terms)
+        search_sql.filter_conditions(filters, 1)  # refuse a bad filter before any I/O
+        if not wanted:
+            return []
+        return await self._run(
+            lambda conn: run_keyword_search(conn, wanted, k=k, filters=filters),
             readonly=True,
             snapshot=True,
         )

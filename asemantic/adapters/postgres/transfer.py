@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from asemantic.adapters.planning import dump_json, load_stats
+from asemantic.adapters.postgres.keywords import index_chunks
 from asemantic.adapters.postgres.vectors import VECTOR_TABLE, ensure_space
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
@@ -203,6 +204,7 @@ class PostgresTransfer:
             await conn.executemany(_UPSERT[table], params)
             if chunks:
                 await self._import_vectors(conn, chunks)
+                await index_chunks(conn, [(c.chunk_id, c.text) for c in chunks])
             if table is not TransferTable.JOBS:
                 await conn.execute(_ADVANCE.format(table=table.value))
         return len(rows)

@@ -19,6 +19,7 @@ from asemantic.adapters.planning import (
     WritePlan,
     plan_write,
 )
+from asemantic.adapters.sqlite.keywords import index_chunks
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.ports import DocumentSnapshot, DocumentWrite, StoredChunk, WriteOutcome
 
@@ -127,6 +128,7 @@ async def _apply(
             _UPDATE_CHUNK,
             [(c.draft.position, c.draft.text, c.meta_json, now, c.chunk_id) for c in updates],
         )
+        await index_chunks(conn, [(c.chunk_id, c.draft.text) for c in updates])
     if not plan.new:
         return
     # Ids are given explicitly (we hold the write lock) so vectors can follow at once.
@@ -148,6 +150,7 @@ async def _apply(
             for i, c in zip(ids, plan.new, strict=True)
         ],
     )
+    await index_chunks(conn, [(i, c.draft.text) for i, c in zip(ids, plan.new, strict=True)])
     vectors = [(i, c.vector) for i, c in zip(ids, plan.new, strict=True) if c.vector is not None]
     if vectors:
         await conn.executemany("INSERT INTO vec_chunks (rowid, embedding) VALUES (?, ?)", vectors)
@@ -165,6 +168,6 @@ async def _apply(
 
 
 async def delete(conn: aiosqlite.Connection, source: str) -> bool:
-    """Delete a document; chunks follow by cascade and vectors by trigger."""
+    """Delete a document; chunks follow by cascade, vectors and keyword rows by trigger."""
     cursor = await conn.execute("DELETE FROM documents WHERE source = ?", (source,))
     return bool(cursor.rowcount and cursor.rowcount > 0)

@@ -16,7 +16,7 @@ asemantic itself, but databases built to it are upgraded)::
 
 Every chunk had a vector; there was no batch pipeline.
 
-Version 1 (current):
+Version 1:
 
 * ``documents`` gains ``updated_at``.
 * ``chunks`` gains ``content_hash`` (SHA-256 hex of the vector source, the text sent for
@@ -33,8 +33,12 @@ Version 1 (current):
 * ``vec_chunks`` uses ``distance_metric=cosine`` with a ``chunk_size`` fitted to its
   dimensions (see :mod:`.vectors`), and triggers delete vectors with their chunks.
 
-Upgrading 0 -> 1 happens in ONE transaction (an interruption leaves the file at
-version 0, intact): missing columns are added with ``ALTER TABLE``, missing tables and
+Version 2 (current) adds the keyword index (:mod:`.keywords`): the FTS5 table
+``chunk_keywords`` (rowid = chunk id, the chunk's normalised tokens) and the trigger
+``chunks_keywords_delete``; the upgrade indexes every chunk already there.
+
+Upgrading (0 or 1) -> 2 happens in ONE transaction (an interruption leaves the file at
+version it had, intact): missing columns are added with ``ALTER TABLE``, missing tables and
 indexes created, content hashes filled. A version-0 ``vec_chunks`` records no space, so
 the upgrade assumes the original design's ``gemini-embedding-001`` with
 ``RETRIEVAL_DOCUMENT`` and the dimension declared in the table (768 there); it rebuilds
@@ -60,6 +64,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from asemantic.adapters.sqlite.connection import Driver, enable_wal, rollback
+from asemantic.adapters.sqlite.keywords import ensure_keyword_index
 from asemantic.adapters.sqlite.vectors import (
     VEC_TABLE,
     create_vec_table,
@@ -85,7 +90,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
 V0_ASSUMED_TASK_TYPE = "RETRIEVAL_DOCUMENT"
 _V0_DEFAULT_DIMENSIONS = 768
 _HASH_BATCH = 1000
@@ -281,6 +286,7 @@ async def _upgrade(conn: aiosqlite.Connection) -> None:
     await _fill_timestamps(conn)
     await _fill_content_hashes(conn)
     await _upgrade_vec_table(conn)
+    await ensure_keyword_index(conn)
 
 
 async def _columns(conn: aiosqlite.Connection, table: str) -> set[str]:

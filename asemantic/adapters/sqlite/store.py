@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from asemantic.adapters.checks import check_k
+from asemantic.adapters.checks import check_k, check_terms
 from asemantic.adapters.planning import check_drafts, dump_json
 from asemantic.adapters.sqlite import documents as doc_sql
 from asemantic.adapters.sqlite import vectors as vec_sql
@@ -50,6 +50,7 @@ from asemantic.adapters.sqlite.connection import (
     utc_now,
 )
 from asemantic.adapters.sqlite.jobs import SqliteJobStore
+from asemantic.adapters.sqlite.keywords import keyword_rows, keyword_sql
 from asemantic.adapters.sqlite.memory_index import MemoryIndex
 from asemantic.adapters.sqlite.schema import prepare_database
 from asemantic.adapters.sqlite.search import (
@@ -351,6 +352,20 @@ class SqliteStore:
         sql, params = build_search(blob, k=k, filters=filters, prefilter=self._prefilter)
         rows = await self._guard(self._reader.execute_fetchall(sql, params))
         return [hit_from_row(row) for row in rows]
+
+    async def keyword_search(
+        self, terms: Sequence[str], *, k: int, filters: SearchFilters | None = None
+    ) -> list[SearchHit]:
+        """The ``k`` chunks (any embedding status) best matching ``terms`` by BM25
+        (FTS5's ``bm25()`` over ``chunk_keywords``)."""
+        self._check_open()
+        check_k(k)
+        wanted = check_terms(terms)
+        if not wanted:
+            return []
+        sql, params = keyword_sql(wanted, k=k, filters=filters)
+        rows = await self._guard(self._reader.execute_fetchall(sql, params))
+        return keyword_rows(rows)
 
     def _memory_index(self) -> MemoryIndex | None:
         if not self._use_index or self._space is None:

@@ -27,6 +27,7 @@ import aiosqlite
 
 from asemantic.adapters.planning import load_stats
 from asemantic.adapters.sqlite.jobs import _JOB_COLUMNS, _record
+from asemantic.adapters.sqlite.keywords import index_chunks
 from asemantic.adapters.sqlite.vectors import (
     VEC_TABLE,
     create_vec_table,
@@ -184,6 +185,7 @@ class SqliteTransfer:
             await conn.executemany(_upsert_sql(table), params)
             if chunks:
                 await self._import_vectors(conn, chunks)
+                await index_chunks(conn, [(c.chunk_id, c.text) for c in chunks])
         return len(rows)
 
     async def _import_vectors(

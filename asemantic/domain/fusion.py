@@ -1,0 +1,135 @@
+"""Search modes and weighted reciprocal rank fusion (hybrid search), pure.
+
+Hybrid search runs a vector search and a keyword search, each for
+:attr:`Fusion.candidates` chunks (at least ``k``), and merges the two ranked lists by
+weighted reciprocal rank fusion (Cormack, Clarke and Buettcher, SIGIR 2009)::
+
+    score(chunk) = sum over the lists that hold it of  weight_list / (constant + rank)
+
+with ranks from 1. RRF needs no score calibration (a cosine distance and a BM25 score
+are not comparable; their ranks are), and a chunk both lists found beats one found
+by a single list at a similar rank. Ties (equal fused scores) are broken by chunk id.
+
+Decisions:
+
+* Defaults ``constant = 60`` (the paper's value, also the usual default elsewhere),
+  both weights ``1.0``. Raise ``keyword_weight`` for corpora of identifiers and codes,
+  ``vector_weight`` for prose queried in other words.
+* ``candidates = 50``: each list is read ``max(k, candidates)`` deep, so a hybrid
+  search returns ``k`` hits whenever ``k`` chunks match either list (every list read
+  at least ``k`` deep yields all its matches or ``k`` of them), and chunks just below
+  the top ``k`` of one list can still be lifted by the other.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asemantic.errors import InvalidInputError
+
+__all__ = ["DEFAULT_CONSTANT", "Fusion", "Ranked", "SearchMode", "fuse", "parse_mode"]
+
+DEFAULT_CONSTANT = 60.0
+
+
+class SearchMode(enum.StrEnum):
+    """How :meth:`SemanticCore.search` ranks: both lists fused, meaning only, words only."""
+
+    HYBRID = "hybrid"
+    VECTOR = "vector"
+    KEYWORD = "keyword"
+
+
+def parse_mode(mode: object) -> SearchMode:
+    """``mode`` as a :class:`SearchMode`; :class:`InvalidInputError` when unknown."""
+    if isinstance(mode, SearchMode):
+        return mode
+    if isinstance(mode, str):
+        try:
+            return SearchMode(mode)
+        except ValueError:
+            pass
+    names = ", ".join(m.value for m in SearchMode)
+    raise InvalidInputError(f"unknown search mode {mode!r}; use one of {names}")
+
+
+def _weight(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{name} must be a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise InvalidInputError(f"{name} must be finite and not negative")
+    return number
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fusion:
+    """The weights and constant of weighted RRF, and how deep each list is read.
+
+    Invalid values raise :class:`InvalidInputError`: weights finite and not negative,
+    not both zero; ``constant`` finite and not negative; ``candidates`` an int >= 1.
+    """
+
+    vector_weight: float = 1.0
+    keyword_weight: float = 1.0
+    constant: float = DEFAULT_CONSTANT
+    candidates: int = 50
+
+    def __post_init__(self) -> None:
+        vector = _weight(self.vector_weight, "vector_weight")
+        keyword = _weight(self.keyword_weight, "keyword_weight")
+        if vector == 0 and keyword == 0:
+            raise InvalidInputError("vector_weight and keyword_weight cannot both be 0")
+        _weight(self.constant, "constant")
+        candidates = self.candidates
+        if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+            raise InvalidInputError("candidates must be an integer of at least 1")
+
+    def depth(self, k: int) -> int:
+        """How many hits each list is asked for, to return ``k``."""
+        return max(k, self.candidates)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ranked:
+    """One fused result: the chunk, its fused score and its rank in each list (or None)."""
+
+    chunk_id: int
+    score: float
+    vector_rank: int | None
+    keyword_rank: int | None
+
+
+def fuse(vector: Sequence[int], keyword: Sequence[int], *, k: int, fusion: Fusion) -> list[Ranked]:
+    """The best ``k`` chunks of two ranked id lists (best first) by weighted RRF.
+
+    A chunk listed twice in one list keeps its first (best) rank.
+    """
+    ranks: dict[int, list[int | None]] = {}
+    for index, ids in enumerate((vector, keyword)):
+        for rank, chunk_id in enumerate(ids, 1):
+            slot = ranks.setdefault(chunk_id, [None, None])
+            if slot[index] is None:
+                slot[index] = rank
+    weights = (float(fusion.vector_weight), float(fusion.keyword_weight))
+    constant = float(fusion.constant)
+    fused: list[Ranked] = []
+    for chunk_id, (vector_rank, keyword_rank) in ranks.items():
+        score = 0.0
+        if vector_rank is not None:
+            score += weights[0] / (constant + vector_rank)
+        if keyword_rank is not None:
+            score += weights[1] / (constant + keyword_rank)
+        fused.append(
+            Ranked(
+                chunk_id=chunk_id,
+                score=score,
+                vector_rank=vector_rank,
+                keyword_rank=keyword_rank,
+            )
+        )
+    fused.sort(key=lambda r: (-r.score, r.chunk_id))
+    return fused[:k]
