@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from asemantic.domain.documents import JSONValue
 from asemantic.domain.filters import FilterRecord, evaluate, parse_filter
+from asemantic.domain.keywords import query_terms
 from asemantic.ports import SearchFilters, Store
 
 from .builders import AXIS, angle, make_write
@@ -128,8 +129,13 @@ async def _corpus(store: Store) -> tuple[dict[str, int], datetime]:
 
 
 async def _sources(store: Store, filters: SearchFilters) -> set[str]:
+    """The sources a vector search finds under ``filters``; a keyword search for a word
+    every chunk holds must find the same ones."""
     hits = await store.search(AXIS, k=50, filters=filters)
-    return {hit.source for hit in hits}
+    found = {hit.source for hit in hits}
+    by_keyword = await store.keyword_search(query_terms("text"), k=50, filters=filters)
+    assert {hit.source for hit in by_keyword} == found
+    return found
 
 
 async def test_operators_match_the_same_documents_on_every_engine(store: Store) -> None:
@@ -332,7 +338,7 @@ async def _write_examples(
     for i, metadata in enumerate(docs):
         await asyncio.sleep(0.002)
         outcome = await store.write_document(
-            make_write(f"s{i}", [f"doc {i}"], vectors={0: angle(3 * i)}, metadata=metadata)
+            make_write(f"s{i}", [f"text {i}"], vectors={0: angle(3 * i)}, metadata=metadata)
         )
         await asyncio.sleep(0.002)
         marks.append(datetime.now(UTC))
