@@ -21,6 +21,7 @@ MODULES = {
     "bench_ingest",
     "bench_pipeline",
     "bench_postgres",
+    "bench_quality",
     "bench_results",
     "bench_search",
     "bench_store",
@@ -67,6 +68,8 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
         "through the CLI",
         "split only",
         "HNSW build",
+        "quality recall@10",
+        "quality MRR",
     ):
         assert needed in names, needed
     assert document.get("machine")
