@@ -436,8 +436,8 @@ async def measure(
     *,
     fusions: Sequence[Fusion] = (),
 ) -> tuple[dict[tuple[str, str], Score], float]:
-    """Scores by (mode, kind) (and ``("hybrid w=V/K", kind)`` per extra fusion), and the
-    seconds ingestion took."""
+    """Scores by (mode, kind) (and ``("hybrid V/K c=C", kind)`` per extra fusion: weights
+    and constant), and the seconds ingestion took."""
     path = directory / f"quality-{embedder.space.model}.db"
     async with SemanticCore.open(path, embedder=embedder, config=CoreConfig()) as core:
         start = time.perf_counter()
@@ -446,7 +446,8 @@ async def measure(
         ingest_s = time.perf_counter() - start
         runs: list[tuple[str, str, Fusion | None]] = [(m, m, None) for m in MODES]
         runs += [
-            (f"hybrid w={f.vector_weight:g}/{f.keyword_weight:g}", "hybrid", f) for f in fusions
+            (f"hybrid {f.vector_weight:g}/{f.keyword_weight:g} c={f.constant:g}", "hybrid", f)
+            for f in fusions
         ]
         sums: dict[tuple[str, str], list[float]] = {}
         for label, mode, fusion in runs:
@@ -504,16 +505,17 @@ def table(name: str, scores: dict[tuple[str, str], Score]) -> str:
     """The scores of one embedder as a plain table."""
     lines = [f"{name} vectors: mode | kind | queries | recall@10 | MRR"]
     for (mode, kind), s in sorted(scores.items(), key=lambda item: (item[0][1], item[0][0])):
-        lines.append(f"  {mode:<16} {kind:<12} {s.queries:>5}  {s.recall:9.3f}  {s.mrr:6.3f}")
+        lines.append(f"  {mode:<20} {kind:<12} {s.queries:>5}  {s.recall:9.3f}  {s.mrr:6.3f}")
     return "\n".join(lines)
 
 
-SWEEP = (
-    Fusion(vector_weight=1.0, keyword_weight=2.0),
-    Fusion(vector_weight=2.0, keyword_weight=1.0),
-    Fusion(vector_weight=1.0, keyword_weight=3.0),
-    Fusion(vector_weight=1.0, keyword_weight=1.0, constant=10.0),
+SWEEP = tuple(
+    Fusion(vector_weight=1.0, keyword_weight=weight, constant=constant)
+    for constant in (60.0, 10.0)
+    for weight in (1.0, 2.0, 3.0, 5.0, 10.0)
+    if (weight, constant) != (1.0, 60.0)
 )
+"""The fusions ``--sweep`` tries besides the default (vector weight 1)."""
 
 
 def run(quick: bool, *, sweep: bool = False, show: bool = False) -> list[Row]:
