@@ -23,6 +23,8 @@ they match whole as canonical JSON does on the other engines (``[1]`` is not
 strings in ``COLLATE "C"``: code point order, whatever the database's collation).
 Every metadata condition is two-valued (``COALESCE(..., false)``), so ``NOT`` matches
 a missing key, as ``$ne`` and ``$nin`` must. Sources compare in ``COLLATE "C"`` too.
+One difference remains: ``jsonb`` holds U+0000 as U+FFFF (see :mod:`.schema`), so a
+string range over metadata strings holding U+0000 orders it as U+FFFF here.
 
 Decisions: ``EXACT_LIMIT`` is 2,000 candidates: measured on this project's CI machine,
 an exact scan of 768-dimensional vectors costs about 1.7 us a row, so below that it is
