@@ -22,7 +22,14 @@ from asemantic.adapters.checks import MAX_K
 from asemantic.adapters.factory import StoreOptions, open_store
 from asemantic.batch.manager import BatchManager
 from asemantic.config import CoreConfig, GeminiSettings
-from asemantic.domain.documents import Document, IngestMode, IngestResult, JSONValue, SearchHit
+from asemantic.domain.documents import (
+    Document,
+    EmbeddingStatus,
+    IngestMode,
+    IngestResult,
+    JSONValue,
+    SearchHit,
+)
 from asemantic.domain.fusion import Fusion, SearchMode, fuse, parse_mode
 from asemantic.domain.hashing import validate_metadata
 from asemantic.domain.keywords import query_terms
@@ -338,8 +345,10 @@ def merge_hits(
     fusion: Fusion,
 ) -> list[SearchHit]:
     """The best ``k`` of a vector list and a keyword list (each best first), fused by
-    weighted RRF: each hit carries its distance (when the vector list found it), its
-    BM25 score (when the keyword list did), both ranks and the fused ``score``."""
+    weighted RRF (a keyword hit not READY has no vector: see
+    :func:`~asemantic.domain.fusion.fuse`): each hit carries its distance (when the
+    vector list found it), its BM25 score (when the keyword list did), both ranks and
+    the fused ``score``."""
     vector = {hit.chunk_id: hit for hit in by_vector}
     keyword = {hit.chunk_id: hit for hit in by_keyword}
     fused = fuse(
@@ -347,6 +356,9 @@ def merge_hits(
         [hit.chunk_id for hit in by_keyword],
         k=k,
         fusion=fusion,
+        no_vector=[
+            h.chunk_id for h in by_keyword if h.embedding_status is not EmbeddingStatus.READY
+        ],
     )
     out: list[SearchHit] = []
     for ranked in fused:

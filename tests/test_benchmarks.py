@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = {
     "bench_emulator",
+    "bench_hybrid",
     "bench_ingest",
     "bench_pipeline",
     "bench_postgres",
@@ -70,6 +71,8 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
         "HNSW build",
         "quality recall@10",
         "quality MRR",
+        "hybrid search p50",
+        "async ingest with keyword index",
     ):
         assert needed in names, needed
     assert document.get("machine")

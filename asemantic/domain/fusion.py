@@ -6,7 +6,10 @@ weighted reciprocal rank fusion (Cormack, Clarke and Buettcher, SIGIR 2009)::
 
     score(chunk) = sum over the lists that hold it of  weight_list / (constant + rank)
 
-with ranks from 1. RRF needs no score calibration (a cosine distance and a BM25 score
+with ranks from 1. A chunk whose vector does not exist yet (ingested with
+``mode="async"``, still PENDING) cannot be in the vector list: its keyword rank counts
+for both lists, so a chunk is findable at once and not ranked down for waiting on its
+embedding. RRF needs no score calibration (a cosine distance and a BM25 score
 are not comparable; their ranks are), and a chunk both lists found beats one found
 by a single list at a similar rank. Ties (equal fused scores) are broken by chunk id.
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from asemantic.errors import InvalidInputError
@@ -103,10 +106,21 @@ class Ranked:
     keyword_rank: int | None
 
 
-def fuse(vector: Sequence[int], keyword: Sequence[int], *, k: int, fusion: Fusion) -> list[Ranked]:
+def fuse(
+    vector: Sequence[int],
+    keyword: Sequence[int],
+    *,
+    k: int,
+    fusion: Fusion,
+    no_vector: Collection[int] = (),
+) -> list[Ranked]:
     """The best ``k`` chunks of two ranked id lists (best first) by weighted RRF.
 
-    A chunk listed twice in one list keeps its first (best) rank.
+    A chunk listed twice in one list keeps its first (best) rank. A chunk of
+    ``no_vector`` (its vector does not exist yet: PENDING or FAILED) could not be in the
+    vector list; its keyword rank stands in for its vector rank in the score, so a chunk
+    is not pushed down for waiting on its embedding (its ``vector_rank`` stays None).
+    With ``keyword_weight`` 0 nothing stands in: the keyword list is ignored.
     """
     ranks: dict[int, list[int | None]] = {}
     for index, ids in enumerate((vector, keyword)):
@@ -115,12 +129,15 @@ def fuse(vector: Sequence[int], keyword: Sequence[int], *, k: int, fusion: Fusio
             if slot[index] is None:
                 slot[index] = rank
     weights = (float(fusion.vector_weight), float(fusion.keyword_weight))
+    waiting = frozenset(no_vector)
     constant = float(fusion.constant)
     fused: list[Ranked] = []
     for chunk_id, (vector_rank, keyword_rank) in ranks.items():
         score = 0.0
         if vector_rank is not None:
             score += weights[0] / (constant + vector_rank)
+        elif keyword_rank is not None and chunk_id in waiting and weights[1] > 0:
+            score += weights[0] / (constant + keyword_rank)
         if keyword_rank is not None:
             score += weights[1] / (constant + keyword_rank)
         fused.append(

@@ -15,8 +15,9 @@ Decisions:
   characters are one word each (those scripts do not separate words by spaces).
 * **Compounds**: words joined by one of ``_ . - : /`` with no space (``os.path.join``,
   ``ERR_1234``, ``snake_case``, ``std::vector``, ``src/main.py``, ``state-of-the-art``)
-  are indexed whole *and* by parts, and so are camelCase/PascalCase words
-  (``getUserName``: ``getusername``, ``get``, ``user``, ``name``). An exact identifier in
+  are indexed whole *and* by parts, and so are camelCase/PascalCase words (humps
+  of ASCII letters: ``getUserName`` gives ``getusername``, ``get``, ``user``,
+  ``name``). An exact identifier in
   the query then matches the chunk holding it through the rare whole token (high idf),
   while a chunk naming only its parts still matches those.
 * A token is at most :data:`MAX_TOKEN_CHARS` characters (longer ones are cut: a base64
@@ -71,6 +72,8 @@ JOINERS = "_.-:/"
 _WORD = r"[^\W_]+"
 _COMPOUND = re.compile(rf"{_WORD}(?:[{re.escape(JOINERS)}]+{_WORD})*")
 _PART = re.compile(_WORD)
+# A camelCase hump: lower or digit then upper, or upper, upper, lower.
+_HUMP = re.compile(r"[A-Z](?:(?<=[a-z\d][A-Z])|(?=[A-Z][a-z]))")
 # Letters of scripts written without spaces: each one is a word.
 _CJK = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f])")
 
@@ -92,35 +95,53 @@ def _camel_parts(word: str) -> list[str]:
     return parts
 
 
-def _cut(token: str) -> str:
-    return token[:MAX_TOKEN_CHARS]
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text.casefold())
 
 
 def tokenize(text: str) -> list[str]:
-    """The tokens of ``text``, in order (compounds whole, then their parts)."""
+    """The tokens of ``text``: every word or compound whole, then the parts of the
+    compounds, then the parts of camelCase words (BM25 counts tokens, so their order
+    does not matter; it is fixed so query terms come in a stable order).
+
+    Every token ``t`` is its own first token (``tokenize(t)[0] == t``): the text is
+    folded before it is cut, so a token never changes when it is tokenised again.
+    """
     text = unicodedata.normalize("NFKC", text)
-    text = _CJK.sub(r" \1 ", text)
-    tokens: list[str] = []
-    for match in _COMPOUND.finditer(text):
-        raw = match.group()
-        parts: list[str] = []
-        for word in _PART.findall(raw):
-            parts.extend(_camel_parts(word))
-        whole = _cut(raw.casefold())
-        tokens.append(whole)
-        if len(parts) > 1:
-            tokens.extend(_cut(p.casefold()) for p in parts)
+    if _CJK.search(text):
+        text = _CJK.sub(r" \1 ", text)
+    folded = _fold(text)
+    tokens = _COMPOUND.findall(folded)
+    for joined in [t for t in tokens if not t.isalnum()]:
+        tokens.extend(_PART.findall(joined))
+    if _HUMP.search(text):
+        for word in _PART.findall(text):
+            if _HUMP.search(word):
+                parts = _camel_parts(word)
+                tokens.extend(part for p in parts for part in _PART.findall(_fold(p)))
+    if tokens and max(map(len, tokens)) > MAX_TOKEN_CHARS:
+        tokens = [_cut(t) for t in tokens]
     return tokens
+
+
+def _cut(token: str) -> str:
+    return token[:MAX_TOKEN_CHARS]
 
 
 def index_tokens(text: str) -> list[str]:
     """The tokens a chunk is indexed by: :func:`tokenize`, each term at most
     :data:`MAX_TERM_FREQUENCY` times."""
-    counts: Counter[str] = Counter()
+    tokens = tokenize(text)
+    if len(tokens) <= MAX_TERM_FREQUENCY:
+        return tokens
+    counts: Counter[str] = Counter(tokens)
+    if max(counts.values()) <= MAX_TERM_FREQUENCY:
+        return tokens
+    seen: Counter[str] = Counter()
     out: list[str] = []
-    for token in tokenize(text):
-        counts[token] += 1
-        if counts[token] <= MAX_TERM_FREQUENCY:
+    for token in tokens:
+        seen[token] += 1
+        if seen[token] <= MAX_TERM_FREQUENCY:
             out.append(token)
     return out
 

@@ -133,8 +133,10 @@ async def test_rewrite_and_delete_keep_the_index_in_step(store: Store) -> None:
     [hit] = await store.keyword_search(["delta"], k=5)
     assert hit.text == "delta beta"
     assert len(await store.keyword_search(["gamma"], k=5)) == 1
+    assert await store.integrity_check() == "ok"  # one keyword row per chunk
     assert await store.delete_document("doc.md")
     assert await store.keyword_search(["beta", "gamma", "delta"], k=5) == []
+    assert await store.integrity_check() == "ok"
 
 
 async def test_query_syntax_is_refused_not_interpreted(store: Store) -> None:

@@ -11,8 +11,11 @@ the SQLite and memory engines order.
 
 Decisions: ``N``, the total length and the document frequencies are read in the same
 statement (one snapshot), at query time: no statistics row for concurrent writers to
-queue on. The cost is a scan of the narrow ``length`` values and one index count per
-term (``benchmarks/bench_hybrid.py``).
+queue on. The price is a scan of ``chunk_keywords`` for ``N`` and the average length,
+one GIN count per term, and unnesting the ``tsvector`` of every matching chunk; a
+statistics row kept by the writers would save the scan, at the cost of serialising
+them (not measured at scale on this engine yet: ``benchmarks/bench_hybrid.py`` measures
+SQLite).
 """
 
 from __future__ import annotations

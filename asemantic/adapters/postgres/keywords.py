@@ -32,6 +32,7 @@ __all__ = [
     "KEYWORD_TABLES",
     "ensure_keyword_index",
     "index_chunks",
+    "keyword_problems",
     "tsquery_literal",
     "tsvector_literal",
 ]
@@ -108,3 +109,13 @@ async def ensure_keyword_index(conn: asyncpg.Connection) -> None:
             return
         await index_chunks(conn, [(int(r[0]), str(r[1])) for r in rows])
         last_id = int(rows[-1][0])
+
+
+async def keyword_problems(conn: asyncpg.Connection) -> list[str]:
+    """What is wrong with the keyword index: chunks without their row (rows without a
+    chunk cannot exist: the foreign key deletes them)."""
+    missing = await conn.fetchval(
+        f"SELECT count(*) FROM chunks c WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {KEYWORD_TABLE} k WHERE k.chunk_id = c.id)"
+    )
+    return [f"{missing} chunk(s) missing from the keyword index"] if missing else []

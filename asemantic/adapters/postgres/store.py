@@ -46,6 +46,7 @@ from asemantic.adapters.postgres.connection import (
     store_error,
 )
 from asemantic.adapters.postgres.keyword_search import run_keyword_search
+from asemantic.adapters.postgres.keywords import keyword_problems
 from asemantic.adapters.postgres.schema import (
     CURRENT_VERSION,
     ensure_schema_compatibility,
@@ -402,7 +403,8 @@ class PostgresStore:
     async def integrity_check(self) -> str:
         """``"ok"``, or what is wrong: the schema version, and vectors (every READY
         chunk has exactly one, of the space's dimensions; no other chunk has one; the
-        index is valid). Foreign keys and constraints are the server's to keep."""
+        index is valid), and the keyword index (one row per chunk). Foreign keys and
+        constraints are the server's to keep."""
         space = self._space
 
         async def work(conn: Any) -> list[str]:
@@ -410,7 +412,8 @@ class PostgresStore:
             version = await read_version(conn)
             if version != CURRENT_VERSION:
                 problems.append(f"schema version {version}, expected {CURRENT_VERSION}")
-            return problems + await vec_sql.integrity_problems(conn, space)
+            problems += await vec_sql.integrity_problems(conn, space)
+            return problems + await keyword_problems(conn)
 
         problems = await self._run(work, readonly=True, snapshot=True)
         return "ok" if not problems else "; ".join(problems)

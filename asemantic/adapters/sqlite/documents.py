@@ -150,7 +150,9 @@ async def _apply(
             for i, c in zip(ids, plan.new, strict=True)
         ],
     )
-    await index_chunks(conn, [(i, c.draft.text) for i, c in zip(ids, plan.new, strict=True)])
+    await index_chunks(
+        conn, [(i, c.draft.text) for i, c in zip(ids, plan.new, strict=True)], new=True
+    )
     vectors = [(i, c.vector) for i, c in zip(ids, plan.new, strict=True) if c.vector is not None]
     if vectors:
         await conn.executemany("INSERT INTO vec_chunks (rowid, embedding) VALUES (?, ?)", vectors)

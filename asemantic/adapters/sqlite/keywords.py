@@ -37,6 +37,7 @@ __all__ = [
     "KEYWORD_TABLE",
     "ensure_keyword_index",
     "index_chunks",
+    "keyword_problems",
     "keyword_rows",
     "keyword_sql",
     "match_expression",
@@ -64,16 +65,20 @@ def terms_text(text: str) -> str:
     return " ".join(index_tokens(text))
 
 
-async def index_chunks(conn: aiosqlite.Connection, chunks: Iterable[tuple[int, str]]) -> None:
-    """(Re)index chunks by (chunk id, text), inside the caller's transaction."""
+async def index_chunks(
+    conn: aiosqlite.Connection, chunks: Iterable[tuple[int, str]], *, new: bool = False
+) -> None:
+    """(Re)index chunks by (chunk id, text), inside the caller's transaction; ``new``
+    chunks (ids just made) have no row to replace."""
     if not _WRITES_ENABLED:
         return
     rows = [(int(chunk_id), terms_text(text)) for chunk_id, text in chunks]
     if not rows:
         return
-    await conn.executemany(
-        f"DELETE FROM {KEYWORD_TABLE} WHERE rowid = ?", [(chunk_id,) for chunk_id, _ in rows]
-    )
+    if not new:
+        await conn.executemany(
+            f"DELETE FROM {KEYWORD_TABLE} WHERE rowid = ?", [(chunk_id,) for chunk_id, _ in rows]
+        )
     await conn.executemany(f"INSERT INTO {KEYWORD_TABLE} (rowid, terms) VALUES (?, ?)", rows)
 
 
@@ -93,7 +98,7 @@ async def ensure_keyword_index(conn: aiosqlite.Connection) -> None:
         )
         if not rows:
             return
-        await index_chunks(conn, [(int(i), str(text)) for i, text in rows])
+        await index_chunks(conn, [(int(i), str(text)) for i, text in rows], new=True)
         last_id = int(rows[-1][0])
 
 
@@ -159,3 +164,22 @@ def keyword_rows(rows: Iterable[Sequence[Any]]) -> list[SearchHit]:
             )
         )
     return hits
+
+
+async def keyword_problems(conn: aiosqlite.Connection) -> list[str]:
+    """What is wrong with the keyword index: chunks without their row, rows without a
+    chunk."""
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT (SELECT count(*) FROM chunks WHERE id NOT IN "
+            f"(SELECT rowid FROM {KEYWORD_TABLE})), (SELECT count(*) FROM {KEYWORD_TABLE} "
+            "WHERE rowid NOT IN (SELECT id FROM chunks))"
+        )
+    )
+    missing, stray = int(rows[0][0]), int(rows[0][1])
+    problems = []
+    if missing:
+        problems.append(f"{missing} chunk(s) missing from the keyword index")
+    if stray:
+        problems.append(f"{stray} keyword row(s) without a chunk")
+    return problems

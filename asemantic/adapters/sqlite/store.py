@@ -50,7 +50,7 @@ from asemantic.adapters.sqlite.connection import (
     utc_now,
 )
 from asemantic.adapters.sqlite.jobs import SqliteJobStore
-from asemantic.adapters.sqlite.keywords import keyword_rows, keyword_sql
+from asemantic.adapters.sqlite.keywords import keyword_problems, keyword_rows, keyword_sql
 from asemantic.adapters.sqlite.memory_index import MemoryIndex
 from asemantic.adapters.sqlite.schema import prepare_database
 from asemantic.adapters.sqlite.search import (
@@ -447,9 +447,11 @@ class SqliteStore:
 
     async def integrity_check(self) -> str:
         """``"ok"``, or what is wrong: SQLite's own check, foreign keys, and vectors
-        (every READY chunk has exactly one vector, no other row has one)."""
+        (every READY chunk has exactly one vector, no other row has one), and the keyword
+        index (one row per chunk)."""
         self._check_open()
         problems = await self._guard(vec_sql.integrity_problems(self._reader, self._space))
+        problems += await self._guard(keyword_problems(self._reader))
         return "ok" if not problems else "; ".join(problems)
 
 
