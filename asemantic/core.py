@@ -276,7 +276,7 @@ class SemanticCore:
         query: str,
         *,
         k: int = 10,
-        filters: SearchFilters | Mapping[str, JSONValue] | None = None,
+        filters: SearchFilters | Mapping[str, object] | None = None,
         mode: str | SearchMode = SearchMode.HYBRID,
         fusion: Fusion | None = None,
     ) -> list[SearchHit]:
@@ -290,9 +290,11 @@ class SemanticCore:
         Each hit says which list(s) found it and its rank there (``vector_rank``,
         ``keyword_rank``, ``found_by``) and its ``embedding_status``.
 
-        ``filters`` restricts by document (``{"document_id": 3}``, ``{"source": "a.md"}``)
-        or by document metadata (any other key), in every mode. Bad input raises
-        :class:`InvalidInputError` before anything is sent.
+        ``filters`` restricts by document (``{"document_id": 3}``, ``{"source": "a.md"}``),
+        by its stamps (``{"created_at": {"$gte": "2025-01-01T00:00:00Z"}}``) or by its
+        metadata (any other key: ``{"lang": "en"}``, ``{"year": {"$gte": 2020}}``), in
+        every mode; see :mod:`asemantic.domain.filters` for the operators. Bad input (a
+        malformed filter too) raises :class:`InvalidInputError` before anything is sent.
         """
         self._check_open()
         model = self.space.embedding_model
@@ -419,16 +421,18 @@ def merge_hits(
     return out
 
 
-def _checked_filters(filters: SearchFilters | Mapping[str, JSONValue]) -> SearchFilters:
-    """Filters as :class:`SearchFilters`, refused (typed) when they could not match."""
+def _checked_filters(filters: SearchFilters | Mapping[str, object]) -> SearchFilters:
+    """Filters as :class:`SearchFilters`, refused (typed) when malformed or when they
+    could not match: all of it before the query is embedded."""
     if not isinstance(filters, SearchFilters):
         if not isinstance(filters, Mapping):
             raise InvalidInputError("filters must be a mapping or SearchFilters")
-        filters = SearchFilters.from_mapping(validate_metadata(filters))
+        return SearchFilters.from_mapping(filters)
     for source in filters.sources or ():
         check_name(source, what="a source filter")
     if filters.metadata is not None:
         validate_metadata(filters.metadata)
+    filters.expression()  # the listed ids and sources have the right types
     return filters
 
 

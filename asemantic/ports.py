@@ -18,6 +18,14 @@ from asemantic.domain.documents import (
     JSONValue,
     SearchHit,
 )
+from asemantic.domain.filters import (
+    MATCH_ALL,
+    FieldCondition,
+    Filter,
+    KeyCondition,
+    all_of,
+    parse_filter,
+)
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.policy import RetryPolicy
 from asemantic.domain.space import EmbeddingSpace
@@ -143,31 +151,49 @@ class WriteOutcome:
 class SearchFilters:
     """Restrict a search. Every field given must match (AND).
 
-    ``metadata`` matches document metadata keys by JSON equality.
+    ``document_ids`` and ``sources`` keep the documents listed; ``metadata`` matches
+    document metadata keys by JSON equality; ``where`` is a parsed filter expression
+    (:mod:`asemantic.domain.filters`, made by :meth:`from_mapping`). Engines compile
+    :meth:`expression`, the AND of them all.
     """
 
     document_ids: Sequence[int] | None = None
     sources: Sequence[str] | None = None
     metadata: Mapping[str, JSONValue] | None = None
+    where: Filter | None = None
 
     @classmethod
-    def from_mapping(cls, filters: Mapping[str, JSONValue]) -> SearchFilters:
-        """Build filters from a plain mapping.
+    def from_mapping(cls, filters: Mapping[str, object]) -> SearchFilters:
+        """Parse a plain filter mapping (the operator language of
+        :mod:`asemantic.domain.filters`: implicit equality, ``$eq $ne $in $nin $gt $gte
+        $lt $lte $exists``, ``$or``/``$and``, built-in fields ``document_id``,
+        ``source``, ``created_at`` and ``updated_at``).
 
-        ``document_id`` (an int or a list of ints) and ``source`` (a string or a list of
-        strings) are special; every other key matches document metadata.
+        Raises :class:`InvalidInputError` naming the operator at fault.
         """
-        document_ids: list[int] | None = None
-        sources: list[str] | None = None
-        metadata: dict[str, JSONValue] = {}
-        for key, value in filters.items():
-            if key == "document_id":
-                document_ids = _as_list(key, value, int)
-            elif key == "source":
-                sources = _as_list(key, value, str)
-            else:
-                metadata[key] = value
-        return cls(document_ids=document_ids, sources=sources, metadata=metadata or None)
+        return cls(where=parse_filter(filters))
+
+    def expression(self) -> Filter:
+        """Every restriction of these filters as one expression tree."""
+        parts: list[Filter] = []
+        if self.document_ids is not None:
+            ids = tuple(_as_list("document_id", list(self.document_ids), int))
+            parts.append(FieldCondition("document_id", "$in", ids))
+        if self.sources is not None:
+            sources = tuple(_as_list("source", list(self.sources), str))
+            parts.append(FieldCondition("source", "$in", sources))
+        for key, value in (self.metadata or {}).items():
+            if not isinstance(key, str):
+                raise InvalidInputError("metadata filter keys must be strings")
+            parts.append(KeyCondition(key, "$eq", value))
+        if self.where is not None:
+            parts.append(self.where)
+        return all_of(parts)
+
+    @property
+    def restricts(self) -> bool:
+        """Whether these filters restrict anything (an empty filter does not)."""
+        return self.expression() != MATCH_ALL
 
 
 def _as_list(key: str, value: JSONValue, kind: type[_T]) -> list[_T]:

@@ -22,6 +22,7 @@ MODULES = {
     "bench_ingest",
     "bench_pipeline",
     "bench_postgres",
+    "bench_quality",
     "bench_results",
     "bench_search",
     "bench_store",
@@ -68,6 +69,8 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
         "through the CLI",
         "split only",
         "HNSW build",
+        "quality recall@10",
+        "quality MRR",
         "hybrid search p50",
         "async ingest with keyword index",
     ):

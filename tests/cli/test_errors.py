@@ -24,6 +24,8 @@ from tests.cli.conftest import BATCH_KEY, ONLINE_KEY, Cli, assert_clean_error, i
         (["search", "refunds", "--filter", "=3"], "is not KEY=VALUE"),
         (["search", "refunds", "--filter", "document_id=abc"], "takes int values"),
         (["search", "refunds", "--filter", "team=a", "--filter", "team=b"], "given twice"),
+        (["search", "refunds", "--filter", 'year={"$foo": 1}'], "unknown filter operator $foo"),
+        (["search", "refunds", "--filter", 'year={"$in": 2020}'], "$in takes a list"),
         (["search", "refunds", "-k", "0"], "0 is not in the range"),
         (["search", "   "], "the query is empty"),
         (["batch", "flush", "--min-size", "0"], "0 is not in the range"),

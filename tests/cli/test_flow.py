@@ -79,6 +79,10 @@ def _check_jobs_stats_and_search(run: Cli, docs: Path) -> None:
     doc_id = only["hits"][0]["document_id"]
     by_id = json.loads(run("search", "card", "--filter", f"document_id={doc_id}", "--json").stdout)
     assert {hit["document_id"] for hit in by_id["hits"]} == {doc_id}
+    others = json.loads(
+        run("search", "card", "--filter", f'document_id={{"$ne": {doc_id}}}', "--json").stdout
+    )
+    assert others["hits"] and doc_id not in {hit["document_id"] for hit in others["hits"]}
 
 
 def test_sync_ingest_is_searchable_at_once_and_idempotent(engine_run: Cli, docs: Path) -> None:

@@ -157,6 +157,30 @@ async def test_a_filtered_hnsw_search_still_returns_k(
     assert {h.document_metadata["group"] for h in hits} == {7}
 
 
+async def test_an_operator_filter_keeps_the_iterative_hnsw_scan(
+    filled: tuple[PostgresStore, np.ndarray],
+) -> None:
+    store, rows = filled
+    filters = SearchFilters.from_mapping(
+        {"$or": [{"group": {"$in": [1, 9]}}, {"group": {"$gt": 100}}], "source": {"$ne": "doc1.md"}}
+    )  # doc11, 21, 31, 9, 19, 29, 39: 175 chunks, the index
+    assert await _plan_of(store, filters) == "hnsw"
+    query = rows[0].tobytes()
+    sql, params = search_sql.hnsw_sql(filters, SPACE.dimensions)
+    async with store.transaction() as conn:
+        for statement in search_sql.hnsw_settings(100, filtered=True):
+            await conn.execute(statement)
+        await conn.execute("SET LOCAL enable_sort = off")
+        plan = "\n".join(str(r[0]) for r in await conn.fetch(f"EXPLAIN {sql}", query, 100, *params))
+        rows_found = await conn.fetch(sql, query, 100, *params)
+    assert "chunk_vectors_hnsw" in plan
+    assert len(rows_found) == 100
+    hits = await store.search(query, k=100, filters=filters)
+    assert len(hits) == 100
+    assert {h.source for h in hits} <= {f"doc{d}.md" for d in (11, 21, 31, 9, 19, 29, 39)}
+    assert [h.distance for h in hits] == sorted(h.distance or 0.0 for h in hits)
+
+
 async def test_filtered_k_above_the_matches_returns_every_match(
     filled: tuple[PostgresStore, np.ndarray],
 ) -> None:

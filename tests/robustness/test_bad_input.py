@@ -37,6 +37,7 @@ from asemantic import (
     UndecodableTextError,
 )
 from asemantic.adapters.sqlite import SqliteStore
+from asemantic.ports import SearchFilters
 from tests.robustness.conftest import (
     BATCH_KEY,
     DEFAULT_KEY,
@@ -325,7 +326,11 @@ async def test_sql_and_fts_looking_text_is_stored_and_returned_verbatim(
         hits = await seeded.search(text, k=1, filters={"source": text})
         assert [(h.text, h.source, h.title) for h in hits] == [(text, text, text)]
         assert hits[0].document_metadata == {text: text, "i": i}
-        by_meta = await seeded.search(text, k=50, filters={text: text})
+        # A mapping's "$..." keys are operators; SearchFilters matches any key literally.
+        literal = SearchFilters(metadata={text: text})
+        by_meta = await seeded.search(
+            text, k=50, filters=literal if text.startswith("$") else {text: text}
+        )
         assert [h.source for h in by_meta] == [text]
         snapshot = await seeded.store.get_document(text)
         assert snapshot is not None

@@ -71,6 +71,8 @@ async def test_a_filter_reads_documents_only(filled: SqliteStore) -> None:
         SearchFilters(document_ids=[2]),
         SearchFilters(sources=["doc1"]),
         SearchFilters(metadata={"g": 1}),
+        SearchFilters.from_mapping({"$or": [{"g": {"$gte": 1}}, {"source": {"$ne": "doc1"}}]}),
+        SearchFilters.from_mapping({"created_at": {"$gt": "2025-01-01T00:00:00Z"}}),
     ):
         sql, params = matching_documents_sql(filters)
         details = await plan(filled, sql, tuple(params))

@@ -169,15 +169,19 @@ async def test_filter_strategies_agree(store: SqliteStore, embedder: LexicalEmbe
             make_write(f"doc-{d}", texts, embedder=embedder, metadata={"parity": d % 2})
         )
     query = embedder.vector("alpha gamma omega")
-    filters = SearchFilters(metadata={"parity": 1})
-    store._prefilter = True
-    knn = await store.search(query, k=20, filters=filters)
-    store._prefilter = False
-    scan = await store.search(query, k=20, filters=filters)
-    # Equal texts tie; distances (not ids among ties) must agree.
-    assert [h.distance for h in knn] == pytest.approx([h.distance for h in scan], abs=1e-6)
-    assert len(knn) == 20
-    assert {h.source for h in knn} <= {f"doc-{d}" for d in range(1, 12, 2)}
+    operators = {"$or": [{"parity": 1}, {"source": "doc-0"}], "source": {"$ne": "doc-3"}}
+    for filters, allowed in (
+        (SearchFilters(metadata={"parity": 1}), range(1, 12, 2)),
+        (SearchFilters.from_mapping(operators), [0, 1, 5, 7, 9, 11]),
+    ):
+        store._prefilter = True
+        knn = await store.search(query, k=20, filters=filters)
+        store._prefilter = False
+        scan = await store.search(query, k=20, filters=filters)
+        # Equal texts tie; distances (not ids among ties) must agree.
+        assert [h.distance for h in knn] == pytest.approx([h.distance for h in scan], abs=1e-6)
+        assert len(knn) == 20
+        assert {h.source for h in knn} <= {f"doc-{d}" for d in allowed}
 
 
 @pytest.mark.parametrize("k", [0, -1, 1001, True, 2.5, "3"])

@@ -9,17 +9,16 @@ Decisions:
   before sorting, so ties are broken by id exactly.
 * Filters restrict the candidates *before* ranking (never a global top-k filtered
   afterwards), so ``k`` hits come back whenever ``k`` chunks match.
-* Metadata filters compare JSON values with their JSON types, as the SQLite store's
-  ``json_each`` conditions do: ``1`` matches ``1`` and ``1.0`` but not ``true`` nor
-  ``"1"``; ``null`` matches an explicit null only; arrays and objects compare as
-  canonical JSON.
+* Filters are evaluated by :func:`asemantic.domain.filters.evaluate` itself, the
+  reference the SQL engines' compiled filters agree with: JSON-typed equality (``1``
+  matches ``1`` and ``1.0`` but not ``true`` nor ``"1"``; ``null`` an explicit null
+  only; arrays and objects as canonical JSON), type-bracketed ranges.
 * The matrix is rebuilt lazily when the vectors changed (``Tables.generation``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +27,7 @@ import numpy.typing as npt
 from asemantic.adapters.memory.database import DocumentRow, Tables
 from asemantic.adapters.planning import dump_json
 from asemantic.domain.documents import JSONValue, SearchHit
+from asemantic.domain.filters import FilterRecord, evaluate, reads_metadata
 from asemantic.errors import InvalidInputError
 from asemantic.ports import SearchFilters
 
@@ -103,53 +103,34 @@ def check_filters(filters: SearchFilters | None) -> None:
             raise InvalidInputError(f"metadata filter {key!r} is not a JSON value")
         if isinstance(value, list | dict):
             dump_json(value)
+    filters.expression()
 
 
 def is_filtered(filters: SearchFilters | None) -> bool:
     """Whether ``filters`` restricts anything."""
-    return filters is not None and (
-        filters.document_ids is not None or filters.sources is not None or bool(filters.metadata)
-    )
+    return filters is not None and filters.restricts
 
 
 def matching_documents(tables: Tables, filters: SearchFilters) -> set[int]:
-    """The ids of the documents every given filter matches."""
-    ids = {int(i) for i in filters.document_ids} if filters.document_ids is not None else None
-    sources = {str(s) for s in filters.sources} if filters.sources is not None else None
-    wanted = filters.metadata or {}
+    """The ids of the documents ``filters`` matches (the reference evaluator of
+    :mod:`asemantic.domain.filters`, run over every document row)."""
+    expression = filters.expression()
+    parse = reads_metadata(expression)  # else no document's JSON is decoded
     return {
         row.document_id
         for row in tables.documents.values()
-        if (ids is None or row.document_id in ids)
-        and (sources is None or row.source in sources)
-        and (not wanted or _metadata_matches(row, wanted))
+        if evaluate(expression, _record(row, parse=parse))
     }
 
 
-def _metadata_matches(row: DocumentRow, wanted: Mapping[str, JSONValue]) -> bool:
-    stored = _loads_object(row.metadata_json)
-    return all(key in stored and _json_equal(stored[key], value) for key, value in wanted.items())
-
-
-def _kind(value: JSONValue) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    return "array" if isinstance(value, list) else "object"
-
-
-def _json_equal(stored: JSONValue, wanted: JSONValue) -> bool:
-    kind = _kind(wanted)
-    if _kind(stored) != kind:
-        return False
-    if kind in ("array", "object"):
-        return dump_json(stored) == dump_json(wanted)
-    return stored == wanted
+def _record(row: DocumentRow, *, parse: bool) -> FilterRecord:
+    return FilterRecord(
+        document_id=row.document_id,
+        source=row.source,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        metadata=_loads_object(row.metadata_json) if parse else {},
+    )
 
 
 def _loads_object(text: str) -> dict[str, JSONValue]:

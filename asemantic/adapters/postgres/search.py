@@ -14,9 +14,17 @@ that stops at :data:`EXACT_LIMIT` + 1, cheap at any size):
   after ``hnsw.max_scan_tuples``), the exact plan answers instead: a filtered search
   returns k hits whenever k chunks match.
 
-Metadata filters compare ``jsonb`` values: ``1`` matches ``1`` and ``1.0`` but not
-``true`` nor ``"1"``; ``null`` matches an explicit null only; arrays and objects
-compare whole (as the SQLite and memory engines do).
+Filters (:mod:`asemantic.domain.filters`) compile to conditions on ``d``, values as
+parameters. Metadata conditions read the ``jsonb`` column: equality compares ``jsonb``
+values (``1`` matches ``1`` and ``1.0`` but not ``true`` nor ``"1"``; ``null`` matches
+an explicit null only); arrays and objects must also have the same ``jsonb`` text, so
+they match whole as canonical JSON does on the other engines (``[1]`` is not
+``[1.0]``); ranges keep to ``jsonb_typeof`` (numbers with numbers, strings with
+strings in ``COLLATE "C"``: code point order, whatever the database's collation).
+Every metadata condition is two-valued (``COALESCE(..., false)``), so ``NOT`` matches
+a missing key, as ``$ne`` and ``$nin`` must. Sources compare in ``COLLATE "C"`` too.
+One difference remains: ``jsonb`` holds U+0000 as U+FFFF (see :mod:`.schema`), so a
+string range over metadata strings holding U+0000 orders it as U+FFFF here.
 
 Decisions: ``EXACT_LIMIT`` is 2,000 candidates: measured on this project's CI machine,
 an exact scan of 768-dimensional vectors costs about 1.7 us a row, so below that it is
@@ -36,6 +44,7 @@ from asemantic.adapters.planning import dump_json
 from asemantic.adapters.postgres.schema import filterable_json, filterable_key
 from asemantic.adapters.postgres.vectors import distance_sql, index_kind
 from asemantic.domain.documents import JSONValue, SearchHit
+from asemantic.domain.filters import AllOf, AnyOf, FieldCondition, Filter, KeyCondition, Not
 from asemantic.errors import InvalidInputError
 from asemantic.ports import SearchFilters
 
@@ -77,37 +86,105 @@ class SearchPlan:
 
 
 def is_filtered(filters: SearchFilters | None) -> bool:
-    return filters is not None and (
-        filters.document_ids is not None or filters.sources is not None or bool(filters.metadata)
-    )
+    return filters is not None and filters.restricts
+
+
+_SQL_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_COLUMNS_OF = {
+    "document_id": ("d.id", "bigint"),
+    "source": ("d.source", "text"),
+    "created_at": ("d.created_at", "timestamptz"),
+    "updated_at": ("d.updated_at", "timestamptz"),
+}
+
+
+class _Compiler:
+    """Compiles a filter into SQL on ``d``, its values as numbered parameters."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.params: list[object] = []
+
+    def param(self, value: object, cast: str) -> str:
+        self.params.append(value)
+        return f"${self.first + len(self.params) - 1}::{cast}"
+
+    def compile(self, expression: Filter) -> str:
+        if isinstance(expression, AllOf | AnyOf):
+            if not expression.parts:
+                return "true" if isinstance(expression, AllOf) else "false"
+            joiner = " AND " if isinstance(expression, AllOf) else " OR "
+            return "(" + joiner.join(self.compile(part) for part in expression.parts) + ")"
+        if isinstance(expression, Not):
+            return f"NOT {self.compile(expression.part)}"
+        if isinstance(expression, FieldCondition):
+            return self.field(expression)
+        return self.key(expression)
+
+    def field(self, test: FieldCondition) -> str:
+        column, cast = _COLUMNS_OF[test.field]
+        if test.op == "$in":  # equality needs no collation (and keeps the source index)
+            assert isinstance(test.value, tuple)
+            return f"{column} = ANY({self.param(list(test.value), cast + '[]')})"
+        if test.op == "$eq":
+            return f"{column} = {self.param(test.value, cast)}"
+        collate = ' COLLATE "C"' if cast == "text" else ""
+        return f"{column}{collate} {_SQL_OPS[test.op]} {self.param(test.value, cast)}"
+
+    def key(self, test: KeyCondition) -> str:
+        """Two-valued (never NULL, so that NOT is "does not match" for a missing key)."""
+        if not isinstance(test.key, str):
+            raise InvalidInputError("metadata filter keys must be strings")
+        if test.op == "$in" and not test.value:
+            return "false"  # (before any parameter: each one must be used)
+        name = self.param(filterable_key(test.key), "text")
+        if test.op == "$exists":
+            return f"(d.metadata ? {name})"
+        value = f"(d.metadata -> {name})"
+        if test.op == "$eq":
+            return f"COALESCE({self.equal(value, test.value)}, false)"  # type: ignore[arg-type]
+        if test.op == "$in":
+            assert isinstance(test.value, tuple)
+            return f"COALESCE({self.one_of(value, test.value)}, false)"  # type: ignore[arg-type]
+        op = _SQL_OPS[test.op]
+        if isinstance(test.value, str):
+            bound = self.param(filterable_key(test.value), "text")
+            return (
+                f"COALESCE(jsonb_typeof({value}) = 'string' AND "
+                f'(d.metadata ->> {name}) COLLATE "C" {op} {bound}, false)'
+            )
+        bound = self.param(dump_json(test.value), "jsonb")  # type: ignore[arg-type]
+        return f"COALESCE(jsonb_typeof({value}) = 'number' AND {value} {op} {bound}, false)"
+
+    def equal(self, value: str, wanted: JSONValue) -> str:
+        encoded = self.param(filterable_json(dump_json(wanted)), "jsonb")
+        if isinstance(wanted, list | dict):  # whole, as canonical JSON: 1 and 1.0 differ
+            return f"({value} = {encoded} AND {value}::text = {encoded}::text)"
+        return f"{value} = {encoded}"
+
+    def one_of(self, value: str, wanted: tuple[JSONValue, ...]) -> str:
+        scalars: list[JSONValue] = [v for v in wanted if not isinstance(v, list | dict)]
+        containers: list[JSONValue] = [v for v in wanted if isinstance(v, list | dict)]
+        terms: list[str] = []
+        if scalars:
+            listed = self.param(filterable_json(dump_json(scalars)), "jsonb")
+            terms.append(f"{value} IN (SELECT jsonb_array_elements({listed}))")
+        if containers:
+            listed = self.param(filterable_json(dump_json(containers)), "jsonb")
+            terms.append(f"{value}::text IN (SELECT jsonb_array_elements({listed})::text)")
+        return "(" + " OR ".join(terms) + ")" if terms else "false"
 
 
 def filter_conditions(filters: SearchFilters | None, first: int) -> tuple[list[str], list[object]]:
     """Conditions on ``c`` and ``d`` (parameters numbered from ``first``), ANDed."""
     conditions = ["c.embedding_status = 'READY'"]
-    params: list[object] = []
     if filters is None:
-        return conditions, params
-
-    def param(value: object, cast: str) -> str:
-        params.append(value)
-        return f"${first + len(params) - 1}::{cast}"
-
-    if filters.document_ids is not None:
-        ids = [int(i) for i in filters.document_ids]
-        conditions.append(f"d.id = ANY({param(ids, 'bigint[]')})")
-    if filters.sources is not None:
-        sources = [str(s) for s in filters.sources]
-        conditions.append(f"d.source = ANY({param(sources, 'text[]')})")
-    for key, value in (filters.metadata or {}).items():
-        if not isinstance(key, str):
-            raise InvalidInputError("metadata filter keys must be strings")
-        if value is not None and not isinstance(value, str | int | float | bool | list | dict):
-            raise InvalidInputError(f"metadata filter {key!r} is not a JSON value")
-        encoded = filterable_json(dump_json(value))
-        name = filterable_key(key)
-        conditions.append(f"d.metadata -> {param(name, 'text')} = {param(encoded, 'jsonb')}")
-    return conditions, params
+        return conditions, []
+    expression = filters.expression()
+    compiler = _Compiler(first)
+    for part in expression.parts if isinstance(expression, AllOf) else (expression,):
+        conditions.append(compiler.compile(part))
+    return conditions, compiler.params
 
 
 async def choose_plan(

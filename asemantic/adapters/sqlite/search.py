@@ -14,15 +14,21 @@ global top-k afterwards. Two plans do that:
   otherwise uses
 * ``scan``: an exact scan over the matching chunks with ``vec_distance_cosine``.
 
-Metadata filters compare JSON values with their JSON types (``1`` matches ``1`` and
-``1.0``, but not ``true`` nor ``"1"``; ``null`` matches an explicit null only). Arrays
-and objects compare as canonical JSON.
+Filters (:mod:`asemantic.domain.filters`) compile to one condition on ``d`` per
+top-level part, values always as parameters. Metadata conditions read the document's
+``json_each`` rows: equality compares JSON values with their JSON types (``1`` matches
+``1`` and ``1.0``, but not ``true`` nor ``"1"``; ``null`` matches an explicit null
+only; arrays and objects as canonical JSON); ranges keep to ``m.type`` (numbers with
+numbers, text with text, in BINARY collation: code point order); ``NOT EXISTS`` of a
+key is how ``$ne``, ``$nin`` and ``$exists: false`` match a missing key. The stamps
+are UTC ISO 8601 text to the microsecond, so a time filter compares them as text.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
@@ -31,12 +37,23 @@ import numpy as np
 from asemantic.adapters.planning import dump_json
 from asemantic.adapters.sqlite.memory_index import MemoryIndex, parse_ids
 from asemantic.domain.documents import JSONValue, SearchHit
+from asemantic.domain.filters import (
+    AllOf,
+    AnyOf,
+    FieldCondition,
+    Filter,
+    KeyCondition,
+    Not,
+    json_kind,
+)
 from asemantic.errors import InvalidInputError
 from asemantic.ports import SearchFilters
 
 __all__ = [
     "HYDRATE",
     "build_search",
+    "compile_filter",
+    "filter_conditions",
     "hit_from_row",
     "index_search",
     "is_filtered",
@@ -53,36 +70,134 @@ _JOIN = "JOIN chunks c ON c.id = knn.chunk_id JOIN documents d ON d.id = c.docum
 _MATCHING = "FROM documents d CROSS JOIN chunks c ON c.document_id = d.id"
 
 
-def _metadata_condition(key: str, value: JSONValue) -> tuple[str, list[object]]:
-    head = "EXISTS (SELECT 1 FROM json_each(d.metadata_json) m WHERE m.key = ? AND "
+_EACH = "EXISTS (SELECT 1 FROM json_each(d.metadata_json) m WHERE m.key = ?"
+_SQL_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_COLUMNS_OF = {
+    "document_id": "d.id",
+    "source": "d.source",
+    "created_at": "d.created_at",
+    "updated_at": "d.updated_at",
+}
+
+
+def _equal_value(value: JSONValue) -> tuple[str, list[object]]:
+    """A condition on ``m`` (a ``json_each`` row) that its value equals ``value``."""
     if value is None:
-        return head + "m.type = 'null')", [key]
+        return "m.type = 'null'", []
     if isinstance(value, bool):
-        return head + "m.type = ?)", [key, "true" if value else "false"]
+        return "m.type = ?", ["true" if value else "false"]
     if isinstance(value, int | float):
-        return head + "m.type IN ('integer', 'real') AND m.value = ?)", [key, value]
+        return "m.type IN ('integer', 'real') AND m.value = ?", [value]
     if isinstance(value, str):
-        return head + "m.type = 'text' AND m.value = ?)", [key, value]
+        return "m.type = 'text' AND m.value = ?", [value]
     if isinstance(value, list | dict):
         kind = "array" if isinstance(value, list) else "object"
-        return head + "m.type = ? AND m.value = ?)", [key, kind, dump_json(value)]
-    raise InvalidInputError(f"metadata filter {key!r} is not a JSON value")
+        return "m.type = ? AND m.value = ?", [kind, dump_json(value)]
+    raise InvalidInputError("metadata filter values must be JSON values")
+
+
+def _in_values(values: Sequence[JSONValue]) -> tuple[str, list[object]]:
+    """A condition on ``m`` that its value is one of ``values`` (a few parameters
+    whatever the list's length: numbers, strings and whole containers each one list)."""
+    numbers: list[JSONValue] = [
+        v for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    texts: list[JSONValue] = [v for v in values if isinstance(v, str)]
+    types: list[JSONValue] = [
+        *sorted({json_kind(v) for v in values if v is None or isinstance(v, bool)})
+    ]
+    containers: list[JSONValue] = [
+        *sorted({dump_json(v) for v in values if isinstance(v, list | dict)})
+    ]
+    terms: list[str] = []
+    params: list[object] = []
+    if numbers:
+        terms.append(
+            "(m.type IN ('integer', 'real') AND m.value IN (SELECT value FROM json_each(?)))"
+        )
+        params.append(dump_json(numbers))
+    if texts:
+        terms.append("(m.type = 'text' AND m.value IN (SELECT value FROM json_each(?)))")
+        params.append(dump_json(texts))
+    if types:
+        terms.append("m.type IN (SELECT value FROM json_each(?))")
+        params.append(dump_json(types))
+    if containers:
+        terms.append(
+            "(m.type IN ('array', 'object') AND m.value IN (SELECT value FROM json_each(?)))"
+        )
+        params.append(dump_json(containers))
+    return ("(" + " OR ".join(terms) + ")" if terms else "0"), params
+
+
+def _key_condition(test: KeyCondition) -> tuple[str, list[object]]:
+    if not isinstance(test.key, str):
+        raise InvalidInputError("metadata filter keys must be strings")
+    if test.op == "$exists":
+        return _EACH + ")", [test.key]
+    if test.op == "$eq":
+        sql, params = _equal_value(test.value)  # type: ignore[arg-type]
+    elif test.op == "$in":
+        assert isinstance(test.value, tuple)
+        sql, params = _in_values(test.value)  # type: ignore[arg-type]
+    else:
+        bound = test.value
+        if isinstance(bound, str):
+            sql = f"m.type = 'text' AND m.value {_SQL_OPS[test.op]} ?"
+        else:  # a number (the parser refused every other bound)
+            sql = f"m.type IN ('integer', 'real') AND m.value {_SQL_OPS[test.op]} ?"
+        params = [bound]
+    return f"{_EACH} AND {sql})", [test.key, *params]
+
+
+def _stamp(value: object) -> object:
+    """A time as the stamp columns hold it (UTC ISO 8601 to the microsecond: their text
+    order is their time order)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    return value
+
+
+def _field_condition(test: FieldCondition) -> tuple[str, list[object]]:
+    column = _COLUMNS_OF[test.field]
+    if test.op == "$in":
+        assert isinstance(test.value, tuple)
+        values = [_stamp(v) for v in test.value]
+        return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(values)]
+    op = "=" if test.op == "$eq" else _SQL_OPS[test.op]
+    return f"{column} {op} ?", [_stamp(test.value)]
+
+
+def compile_filter(expression: Filter) -> tuple[str, list[object]]:
+    """One SQL condition on ``d`` (documents) with its parameters (values are always
+    parameters, never part of the SQL text)."""
+    if isinstance(expression, AllOf | AnyOf):
+        if not expression.parts:
+            return ("1" if isinstance(expression, AllOf) else "0"), []
+        joiner = " AND " if isinstance(expression, AllOf) else " OR "
+        texts: list[str] = []
+        params: list[object] = []
+        for part in expression.parts:
+            sql, extra = compile_filter(part)
+            texts.append(sql)
+            params.extend(extra)
+        return "(" + joiner.join(texts) + ")", params
+    if isinstance(expression, Not):
+        sql, params = compile_filter(expression.part)
+        return f"NOT {sql}", params
+    if isinstance(expression, FieldCondition):
+        return _field_condition(expression)
+    return _key_condition(expression)
 
 
 def filter_conditions(filters: SearchFilters) -> tuple[list[str], list[object]]:
     """SQL conditions on ``c`` (chunks) and ``d`` (documents), ANDed, with parameters."""
+    expression = filters.expression()
+    parts = expression.parts if isinstance(expression, AllOf) else (expression,)
     conditions: list[str] = []
     params: list[object] = []
-    if filters.document_ids is not None:
-        conditions.append("d.id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps([int(i) for i in filters.document_ids]))
-    if filters.sources is not None:
-        conditions.append("d.source IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps([str(s) for s in filters.sources]))
-    for key, value in (filters.metadata or {}).items():
-        if not isinstance(key, str):
-            raise InvalidInputError("metadata filter keys must be strings")
-        sql, extra = _metadata_condition(key, value)
+    for part in parts:
+        sql, extra = compile_filter(part)
         conditions.append(sql)
         params.extend(extra)
     return conditions, params
@@ -114,9 +229,7 @@ def is_filtered(filters: SearchFilters | None) -> bool:
 
 
 def _is_filtered(filters: SearchFilters | None) -> bool:
-    return filters is not None and (
-        filters.document_ids is not None or filters.sources is not None or bool(filters.metadata)
-    )
+    return filters is not None and filters.restricts
 
 
 def build_search(
