@@ -264,7 +264,18 @@ async def knn_prefilter_works(conn: aiosqlite.Connection, error: type[Exception]
     return works
 
 
-_SELECT_TARGETS = "SELECT id FROM chunks WHERE id IN (SELECT value FROM json_each(?))"
+_SELECT_TARGETS = (
+    "SELECT json_group_array(id) FROM chunks WHERE id IN (SELECT value FROM json_each(?))"
+)
+_DELETE_VECTORS = "DELETE FROM vec_chunks WHERE rowid IN (SELECT value FROM json_each(?))"
+_INSERT_VECTORS = (
+    "INSERT INTO vec_chunks (rowid, embedding) "
+    "SELECT value, substr(?2, key * ?3 + 1, ?3) FROM json_each(?1)"
+)
+_MARK_READY = (
+    "UPDATE chunks SET embedding_status = 'READY', error_message = NULL, updated_at = ? "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
 
 
 async def apply(conn: aiosqlite.Connection, mapping: Mapping[int, bytes], *, now: str) -> int:
@@ -275,25 +286,26 @@ async def apply(conn: aiosqlite.Connection, mapping: Mapping[int, bytes], *, now
     for every chunk rather than trusting that only READY chunks have vectors). Chunks
     that no longer exist are skipped. ``error_message`` is cleared; ``batch_job_id`` is
     left as it is.
+
+    Each step is one statement over all the chunks (ids as one JSON array, the vectors
+    as one blob that ``substr`` cuts at fixed offsets), not a statement per chunk: the
+    work stays inside SQLite, with the GIL released, so a thread parsing the next
+    results runs meanwhile instead of taking turns with this one row by row.
     """
     ids = [int(chunk_id) for chunk_id in mapping]
-    rows = await conn.execute_fetchall(_SELECT_TARGETS, (json.dumps(ids),))
-    existing = {int(row[0]) for row in rows}
+    rows = list(await conn.execute_fetchall(_SELECT_TARGETS, (json.dumps(ids),)))
+    existing = set(json.loads(rows[0][0] or "[]")) if rows else set()
     present = [chunk_id for chunk_id in ids if chunk_id in existing]
     if not present:
         return 0
-    await conn.executemany(
-        "DELETE FROM vec_chunks WHERE rowid = ?", [(chunk_id,) for chunk_id in present]
-    )
-    await conn.executemany(
-        "INSERT INTO vec_chunks (rowid, embedding) VALUES (?, ?)",
-        [(chunk_id, bytes(mapping[chunk_id])) for chunk_id in present],
-    )
-    await conn.executemany(
-        "UPDATE chunks SET embedding_status = 'READY', error_message = NULL, updated_at = ? "
-        "WHERE id = ?",
-        [(now, chunk_id) for chunk_id in present],
-    )
+    blobs = [bytes(mapping[chunk_id]) for chunk_id in present]
+    width = len(blobs[0])
+    if any(len(blob) != width for blob in blobs):
+        raise StoreError("vectors of one write must all have the same size")
+    id_array = json.dumps(present)
+    await conn.execute(_DELETE_VECTORS, (id_array,))
+    await conn.execute(_INSERT_VECTORS, (id_array, b"".join(blobs), width))
+    await conn.execute(_MARK_READY, (now, id_array))
     return len(present)
 
 
