@@ -73,6 +73,10 @@ _JOB_CHUNKS = (
     "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
     "WHERE c.batch_job_id = ? AND c.embedding_status = 'PENDING' ORDER BY c.id"
 )
+_JOB_HASHES = (
+    "SELECT id, content_hash FROM chunks WHERE batch_job_id = ? "
+    "AND embedding_status = 'PENDING' ORDER BY id"
+)
 _PENDING_CHUNKS = (
     "SELECT c.id, c.content_hash, COALESCE(json_extract(c.meta_json, '$._vector_source'), "
     "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
@@ -193,6 +197,11 @@ class SqliteJobStore:
             )
             for r in rows
         ]
+
+    async def job_hashes(self, job_id: str) -> list[tuple[int, str]]:
+        """``(chunk id, content hash)`` of the job's PENDING chunks, by id."""
+        rows = await self._store.fetchall(_JOB_HASHES, (job_id,))
+        return [(int(r[0]), str(r[1])) for r in rows]
 
     async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
         """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""
