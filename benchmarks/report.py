@@ -65,24 +65,24 @@ class Pick:
 def _search_picks(module: str) -> list[Pick]:
     if module == "bench_million":
         return [
-            Pick("search p50 k=10, 1M vectors", module, (r"^pruned search p50 k=10, ",)),
-            Pick("recall@10, 1M vectors", module, (r"^recall@10 .*unfiltered, ",)),
+            Pick("search p50 k=10", module, (r"^pruned search p50 k=10, ",)),
+            Pick("recall@10 against the exact scan", module, (r"^recall@10 .*unfiltered, ",)),
             Pick(
-                "startup (open + first search), 1M vectors",
+                "startup (open + first search)",
                 module,
                 (r"^startup from the index file: open \+ first search, ",),
             ),
-            Pick("peak RSS of search, 1M vectors", module, (r"^peak RSS from the index file, ",)),
+            Pick("peak RSS of search", module, (r"^peak RSS from the index file, ",)),
         ]
     return [
-        Pick("search p50 k=10, 1M vectors", module, (r"^search p50 k=10, ",)),
-        Pick("recall@10, 1M vectors", module, (r"^recall@10 vs exact, ",)),
+        Pick("search p50 k=10", module, (r"^search p50 k=10, ",)),
+        Pick("recall@10 against the exact scan", module, (r"^recall@10 vs exact, ",)),
         Pick(
-            "startup (open + first search), 1M vectors",
+            "startup (open + first search)",
             module,
             (r"^startup: open \+ first search, ",),
         ),
-        Pick("peak RSS of search, 1M vectors", module, (r"^peak RSS of search, ",)),
+        Pick("peak RSS of search", module, (r"^peak RSS of search, ",)),
     ]
 
 

@@ -106,7 +106,7 @@ def test_report_picks_each_headline_row_from_its_module_and_says_what_is_missing
     assert len(found) == 2
     assert "async ingest through the CLI: bench_ingest crashed" in missing
     assert "peak RSS reading a result file (file on disk): bench_results was not run" in missing
-    assert "search p50 k=10, 1M vectors: bench_search gave no such row" in missing
+    assert "search p50 k=10: bench_search gave no such row" in missing
     table = markdown(found).splitlines()
     assert table[0].startswith("| figure | asemantic | baseline (same run)")
     assert (

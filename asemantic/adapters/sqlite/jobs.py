@@ -280,7 +280,8 @@ class SqliteJobStore:
                     updates.append(_update_row(judged.update, now))
             if updates:
                 await conn.executemany(_UPDATE_CHUNK_STATUS, updates)
-            ready = await self._store.apply_vectors(conn, vectors)
+            # Every chunk of ``vectors`` was read above, in this transaction.
+            ready = await self._store.apply_vectors(conn, vectors, existing=True)
             if ready:
                 await insert_usage(conn, "batch", texts=ready, tokens=tokens, at=now)
         return ApplyCounts(

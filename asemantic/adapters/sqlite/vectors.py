@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import aiosqlite
 
@@ -64,6 +64,7 @@ __all__ = [
     "read_space",
     "vec_chunk_size",
     "vec_table_sql",
+    "write",
 ]
 
 
@@ -295,14 +296,21 @@ async def apply(conn: aiosqlite.Connection, mapping: Mapping[int, bytes], *, now
     ids = [int(chunk_id) for chunk_id in mapping]
     rows = list(await conn.execute_fetchall(_SELECT_TARGETS, (json.dumps(ids),)))
     existing = set(json.loads(rows[0][0] or "[]")) if rows else set()
-    present = [chunk_id for chunk_id in ids if chunk_id in existing]
+    return await write(conn, [i for i in ids if i in existing], mapping, now=now)
+
+
+async def write(
+    conn: aiosqlite.Connection, present: Sequence[int], mapping: Mapping[int, bytes], *, now: str
+) -> int:
+    """:func:`apply` for chunks this transaction already knows exist: ``present`` (ids of
+    ``mapping``, each once) get their vectors and are marked READY."""
     if not present:
         return 0
     blobs = [bytes(mapping[chunk_id]) for chunk_id in present]
     width = len(blobs[0])
     if any(len(blob) != width for blob in blobs):
         raise StoreError("vectors of one write must all have the same size")
-    id_array = json.dumps(present)
+    id_array = json.dumps([int(i) for i in present])
     await conn.execute(_DELETE_VECTORS, (id_array,))
     await conn.execute(_INSERT_VECTORS, (id_array, b"".join(blobs), width))
     await conn.execute(_MARK_READY, (now, id_array))
