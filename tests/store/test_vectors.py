@@ -41,6 +41,24 @@ async def test_vectors_make_chunks_ready(
     assert await store.integrity_check() == "ok"
 
 
+async def test_a_write_larger_than_one_statement_stores_every_vector_in_place(
+    store: SqliteStore,
+    db_path: Path,
+    embedder: LexicalEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from asemantic.adapters.sqlite import vectors
+
+    ids = await _pending(store)
+    mapping = {i: embedder.vector(t) for i, t in zip(ids, TEXTS, strict=True)}
+    # Two vectors per statement: the three chunks take two rounds of statements.
+    monkeypatch.setattr(vectors, "_WRITE_BYTES", 2 * len(mapping[ids[0]]))
+    assert await store.bulk_update_vectors(mapping) == 3
+    assert statuses(db_path) == dict.fromkeys(ids, "READY")
+    assert all(_stored_vector(db_path, i) == mapping[i] for i in ids)
+    assert await store.integrity_check() == "ok"
+
+
 async def test_applying_twice_leaves_one_vector_per_chunk(
     store: SqliteStore, db_path: Path, embedder: LexicalEmbedder
 ) -> None:

@@ -73,6 +73,7 @@ logger = logging.getLogger(__name__)
 VEC_TABLE = "vec_chunks"
 VECTOR_LOG = "vector_log"
 _TARGET_BLOB_BYTES = 1 << 20
+_WRITE_BYTES = 32 << 20
 _DIMENSIONS = re.compile(r"float\[(\d+)\]", re.IGNORECASE)
 
 _TRIGGERS = (
@@ -306,14 +307,19 @@ async def write(
     ``mapping``, each once) get their vectors and are marked READY."""
     if not present:
         return 0
-    blobs = [bytes(mapping[chunk_id]) for chunk_id in present]
-    width = len(blobs[0])
-    if any(len(blob) != width for blob in blobs):
-        raise StoreError("vectors of one write must all have the same size")
-    id_array = json.dumps([int(i) for i in present])
-    await conn.execute(_DELETE_VECTORS, (id_array,))
-    await conn.execute(_INSERT_VECTORS, (id_array, b"".join(blobs), width))
-    await conn.execute(_MARK_READY, (now, id_array))
+    width = len(mapping[present[0]])
+    # Statements over at most _WRITE_BYTES of vectors: the joined blob is a copy, and
+    # SQLite refuses a parameter past SQLITE_MAX_LENGTH (1 GB by default).
+    step = max(1, _WRITE_BYTES // max(1, width))
+    for start in range(0, len(present), step):
+        ids = [int(i) for i in present[start : start + step]]
+        blobs = [bytes(mapping[chunk_id]) for chunk_id in ids]
+        if any(len(blob) != width for blob in blobs):
+            raise StoreError("vectors of one write must all have the same size")
+        id_array = json.dumps(ids)
+        await conn.execute(_DELETE_VECTORS, (id_array,))
+        await conn.execute(_INSERT_VECTORS, (id_array, b"".join(blobs), width))
+        await conn.execute(_MARK_READY, (now, id_array))
     return len(present)
 
 
