@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -142,3 +143,15 @@ async def test_no_space_no_vectors(db_path: Path) -> None:
         await store.write_document(make_write("a", TEXTS))
         with pytest.raises(InvalidVectorError, match="space"):
             await store.bulk_update_vectors({1: unit([1.0, 2.0])})
+
+
+async def test_vectors_given_as_float32_memoryviews_are_stored_as_their_bytes(
+    store: SqliteStore, db_path: Path, embedder: LexicalEmbedder
+) -> None:
+    ids = await _pending(store)
+    blobs = {i: embedder.vector(t) for i, t in zip(ids, TEXTS, strict=True)}
+    # Typed as bytes, but the checks accept any buffer: a float32 view counts floats.
+    views = {i: memoryview(b).cast("f") for i, b in blobs.items()}
+    assert len(views[ids[0]]) * 4 == len(blobs[ids[0]])
+    assert await store.bulk_update_vectors(cast(dict[int, bytes], views)) == 3
+    assert all(_stored_vector(db_path, i) == blobs[i] for i in ids)

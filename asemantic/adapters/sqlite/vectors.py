@@ -307,7 +307,7 @@ async def write(
     ``mapping``, each once) get their vectors and are marked READY."""
     if not present:
         return 0
-    width = len(mapping[present[0]])
+    width = len(bytes(mapping[present[0]]))  # a memoryview's len counts its items
     # Statements over at most _WRITE_BYTES of vectors: the joined blob is a copy, and
     # SQLite refuses a parameter past SQLITE_MAX_LENGTH (1 GB by default).
     step = max(1, _WRITE_BYTES // max(1, width))
