@@ -562,6 +562,11 @@ class JobStore(Protocol):
 
     async def job_chunks(self, job_id: str) -> list[JobChunk]: ...
 
+    async def job_hashes(self, job_id: str) -> list[tuple[int, str]]:
+        """``(chunk id, content hash)`` of the job's PENDING chunks, by id: what the
+        keys of its result lines are made of (:meth:`job_chunks` without the texts)."""
+        ...
+
     async def transition_job(self, change: JobChange) -> JobRecord | None: ...
 
     async def apply_results(

@@ -76,3 +76,48 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
     ):
         assert needed in names, needed
     assert document.get("machine")
+
+
+def test_report_picks_each_headline_row_from_its_module_and_says_what_is_missing() -> None:
+    from benchmarks._common import row
+    from benchmarks.report import ModuleRun, headline, markdown, pick_rows, plan
+
+    picks = headline("bench_search")
+    assert plan(picks) == ["bench_ingest", "bench_pipeline", "bench_results", "bench_search"]
+    applied = row(
+        "sync_status applies 10,000 results x 768d (file -> READY rows)",
+        8_000.0,
+        "vectors/s",
+        baseline="orjson + NumPy + sqlite3 executemany",
+        baseline_figure=10_000.0,
+        target=">= 10,000 vectors/s",
+        met=False,
+    )
+    other = row(
+        "sync_status applies 5,000 results x 3072d",
+        1.0,
+        "vectors/s",
+        baseline="floor",
+        baseline_figure=2.0,
+    )
+    runs = [
+        ModuleRun(module="bench_pipeline", rows=[other, applied]),
+        ModuleRun(module="bench_ingest", crash="Traceback ..."),
+        ModuleRun(module="bench_search", rows=[]),
+    ]
+    found, missing = pick_rows(picks, runs)
+    labels = {pick.label: r for pick, r in found}
+    assert labels["results applied end to end, 768d"] is applied
+    assert labels["results applied end to end, 3,072d"] is other
+    assert len(found) == 2
+    assert "async ingest through the CLI: bench_ingest crashed" in missing
+    assert "peak RSS reading a result file (file on disk): bench_results was not run" in missing
+    assert "search p50 k=10: bench_search gave no such row" in missing
+    table = markdown(found).splitlines()
+    assert table[0].startswith("| figure | asemantic | baseline (same run)")
+    assert (
+        "| 8,000 vectors/s | orjson + NumPy + sqlite3 executemany | 10,000 vectors/s | 0.80x |"
+        in table[2]
+    )
+    assert table[2].endswith("| >= 10,000 vectors/s, not met |")
+    assert table[3].endswith("| 0.50x | reported |")

@@ -62,6 +62,29 @@ def check_blob(blob: object, space: EmbeddingSpace | None, *, what: str = "vecto
 
 
 def check_blobs(blobs: Iterable[tuple[object, object]], space: EmbeddingSpace | None) -> None:
-    """Check every ``(key, blob)`` pair; the error names the first bad key."""
-    for key, blob in blobs:
+    """Check every ``(key, blob)`` pair; the error names the first bad key.
+
+    The same checks as :func:`check_blob`, made on all the blobs at once when each is
+    ``bytes`` of the right length (one NumPy pass over the slice instead of three calls
+    per vector); otherwise, or when a blob fails, blob by blob, so the error is the one
+    :func:`check_blob` gives for the first bad key.
+    """
+    pairs = blobs if isinstance(blobs, Sequence) else list(blobs)
+    if not pairs:
+        return
+    if space is not None and _all_valid(pairs, space.dimensions):
+        return
+    for key, blob in pairs:
         check_blob(blob, space, what=f"vector for {key!r}")
+
+
+def _all_valid(pairs: Sequence[tuple[object, object]], dimensions: int) -> bool:
+    """Whether every blob is ``bytes`` of ``dimensions`` finite float32 values, not all 0."""
+    size = dimensions * 4
+    parts: list[bytes] = []
+    for _, blob in pairs:
+        if type(blob) is not bytes or len(blob) != size:
+            return False
+        parts.append(blob)
+    matrix = np.frombuffer(b"".join(parts), dtype="<f4").reshape(len(parts), dimensions)
+    return bool(np.isfinite(matrix).all()) and bool(matrix.any(axis=1).all())

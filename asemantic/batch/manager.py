@@ -354,9 +354,9 @@ class BatchManager:
     async def _apply(
         self, backend: BatchBackend, record: JobRecord, output_file: str, view: PassView
     ) -> None:
-        chunks = await self._jobs.job_chunks(record.job_id)
+        hashes = await self._jobs.job_hashes(record.job_id)
         # In the order the lines were sent (a result without a key may be matched by it).
-        expected = LineKeys(line_key(c.chunk_id, c.content_hash) for c in chunks)
+        expected = LineKeys(line_key(chunk_id, content_hash) for chunk_id, content_hash in hashes)
         counts = ResultCounts()
         ready = failed = retried = stale = 0
         async for batch in backend.retrieve_results(

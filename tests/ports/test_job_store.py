@@ -115,6 +115,18 @@ async def test_job_chunks_carry_the_text_to_send(store: Store) -> None:
     assert await store.jobs.job_chunks("unknown") == []
 
 
+async def test_job_hashes_are_the_pending_chunks_keys_parts(store: Store) -> None:
+    write = make_write("doc.md", ["first", "second", "third"])
+    await store.write_document(write)
+    ids = await chunk_ids(store, "doc.md")
+    await _job(store, "j1", ids)
+    hashes = [d.content_hash for d in write.drafts]
+    assert await store.jobs.job_hashes("j1") == list(zip(ids, hashes, strict=True))
+    await store.jobs.apply_results("j1", [ok_line(ids[1], "second", AXIS)], retry=RETRY)
+    assert await store.jobs.job_hashes("j1") == [(ids[0], hashes[0]), (ids[2], hashes[2])]
+    assert await store.jobs.job_hashes("unknown") == []
+
+
 async def test_queued_chunks_by_id_with_their_size(store: Store) -> None:
     await store.write_document(make_write("doc.md", ["ab", "héllo"], heading=("H",)))
     ids = await chunk_ids(store, "doc.md")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -38,6 +39,24 @@ async def test_vectors_make_chunks_ready(
     assert statuses(db_path) == dict.fromkeys(ids, "READY")
     assert vector_ids(db_path) == ids
     assert _stored_vector(db_path, ids[1]) == mapping[ids[1]]
+    assert await store.integrity_check() == "ok"
+
+
+async def test_a_write_larger_than_one_statement_stores_every_vector_in_place(
+    store: SqliteStore,
+    db_path: Path,
+    embedder: LexicalEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from asemantic.adapters.sqlite import vectors
+
+    ids = await _pending(store)
+    mapping = {i: embedder.vector(t) for i, t in zip(ids, TEXTS, strict=True)}
+    # Two vectors per statement: the three chunks take two rounds of statements.
+    monkeypatch.setattr(vectors, "_WRITE_BYTES", 2 * len(mapping[ids[0]]))
+    assert await store.bulk_update_vectors(mapping) == 3
+    assert statuses(db_path) == dict.fromkeys(ids, "READY")
+    assert all(_stored_vector(db_path, i) == mapping[i] for i in ids)
     assert await store.integrity_check() == "ok"
 
 
@@ -124,3 +143,15 @@ async def test_no_space_no_vectors(db_path: Path) -> None:
         await store.write_document(make_write("a", TEXTS))
         with pytest.raises(InvalidVectorError, match="space"):
             await store.bulk_update_vectors({1: unit([1.0, 2.0])})
+
+
+async def test_vectors_given_as_float32_memoryviews_are_stored_as_their_bytes(
+    store: SqliteStore, db_path: Path, embedder: LexicalEmbedder
+) -> None:
+    ids = await _pending(store)
+    blobs = {i: embedder.vector(t) for i, t in zip(ids, TEXTS, strict=True)}
+    # Typed as bytes, but the checks accept any buffer: a float32 view counts floats.
+    views = {i: memoryview(b).cast("f") for i, b in blobs.items()}
+    assert len(views[ids[0]]) * 4 == len(blobs[ids[0]])
+    assert await store.bulk_update_vectors(cast(dict[int, bytes], views)) == 3
+    assert all(_stored_vector(db_path, i) == blobs[i] for i in ids)

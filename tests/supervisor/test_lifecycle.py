@@ -168,8 +168,8 @@ def blocked_apply(monkeypatch: pytest.MonkeyPatch) -> tuple[anyio.Event, anyio.E
     entered, release = anyio.Event(), anyio.Event()
     original = SqliteStore.apply_vectors
 
-    async def apply_vectors(self: SqliteStore, conn: Any, mapping: Any) -> int:
-        written = await original(self, conn, mapping)  # vectors and READY, uncommitted
+    async def apply_vectors(self: SqliteStore, conn: Any, mapping: Any, **options: Any) -> int:
+        written = await original(self, conn, mapping, **options)  # vectors, READY: uncommitted
         entered.set()
         await release.wait()
         return written

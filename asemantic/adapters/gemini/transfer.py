@@ -141,15 +141,19 @@ async def download_file(
             watch.sized(int(length) if length and length.isdigit() else size_hint)
             out = await asyncio.to_thread(open, destination, "wb")
             try:
-                buffer = bytearray()
+                # Pieces are written as they came (no copy into a buffer and out of it
+                # again), a thread call per megabyte or so.
+                pending: list[bytes] = []
+                size = 0
                 async for piece in response.aiter_bytes():
                     watch.progress(len(piece))
-                    buffer += piece
-                    if len(buffer) >= _FLUSH:
-                        await asyncio.to_thread(out.write, bytes(buffer))
-                        buffer.clear()
-                if buffer:
-                    await asyncio.to_thread(out.write, bytes(buffer))
+                    pending.append(piece)
+                    size += len(piece)
+                    if size >= _FLUSH:
+                        await asyncio.to_thread(out.writelines, pending)
+                        pending, size = [], 0
+                if pending:
+                    await asyncio.to_thread(out.writelines, pending)
             finally:
                 await asyncio.to_thread(out.close)
         return watch.moved

@@ -147,6 +147,12 @@ class MemoryJobStore:
         """The job's chunks still PENDING, by id, with the text to send."""
         return await self._db.read(lambda tables: _chunks_to_send(tables, job_id, None))
 
+    async def job_hashes(self, job_id: str) -> list[tuple[int, str]]:
+        """``(chunk id, content hash)`` of the job's PENDING chunks, by id."""
+        return await self._db.read(
+            lambda tables: [(c.chunk_id, c.content_hash) for c in _pending_in(tables, job_id)]
+        )
+
     async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
         """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""
         return await self._db.read(lambda tables: _chunks_to_send(tables, None, limit))

@@ -108,6 +108,10 @@ _JOB_CHUNKS = (
     "JOIN documents d ON d.id = c.document_id "
     "WHERE c.batch_job_id = $1 AND c.embedding_status = 'PENDING' ORDER BY c.id"
 )
+_JOB_HASHES = (
+    "SELECT id, content_hash FROM chunks WHERE batch_job_id = $1 "
+    "AND embedding_status = 'PENDING' ORDER BY id"
+)
 _PENDING_CHUNKS = (
     f"SELECT c.id, c.content_hash, {_SOURCE}, d.title, c.attempts FROM chunks c "
     "JOIN documents d ON d.id = c.document_id "
@@ -250,6 +254,10 @@ class PostgresJobStore:
 
     async def job_chunks(self, job_id: str) -> list[JobChunk]:
         return [_job_chunk(r) for r in await self._fetch(_JOB_CHUNKS, job_id)]
+
+    async def job_hashes(self, job_id: str) -> list[tuple[int, str]]:
+        """``(chunk id, content hash)`` of the job's PENDING chunks, by id."""
+        return [(int(r[0]), str(r[1])) for r in await self._fetch(_JOB_HASHES, job_id)]
 
     async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
         """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""

@@ -73,6 +73,10 @@ _JOB_CHUNKS = (
     "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
     "WHERE c.batch_job_id = ? AND c.embedding_status = 'PENDING' ORDER BY c.id"
 )
+_JOB_HASHES = (
+    "SELECT id, content_hash FROM chunks WHERE batch_job_id = ? "
+    "AND embedding_status = 'PENDING' ORDER BY id"
+)
 _PENDING_CHUNKS = (
     "SELECT c.id, c.content_hash, COALESCE(json_extract(c.meta_json, '$._vector_source'), "
     "c.text), d.title, c.attempts FROM chunks c JOIN documents d ON d.id = c.document_id "
@@ -83,10 +87,12 @@ _UPDATE_CHUNK_STATUS = (
     "batch_job_id = ?, updated_at = ? WHERE id = ?"
 )
 _TARGETS = (
-    "SELECT id, content_hash, embedding_status, batch_job_id, attempts, "
-    "json_extract(meta_json, '$.token_estimate') FROM chunks "
+    "SELECT json_group_array(json_array(id, content_hash, embedding_status, batch_job_id, "
+    "attempts, json_extract(meta_json, '$.token_estimate'))) FROM chunks "
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
+"""The chunks a slice of results names, as one JSON row: one step of SQLite, where a
+row per chunk would take the GIL back once per row."""
 
 
 class SqliteJobStore:
@@ -192,6 +198,11 @@ class SqliteJobStore:
             for r in rows
         ]
 
+    async def job_hashes(self, job_id: str) -> list[tuple[int, str]]:
+        """``(chunk id, content hash)`` of the job's PENDING chunks, by id."""
+        rows = await self._store.fetchall(_JOB_HASHES, (job_id,))
+        return [(int(r[0]), str(r[1])) for r in rows]
+
     async def pending_chunks(self, *, limit: int) -> list[JobChunk]:
         """Up to ``limit`` PENDING chunks, queued or in a job, by id, with their text."""
         rows = await self._store.fetchall(_PENDING_CHUNKS, (max(0, limit),))
@@ -247,17 +258,18 @@ class SqliteJobStore:
         A result counts only for a chunk that is still PENDING in this job with the
         same text (hash prefix of its key); anything else is stale and discarded.
         """
-        ids = [i for i in map(result_chunk_id, results) if i is not None]
+        chunk_ids = [result_chunk_id(result) for result in results]
+        ids = [i for i in chunk_ids if i is not None]
         now = utc_now()
         async with self._store.transaction() as conn:
-            rows = await conn.execute_fetchall(_TARGETS, (json.dumps(ids),))
-            current = {int(r[0]): _chunk_state(r) for r in rows}
+            rows = list(await conn.execute_fetchall(_TARGETS, (json.dumps(ids),)))
+            found = json.loads(rows[0][0] or "[]") if rows else []
+            current = {int(r[0]): _chunk_state(r) for r in found}
             vectors: dict[int, bytes] = {}
             updates: list[tuple[str, str | None, int, str | None, str, int]] = []
             counts = dict.fromkeys(Verdict, 0)
             tokens = 0
-            for result in results:
-                chunk_id = result_chunk_id(result)
+            for result, chunk_id in zip(results, chunk_ids, strict=True):
                 chunk = current.get(chunk_id) if chunk_id is not None else None
                 judged = judge_result(result, chunk, job_id=job_id, retry=retry)
                 counts[judged.verdict] += 1
@@ -268,7 +280,8 @@ class SqliteJobStore:
                     updates.append(_update_row(judged.update, now))
             if updates:
                 await conn.executemany(_UPDATE_CHUNK_STATUS, updates)
-            ready = await self._store.apply_vectors(conn, vectors)
+            # Every chunk of ``vectors`` was read above, in this transaction.
+            ready = await self._store.apply_vectors(conn, vectors, existing=True)
             if ready:
                 await insert_usage(conn, "batch", texts=ready, tokens=tokens, at=now)
         return ApplyCounts(

@@ -322,15 +322,20 @@ class SqliteStore:
         check_blobs(mapping.items(), self._space)
         return await self._in_transaction(lambda conn: vec_sql.apply(conn, mapping, now=utc_now()))
 
-    async def apply_vectors(self, conn: aiosqlite.Connection, mapping: Mapping[int, bytes]) -> int:
+    async def apply_vectors(
+        self, conn: aiosqlite.Connection, mapping: Mapping[int, bytes], *, existing: bool = False
+    ) -> int:
         """:meth:`bulk_update_vectors` inside the caller's :meth:`transaction`.
 
         For callers that write vectors together with other changes (the batch manager
-        applies results and job status in one transaction).
+        applies results and job status in one transaction). ``existing``: the caller
+        read every chunk of ``mapping`` in this transaction, so none is looked up again.
         """
         if not mapping:
             return 0
         check_blobs(mapping.items(), self._space)
+        if existing:
+            return await vec_sql.write(conn, list(mapping), mapping, now=utc_now())
         return await vec_sql.apply(conn, mapping, now=utc_now())
 
     # --- search -----------------------------------------------------------------------

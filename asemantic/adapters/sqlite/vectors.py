@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import aiosqlite
 
@@ -64,6 +64,7 @@ __all__ = [
     "read_space",
     "vec_chunk_size",
     "vec_table_sql",
+    "write",
 ]
 
 
@@ -72,6 +73,7 @@ logger = logging.getLogger(__name__)
 VEC_TABLE = "vec_chunks"
 VECTOR_LOG = "vector_log"
 _TARGET_BLOB_BYTES = 1 << 20
+_WRITE_BYTES = 32 << 20
 _DIMENSIONS = re.compile(r"float\[(\d+)\]", re.IGNORECASE)
 
 _TRIGGERS = (
@@ -264,7 +266,18 @@ async def knn_prefilter_works(conn: aiosqlite.Connection, error: type[Exception]
     return works
 
 
-_SELECT_TARGETS = "SELECT id FROM chunks WHERE id IN (SELECT value FROM json_each(?))"
+_SELECT_TARGETS = (
+    "SELECT json_group_array(id) FROM chunks WHERE id IN (SELECT value FROM json_each(?))"
+)
+_DELETE_VECTORS = "DELETE FROM vec_chunks WHERE rowid IN (SELECT value FROM json_each(?))"
+_INSERT_VECTORS = (
+    "INSERT INTO vec_chunks (rowid, embedding) "
+    "SELECT value, substr(?2, key * ?3 + 1, ?3) FROM json_each(?1)"
+)
+_MARK_READY = (
+    "UPDATE chunks SET embedding_status = 'READY', error_message = NULL, updated_at = ? "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
 
 
 async def apply(conn: aiosqlite.Connection, mapping: Mapping[int, bytes], *, now: str) -> int:
@@ -275,25 +288,38 @@ async def apply(conn: aiosqlite.Connection, mapping: Mapping[int, bytes], *, now
     for every chunk rather than trusting that only READY chunks have vectors). Chunks
     that no longer exist are skipped. ``error_message`` is cleared; ``batch_job_id`` is
     left as it is.
+
+    Each step is one statement over all the chunks (ids as one JSON array, the vectors
+    as one blob that ``substr`` cuts at fixed offsets), not a statement per chunk: the
+    work stays inside SQLite, with the GIL released, so a thread parsing the next
+    results runs meanwhile instead of taking turns with this one row by row.
     """
     ids = [int(chunk_id) for chunk_id in mapping]
-    rows = await conn.execute_fetchall(_SELECT_TARGETS, (json.dumps(ids),))
-    existing = {int(row[0]) for row in rows}
-    present = [chunk_id for chunk_id in ids if chunk_id in existing]
+    rows = list(await conn.execute_fetchall(_SELECT_TARGETS, (json.dumps(ids),)))
+    existing = set(json.loads(rows[0][0] or "[]")) if rows else set()
+    return await write(conn, [i for i in ids if i in existing], mapping, now=now)
+
+
+async def write(
+    conn: aiosqlite.Connection, present: Sequence[int], mapping: Mapping[int, bytes], *, now: str
+) -> int:
+    """:func:`apply` for chunks this transaction already knows exist: ``present`` (ids of
+    ``mapping``, each once) get their vectors and are marked READY."""
     if not present:
         return 0
-    await conn.executemany(
-        "DELETE FROM vec_chunks WHERE rowid = ?", [(chunk_id,) for chunk_id in present]
-    )
-    await conn.executemany(
-        "INSERT INTO vec_chunks (rowid, embedding) VALUES (?, ?)",
-        [(chunk_id, bytes(mapping[chunk_id])) for chunk_id in present],
-    )
-    await conn.executemany(
-        "UPDATE chunks SET embedding_status = 'READY', error_message = NULL, updated_at = ? "
-        "WHERE id = ?",
-        [(now, chunk_id) for chunk_id in present],
-    )
+    width = len(bytes(mapping[present[0]]))  # a memoryview's len counts its items
+    # Statements over at most _WRITE_BYTES of vectors: the joined blob is a copy, and
+    # SQLite refuses a parameter past SQLITE_MAX_LENGTH (1 GB by default).
+    step = max(1, _WRITE_BYTES // max(1, width))
+    for start in range(0, len(present), step):
+        ids = [int(i) for i in present[start : start + step]]
+        blobs = [bytes(mapping[chunk_id]) for chunk_id in ids]
+        if any(len(blob) != width for blob in blobs):
+            raise StoreError("vectors of one write must all have the same size")
+        id_array = json.dumps(ids)
+        await conn.execute(_DELETE_VECTORS, (id_array,))
+        await conn.execute(_INSERT_VECTORS, (id_array, b"".join(blobs), width))
+        await conn.execute(_MARK_READY, (now, id_array))
     return len(present)
 
 
