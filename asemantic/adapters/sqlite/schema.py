@@ -16,7 +16,7 @@ asemantic itself, but databases built to it are upgraded)::
 
 Every chunk had a vector; there was no batch pipeline.
 
-Version 1 (current):
+Version 1:
 
 * ``documents`` gains ``updated_at``.
 * ``chunks`` gains ``content_hash`` (SHA-256 hex of the vector source, the text sent for
@@ -32,6 +32,12 @@ Version 1 (current):
   ``usage_ledger`` (tokens embedded per route, for cost accounting).
 * ``vec_chunks`` uses ``distance_metric=cosine`` with a ``chunk_size`` fitted to its
   dimensions (see :mod:`.vectors`), and triggers delete vectors with their chunks.
+
+Version 2 (current) adds, for several embedding spaces (:mod:`asemantic.domain.spaces`),
+the tables ``embedding_spaces`` (the file's recorded space becomes space 1, active),
+``space_chunks``, ``space_batch_jobs`` and ``space_batch_job_transitions``
+(:mod:`.spaces`); per-space vec0 tables are created when a space is registered. Nothing
+existing changes: a version-1 file keeps its chunks, vectors and jobs where they are.
 
 Upgrading 0 -> 1 happens in ONE transaction (an interruption leaves the file at
 version 0, intact): missing columns are added with ``ALTER TABLE``, missing tables and
@@ -55,13 +61,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiosqlite
 
 from asemantic.adapters.sqlite.connection import Driver, enable_wal, rollback
+from asemantic.adapters.sqlite.spaces import read_active_space, record_home_space, upgrade_spaces
 from asemantic.adapters.sqlite.vectors import (
     VEC_TABLE,
+    check_same_space,
     create_vec_table,
     create_vec_triggers,
     dimensions_of,
@@ -85,7 +94,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
 V0_ASSUMED_TASK_TYPE = "RETRIEVAL_DOCUMENT"
 _V0_DEFAULT_DIMENSIONS = 768
 _HASH_BATCH = 1000
@@ -281,6 +290,17 @@ async def _upgrade(conn: aiosqlite.Connection) -> None:
     await _fill_timestamps(conn)
     await _fill_content_hashes(conn)
     await _upgrade_vec_table(conn)
+    await upgrade_spaces(conn)
+
+
+async def _in_transaction(conn: aiosqlite.Connection, work: Callable[[], Awaitable[None]]) -> None:
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await work()
+        await conn.execute("COMMIT")
+    except BaseException:
+        await rollback(conn)
+        raise
 
 
 async def _columns(conn: aiosqlite.Connection, table: str) -> set[str]:
@@ -384,15 +404,22 @@ async def _rebuild_vec_table(conn: aiosqlite.Connection, dimensions: int) -> Non
 
 async def prepare_database(
     writer: aiosqlite.Connection, driver: Driver, space: EmbeddingSpace | None
-) -> tuple[EmbeddingSpace | None, bool]:
-    """Refuse a newer schema untouched, then WAL, schema upgrade, the space and the
-    KNN pre-filter probe."""
+) -> tuple[EmbeddingSpace | None, bool, int]:
+    """Refuse a newer schema untouched, then WAL, schema upgrade, the space, the KNN
+    pre-filter probe. Returns the active space, the probe's answer, the active id."""
     try:
         await check_schema_version(writer)
         await enable_wal(writer)
         await ensure_schema_compatibility(writer)
+        active = await read_active_space(writer)
+        if active is not None and active[0] != 1:
+            check_same_space(active[1], space)
+            await ensure_vector_log(writer)
+            return active[1], await knn_prefilter_works(writer, driver.error), active[0]
         recorded = await ensure_space(writer, space)
+        if recorded is not None and active is None:
+            await _in_transaction(writer, lambda: record_home_space(writer, recorded))
         await ensure_vector_log(writer)
-        return recorded, await knn_prefilter_works(writer, driver.error)
+        return recorded, await knn_prefilter_works(writer, driver.error), 1
     except driver.error as exc:
         raise StoreError(f"cannot prepare the database: {exc}") from exc
