@@ -488,6 +488,11 @@ class BatchSupervisor:
                 raise RuntimeError(f"the supervisor is not running{reason}")
             await tick.wait()
 
+    async def idle(self) -> bool:
+        """Whether nothing is left to do now, in any embedding space: no chunk PENDING,
+        no job active or uncleaned (one read; it does not wait)."""
+        return await self._idle()
+
     async def _idle(self) -> bool:
         if not (await self._manager.jobs.snapshot()).idle:
             return False
