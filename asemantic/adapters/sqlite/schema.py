@@ -418,6 +418,7 @@ async def prepare_database(
             return active[1], await knn_prefilter_works(writer, driver.error), active[0]
         recorded = await ensure_space(writer, space)
         if recorded is not None and active is None:
+            # A file recorded before version 2, or killed between the two commits.
             await _in_transaction(writer, lambda: record_home_space(writer, recorded))
         await ensure_vector_log(writer)
         return recorded, await knn_prefilter_works(writer, driver.error), 1
