@@ -21,7 +21,7 @@ from asemantic.domain.documents import (
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.policy import RetryPolicy
 from asemantic.domain.space import EmbeddingSpace
-from asemantic.domain.spaces import SpaceRecord
+from asemantic.domain.spaces import SpaceChunk, SpaceRecord
 from asemantic.errors import InvalidInputError
 
 _T = TypeVar("_T")
@@ -781,6 +781,7 @@ class SpaceCatalog(Protocol):
     * ``jobs``: the :class:`JobStore` of one space (space 1: the store's own).
     * ``vector_rows``: a space's vectors as (chunk id, blob), by chunk id.
     * ``uncleaned_jobs``: per space other than 1, how many of its jobs are not cleaned.
+    * ``space_chunks``: every chunk's state in a space other than 1, by chunk id.
     """
 
     async def list_spaces(self) -> list[SpaceRecord]: ...
@@ -800,6 +801,8 @@ class SpaceCatalog(Protocol):
     async def vector_rows(self, space_id: int) -> list[tuple[int, bytes]]: ...
 
     async def uncleaned_jobs(self) -> dict[int, int]: ...
+
+    async def space_chunks(self, space_id: int) -> list[SpaceChunk]: ...
 
 
 @runtime_checkable

@@ -88,6 +88,7 @@ from asemantic.errors import SpaceError
 __all__ = [
     "HOME_SPACE_ID",
     "MigrationPlan",
+    "SpaceChunk",
     "SpaceProgress",
     "SpaceRecord",
     "SpaceState",
@@ -142,6 +143,17 @@ class SpaceProgress:
     def complete(self) -> bool:
         """Every chunk has its vector in this space."""
         return self.ready >= self.total
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpaceChunk:
+    """One chunk's state in a space (for audits and tests)."""
+
+    chunk_id: int
+    status: str
+    job_id: str | None
+    error_message: str | None
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,6 +24,7 @@ from asemantic.domain.documents import SearchHit
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.spaces import (
     HOME_SPACE_ID,
+    SpaceChunk,
     SpaceProgress,
     SpaceRecord,
     StoredSpaceState,
@@ -539,6 +540,28 @@ class SqliteSpaces:
             "GROUP BY space_id"
         )
         return {int(space_id): int(n) for space_id, n in rows}
+
+    async def space_chunks(self, space_id: int) -> list[SpaceChunk]:
+        """Every chunk's state in space ``space_id`` (not 1), by chunk id."""
+        return await _space_chunks(self._store, space_id)
+
+
+async def _space_chunks(store: SqliteStore, space_id: int) -> list[SpaceChunk]:
+    rows = await store.fetchall(
+        "SELECT chunk_id, status, batch_job_id, error_message, attempts FROM space_chunks "
+        "WHERE space_id = ? ORDER BY chunk_id",
+        (space_id,),
+    )
+    return [
+        SpaceChunk(
+            chunk_id=int(r[0]),
+            status=str(r[1]),
+            job_id=r[2],
+            error_message=r[3],
+            attempts=int(r[4]),
+        )
+        for r in rows
+    ]
 
 
 async def _missing(conn: aiosqlite.Connection, space_id: int) -> int:
