@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES = {
     "bench_emulator",
     "bench_ingest",
+    "bench_migration",
     "bench_pipeline",
     "bench_postgres",
     "bench_results",
@@ -67,6 +68,7 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
         "through the CLI",
         "split only",
         "HNSW build",
+        "during a migration backfill",
     ):
         assert needed in names, needed
     assert document.get("machine")
