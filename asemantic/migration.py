@@ -41,13 +41,14 @@ class SpaceStatus:
     """One space as ``space status`` reports it: progress, jobs by status, cost so far.
 
     ``cost_so_far_usd`` prices the tokens of the chunks this space holds vectors for
-    (the chunks' own estimates) at the batch price; space 1's vectors may have been
-    paid online too (see ``core.stats()`` for the ledger).
+    (the chunks' own estimates) at the batch price, the route a migration takes; None
+    for space 1, which may have been paid online or in batch (``core.stats()`` has its
+    ledger).
     """
 
     record: SpaceRecord
     jobs: Mapping[str, int]
-    cost_so_far_usd: float
+    cost_so_far_usd: float | None
 
     @property
     def space_id(self) -> int:
@@ -136,7 +137,11 @@ class SpaceCommands:
                 SpaceStatus(
                     record=record,
                     jobs=jobs,
-                    cost_so_far_usd=self._pricing.batch(record.progress.tokens_ready),
+                    cost_so_far_usd=(
+                        None
+                        if record.space_id == HOME_SPACE_ID
+                        else self._pricing.batch(record.progress.tokens_ready)
+                    ),
                 )
             )
         return out

@@ -199,7 +199,7 @@ def status(app: AppContext) -> None:
             f"{progress.pending:,}",
             f"{progress.failed:,}",
             f"{active_jobs} active, {sum(item.jobs.values())} total",
-            usd(item.cost_so_far_usd),
+            "see stats" if item.cost_so_far_usd is None else usd(item.cost_so_far_usd),
         )
     out.print(table)
 
