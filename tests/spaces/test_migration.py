@@ -8,15 +8,19 @@ error that changes nothing (:func:`test_an_engine_with_one_space_refuses_every_c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from asemantic import BatchSupervisor, SemanticCore
+from asemantic import BatchSupervisor, SemanticCore, copy_knowledge_base
+from asemantic.adapters.factory import open_store
 from asemantic.domain.spaces import SpaceState, target_space
 from asemantic.errors import (
     EmbeddingSpaceMismatchError,
     SpaceError,
     SpaceIncompleteError,
     SpacesUnsupportedError,
+    TransferError,
     UnknownSpaceError,
 )
 from asemantic.testing.emulator import GeminiEmulator
@@ -192,3 +196,23 @@ async def test_an_engine_with_one_space_refuses_every_command(
             await attempt
     assert await core.space_managers() == []
     assert await core.store.chunk_records() == before
+
+
+async def test_a_copy_refuses_a_source_with_several_spaces(
+    engine: str, open_core: OpenCore, tmp_path: Path
+) -> None:
+    _needs_spaces(engine)
+    core = await open_core()
+    await core.ingest("# A\n\nsome refund text", source="a", mode="sync")
+    await core.space_migrate(NEW)
+    with pytest.raises(TransferError, match="more than one embedding space"):
+        await copy_knowledge_base(core.store, tmp_path / "copy.db")
+    if (tmp_path / "copy.db").exists():  # opened before the refusal: nothing written
+        empty = await open_store(tmp_path / "copy.db", space=None)
+        try:
+            assert (await empty.stats()).empty
+        finally:
+            await empty.aclose()
+    await core.space_drop(2)
+    report = await copy_knowledge_base(core.store, tmp_path / "copy.db")
+    assert report.verified

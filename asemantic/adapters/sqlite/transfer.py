@@ -127,7 +127,7 @@ class SqliteTransfer:
         database_id, *counts = rows[0]
         return TransferInventory(
             database_id=str(database_id) if database_id is not None else None,
-            space=self._store.space,
+            space=self._store.home_space,  # space 1's: the vectors this copies
             rows={table: int(n) for table, n in zip(TransferTable, counts, strict=True)},
         )
 
