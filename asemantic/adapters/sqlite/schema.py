@@ -303,6 +303,15 @@ async def _in_transaction(conn: aiosqlite.Connection, work: Callable[[], Awaitab
         raise
 
 
+async def _has_table(conn: aiosqlite.Connection, name: str) -> bool:
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        )
+    )
+    return bool(rows[0][0])
+
+
 async def _columns(conn: aiosqlite.Connection, table: str) -> set[str]:
     rows = await conn.execute_fetchall(f"PRAGMA table_info({table})")
     return {str(row[1]) for row in rows}
@@ -411,6 +420,9 @@ async def prepare_database(
         await check_schema_version(writer)
         await enable_wal(writer)
         await ensure_schema_compatibility(writer)
+        if not await _has_table(writer, "embedding_spaces"):
+            # A version-2 file made before the spaces step existed (a development build).
+            await _in_transaction(writer, lambda: upgrade_spaces(writer))
         active = await read_active_space(writer)
         if active is not None and active[0] != 1:
             check_same_space(active[1], space)
