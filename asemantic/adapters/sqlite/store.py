@@ -205,6 +205,12 @@ class SqliteStore:
         """Space 1's: the one ``vec_chunks`` and the chunk columns hold."""
         return self._space
 
+    def adopt_home_space(self, space: EmbeddingSpace) -> None:
+        """Follow the file after a copy recorded its first space (space 1, active)."""
+        self._space = space
+        if self._active_id == HOME_SPACE_ID:
+            self._active_space = space
+
     @property
     def spaces(self) -> SqliteSpaces:
         """The embedding spaces of this file (:mod:`asemantic.domain.spaces`)."""

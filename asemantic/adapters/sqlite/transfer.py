@@ -27,6 +27,7 @@ import aiosqlite
 
 from asemantic.adapters.planning import load_stats
 from asemantic.adapters.sqlite.jobs import _JOB_COLUMNS, _record
+from asemantic.adapters.sqlite.spaces import record_home_space
 from asemantic.adapters.sqlite.vectors import (
     VEC_TABLE,
     create_vec_table,
@@ -141,7 +142,7 @@ class SqliteTransfer:
             if space is not None:
                 await _adopt_space(conn, space)
         if space is not None:
-            self._store._space = space  # the store's cached space follows the file
+            self._store.adopt_home_space(space)  # the store's cached space follows the file
 
     async def last_key(self, table: TransferTable) -> TransferKey | None:
         rows = await self._store.fetchall(f"SELECT MAX(id) FROM {table.value}")
@@ -162,7 +163,7 @@ class SqliteTransfer:
         return [_parse(table, row) for row in rows]
 
     async def _export_chunks(self, after: TransferKey | None, limit: int) -> list[TransferRow]:
-        if self._store.space is None:
+        if self._store.home_space is None:
             sql = f"SELECT {_CHUNK_COLUMNS}, NULL FROM chunks c"
         else:
             sql = (
@@ -210,6 +211,7 @@ async def _adopt_space(conn: aiosqlite.Connection, space: EmbeddingSpace) -> Non
     if recorded is None:
         await record_space(conn, space)
         await create_vec_table(conn, space.dimensions)
+        await record_home_space(conn, space)  # space 1, active (schema version 2)
     elif recorded != space:
         raise EmbeddingSpaceMismatchError(
             f"this database holds vectors of {recorded.describe()}, not {space.describe()}"
