@@ -18,7 +18,9 @@ space 1 unchanged, which is why the per-chunk state of the *other* spaces lives 
 of its own rather than moving every space's state into a new table: the risky paths stay
 untouched, and a database that never migrates never reads the new tables.
 
-Tables (SQLite, schema version 2; additive, created by the one-transaction upgrade)::
+Tables (SQLite, schema version 2; additive, created by the one-transaction upgrade;
+the memory engine keeps the same rows in dicts, :mod:`asemantic.adapters.memory.spaces`;
+the PostgreSQL engine keeps one space per database in this version)::
 
     embedding_spaces(id, model, dimensions, task_type,
                      state ('active' | 'standby' | 'retired'),

@@ -9,7 +9,7 @@ drives both spaces' pipelines, switches, and ingests once more in sync mode. It 
 a named point of the migration (:data:`~tests.contracts.crashee.SPACE_POINTS`) or at a
 random moment. Recovery reopens the file in its active space, registers the target
 if the registration never committed, drains every space, and switches if the child
-did not get that far. Engines: those that hold several spaces (SQLite).
+did not get that far. Engines: the durable ones that hold several spaces (SQLite).
 """
 
 from __future__ import annotations

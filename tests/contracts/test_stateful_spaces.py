@@ -10,7 +10,7 @@ finished job, every FAILED chunk has a reason, every READY chunk has exactly one
 one space is active, and search sees exactly the active space's READY chunks. At the end
 everything is drained: every live space complete, nothing left remotely.
 
-SQLite only (the engine that holds several spaces). ``ASEMANTIC_STATEFUL_EXAMPLES``
+SQLite only (the durable engine that holds several spaces). ``ASEMANTIC_STATEFUL_EXAMPLES``
 and ``ASEMANTIC_STATEFUL_STEPS`` set the size, as for the original machine.
 """
 

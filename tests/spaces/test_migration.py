@@ -1,7 +1,7 @@
 """Migrating a knowledge base to another embedding space, end to end: the real
 google-genai SDK against the emulator, a real supervisor, real databases.
 
-Engines: SQLite holds several spaces; the memory and PostgreSQL engines keep one space
+Engines: SQLite and memory hold several spaces; the PostgreSQL engine keeps one space
 per database in this version, and every space command is refused there with a typed
 error that changes nothing (:func:`test_an_engine_with_one_space_refuses_every_command`).
 """
