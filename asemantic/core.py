@@ -37,11 +37,13 @@ from asemantic.domain.keywords import query_terms
 from asemantic.domain.policy import require_batch_key
 from asemantic.domain.pricing import CostReport, Pricing, cost_report
 from asemantic.domain.space import EmbeddingSpace
+from asemantic.domain.spaces import MigrationPlan, SpaceRecord
 from asemantic.domain.text import check_name, validate_query
 from asemantic.domain.tokens import approximate_tokens
 from asemantic.errors import InvalidInputError, StoreClosedError
 from asemantic.ingestion import Ingestor, read_document
 from asemantic.keys import GoogleKeyring
+from asemantic.migration import SpaceCommands, SpaceStatus, SwitchOutcome
 from asemantic.ports import BatchBackend, Embedder, EmbedRequest, JobStore, SearchFilters, Store
 
 __all__ = ["CoreStats", "SemanticCore", "merge_hits"]
@@ -87,6 +89,13 @@ class SemanticCore:
         self._closed = False
         self._query_tokens = 0
         self._manager: BatchManager | None = None
+        self._spaces = SpaceCommands(
+            store=store,
+            keys=keys,
+            backend_factory=self._batch_backend_for,
+            pricing=config.pricing,
+            create_grace=config.create_grace_seconds,
+        )
         self._ingestor = Ingestor(
             store=store,
             embedder=embedder,
@@ -186,6 +195,11 @@ class SemanticCore:
         return self._manager
 
     def _make_batch_backend(self) -> BatchBackend:
+        # The manager drives space 1's jobs: space 1's model, whichever space is active.
+        home = getattr(self._store, "home_space", None)
+        return self._batch_backend_for(home if isinstance(home, EmbeddingSpace) else self.space)
+
+    def _batch_backend_for(self, space: EmbeddingSpace) -> BatchBackend:
         keys = self._keys
         require_batch_key(keys)
         assert keys is not None
@@ -193,7 +207,7 @@ class SemanticCore:
 
         return GeminiBatchClient(
             keys,
-            space=self.space,
+            space=space,
             base_url=self._gemini.base_url,
             retry=self._gemini.retry,
             transport=self._gemini.transport,
@@ -350,12 +364,90 @@ class SemanticCore:
         self._check_open()
         return await self._store.delete_document(check_name(source, what="source"))
 
+    # --- embedding spaces (asemantic.domain.spaces) ------------------------------------
+
+    async def space_plan(self, target: EmbeddingSpace) -> MigrationPlan:
+        """A dry run of migrating to ``target``: chunks and tokens to embed, the cost at
+        the batch and the online price, a time estimate. Nothing is written."""
+        self._check_open()
+        return await self._spaces.plan(_checked_space(target))
+
+    async def space_migrate(self, target: EmbeddingSpace) -> SpaceRecord:
+        """Register ``target`` and queue every chunk for it; a supervisor embeds them
+        through the Batch API. Searches keep using the active space meanwhile, and
+        documents ingested meanwhile are queued for ``target`` too."""
+        self._check_open()
+        return await self._spaces.migrate(_checked_space(target))
+
+    async def space_status(self) -> list[SpaceStatus]:
+        """Every space: state, progress, jobs by status, cost so far."""
+        self._check_open()
+        return await self._spaces.status()
+
+    async def space_switch(
+        self, space_id: int, *, force: bool = False, embedder: Embedder | None = None
+    ) -> SwitchOutcome:
+        """Make ``space_id`` the active space (one atomic write). Refused
+        (:class:`~asemantic.errors.SpaceIncompleteError`) while it lacks vectors for
+        some chunk, unless ``force``: then searches see only the chunks it has.
+
+        Queries are embedded in the new space from then on: by a new Gemini embedder
+        when this core made its own, else by ``embedder`` (required then, of that space).
+        """
+        self._check_open()
+        self._check_can_switch(embedder)
+        outcome = await self._spaces.switch(_checked_id(space_id), force=force)
+        return await self._switched(outcome, embedder)
+
+    async def space_rollback(
+        self, *, force: bool = False, embedder: Embedder | None = None
+    ) -> SwitchOutcome:
+        """Switch back to the space active before the current one (while its vectors
+        remain: a dropped space cannot come back)."""
+        self._check_open()
+        self._check_can_switch(embedder)
+        return await self._switched(await self._spaces.rollback(force=force), embedder)
+
+    async def space_drop(self, space_id: int) -> int:
+        """Delete a standby space's vectors and retire it; how many vectors went. The
+        active space cannot be dropped."""
+        self._check_open()
+        return await self._spaces.drop(_checked_id(space_id))
+
+    async def space_managers(self) -> list[BatchManager]:
+        """The batch managers of the spaces other than 1 with work to do (the
+        supervisor runs each after space 1's own pass)."""
+        self._check_open()
+        return await self._spaces.managers()
+
+    def _check_can_switch(self, embedder: Embedder | None) -> None:
+        if embedder is None and not self._owns_embedder:
+            raise InvalidInputError(
+                "this core was opened with its own embedder: pass embedder= of the new space"
+            )
+
+    async def _switched(self, outcome: SwitchOutcome, embedder: Embedder | None) -> SwitchOutcome:
+        target = outcome.active.space
+        if embedder is not None:
+            new, owns = embedder, False
+        elif self._embedder.space == target:
+            return outcome
+        else:
+            new, owns = _gemini_embedder(self._keys, target, self._gemini), True
+        old, old_owned = self._embedder, self._owns_embedder
+        self._embedder, self._owns_embedder = new, owns
+        self._ingestor = replace(self._ingestor, embedder=new)
+        if old_owned:
+            await old.aclose()
+        return outcome
+
     async def aclose(self) -> None:
         """Close everything this core opened (idempotent)."""
         if self._closed:
             return
         self._closed = True
         try:
+            await self._spaces.aclose()
             if self._manager is not None:
                 await self._manager.aclose()
             if self._owns_embedder:
@@ -419,6 +511,39 @@ def merge_hits(
             )
         )
     return out
+
+
+def _checked_space(target: EmbeddingSpace) -> EmbeddingSpace:
+    if not isinstance(target, EmbeddingSpace):
+        raise InvalidInputError("the target must be an EmbeddingSpace (see target_space)")
+    return target
+
+
+def _checked_id(space_id: int) -> int:
+    if isinstance(space_id, bool) or not isinstance(space_id, int) or space_id < 1:
+        raise InvalidInputError("a space id is a positive integer")
+    return space_id
+
+
+def _gemini_embedder(
+    keys: GoogleKeyring | None, space: EmbeddingSpace, gemini: GeminiSettings
+) -> Embedder:
+    """A Gemini embedder of ``space`` on ``keys.default``."""
+    if keys is None:
+        raise InvalidInputError("embedding with Gemini needs keys=")
+    # Imported on first use: google-genai takes about a second to import, which
+    # `import asemantic`, the CLI's --help and local-only use need not pay.
+    from asemantic.adapters.gemini.embedder import GeminiEmbedder
+
+    return GeminiEmbedder(
+        keys,
+        space=space,
+        base_url=gemini.base_url,
+        retry=gemini.retry,
+        max_concurrency=gemini.max_concurrency,
+        transport=gemini.transport,
+        http_client=gemini.http_client,
+    )
 
 
 def _checked_filters(filters: SearchFilters | Mapping[str, object]) -> SearchFilters:

@@ -13,7 +13,10 @@ that rule is the batch-key check, which raises a plain ``ValueError`` (with the 
     │   ├── ChunkTooLargeError
     │   ├── InvalidModeError
     │   ├── InputFileError                      missing, unreadable or unsupported file
-    │   └── InvalidVectorError
+    │   ├── InvalidVectorError
+    │   └── SpaceError                          an embedding-space command refused
+    │       ├── UnknownSpaceError               no such space in this knowledge base
+    │       └── SpaceIncompleteError            switch to a space missing vectors
     ├── MissingBatchKeyError (also ValueError)  batch use without a batch key
     ├── StoreError                              the database side (SQLite, PostgreSQL)
     │   ├── ExtensionLoadingUnavailableError    no way to load sqlite-vec
@@ -23,6 +26,7 @@ that rule is the batch-key check, which raises a plain ``ValueError`` (with the 
     │   ├── SchemaVersionError                  database from a newer asemantic
     │   ├── EmbeddingSpaceMismatchError         model/dimensions/task differ from the file's
     │   ├── StoreClosedError
+    │   ├── SpacesUnsupportedError              the engine holds one space only
     │   └── TransferError                       copying a knowledge base refused or failed
     │       ├── KnowledgeBaseMismatchError      the destination holds another knowledge base
     │       └── TransferVerificationError       counts or checksums differ after a copy
@@ -61,6 +65,9 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "SchemaVersionError",
+    "SpaceError",
+    "SpaceIncompleteError",
+    "SpacesUnsupportedError",
     "StoreAuthenticationError",
     "StoreBusyError",
     "StoreClosedError",
@@ -70,6 +77,7 @@ __all__ = [
     "TransferError",
     "TransferVerificationError",
     "UndecodableTextError",
+    "UnknownSpaceError",
     "VectorExtensionMissingError",
 ]
 
@@ -106,6 +114,19 @@ class InputFileError(InvalidInputError):
 
 class InvalidVectorError(InvalidInputError):
     """A vector of the wrong dimension, or holding NaN or infinity."""
+
+
+class SpaceError(InvalidInputError):
+    """An embedding-space command (plan, migrate, switch, rollback, drop) was refused:
+    the knowledge base is unchanged."""
+
+
+class UnknownSpaceError(SpaceError):
+    """No space with that id (or that model and dimensions) is registered."""
+
+
+class SpaceIncompleteError(SpaceError):
+    """A switch to a space that lacks vectors for some chunks, without ``force``."""
 
 
 class MissingBatchKeyError(AsemanticError, ValueError):
@@ -153,6 +174,10 @@ class StoreAuthenticationError(StoreError):
 class VectorExtensionMissingError(StoreError):
     """The PostgreSQL database has no ``vector`` extension (pgvector), and the role
     cannot create it."""
+
+
+class SpacesUnsupportedError(StoreError):
+    """This engine keeps one embedding space per database (no migration yet)."""
 
 
 class StoreClosedError(StoreError):

@@ -29,6 +29,7 @@ from asemantic.domain.filters import (
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.policy import RetryPolicy
 from asemantic.domain.space import EmbeddingSpace
+from asemantic.domain.spaces import SpaceChunk, SpaceRecord
 from asemantic.errors import InvalidInputError
 
 _T = TypeVar("_T")
@@ -58,9 +59,11 @@ __all__ = [
     "RemoteJobStatus",
     "ResultCounts",
     "SearchFilters",
+    "SpaceCatalog",
     "Store",
     "StoreStats",
     "StoredChunk",
+    "SupportsSpaces",
     "SupportsTransfer",
     "TransferChunk",
     "TransferDocument",
@@ -803,3 +806,63 @@ class SupportsTransfer(Protocol):
 
     @property
     def transfer(self) -> KnowledgeBaseTransfer: ...
+
+
+# --- several embedding spaces -----------------------------------------------------------
+
+
+class SpaceCatalog(Protocol):
+    """The embedding spaces of one database (see :mod:`asemantic.domain.spaces`).
+
+    Every change is one transaction; a refused one (:class:`~asemantic.errors.SpaceError`)
+    changes nothing.
+
+    * ``list_spaces``: every registered space with its progress, in one snapshot.
+    * ``get``: one space (:class:`~asemantic.errors.UnknownSpaceError` when none).
+    * ``migration_inputs``: (chunks, estimated tokens) a new space would embed.
+    * ``register``: a new standby space with every chunk queued PENDING for it.
+    * ``switch``: move the active-space pointer (refused for a retired space, and,
+      without ``force``, for one that lacks vectors).
+    * ``drop``: delete a standby space's vectors and retire it; how many vectors went.
+    * ``jobs``: the :class:`JobStore` of one space (space 1: the store's own).
+    * ``vector_rows``: a space's vectors as (chunk id, blob), by chunk id.
+    * ``uncleaned_jobs``: per space other than 1, how many of its jobs are not cleaned.
+    * ``space_chunks``: every chunk's state in a space other than 1, by chunk id.
+    """
+
+    async def list_spaces(self) -> list[SpaceRecord]: ...
+
+    async def get(self, space_id: int) -> SpaceRecord: ...
+
+    async def migration_inputs(self) -> tuple[int, int]: ...
+
+    async def register(self, space: EmbeddingSpace) -> SpaceRecord: ...
+
+    async def switch(self, space_id: int, *, force: bool = False) -> SpaceRecord: ...
+
+    async def drop(self, space_id: int) -> int: ...
+
+    def jobs(self, space_id: int, space: EmbeddingSpace) -> JobStore: ...
+
+    async def vector_rows(self, space_id: int) -> list[tuple[int, bytes]]: ...
+
+    async def uncleaned_jobs(self) -> dict[int, int]: ...
+
+    async def space_chunks(self, space_id: int) -> list[SpaceChunk]: ...
+
+
+@runtime_checkable
+class SupportsSpaces(Protocol):
+    """A :class:`Store` that holds several embedding spaces (``store.spaces``).
+
+    ``space`` is then the *active* space; ``reload_active_space`` reads the pointer
+    again after a switch (this process's or another's) and returns the active space.
+    """
+
+    @property
+    def spaces(self) -> SpaceCatalog: ...
+
+    @property
+    def active_space_id(self) -> int: ...
+
+    async def reload_active_space(self) -> EmbeddingSpace | None: ...

@@ -12,6 +12,9 @@ command read from standard input:
 * ``peak ENDPOINT``: the most calls of ``ENDPOINT`` seen in flight at once;
 * ``quit`` (or end of input): stop serving and exit.
 
+With ``--fast-jobs`` its batch jobs run on the real clock and finish in about 30 ms
+(for benchmarks that run a supervisor against it).
+
 :class:`EmulatorProcess` starts one and sends the commands.
 """
 
@@ -22,7 +25,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from asemantic.testing.emulator import Fault, GeminiEmulator
+from asemantic.testing.emulator import Fault, GeminiEmulator, RealClock
 
 __all__ = ["EmulatorProcess", "main"]
 
@@ -42,7 +45,10 @@ def answer(emulator: GeminiEmulator, command: list[str]) -> str:
 
 
 def main() -> None:
-    emulator = GeminiEmulator()
+    if "--fast-jobs" in sys.argv[1:]:
+        emulator = GeminiEmulator(clock=RealClock(), pending_seconds=0.01, running_seconds=0.02)
+    else:
+        emulator = GeminiEmulator()
     with emulator.serve() as url:
         print(url, flush=True)
         for line in sys.stdin:
@@ -57,7 +63,8 @@ def main() -> None:
 class EmulatorProcess:
     """``with EmulatorProcess() as emulator:`` a served emulator in a child process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast_jobs: bool = False) -> None:
+        self._fast_jobs = fast_jobs
         self._process: subprocess.Popen[str] | None = None
         self.base_url = ""
 
@@ -66,7 +73,12 @@ class EmulatorProcess:
 
     def __enter__(self) -> EmulatorProcess:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks._emuserver"],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks._emuserver",
+                *(["--fast-jobs"] if self._fast_jobs else []),
+            ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

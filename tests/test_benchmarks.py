@@ -20,6 +20,7 @@ MODULES = {
     "bench_emulator",
     "bench_hybrid",
     "bench_ingest",
+    "bench_migration",
     "bench_pipeline",
     "bench_postgres",
     "bench_quality",
@@ -73,6 +74,7 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
         "quality MRR",
         "hybrid search p50",
         "async ingest with keyword index",
+        "during a migration backfill",
     ):
         assert needed in names, needed
     assert document.get("machine")

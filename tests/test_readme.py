@@ -54,6 +54,6 @@ def test_readme_example_runs(
     assert out.strip(), "every example prints what it did"
     if "can I get my money back" in code:
         assert out.splitlines()[0].split()[1] == "handbook/refunds.md"
-    if "wait_until_idle" in code:
+    if "wait_until_idle" in code and "on_transition" in code:
         assert "SUBMITTED -> PROCESSING" in out
         assert out.strip().endswith("handbook/vacation.md")

@@ -36,6 +36,12 @@ Decisions:
   free of API keys. While backing off, :meth:`BatchSupervisor.wake` is ignored, so code
   that wakes the supervisor in a loop cannot turn a pause into a request storm.
 * A failing job never stops the others: the manager isolates provider errors per job.
+* **Every embedding space.** With a :class:`~asemantic.SemanticCore` whose knowledge
+  base holds spaces besides space 1 (a migration, :mod:`asemantic.domain.spaces`), each
+  tick runs space 1's pass, then reconcile, flush, poll and clean-up for each of those
+  spaces through its own manager (``core.space_managers()``), under the same lease. A
+  backfill queue is flushed at once; the supervisor is idle only when every space is.
+  Transition hooks are those of space 1's jobs.
 """
 
 from __future__ import annotations
@@ -63,6 +69,12 @@ from asemantic.domain.policy import jittered_delay, require_batch_key
 from asemantic.errors import InvalidInputError, SupervisorLeaseError
 
 __all__ = ["BatchSupervisor", "SupervisorConfig", "SupervisorHealth"]
+
+
+class HasSpaceManagers(Protocol):
+    """A core whose knowledge base may hold several spaces (``SemanticCore``)."""
+
+    async def space_managers(self) -> list[BatchManager]: ...
 
 
 class HasBatchManager(Protocol):
@@ -117,6 +129,8 @@ class BatchSupervisor:
         if owner is not None and (not isinstance(owner, str) or not owner.strip()):
             raise InvalidInputError("owner must be a non-empty string")
         self._manager = manager
+        self._spaces = cast(HasSpaceManagers, core) if hasattr(core, "space_managers") else None
+        self._reconciled_spaces: set[int] = set()
         self._owner = owner or _default_owner()
         self._rng = rng or random.Random()
         self._tick_lock = anyio.Lock()
@@ -130,6 +144,7 @@ class BatchSupervisor:
         self._last_tick_at: float | None = None
         self._below_min_since: float | None = None
         self._reconciled = False
+        self._reconciled_spaces = set()
         self._limits = self._config.job_limits()
         self._fallback = _fallback_for(core, self._config)
         self._create_wait_until: float | None = None
@@ -224,6 +239,7 @@ class BatchSupervisor:
     async def _enter(self) -> Self:
         self._reset_run_state()
         self._reconciled = False
+        self._reconciled_spaces = set()
         self._below_min_since = None
         await self._lease.take()
         stack = contextlib.AsyncExitStack()
@@ -395,9 +411,38 @@ class BatchSupervisor:
         self._waiting_jobs = len(waiting)
         if report.auth_error is not None:
             raise report.auth_error
+        if not (stoppable and self._stop.is_set()):
+            for space_manager in await self._space_managers():
+                await self._tick_space(space_manager)
         self._ticks += 1
         self._last_tick_at = time.time()
         return report
+
+    async def _space_managers(self) -> list[BatchManager]:
+        return await self._spaces.space_managers() if self._spaces is not None else []
+
+    async def _tick_space(self, manager: BatchManager) -> None:
+        """One pass for a space other than 1: reconcile, flush at once, poll, clean up."""
+        view = await manager.read_view()
+        await manager.reconcile(
+            before_create=self._lease.before_create, view=view, limits=self._limits
+        )
+        if view.queued:
+            await manager.flush_queue(
+                min_size=1,
+                max_size=self._config.max_batch_size,
+                force=True,
+                before_create=self._lease.before_create,
+                view=view,
+                limits=self._limits,
+            )
+        if self._lease.lost:
+            raise SupervisorLeaseError(self._failures.last_error or "the supervisor lease was lost")
+        report = await manager.sync_status(
+            max_concurrent=self._config.max_concurrent_jobs, view=view, limits=self._limits
+        )
+        if report.auth_error is not None:
+            raise report.auth_error
 
     async def _flush(self, view: PassView) -> None:
         queued = len(view.queued)
@@ -443,5 +488,15 @@ class BatchSupervisor:
                 raise RuntimeError(f"the supervisor is not running{reason}")
             await tick.wait()
 
+    async def idle(self) -> bool:
+        """Whether nothing is left to do now, in any embedding space: no chunk PENDING,
+        no job active or uncleaned (one read; it does not wait)."""
+        return await self._idle()
+
     async def _idle(self) -> bool:
-        return (await self._manager.jobs.snapshot()).idle
+        if not (await self._manager.jobs.snapshot()).idle:
+            return False
+        for manager in await self._space_managers():
+            if not (await manager.jobs.snapshot()).idle:
+                return False
+        return True

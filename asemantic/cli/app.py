@@ -18,6 +18,7 @@ from asemantic.cli.commands.emulator import emulator
 from asemantic.cli.commands.ingest import ingest
 from asemantic.cli.commands.jobs import jobs
 from asemantic.cli.commands.search import search
+from asemantic.cli.commands.space import space
 from asemantic.cli.commands.stats import stats
 from asemantic.cli.commands.supervise import supervise
 from asemantic.cli.context import BATCH_ENV, ONLINE_ENV, AppContext, database_target
@@ -169,5 +170,5 @@ def cli(
         click.echo(ctx.get_help())
 
 
-for _command in (ingest, search, batch, jobs, supervise, stats, copy, emulator, demo):
+for _command in (ingest, search, batch, jobs, supervise, stats, space, copy, emulator, demo):
     cli.add_command(_command)

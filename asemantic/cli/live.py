@@ -172,7 +172,7 @@ class PipelineView:
             waiting=_waiting(health),
         )
         self._snapshot = snapshot
-        if is_idle(snapshot):
+        if is_idle(snapshot) and (supervisor is None or await supervisor.idle()):
             self._idle.set()
         if health is not None and not health.running:
             self._halted.set()

@@ -45,6 +45,7 @@ from pathlib import Path
 from asemantic.adapters.factory import MEMORY_TARGETS, StoreOptions, describe_target, open_store
 from asemantic.copy.checksums import VECTORS, TableFigures, measure, row_key, table_names
 from asemantic.domain.space import EmbeddingSpace
+from asemantic.domain.spaces import HOME_SPACE_ID, StoredSpaceState
 from asemantic.errors import (
     EmbeddingSpaceMismatchError,
     InvalidInputError,
@@ -59,6 +60,7 @@ from asemantic.ports import (
     JobStore,
     KnowledgeBaseTransfer,
     Store,
+    SupportsSpaces,
     SupportsTransfer,
     TransferChunk,
     TransferKey,
@@ -200,9 +202,27 @@ class _Plan:
     """The destination takes the source's id in place of its own."""
 
 
+async def _refuse_several_spaces(src: Store) -> None:
+    """A copy carries space 1 only: a source with other live spaces is refused."""
+    if not isinstance(src, SupportsSpaces):
+        return
+    others = [
+        record.space_id
+        for record in await src.spaces.list_spaces()
+        if record.space_id != HOME_SPACE_ID and record.stored is not StoredSpaceState.RETIRED
+    ]
+    if others:
+        raise TransferError(
+            "the source holds more than one embedding space and a copy carries only the "
+            "first; finish the migration and drop the spaces not needed "
+            "(asemantic space drop), or copy before migrating"
+        )
+
+
 async def _check(src: Store, dst: Store) -> _Plan:
     """Whether ``dst`` may receive ``src`` (reads only: a refusal writes nothing)."""
     src_t, dst_t = transfer_of(src), transfer_of(dst)
+    await _refuse_several_spaces(src)
     inventory = await src_t.inventory()
     database_id = inventory.database_id or await src.jobs.database_id()  # made if none yet
     target = await dst_t.inventory()

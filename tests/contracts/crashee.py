@@ -55,6 +55,10 @@ from asemantic.adapters.gemini.embedder import GeminiEmbedder
 from asemantic.adapters.sqlite import documents as documents_module
 from asemantic.adapters.sqlite import jobs as jobs_module
 from asemantic.adapters.sqlite import schema as schema_module
+from asemantic.adapters.sqlite import space_jobs as space_jobs_module
+from asemantic.adapters.sqlite import spaces as spaces_module
+from asemantic.adapters.sqlite.space_jobs import SqliteSpaceJobStore
+from asemantic.adapters.sqlite.spaces import SqliteSpaces
 from asemantic.adapters.sqlite.store import SqliteStore
 from asemantic.domain.jobs import JobStatus
 from asemantic.ports import JobRecord, Store
@@ -82,8 +86,35 @@ POINTS = (
     "inside_migration",
     "inside_vec_rebuild",
     "after_migration",
+    "after_space_register",
+    "inside_space_switch",
+    "after_space_switch",
+    "after_space_job_row",
+    "after_space_upload",
+    "after_space_submit",
+    "inside_space_apply",
+    "after_space_slice",
+    "after_space_complete",
+    "after_space_cleanup",
 )
 """Every named point a child can die at (see :func:`install_points`)."""
+
+SPACE_POINTS = frozenset(
+    {
+        "after_space_register",
+        "inside_space_switch",
+        "after_space_switch",
+        "after_space_job_row",
+        "after_space_upload",
+        "after_space_submit",
+        "inside_space_apply",
+        "after_space_slice",
+        "after_space_complete",
+        "after_space_cleanup",
+    }
+)
+"""Points of a migration to a second embedding space (the ``spaces`` workload; the
+engines holding several spaces: SQLite)."""
 
 SQLITE_POINTS = frozenset(
     {
@@ -93,6 +124,7 @@ SQLITE_POINTS = frozenset(
         "inside_migration",
         "inside_vec_rebuild",
         "after_migration",
+        *SPACE_POINTS,
     }
 )
 """Points inside the SQLite adapter (its transactions and its schema upgrade)."""
@@ -104,7 +136,7 @@ class Spec(TypedDict, total=False):
     db: str  # a SQLite file's path or a PostgreSQL URL
     base_url: str
     log: str
-    workload: str  # "pipeline", "sync" (fresh file) or "migration" (a version-0 file)
+    workload: str  # "pipeline", "sync" (fresh file), "migration" (a version-0 file), "spaces"
     driver: str  # "manager" or "supervisor"
     point: str | None
     nth: int
@@ -141,6 +173,15 @@ class Points:
         os.write(self._log_fd, f"hit {name} {self._counts[name]} {at:.3f}\n".encode())
         if name == self._target and self._counts[name] == self._nth:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _space_transition_point(record: JobRecord | None) -> str | None:
+    if record is None:
+        return None
+    return {
+        JobStatus.SUBMITTED: "after_space_submit",
+        JobStatus.COMPLETED: "after_space_complete",
+    }.get(record.status)
 
 
 def _replace(owner: object, attr: str, value: object) -> None:
@@ -185,6 +226,8 @@ def install_points(points: Points) -> None:
         result = await client_module.call_with_retries(operation, what=what, **kwargs)
         if what == "files.upload":
             points.hit("after_upload")
+            if SPACE_UPLOADS[0]:
+                points.hit("after_space_upload")
         elif what.endswith(".delete"):
             points.hit("mid_cleanup")
         return result
@@ -201,6 +244,19 @@ def install_points(points: Points) -> None:
     _after(schema_module, "_upgrade_vec_table", points, "inside_migration")
     _after(schema_module, "create_vec_table", points, "inside_vec_rebuild")
     _after(schema_module, "ensure_schema_compatibility", points, "after_migration")
+    # A migration to a second space: its registration, its switch (inside the switch's
+    # transaction, and after its commit), its jobs (row, submit, slices, complete,
+    # clean-up) and a slice's vectors written in its space, uncommitted.
+    _after(SqliteSpaces, "register", points, "after_space_register")
+    _after(spaces_module, "_missing", points, "inside_space_switch")
+    _after(SqliteSpaces, "switch", points, "after_space_switch")
+    _after(
+        SqliteSpaceJobStore, "create_job", points, lambda n: "after_space_job_row" if n else None
+    )
+    _after(SqliteSpaceJobStore, "transition_job", points, _space_transition_point)
+    _after(SqliteSpaceJobStore, "apply_results", points, "after_space_slice")
+    _after(SqliteSpaceJobStore, "mark_cleaned", points, "after_space_cleanup")
+    _after(space_jobs_module, "apply_space_vectors", points, "inside_space_apply")
     # Small slices, so a job's results are applied in several transactions.
     _replace(
         batch_module,
@@ -286,6 +342,44 @@ async def _documents(
     await ingest(core, 2, version=3, mode=mode)  # a new title: every chunk of doc-2 changes
 
 
+SPACE_UPLOADS = [False]
+"""Set while the ``spaces`` workload drives the second space (its uploads are points)."""
+
+
+async def drive_spaces(core: SemanticCore, *, rounds: int = 1000) -> None:
+    """Every space's pipeline by hand (space 1's, then the others'), until settled."""
+    for _ in range(rounds):
+        managers = [core.batch_manager, *await core.space_managers()]
+        for index, manager in enumerate(managers):
+            SPACE_UPLOADS[0] = index > 0
+            await manager.reconcile()
+            await manager.flush_queue(min_size=1, max_size=harness.JOB_SIZE)
+            await manager.sync_status()
+        SPACE_UPLOADS[0] = False
+        if await harness.spaces_settled(core):
+            return
+        await asyncio.sleep(0.01)
+    raise RuntimeError("the pipelines did not settle")
+
+
+async def spaces_workload(core: SemanticCore) -> None:
+    """Space 1 built, then a migration to :data:`harness.NEW_SPACE` with documents
+    ingested, edited and deleted during the backfill, the switch, and a sync ingestion
+    in the new space (space 1 gets it through the Batch API)."""
+    for index in range(harness.FIRST_DOCS):
+        await ingest(core, index)
+    await drive_manager(core)
+    await core.space_migrate(harness.NEW_SPACE)
+    await ingest(core, 0, version=1)  # one of its chunks changes during the backfill
+    await core.delete_document("doc-1")
+    for index in range(harness.FIRST_DOCS, harness.FIRST_DOCS + 2):
+        await ingest(core, index)
+    await drive_spaces(core)
+    await core.space_switch(2)
+    await ingest(core, harness.FIRST_DOCS + 2, mode="sync")
+    await drive_spaces(core)
+
+
 def _target(db: str) -> harness.Target:
     return db if "://" in db else Path(db)
 
@@ -305,6 +399,8 @@ async def run(spec: Spec) -> int:
             await drive_manager(core)
         elif spec.get("workload") == "sync":
             await sync_workload(core)
+        elif spec.get("workload") == "spaces":
+            await spaces_workload(core)
         else:
             await workload(core, spec.get("driver", "manager"))
     finally:

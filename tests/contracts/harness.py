@@ -84,8 +84,12 @@ a moment; the library's ``create_grace_seconds`` (120 s by default) covers that.
 tests use a short one so that recovery does not wait two minutes."""
 
 
-def config(*, create_grace: float = 120.0) -> CoreConfig:
-    return CoreConfig(space=SPACE, create_grace_seconds=create_grace)
+NEW_SPACE = EmbeddingSpace(dimensions=1536)
+"""The space the ``spaces`` workload migrates to."""
+
+
+def config(*, create_grace: float = 120.0, space: EmbeddingSpace = SPACE) -> CoreConfig:
+    return CoreConfig(space=space, create_grace_seconds=create_grace)
 
 
 def document(index: int, version: int = 0) -> tuple[str, str]:
@@ -130,6 +134,7 @@ async def open_in_process(
     *,
     create_grace: float = RECOVERY_GRACE,
     embedder: Embedder | None = None,
+    space: EmbeddingSpace = SPACE,
 ) -> SemanticCore:
     """A core on ``path`` that reaches ``emulator`` through its in-process transport
     (for batch work; for queries too unless an ``embedder`` is given)."""
@@ -137,7 +142,7 @@ async def open_in_process(
         path,
         keys=keys(),
         embedder=embedder,
-        config=config(create_grace=create_grace),
+        config=config(create_grace=create_grace, space=space),
         gemini=GeminiSettings(
             base_url=emulator.base_url, transport=emulator.async_transport(), retry=FAST_RETRY
         ),
@@ -165,6 +170,16 @@ async def is_settled(core: SemanticCore) -> bool:
     return not await core.batch_jobs.jobs(uncleaned=True) and not await core.batch_jobs.jobs(
         (JobStatus.CREATED, JobStatus.SUBMITTED, JobStatus.PROCESSING)
     )
+
+
+async def spaces_settled(core: SemanticCore) -> bool:
+    """:func:`is_settled` for space 1, and every other space's pipeline idle."""
+    if not await is_settled(core):
+        return False
+    for manager in await core.space_managers():
+        if not (await manager.jobs.snapshot()).idle:
+            return False
+    return True
 
 
 async def drain(core: SemanticCore, emulator: GeminiEmulator, *, rounds: int = 60) -> int:

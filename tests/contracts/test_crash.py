@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from asemantic import SemanticCore
+from asemantic.adapters.sqlite.schema import CURRENT_VERSION
 from asemantic.testing.emulator import GeminiEmulator, JobFault
 from tests.contracts import harness
 from tests.contracts.conftest import (
@@ -232,7 +233,7 @@ class Crash:
         if after["version"] == 0:
             assert after == self.before, "an interrupted upgrade changed the version-0 file"
         else:
-            assert after["version"] == 1
+            assert after["version"] == CURRENT_VERSION
 
 
 async def _crash_once(

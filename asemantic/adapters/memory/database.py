@@ -97,6 +97,19 @@ class Tables:
     text_generation: int = 0
     """Bumped whenever a chunk's text may have changed, or a chunk came or went (the
     keyword index keys on it)."""
+    spaces: dict[int, Any] = field(default_factory=dict)
+    """Registered embedding spaces by id (``SpaceRow`` of :mod:`.spaces`; space 1 is
+    the store's own, whose state is the chunk rows and ``vectors``)."""
+    space_chunks: dict[tuple[int, int], Any] = field(default_factory=dict)
+    """(space id, chunk id) -> that chunk's state in a space other than 1."""
+    space_vectors: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    """(space id, chunk id) -> the chunk's vector in a space other than 1."""
+    space_jobs: dict[str, JobRecord] = field(default_factory=dict)
+    """Batch jobs of spaces other than 1, by job id."""
+    space_job_space: dict[str, int] = field(default_factory=dict)
+    """The space of each of ``space_jobs``."""
+    space_transitions: dict[int, TransferTransition] = field(default_factory=dict)
+    """The recorded moves of ``space_jobs``."""
 
     def next_id(self, journal: Journal, name: str) -> int:
         value = self.counters.get(name, 0) + 1
@@ -186,6 +199,9 @@ class Journal:
             self.drop(tables.chunks_of, chunk.document_id)
         self.drop(tables.chunks, chunk_id)
         self.drop(tables.vectors, chunk_id)
+        for space_id in tables.spaces:  # its rows in other spaces go with it
+            self.drop(tables.space_chunks, (space_id, chunk_id))
+            self.drop(tables.space_vectors, (space_id, chunk_id))
 
     def undo(self) -> None:
         for table, key, old in reversed(self._entries):

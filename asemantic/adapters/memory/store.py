@@ -37,6 +37,14 @@ from asemantic.adapters.memory.search import (
     is_filtered,
     matching_documents,
 )
+from asemantic.adapters.memory.spaces import (
+    MemorySpaces,
+    active_space,
+    queue_document,
+    space_problems,
+    space_search,
+    write_active_vectors,
+)
 from asemantic.adapters.memory.transfer import MemoryTransfer
 from asemantic.adapters.planning import (
     ExistingChunk,
@@ -49,6 +57,7 @@ from asemantic.adapters.vectors import check_blob, check_blobs
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace
+from asemantic.domain.spaces import HOME_SPACE_ID
 from asemantic.errors import InvalidInputError, StoreError
 from asemantic.ports import (
     USAGE_ROUTES,
@@ -81,13 +90,33 @@ class MemoryStore:
         self._jobs = MemoryJobStore(self._db)
         self._index = VectorIndex(space.dimensions) if space is not None else None
         self._keywords = KeywordIndex()
+        self._spaces = MemorySpaces(self, self._db)
 
     # --- life cycle -------------------------------------------------------------------
 
     @property
     def space(self) -> EmbeddingSpace | None:
-        """The embedding space of this store (None: vectors are refused)."""
+        """The active embedding space of this store (None: vectors are refused)."""
+        return active_space(self._db.tables, self._db)[1]
+
+    @property
+    def home_space(self) -> EmbeddingSpace | None:
+        """Space 1's: the one the chunk rows and ``vectors`` hold."""
         return self._db.space
+
+    @property
+    def spaces(self) -> MemorySpaces:
+        """The embedding spaces of this database (:mod:`asemantic.domain.spaces`)."""
+        return self._spaces
+
+    @property
+    def active_space_id(self) -> int:
+        """The id of the space searches use (1 unless switched)."""
+        return active_space(self._db.tables, self._db)[0]
+
+    async def reload_active_space(self) -> EmbeddingSpace | None:
+        """The active space (in memory, always current)."""
+        return await self._db.read(lambda tables: active_space(tables, self._db)[1])
 
     @property
     def jobs(self) -> MemoryJobStore:
@@ -140,15 +169,22 @@ class MemoryStore:
         if not write.document.source:
             raise InvalidInputError("a document needs a non-empty source")
         check_drafts(write.drafts)
+        active_id, active = active_space(self._db.tables, self._db)
         if write.vectors:
-            check_blobs(write.vectors.items(), self._db.space)
+            check_blobs(write.vectors.items(), active)
         metadata_json = dump_json(dict(write.document.metadata))
         now = self._db.now()
+        home = write.vectors if active_id == HOME_SPACE_ID else {}
 
         def work(tables: Tables, journal: Journal) -> WriteOutcome:
+            if active_space(tables, self._db)[0] != active_id:
+                raise StoreError("the active space changed during the write; try again")
             document_id = _upsert(tables, journal, write, metadata_json, now=now)
-            plan = plan_write(_existing(tables, document_id), write.drafts, write.vectors)
+            plan = plan_write(_existing(tables, document_id), write.drafts, home)
             _apply(tables, journal, plan, document_id=document_id)
+            queue_document(tables, journal, document_id)
+            if active_id != HOME_SPACE_ID:
+                write_active_vectors(tables, journal, active_id, document_id, write.vectors)
             return WriteOutcome(
                 document_id=document_id,
                 stored=len(plan.new),
@@ -197,8 +233,14 @@ class MemoryStore:
         """The ``k`` READY chunks nearest to ``query`` (cosine), best first."""
         self._db.check_open()
         check_k(k)
-        blob = check_blob(query, self._db.space, what="query vector")
+        active_id, active = active_space(self._db.tables, self._db)
+        blob = check_blob(query, active, what="query vector")
         check_filters(filters)
+        if active_id != HOME_SPACE_ID and active is not None:
+            space = active
+            return await self._db.read(
+                lambda tables: space_search(tables, space, active_id, blob, k, filters)
+            )
         index = self._index
         if index is None:  # no space: no vector can be stored (check_blob refused above)
             return []
@@ -297,7 +339,7 @@ class MemoryStore:
     async def integrity_check(self) -> str:
         """``"ok"``, or the broken invariants: every READY chunk has exactly one vector
         and no other chunk has one; every chunk's document and job exist."""
-        problems = await self._db.read(_problems)
+        problems = await self._db.read(lambda tables: _problems(tables) + space_problems(tables))
         return "ok" if not problems else "; ".join(problems)
 
 

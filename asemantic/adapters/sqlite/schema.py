@@ -33,12 +33,20 @@ Version 1:
 * ``vec_chunks`` uses ``distance_metric=cosine`` with a ``chunk_size`` fitted to its
   dimensions (see :mod:`.vectors`), and triggers delete vectors with their chunks.
 
-Version 2 (current) adds the keyword index (:mod:`.keywords`): the FTS5 table
-``chunk_keywords`` (rowid = chunk id, the chunk's normalised tokens) and the trigger
-``chunks_keywords_delete``; the upgrade indexes every chunk already there.
+Version 2 (current) adds
+
+* the keyword index (:mod:`.keywords`): the FTS5 table ``chunk_keywords`` (rowid = chunk
+  id, the chunk's normalised tokens) and the trigger ``chunks_keywords_delete``; the
+  upgrade indexes every chunk already there;
+* for several embedding spaces (:mod:`asemantic.domain.spaces`), the tables
+  ``embedding_spaces`` (the file's recorded space becomes space 1, active),
+  ``space_chunks``, ``space_batch_jobs`` and ``space_batch_job_transitions``
+  (:mod:`.spaces`); per-space vec0 tables are created when a space is registered.
+  Nothing existing moves: a version-1 file keeps its chunks, vectors and jobs where
+  they are.
 
 Upgrading (0 or 1) -> 2 happens in ONE transaction (an interruption leaves the file at
-version it had, intact): missing columns are added with ``ALTER TABLE``, missing tables and
+the version it had, intact): missing columns are added with ``ALTER TABLE``, missing tables and
 indexes created, content hashes filled. A version-0 ``vec_chunks`` records no space, so
 the upgrade assumes the original design's ``gemini-embedding-001`` with
 ``RETRIEVAL_DOCUMENT`` and the dimension declared in the table (768 there); it rebuilds
@@ -59,14 +67,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiosqlite
 
 from asemantic.adapters.sqlite.connection import Driver, enable_wal, rollback
 from asemantic.adapters.sqlite.keywords import ensure_keyword_index
+from asemantic.adapters.sqlite.spaces import read_active_space, record_home_space, upgrade_spaces
 from asemantic.adapters.sqlite.vectors import (
     VEC_TABLE,
+    check_same_space,
     create_vec_table,
     create_vec_triggers,
     dimensions_of,
@@ -287,6 +298,26 @@ async def _upgrade(conn: aiosqlite.Connection) -> None:
     await _fill_content_hashes(conn)
     await _upgrade_vec_table(conn)
     await ensure_keyword_index(conn)
+    await upgrade_spaces(conn)
+
+
+async def _in_transaction(conn: aiosqlite.Connection, work: Callable[[], Awaitable[None]]) -> None:
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await work()
+        await conn.execute("COMMIT")
+    except BaseException:
+        await rollback(conn)
+        raise
+
+
+async def _has_table(conn: aiosqlite.Connection, name: str) -> bool:
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        )
+    )
+    return bool(rows[0][0])
 
 
 async def _columns(conn: aiosqlite.Connection, table: str) -> set[str]:
@@ -390,15 +421,26 @@ async def _rebuild_vec_table(conn: aiosqlite.Connection, dimensions: int) -> Non
 
 async def prepare_database(
     writer: aiosqlite.Connection, driver: Driver, space: EmbeddingSpace | None
-) -> tuple[EmbeddingSpace | None, bool]:
-    """Refuse a newer schema untouched, then WAL, schema upgrade, the space and the
-    KNN pre-filter probe."""
+) -> tuple[EmbeddingSpace | None, bool, int]:
+    """Refuse a newer schema untouched, then WAL, schema upgrade, the space, the KNN
+    pre-filter probe. Returns the active space, the probe's answer, the active id."""
     try:
         await check_schema_version(writer)
         await enable_wal(writer)
         await ensure_schema_compatibility(writer)
+        if not await _has_table(writer, "embedding_spaces"):
+            # A version-2 file made before the spaces step existed (a development build).
+            await _in_transaction(writer, lambda: upgrade_spaces(writer))
+        active = await read_active_space(writer)
+        if active is not None and active[0] != 1:
+            check_same_space(active[1], space)
+            await ensure_vector_log(writer)
+            return active[1], await knn_prefilter_works(writer, driver.error), active[0]
         recorded = await ensure_space(writer, space)
+        if recorded is not None and active is None:
+            # A file recorded before version 2, or killed between the two commits.
+            await _in_transaction(writer, lambda: record_home_space(writer, recorded))
         await ensure_vector_log(writer)
-        return recorded, await knn_prefilter_works(writer, driver.error)
+        return recorded, await knn_prefilter_works(writer, driver.error), 1
     except driver.error as exc:
         raise StoreError(f"cannot prepare the database: {exc}") from exc

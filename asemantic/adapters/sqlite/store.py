@@ -28,6 +28,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -58,11 +59,20 @@ from asemantic.adapters.sqlite.search import (
     hit_from_row,
     index_search,
 )
+from asemantic.adapters.sqlite.spaces import (
+    SqliteSpaces,
+    queue_document,
+    read_active_space,
+    space_integrity_problems,
+    space_search,
+    write_active_vectors,
+)
 from asemantic.adapters.sqlite.transfer import SqliteTransfer
 from asemantic.adapters.vectors import check_blob, check_blobs
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.space import EmbeddingSpace
+from asemantic.domain.spaces import HOME_SPACE_ID
 from asemantic.errors import InvalidInputError, StoreClosedError
 from asemantic.ports import (
     USAGE_ROUTES,
@@ -110,13 +120,22 @@ class SqliteStore:
         space: EmbeddingSpace | None,
         prefilter: bool,
         memory_index: bool = True,
+        home_space: EmbeddingSpace | None = None,
+        active_id: int = HOME_SPACE_ID,
     ) -> None:
-        """Wrap open connections; use :meth:`open` instead."""
+        """Wrap open connections; use :meth:`open` instead.
+
+        ``space`` is the active space; ``home_space`` space 1's (the chunk table's own
+        vectors, ``vec_chunks``), the same unless the file was switched to another.
+        """
         self._path = path
         self._driver = driver
         self._writer = writer
         self._reader = reader
-        self._space = space
+        self._space = space if home_space is None else home_space
+        self._active_id = active_id
+        self._active_space = space
+        self._spaces: SqliteSpaces | None = None
         self._lock = asyncio.Lock()
         self._closed = False
         self._prefilter = prefilter
@@ -150,7 +169,8 @@ class SqliteStore:
         driver = select_driver()
         writer = await open_connection(target, driver=driver, busy_timeout_ms=busy_timeout_ms)
         try:
-            recorded, prefilter = await prepare_database(writer, driver, space)
+            recorded, prefilter, active_id = await prepare_database(writer, driver, space)
+            home = await vec_sql.read_space(writer) if active_id != HOME_SPACE_ID else recorded
             reader = await open_connection(
                 target, driver=driver, busy_timeout_ms=busy_timeout_ms, query_only=True
             )
@@ -166,6 +186,8 @@ class SqliteStore:
             space=recorded,
             prefilter=prefilter,
             memory_index=memory_index,
+            home_space=home,
+            active_id=active_id,
         )
 
     # --- life cycle -------------------------------------------------------------------
@@ -176,8 +198,39 @@ class SqliteStore:
 
     @property
     def space(self) -> EmbeddingSpace | None:
-        """The database's embedding space (None until one is recorded)."""
+        """The database's active embedding space (None until one is recorded)."""
+        return self._active_space
+
+    @property
+    def home_space(self) -> EmbeddingSpace | None:
+        """Space 1's: the one ``vec_chunks`` and the chunk columns hold."""
         return self._space
+
+    def adopt_home_space(self, space: EmbeddingSpace) -> None:
+        """Follow the file after a copy recorded its first space (space 1, active)."""
+        self._space = space
+        if self._active_id == HOME_SPACE_ID:
+            self._active_space = space
+
+    @property
+    def spaces(self) -> SqliteSpaces:
+        """The embedding spaces of this file (:mod:`asemantic.domain.spaces`)."""
+        if self._spaces is None:
+            self._spaces = SqliteSpaces(self)
+        return self._spaces
+
+    @property
+    def active_space_id(self) -> int:
+        """The id of the space searches use (1 unless the file was switched)."""
+        return self._active_id
+
+    async def reload_active_space(self) -> EmbeddingSpace | None:
+        """Read the active-space pointer again (after a switch); the active space."""
+        self._check_open()
+        active = await self._guard(read_active_space(self._reader))
+        if active is not None:
+            self._active_id, self._active_space = active
+        return self._active_space
 
     @property
     def jobs(self) -> SqliteJobStore:
@@ -294,13 +347,25 @@ class SqliteStore:
         if not write.document.source:
             raise InvalidInputError("a document needs a non-empty source")
         check_drafts(write.drafts)
+        active_id, active_space = self._active_id, self._active_space
         if write.vectors:
-            check_blobs(write.vectors.items(), self._space)
+            check_blobs(write.vectors.items(), active_space)
         metadata_json = dump_json(dict(write.document.metadata))
         now = utc_now()
-        return await self._in_transaction(
-            lambda conn: doc_sql.write(conn, write, metadata_json=metadata_json, now=now)
-        )
+
+        async def work(conn: aiosqlite.Connection) -> WriteOutcome:
+            if active_id == HOME_SPACE_ID:
+                outcome = await doc_sql.write(conn, write, metadata_json=metadata_json, now=now)
+                await queue_document(conn, outcome.document_id, now)
+                return outcome
+            # The vectors are the active space's: space 1 queues the chunks instead.
+            home_write = replace(write, vectors={})
+            outcome = await doc_sql.write(conn, home_write, metadata_json=metadata_json, now=now)
+            await queue_document(conn, outcome.document_id, now)
+            await write_active_vectors(conn, active_id, outcome.document_id, write.vectors, now)
+            return outcome
+
+        return await self._in_transaction(work)
 
     async def delete_document(self, source: str) -> bool:
         """Delete a document, its chunks and their vectors. False if there was none."""
@@ -346,6 +411,11 @@ class SqliteStore:
         """The ``k`` READY chunks nearest to ``query`` (cosine), best first."""
         self._check_open()
         check_k(k)
+        if self._active_id != HOME_SPACE_ID:
+            blob = check_blob(query, self._active_space, what="query vector")
+            return await self._guard(
+                space_search(self._reader, self._active_id, blob, k=k, filters=filters)
+            )
         blob = check_blob(query, self._space, what="query vector")
         index = self._memory_index()
         if index is not None:
@@ -463,6 +533,7 @@ class SqliteStore:
         keywords = await self._guard(keyword_problems(self._reader))
         problems = await self._guard(vec_sql.integrity_problems(self._reader, self._space))
         problems += keywords
+        problems += await self._guard(space_integrity_problems(self._reader))
         return "ok" if not problems else "; ".join(problems)
 
 

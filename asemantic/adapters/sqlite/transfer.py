@@ -28,6 +28,7 @@ import aiosqlite
 from asemantic.adapters.planning import load_stats
 from asemantic.adapters.sqlite.jobs import _JOB_COLUMNS, _record
 from asemantic.adapters.sqlite.keywords import index_chunks
+from asemantic.adapters.sqlite.spaces import record_home_space
 from asemantic.adapters.sqlite.vectors import (
     VEC_TABLE,
     create_vec_table,
@@ -128,7 +129,7 @@ class SqliteTransfer:
         database_id, *counts = rows[0]
         return TransferInventory(
             database_id=str(database_id) if database_id is not None else None,
-            space=self._store.space,
+            space=self._store.home_space,  # space 1's: the vectors this copies
             rows={table: int(n) for table, n in zip(TransferTable, counts, strict=True)},
         )
 
@@ -142,7 +143,7 @@ class SqliteTransfer:
             if space is not None:
                 await _adopt_space(conn, space)
         if space is not None:
-            self._store._space = space  # the store's cached space follows the file
+            self._store.adopt_home_space(space)  # the store's cached space follows the file
 
     async def last_key(self, table: TransferTable) -> TransferKey | None:
         rows = await self._store.fetchall(f"SELECT MAX(id) FROM {table.value}")
@@ -163,7 +164,7 @@ class SqliteTransfer:
         return [_parse(table, row) for row in rows]
 
     async def _export_chunks(self, after: TransferKey | None, limit: int) -> list[TransferRow]:
-        if self._store.space is None:
+        if self._store.home_space is None:
             sql = f"SELECT {_CHUNK_COLUMNS}, NULL FROM chunks c"
         else:
             sql = (
@@ -212,6 +213,7 @@ async def _adopt_space(conn: aiosqlite.Connection, space: EmbeddingSpace) -> Non
     if recorded is None:
         await record_space(conn, space)
         await create_vec_table(conn, space.dimensions)
+        await record_home_space(conn, space)  # space 1, active (schema version 2)
     elif recorded != space:
         raise EmbeddingSpaceMismatchError(
             f"this database holds vectors of {recorded.describe()}, not {space.describe()}"

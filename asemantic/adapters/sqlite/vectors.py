@@ -56,6 +56,7 @@ __all__ = [
     "VECTOR_LOG",
     "VEC_TABLE",
     "apply",
+    "check_same_space",
     "create_vec_table",
     "ensure_space",
     "ensure_vector_log",
@@ -188,12 +189,19 @@ async def record_space(conn: aiosqlite.Connection, space: EmbeddingSpace) -> Non
     )
 
 
+def check_same_space(recorded: EmbeddingSpace, wanted: EmbeddingSpace | None) -> None:
+    """:class:`EmbeddingSpaceMismatchError` unless ``wanted`` is None or ``recorded``."""
+    if wanted is not None:
+        _check_same(recorded, wanted)
+
+
 def _check_same(recorded: EmbeddingSpace, wanted: EmbeddingSpace) -> None:
     if recorded != wanted:
         raise EmbeddingSpaceMismatchError(
             f"this database holds vectors of {recorded.describe()}, but "
             f"{wanted.describe()} was asked for; vectors of two spaces never mix "
-            "(use another database file, or open this one with its own space)"
+            "(use another database file, open this one with its active space, or "
+            "migrate it: asemantic space migrate)"
         )
 
 
