@@ -14,6 +14,7 @@ import pytest
 
 from asemantic import BatchSupervisor, SemanticCore, copy_knowledge_base
 from asemantic.adapters.factory import open_store
+from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.spaces import SpaceState, target_space
 from asemantic.errors import (
     EmbeddingSpaceMismatchError,
@@ -121,9 +122,15 @@ async def test_a_forced_switch_serves_what_it_has(
     await core.space_migrate(NEW)
     outcome = await core.space_switch(2, force=True)
     assert outcome.forced and outcome.missing == 4
-    assert await core.search("refund", k=3) == []  # nothing embedded in space 2 yet
+    # Nothing is embedded in space 2 yet: no vector hit, and keyword hits say so.
+    assert await core.search("refund", k=3, mode="vector") == []
+    found = await core.search("refund", k=3)
+    assert found and {hit.embedding_status for hit in found} == {EmbeddingStatus.PENDING}
+    assert all(hit.vector_rank is None for hit in found)
     await _tick(BatchSupervisor(core, fast_supervisor()), emulator)
-    assert await core.search("refund", k=3)
+    assert await core.search("refund", k=3, mode="vector")
+    found = await core.search("refund", k=3)
+    assert {hit.embedding_status for hit in found} == {EmbeddingStatus.READY}
     assert await core.store.integrity_check() == "ok"
 
 

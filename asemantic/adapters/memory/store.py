@@ -266,6 +266,7 @@ class MemoryStore:
         keywords = self._keywords
 
         def work(tables: Tables) -> list[SearchHit]:
+            active_id = active_space(tables, self._db)[0]
             documents = None
             if filters is not None and is_filtered(filters):
                 documents = matching_documents(tables, filters)
@@ -279,7 +280,7 @@ class MemoryStore:
                     score=score,
                     keyword_score=score,
                     keyword_rank=rank,
-                    embedding_status=tables.chunks[chunk_id].status,
+                    embedding_status=_status_in(tables, active_id, chunk_id),
                 )
                 for rank, (chunk_id, score) in enumerate(found, 1)
             ]
@@ -514,3 +515,11 @@ def _problems(tables: Tables) -> list[str]:
     if unknown:
         problems.append(f"{unknown} chunks reference a missing job")
     return problems
+
+
+def _status_in(tables: Tables, space_id: int, chunk_id: int) -> EmbeddingStatus:
+    """The chunk's embedding status in space ``space_id`` (the one searches use)."""
+    if space_id == HOME_SPACE_ID:
+        return tables.chunks[chunk_id].status
+    row = tables.space_chunks.get((space_id, chunk_id))
+    return EmbeddingStatus.PENDING if row is None else row.status

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ import aiosqlite
 
 from asemantic.adapters.sqlite.search import filter_conditions, hit_from_row, is_filtered
 from asemantic.adapters.sqlite.vectors import vec_chunk_size
-from asemantic.domain.documents import SearchHit
+from asemantic.domain.documents import EmbeddingStatus, SearchHit
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.spaces import (
     HOME_SPACE_ID,
@@ -573,3 +574,21 @@ async def _missing(conn: aiosqlite.Connection, space_id: int) -> int:
         "WHERE s.space_id = ? AND s.chunk_id = c.id AND s.status = 'READY')",
         (space_id,),
     )
+
+
+async def with_space_status(
+    conn: aiosqlite.Connection, space_id: int, hits: Sequence[SearchHit]
+) -> list[SearchHit]:
+    """``hits`` with each chunk's embedding status in space ``space_id`` (a chunk the
+    space has no row for yet is PENDING there)."""
+    ids = json.dumps([hit.chunk_id for hit in hits])
+    rows = await conn.execute_fetchall(
+        "SELECT chunk_id, status FROM space_chunks WHERE space_id = ? "
+        "AND chunk_id IN (SELECT value FROM json_each(?))",
+        (space_id, ids),
+    )
+    status = {int(row[0]): EmbeddingStatus(row[1]) for row in rows}
+    return [
+        replace(hit, embedding_status=status.get(hit.chunk_id, EmbeddingStatus.PENDING))
+        for hit in hits
+    ]

@@ -65,6 +65,7 @@ from asemantic.adapters.sqlite.spaces import (
     read_active_space,
     space_integrity_problems,
     space_search,
+    with_space_status,
     write_active_vectors,
 )
 from asemantic.adapters.sqlite.transfer import SqliteTransfer
@@ -440,7 +441,11 @@ class SqliteStore:
             return []
         sql, params = keyword_sql(wanted, k=k, filters=filters)
         rows = await self._guard(self._reader.execute_fetchall(sql, params))
-        return keyword_rows(rows)
+        hits = keyword_rows(rows)
+        if self._active_id != HOME_SPACE_ID and hits:
+            # The status that matters is the one in the space searches use.
+            hits = await self._guard(with_space_status(self._reader, self._active_id, hits))
+        return hits
 
     def _memory_index(self) -> MemoryIndex | None:
         if not self._use_index or self._space is None:
