@@ -50,6 +50,7 @@ from asemantic.adapters.sqlite.connection import (
     utc_now,
 )
 from asemantic.adapters.sqlite.jobs import SqliteJobStore
+from asemantic.adapters.sqlite.index_file import index_path as vector_index_path
 from asemantic.adapters.sqlite.memory_index import MemoryIndex
 from asemantic.adapters.sqlite.schema import prepare_database
 from asemantic.adapters.sqlite.search import (
@@ -109,6 +110,7 @@ class SqliteStore:
         space: EmbeddingSpace | None,
         prefilter: bool,
         memory_index: bool = True,
+        index_file: bool = True,
     ) -> None:
         """Wrap open connections; use :meth:`open` instead."""
         self._path = path
@@ -120,6 +122,7 @@ class SqliteStore:
         self._closed = False
         self._prefilter = prefilter
         self._use_index = memory_index
+        self._use_file = index_file
         self._index: MemoryIndex | None = None
         self._jobs = SqliteJobStore(self)
 
@@ -131,6 +134,7 @@ class SqliteStore:
         space: EmbeddingSpace | None = None,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         memory_index: bool = True,
+        index_file: bool = True,
     ) -> SqliteStore:
         """Open (creating or upgrading if needed) the database at ``path``.
 
@@ -142,6 +146,12 @@ class SqliteStore:
         ``memory_index`` (default on) searches an in-memory float32 copy of the vectors,
         loaded on the first search (about 3 KB per 768d vector); off, every search is a
         vec0 query. Results are the same.
+
+        ``index_file`` (default on) keeps that copy in ``<path>.vectors`` too (for
+        50,000 vectors and more), so a later open maps it instead of reading every
+        vector from vec0; it is checked against the database before use and rebuilt
+        from it on any mismatch (:mod:`.index_file`). A directory that cannot be
+        written to just means no file.
         """
         target = Path(os.fspath(path))
         if str(target) in ("", ":memory:"):
@@ -165,6 +175,7 @@ class SqliteStore:
             space=recorded,
             prefilter=prefilter,
             memory_index=memory_index,
+            index_file=index_file,
         )
 
     # --- life cycle -------------------------------------------------------------------
@@ -356,7 +367,8 @@ class SqliteStore:
         if not self._use_index or self._space is None:
             return None
         if self._index is None:
-            self._index = MemoryIndex(self._reader, self._space.dimensions)
+            path = vector_index_path(self._path) if self._use_file else None
+            self._index = MemoryIndex(self._reader, self._space.dimensions, path=path)
         return self._index
 
     # --- usage ------------------------------------------------------------------------
