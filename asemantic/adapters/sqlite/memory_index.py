@@ -332,7 +332,7 @@ class MemoryIndex:
         """Start from the index file if it is whole and agrees with the database (see
         :mod:`.index_file`); False (nothing changed) when it cannot be used."""
         path = self._path
-        if path is None:
+        if path is None or not path.exists():
             return False
         loaded = await self._in_thread(lambda: index_file.read(path, self._dimensions))
         if loaded is None:
