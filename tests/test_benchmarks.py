@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES = {
     "bench_emulator",
     "bench_ingest",
+    "bench_million",
     "bench_pipeline",
     "bench_postgres",
     "bench_results",
@@ -67,6 +68,8 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
         "through the CLI",
         "split only",
         "HNSW build",
+        "pruned search p50",
+        "startup from the index file",
     ):
         assert needed in names, needed
     assert document.get("machine")

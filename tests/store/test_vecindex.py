@@ -114,8 +114,8 @@ def test_pruned_search_is_the_exact_top_k(
     rng = np.random.default_rng(seed)
     rows = data(kind, rng, n, DIMS)
     matrix, ids = build(rows, width=width)
-    q = rows[rng.integers(0, n)].copy() if from_stored else rng.standard_normal(DIMS)
-    q = (q + 0.01 * rng.standard_normal(DIMS)).astype(np.float32)
+    base = rows[rng.integers(0, n)] if from_stored else rng.standard_normal(DIMS)
+    q: F32 = (base + 0.01 * rng.standard_normal(DIMS)).astype(np.float32)
     documents = None
     allowed = np.ones(n, dtype=bool)
     if filtered:

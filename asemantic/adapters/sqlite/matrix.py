@@ -182,19 +182,21 @@ class VectorMatrix:
 
     def upsert(self, chunk_ids: Sequence[int], rows: F32, documents: Sequence[int]) -> None:
         """Set the (unit) row and document of each chunk id, replacing what it had."""
+        slots = []
         for chunk_id, row, document in zip(chunk_ids, rows, documents, strict=True):
             slot = self._slot(chunk_id)
             if slot < 0:
                 slot = self._append_slot(chunk_id)
             self._matrix[slot] = row
             self._docs[slot] = document
-            if self._basis is not None:
-                pruning.project(
-                    self._matrix[slot : slot + 1],
-                    self._basis,
-                    self._proj[slot : slot + 1],
-                    self._resid[slot : slot + 1],
-                )
+            slots.append(slot)
+        if self._basis is not None and slots:
+            where = np.array(slots, dtype=np.int64)
+            projected = np.empty((len(where), self._basis.shape[1]), np.float32)
+            residuals = np.empty(len(where), np.float32)
+            pruning.project(self._matrix[where], self._basis, projected, residuals)
+            self._proj[where] = projected
+            self._resid[where] = residuals
 
     def _slot(self, chunk_id: int) -> int:
         return int(self._slot_of[chunk_id]) if 0 <= chunk_id < len(self._slot_of) else -1

@@ -49,8 +49,8 @@ from asemantic.adapters.sqlite.connection import (
     store_error,
     utc_now,
 )
-from asemantic.adapters.sqlite.jobs import SqliteJobStore
 from asemantic.adapters.sqlite.index_file import index_path as vector_index_path
+from asemantic.adapters.sqlite.jobs import SqliteJobStore
 from asemantic.adapters.sqlite.memory_index import MemoryIndex
 from asemantic.adapters.sqlite.schema import prepare_database
 from asemantic.adapters.sqlite.search import (
