@@ -10,6 +10,7 @@ import signal
 import struct
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -312,6 +313,39 @@ async def test_a_damaged_or_foreign_file_is_never_used(
     finally:
         await store.aclose()
     assert index_file.read(target, DIMS) is not None  # rewritten after the load
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(600):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+async def test_large_files_have_their_vectors_checked_in_the_background(
+    small: None, db_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: bool
+) -> None:
+    """Above VERIFY_LATER_BYTES the file is used at once and its vectors' checksums
+    are verified on a worker thread; a mismatch makes the next search reload."""
+    monkeypatch.setattr(memindex_module, "VERIFY_LATER_BYTES", 0)
+    await written(db_path)
+    target = index_file.index_path(db_path)
+    if damaged:
+        _flip(target, _offset_of(target, "rows") + 4 * DIMS * 7 + 3)
+    store, index = await opened(db_path)
+    try:
+        assert index.file_loads == 1
+        await until(lambda: index.files_verified + index.corrupt_files == 1)
+        assert (index.files_verified, index.corrupt_files) == (int(not damaged), int(damaged))
+        assert await answers(store) == await vec0_answers(db_path)
+        assert index.reloads == int(damaged)
+        if index._writing is not None:
+            await index._writing
+    finally:
+        await store.aclose()
+    assert index_file.read(target, DIMS) is not None  # whole again
 
 
 def _offset_of(path: Path, name: str) -> int:

@@ -76,7 +76,10 @@ class Stamp:
 
 @dataclass
 class IndexFile:
-    """A verified index file, its arrays mapped copy-on-write (writes stay private)."""
+    """A verified index file, its arrays mapped copy-on-write (writes stay private).
+
+    ``rows_checked``: whether the vectors' checksums were verified too; if not,
+    :meth:`rows_intact` does it later (reading the same file, even once replaced)."""
 
     stamp: Stamp
     ids: I64
@@ -85,6 +88,40 @@ class IndexFile:
     residuals: F32
     projected: F32
     rows: F32
+    rows_checked: bool
+    _fd: int
+    _rows_offset: int
+    _row_crcs: list[int]
+
+    def rows_intact(self, stop: Callable[[], bool] = lambda: False) -> bool | None:
+        """Whether every block of vectors matches its checksum (None: stopped first).
+        Reads with ``pread``, so the pages land in the page cache, not in this process.
+        Closes the file either way."""
+        try:
+            return self._rows_match(stop)
+        except (OSError, ValueError):
+            return False
+        finally:
+            self.close()
+
+    def _rows_match(self, stop: Callable[[], bool]) -> bool | None:
+        n, d = len(self.ids), self.rows.shape[1]
+        for block, crc_value in enumerate(self._row_crcs):
+            if stop():
+                return None
+            lo = block * ROWS_PER_CRC
+            count = min(ROWS_PER_CRC, n - lo)
+            start = self._rows_offset + lo * d * 4
+            if _crc(self._fd, start, count * d * 4) != crc_value:
+                return False
+        return True
+
+    def close(self) -> None:
+        """Close the file kept open for :meth:`rows_intact` (the mappings stay)."""
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
 
 
 def _align(offset: int) -> int:
@@ -239,11 +276,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read(path: Path, dimensions: int) -> IndexFile | None:
+def read(path: Path, dimensions: int, *, check_rows: bool = True) -> IndexFile | None:
     """The index file at ``path`` if it is whole and for ``dimensions``; None (with the
-    reason logged) when it is missing, torn, truncated or corrupted."""
+    reason logged) when it is missing, torn, truncated or corrupted. Without
+    ``check_rows`` the vectors' own checksums are left to :meth:`IndexFile.rows_intact`
+    (everything else is checked)."""
     try:
-        return _read(path, dimensions)
+        return _read(path, dimensions, check_rows)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
@@ -251,7 +290,7 @@ def read(path: Path, dimensions: int) -> IndexFile | None:
         return None
 
 
-def _read(path: Path, dimensions: int) -> IndexFile | None:
+def _read(path: Path, dimensions: int, check_rows: bool) -> IndexFile | None:
     with path.open("rb") as stream:
         fd = stream.fileno()
         size = os.fstat(fd).st_size
@@ -282,7 +321,7 @@ def _read(path: Path, dimensions: int) -> IndexFile | None:
         crcs = header["row_crc"]
         if len(crcs) != (n + ROWS_PER_CRC - 1) // ROWS_PER_CRC:
             raise ValueError("row checksums")
-        for block, crc_value in enumerate(crcs):
+        for block, crc_value in enumerate(crcs if check_rows else []):
             lo = block * ROWS_PER_CRC
             count = min(ROWS_PER_CRC, n - lo)
             start = layout["rows"][0] + lo * row_bytes
@@ -307,6 +346,10 @@ def _read(path: Path, dimensions: int) -> IndexFile | None:
         residuals=mapped("residuals"),
         projected=mapped("projected"),
         rows=mapped("rows"),
+        rows_checked=check_rows,
+        _fd=-1 if check_rows else os.open(path, os.O_RDONLY),
+        _rows_offset=int(layout["rows"][0]),
+        _row_crcs=[int(c) for c in crcs],
     )
 
 

@@ -108,6 +108,9 @@ _READY_VECTOR = (
     "WHERE c.id = ? AND c.embedding_status = 'READY'"
 )
 _FILE_SAMPLE = 32
+# Index files of more vectors than this (bytes) have them verified in the background
+# after opening (a few seconds at a million 768d vectors) instead of before.
+VERIFY_LATER_BYTES = 256 << 20
 # Pruning and the index file pay off from this many rows (below, a scan is a few ms).
 PRUNE_MIN_ROWS = 50_000
 FILE_MIN_ROWS = 50_000
@@ -163,10 +166,15 @@ class MemoryIndex:
         self._file_seq = -1
         self._writing: asyncio.Task[None] | None = None
         self._closing = False
+        self._distrusted = False
         self.file_loads = 0
         """How many times the index started from its file (for tests and stats)."""
         self.file_writes = 0
         """How many index files were written."""
+        self.corrupt_files = 0
+        """How many index files failed the background check of their vectors."""
+        self.files_verified = 0
+        """How many index files passed it."""
         self._matrix = VectorMatrix(dimensions)
         self._dimensions = dimensions
         self._loaded = False
@@ -249,7 +257,7 @@ class MemoryIndex:
         """Apply every change committed since the last call (load on first use)."""
         async with self._sync_lock:
             if not self._loaded:
-                if not await self._open_file():
+                if self._distrusted or not await self._open_file():
                     await self._reload()
                 return
             await self._catch_up()
@@ -334,9 +342,50 @@ class MemoryIndex:
         path = self._path
         if path is None or not path.exists():
             return False
-        loaded = await self._in_thread(lambda: index_file.read(path, self._dimensions))
+        later = path.stat().st_size > VERIFY_LATER_BYTES
+        loaded = await self._in_thread(
+            lambda: index_file.read(path, self._dimensions, check_rows=not later)
+        )
         if loaded is None:
             return False
+        try:
+            return await self._use_file(loaded)
+        finally:
+            if loaded.rows_checked or not self._loaded or self._matrix.basis is not loaded.basis:
+                loaded.close()
+            else:
+                self._start_verifying(loaded)
+
+    def _start_verifying(self, loaded: index_file.IndexFile) -> None:
+        """Check the vectors' checksums on a worker thread (not counted as work on the
+        matrix: it reads the file, so writes to the matrix need not wait for it); a
+        mismatch makes the next search reload from the database."""
+        loop = asyncio.get_running_loop()
+        matrix = self._matrix
+
+        def done(future: Future[bool | None]) -> None:
+            failed = future.cancelled() or future.exception() is not None
+            result = None if failed else future.result()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody searches
+                if failed or result is False:
+                    loop.call_soon_threadsafe(self._distrust, matrix)
+                elif result:
+                    loop.call_soon_threadsafe(self._verified)
+
+        self._pool.submit(loaded.rows_intact, self._stopping).add_done_callback(done)
+
+    def _verified(self) -> None:
+        self.files_verified += 1
+
+    def _distrust(self, matrix: VectorMatrix) -> None:
+        if self._matrix is matrix and self._loaded:
+            logger.warning("index file vectors do not match their checksums; reloading")
+            self._loaded = False
+            self._distrusted = True  # the next load reads the database (and rewrites)
+            self.corrupt_files += 1
+
+    async def _use_file(self, loaded: index_file.IndexFile) -> bool:
+        """Adopt ``loaded`` if it agrees with the database (then True)."""
         stamp = loaded.stamp
         found = list(await self._reader.execute_fetchall(_FINGERPRINT, (stamp.seq,)))
         head, low, logged, _, database_id = found[0]
