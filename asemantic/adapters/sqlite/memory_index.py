@@ -348,13 +348,10 @@ class MemoryIndex:
         )
         if loaded is None:
             return False
-        try:
-            return await self._use_file(loaded)
-        finally:
-            if loaded.rows_checked or not self._loaded or self._matrix.basis is not loaded.basis:
-                loaded.close()
-            else:
-                self._start_verifying(loaded)
+        used = await self._use_file(loaded)
+        if used and not loaded.rows_checked and self._matrix.basis is loaded.basis:
+            self._start_verifying(loaded)
+        return used
 
     def _start_verifying(self, loaded: index_file.IndexFile) -> None:
         """Check the vectors' checksums on a worker thread (not counted as work on the
