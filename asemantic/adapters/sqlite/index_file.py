@@ -142,11 +142,13 @@ def write(
     arrays: tuple[I64, I64, F32, F32, F32],
     basis: F64,
     *,
+    order: I64 | None = None,
     stop: Callable[[], bool] = lambda: False,
 ) -> bool:
     """Write ``arrays`` (:meth:`.VectorMatrix.arrays`: ids, documents, rows, projected
-    rows, residuals) to ``path`` atomically; False if ``stop()`` turned true meanwhile
-    (nothing is left behind then). Raises OSError when the directory is not writable."""
+    rows, residuals) to ``path`` atomically, rows in ``order`` (default: as they are);
+    False if ``stop()`` turned true meanwhile (nothing is left behind then). Raises
+    OSError when the directory is not writable."""
     n, d = arrays[2].shape
     m = basis.shape[1]
     capacity = n + max(1024, n // 32)
@@ -156,7 +158,7 @@ def write(
     try:
         with temp.open("wb") as out:
             out.truncate(size)
-            header = _write_body(out, layout, arrays, basis, stop)
+            header = _write_body(out, layout, arrays, basis, order, stop)
             if header is None:
                 out.close()
                 temp.unlink(missing_ok=True)
@@ -203,17 +205,20 @@ def _write_body(
     layout: dict[str, list[Any]],
     arrays: tuple[I64, I64, F32, F32, F32],
     basis: F64,
+    order: I64 | None,
     stop: Callable[[], bool],
 ) -> dict[str, Any] | None:
     """Write every array at its offset; the checksums, or None if stopped."""
     ids, documents, rows, projected, residuals = arrays
     crcs: dict[str, int] = {}
+    if order is None:
+        order = np.arange(len(ids), dtype=np.int64)
     parts = {
-        "ids": ids,
-        "documents": documents,
+        "ids": ids[order],
+        "documents": documents[order],
         "basis": basis,
-        "residuals": residuals,
-        "projected": projected,
+        "residuals": residuals[order],
+        "projected": projected[order],
     }
     for name, array in parts.items():
         if stop():
@@ -227,7 +232,7 @@ def _write_body(
     for lo in range(0, len(rows), ROWS_PER_CRC):
         if stop():
             return None
-        view = _bytes(rows[lo : lo + ROWS_PER_CRC], "<f4")
+        view = _bytes(rows[order[lo : lo + ROWS_PER_CRC]], "<f4")
         out.write(view)
         row_crcs.append(zlib.crc32(view))
     return {"crc": crcs, "row_crc": row_crcs}

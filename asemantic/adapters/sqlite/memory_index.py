@@ -151,6 +151,18 @@ def _assemble(
     return fresh, ready[~members(ready, fresh.ids())]
 
 
+def _write_sorted(
+    path: Path,
+    stamp: index_file.Stamp,
+    arrays: tuple[I64, I64, F32, F32, F32],
+    basis: npt.NDArray[np.float64],
+    stop: Callable[[], bool],
+) -> bool:
+    """Write the index file with its rows in :func:`.pruning.locality_order`."""
+    order = pruning.locality_order(arrays[3])
+    return index_file.write(path, stamp, arrays, basis, order=order, stop=stop)
+
+
 class MemoryIndex:
     """The READY vectors of one database as a :class:`VectorMatrix`, kept current.
 
@@ -486,10 +498,9 @@ class MemoryIndex:
                 # No await between reading the state and the thread taking it: the
                 # matrix is only mutated while no thread of the index runs.
                 arrays = matrix.arrays()
-                work = functools.partial(
-                    index_file.write, path, stamp, arrays, basis, stop=self._stopping
+                written = await self._in_thread(
+                    functools.partial(_write_sorted, path, stamp, arrays, basis, self._stopping)
                 )
-                written = await self._in_thread(work)
                 if written:
                     self._file_seq = seq
                     self.file_writes += 1
