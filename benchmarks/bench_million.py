@@ -165,11 +165,15 @@ def cached_database(cache: Path, n: int, dims: int, kind: str) -> tuple[Path, fl
 # --- measuring in fresh processes --------------------------------------------------
 
 
-def _peak_mib() -> float:
+def _status_mib(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return math.nan
+
+
+def _peak_mib() -> float:
+    return _status_mib("VmHWM")
 
 
 async def _store_run(
@@ -200,6 +204,8 @@ async def _store_run(
             out[f"{name}_hits"] = hits
         out["pruned"] = index._matrix.pruned_searches
         out["rss"] = _peak_mib()  # before the baseline's own copy of the vectors
+        out["anon"] = _status_mib("RssAnon")  # of it now: private memory, the rest is
+        out["file"] = _status_mib("RssFile")  # file pages the kernel may drop
         if floor is not None:
             out.update(await _interleaved(store, qs, *floor))
     finally:
@@ -350,6 +356,20 @@ def measure(cache: Path, n: int, kind: str, count: int) -> list[Row]:
             baseline_figure=old["rss"],
             target="<= old",
             met=warm["rss"] <= old["rss"],
+        ),
+        row(
+            f"anonymous memory now (RssAnon) from the index file, {label}",
+            warm["anon"],
+            "MiB",
+            baseline="RssAnon before (loads vec0)",
+            baseline_figure=old["anon"],
+        ),
+        row(
+            f"file-backed memory now (RssFile, reclaimable) from the index file, {label}",
+            warm["file"],
+            "MiB",
+            baseline="RssFile before (loads vec0)",
+            baseline_figure=old["file"],
         ),
         row(
             f"peak RSS of the first open (loads vec0, writes the file), {label}",

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from asemantic.adapters.sqlite import SqliteStore, index_file, pruning
 from asemantic.adapters.sqlite import memory_index as memindex_module
-from asemantic.adapters.sqlite.matrix import VectorMatrix
+from asemantic.adapters.sqlite.matrix import VectorMatrix, _largest
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.ports import SearchFilters
 from tests.store.helpers import raw
@@ -484,3 +484,35 @@ async def test_no_file_below_the_threshold(db_path: Path) -> None:
     finally:
         await store.aclose()
     assert not index_file.index_path(db_path).exists()
+
+
+def test_largest_finds_the_top_values_through_stretches() -> None:
+    rng = np.random.default_rng(12)
+    for total in (40_000, 100_003):
+        values = rng.standard_normal(total).astype(np.float32)
+        values[rng.integers(0, total, 50)] = 9.0  # ties among the largest
+        for count in (1, 40, 160):
+            got = set(_largest(values, count).tolist())
+            cut = np.sort(values)[-count]
+            assert len(got) == count
+            assert all(values[i] >= cut for i in got)
+
+
+def test_rows_in_locality_order_are_scored_run_by_run_exactly() -> None:
+    """40,000 clustered rows in the order the index file keeps them: the rows a search
+    scores form runs, scored without a gather; the answer is still the exact top k."""
+    rng = np.random.default_rng(13)
+    rows = clustered(rng, 40_000, DIMS, 12, 0.25)
+    basis = pruning.fit_basis(rows, 16)
+    projected = np.empty((len(rows), 16), np.float32)
+    pruning.project(rows, basis, projected, np.empty(len(rows), np.float32))
+    rows = rows[pruning.locality_order(projected)].copy()
+    matrix, ids = build(rows, width=16)
+    everything = np.ones(len(rows), bool)
+    for i in range(25):
+        q = (rows[i * 1601] + 0.05 * rng.standard_normal(DIMS)).astype(np.float32)
+        check_same(matrix.search(q, 10), exact(rows, ids, q, 10, everything))
+        documents = np.arange(1, 4001, 3, dtype=np.int64)
+        allowed = np.isin(np.arange(len(rows)) // 10 + 1, documents)
+        check_same(matrix.search(q, 10, documents=documents), exact(rows, ids, q, 10, allowed))
+    assert matrix.pruned_searches == 50

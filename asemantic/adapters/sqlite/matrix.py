@@ -286,11 +286,9 @@ class VectorMatrix:
         else:
             approx = (self._proj[:n] @ qp)[slots]
             resid = self._resid[slots]
-        # Seeds: the best projected score of each of 4k stretches of rows (one cheap
-        # pass; any k rows give a true lower bound on the k-th best score).
-        width = count // (4 * k)
-        seeds = approx[: width * 4 * k].reshape(4 * k, width).argmax(axis=1)
-        seeds += np.arange(4 * k) * width
+        # Seeds: the 4k best projected scores (any k rows give a true lower bound on
+        # the k-th best score; these give a tight one).
+        seeds = _largest(approx, 4 * k)
         seed_rows = seeds if slots is None else slots[seeds]
         seed_scores = _scores(self._matrix[seed_rows], q)
         kth = float(np.partition(seed_scores, len(seed_scores) - k)[len(seed_scores) - k])
@@ -300,7 +298,7 @@ class VectorMatrix:
         if len(need) > pruning.FALLBACK_SHARE * count:
             return None
         rows = need if slots is None else slots[need]
-        return rows, _scores(self._matrix[rows], q)
+        return rows, _scores_at(self._matrix, rows, q)
 
     def _top(self, scores: F32, k: int, slots: I64 | None) -> tuple[I64, npt.NDArray[np.float64]]:
         """The ``k`` best of ``scores`` (of rows ``slots``, or of every row), nearest
@@ -329,6 +327,42 @@ class VectorMatrix:
         tied_rows = tied if slots is None else slots[tied]
         keep = tied[np.argsort(self._ids[tied_rows], kind="stable")[: len(top) - len(above)]]
         return np.concatenate([above, keep])
+
+
+def _largest(values: F32, count: int) -> I64:
+    """Positions of the ``count`` largest ``values`` (ties in any order), without a
+    partial sort of all of them: the maxima of 1,024 stretches pick the ``count`` best
+    stretches (every one of the ``count`` largest values lies in one of them, since a
+    stretch without any has its maximum below all of them), then those stretches are
+    partially sorted."""
+    total = len(values)
+    if total < 1 << 15 or count * 64 > total:
+        picked: I64 = np.argpartition(-values, count - 1)[:count]
+        return picked
+    width = total // 1024
+    stretches = total // width
+    maxima = values[: stretches * width].reshape(stretches, width).max(axis=1)
+    best = np.argpartition(-maxima, count - 1)[:count]
+    where = (best[:, None] * width + np.arange(width)).ravel()
+    where = np.concatenate([where, np.arange(stretches * width, total)])
+    top: I64 = where[np.argpartition(-values[where], count - 1)[:count]]
+    return top
+
+
+def _scores_at(matrix: F32, rows: I64, q: F32) -> F32:
+    """``matrix[rows] @ q`` for sorted ``rows``: run by run when they form runs of
+    consecutive rows 16 long on average or more (rows written in locality order do),
+    so nothing is copied."""
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    if len(breaks) > len(rows) // 16 or len(rows) < 256:
+        return _scores(matrix[rows], q)
+    out = np.empty(len(rows), dtype=np.float32)
+    starts = [0, *breaks.tolist()]
+    ends = [*breaks.tolist(), len(rows)]
+    for lo, hi in zip(starts, ends, strict=True):
+        first = int(rows[lo])
+        out[lo:hi] = _scores(matrix[first : first + hi - lo], q)
+    return out
 
 
 def _scores(rows: F32, q: F32) -> F32:
