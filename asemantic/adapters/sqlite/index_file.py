@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAGIC", "ROWS_PER_CRC", "IndexFile", "Stamp", "index_path", "read", "write"]
+__all__ = ["IndexFile", "MAGIC", "ROWS_PER_CRC", "Stamp", "index_path", "read", "write"]
 
 logger = logging.getLogger(__name__)
 
@@ -213,20 +213,26 @@ def _write_body(
     crcs: dict[str, int] = {}
     if order is None:
         order = np.arange(len(ids), dtype=np.int64)
-    parts = {
-        "ids": ids[order],
-        "documents": documents[order],
+    parts: dict[str, Any] = {
+        "ids": ids,
+        "documents": documents,
         "basis": basis,
-        "residuals": residuals[order],
-        "projected": projected[order],
+        "residuals": residuals,
+        "projected": projected,
     }
     for name, array in parts.items():
         if stop():
             return None
-        view = _bytes(array, layout[name][2])
         out.seek(layout[name][0])
-        out.write(view)
-        crcs[name] = zlib.crc32(view)
+        crc = 0
+        # A block of rows at a time, so reordering never copies a whole array.
+        step = len(array) if name == "basis" else ROWS_PER_CRC
+        for lo in range(0, len(array), max(step, 1)):
+            part = array if name == "basis" else array[order[lo : lo + step]]
+            view = _bytes(part, layout[name][2])
+            out.write(view)
+            crc = zlib.crc32(view, crc)
+        crcs[name] = crc
     out.seek(layout["rows"][0])
     row_crcs: list[int] = []
     for lo in range(0, len(rows), ROWS_PER_CRC):

@@ -33,11 +33,13 @@ import numpy.typing as npt
 
 __all__ = [
     "FALLBACK_SHARE",
-    "locality_order",
     "MARGIN",
     "PROJECTED",
     "fit_basis",
+    "locality_order",
+    "margin",
     "project",
+    "projection_error",
     "query_parts",
 ]
 
