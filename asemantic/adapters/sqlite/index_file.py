@@ -79,8 +79,7 @@ class IndexFile:
     """A verified index file, its arrays mapped copy-on-write (writes stay private).
 
     ``rows_checked``: whether the vectors' checksums were verified too; if not,
-    :meth:`rows_intact` does it later (through the mapping: the same file, even once
-    another one replaced it)."""
+    :meth:`rows_intact` does it later."""
 
     stamp: Stamp
     ids: I64
@@ -91,26 +90,38 @@ class IndexFile:
     rows: F32
     rows_checked: bool
     _row_crcs: list[int]
+    _fd: int
+    _rows_offset: int
 
     def rows_intact(self, stop: Callable[[], bool] = lambda: False) -> bool | None:
         """Whether every block of vectors matches its checksum (None: stopped first).
-        Reads through the mapping, so it also brings the pages in ahead of the
-        searches (a search then finds the rows it scores already mapped)."""
+        Reads the file (the same one, even once another replaced it) with ``pread``:
+        the pages go through the page cache, not into this process, whose memory then
+        holds only the rows searches touch. Closes the file either way."""
         try:
             return self._rows_match(stop)
         except (OSError, ValueError):
             return False
+        finally:
+            self.close()
 
     def _rows_match(self, stop: Callable[[], bool]) -> bool | None:
-        n = len(self.ids)
+        n, d = len(self.ids), self.rows.shape[1]
         for block, crc_value in enumerate(self._row_crcs):
             if stop():
                 return None
             lo = block * ROWS_PER_CRC
-            rows = self.rows[lo : min(n, lo + ROWS_PER_CRC)]
-            if zlib.crc32(rows.data.cast("B")) != crc_value:
+            count = min(ROWS_PER_CRC, n - lo)
+            if _crc(self._fd, self._rows_offset + lo * d * 4, count * d * 4) != crc_value:
                 return False
         return True
+
+    def close(self) -> None:
+        """Close the file kept open for :meth:`rows_intact` (the mappings stay)."""
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
 
 
 def _align(offset: int) -> int:
@@ -348,6 +359,8 @@ def _read(path: Path, dimensions: int, check_rows: bool) -> IndexFile | None:
         rows=mapped("rows"),
         rows_checked=check_rows,
         _row_crcs=[int(c) for c in crcs],
+        _fd=-1 if check_rows else os.open(path, os.O_RDONLY),
+        _rows_offset=int(layout["rows"][0]),
     )
 
 

@@ -360,9 +360,15 @@ class MemoryIndex:
         )
         if loaded is None:
             return False
-        used = await self._use_file(loaded)
+        try:
+            used = await self._use_file(loaded)
+        except BaseException:
+            loaded.close()
+            raise
         if used and not loaded.rows_checked and self._matrix.basis is loaded.basis:
             self._start_verifying(loaded)
+        else:
+            loaded.close()
         return used
 
     def _start_verifying(self, loaded: index_file.IndexFile) -> None:
