@@ -1,6 +1,8 @@
 """The in-memory float32 matrix of unit vectors, and decoding vec0 rows into it.
 
-An in-memory float32 matrix of unit vectors keyed by chunk id, searched exactly.
+An in-memory float32 matrix of unit vectors keyed by chunk id, searched exactly (with a
+pruning basis, :meth:`VectorMatrix.prune_with`, through an exact bound that skips most
+rows; see :mod:`.pruning`).
 
 Pure and synchronous (NumPy only, no I/O): :mod:`.memory_index` keeps it in step with the
 database. Rows are normalised when stored, so the cosine distance sqlite-vec reports

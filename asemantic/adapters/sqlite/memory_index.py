@@ -27,6 +27,14 @@ database never starts a thread. The matrix is mutated on the event loop only whi
 search is running in a thread, and a search is never cancelled mid-product (the thread
 finishes, then the next mutation may go ahead). Closing waits for work in flight and
 joins the threads.
+
+From :data:`PRUNE_MIN_ROWS` rows a load also fits the pruning basis (:mod:`.pruning`),
+so searches skip the rows the bound rules out (still exact). From
+:data:`FILE_MIN_ROWS` rows the index is written to its file (:mod:`.index_file`, one
+per database and table: the path and the dimensions are all it is told) in the
+background after a load and after :data:`_REWRITE_AFTER` changes; an open starts from
+the file when it is whole and agrees with the database (log position and entry, READY
+count, sampled vectors), then catches up by delta like any sync.
 """
 
 from __future__ import annotations
