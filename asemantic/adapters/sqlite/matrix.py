@@ -338,7 +338,7 @@ def _largest(values: F32, count: int) -> I64:
     stretch without any has its maximum below all of them), then those stretches are
     partially sorted."""
     total = len(values)
-    if total < 1 << 15 or count * 64 > total:
+    if total < 1 << 15 or count * 64 > total or count > 512:
         picked: I64 = np.argpartition(-values, count - 1)[:count]
         return picked
     width = total // 1024
