@@ -21,6 +21,7 @@ MODULES = {
     "bench_hybrid",
     "bench_ingest",
     "bench_migration",
+    "bench_million",
     "bench_pipeline",
     "bench_postgres",
     "bench_quality",
@@ -75,6 +76,8 @@ def test_quick_benchmark_run_yields_every_row(tmp_path: Path) -> None:
         "hybrid search p50",
         "async ingest with keyword index",
         "during a migration backfill",
+        "pruned search p50",
+        "startup from the index file",
     ):
         assert needed in names, needed
     assert document.get("machine")

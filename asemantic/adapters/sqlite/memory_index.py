@@ -27,6 +27,14 @@ database never starts a thread. The matrix is mutated on the event loop only whi
 search is running in a thread, and a search is never cancelled mid-product (the thread
 finishes, then the next mutation may go ahead). Closing waits for work in flight and
 joins the threads.
+
+From :data:`PRUNE_MIN_ROWS` rows a load also fits the pruning basis (:mod:`.pruning`),
+so searches skip the rows the bound rules out (still exact). From
+:data:`FILE_MIN_ROWS` rows the index is written to its file (:mod:`.index_file`, one
+per database and table: the path and the dimensions are all it is told) in the
+background after a load and after :data:`_REWRITE_AFTER` changes; an open starts from
+the file when it is whole and agrees with the database (log position and entry, READY
+count, sampled vectors), then catches up by delta like any sync.
 """
 
 from __future__ import annotations
@@ -38,12 +46,14 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 import numpy as np
 import numpy.typing as npt
 
+from asemantic.adapters.sqlite import index_file, pruning
 from asemantic.adapters.sqlite.matrix import F32, I64, RowFiller, VectorMatrix, members, unit_rows
 
 __all__ = ["MemoryIndex"]
@@ -56,6 +66,9 @@ _FETCH = 4096
 # Work below this many floats (rows x dimensions) runs inline: a thread hop costs more.
 _INLINE_FLOATS = 1 << 19
 _MIN_RELOAD_DELTA = 20_000
+# Rewrite the index file after this many logged changes (the log keeps 65,536, so a
+# later open can still catch up from the file by delta).
+_REWRITE_AFTER = 40_000
 
 # Two scalar subqueries: ``SELECT MIN(seq), MAX(seq)`` in one select scans the whole log
 # (SQLite's min/max shortcut only applies to a lone aggregate); these are two lookups.
@@ -85,6 +98,30 @@ _SHADOW = (
 )
 _ONE_VECTOR = "SELECT embedding FROM vec_chunks WHERE rowid = ?"
 _SAMPLE = 8
+# An index file is checked against the database in one snapshot: how far the log goes,
+# where it starts, the chunk logged at the file's position, the READY count and the
+# database's id.
+_FINGERPRINT = (
+    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'), 0), "
+    "(SELECT MIN(seq) FROM vector_log), (SELECT chunk_id FROM vector_log WHERE seq = ?), "
+    "(SELECT COUNT(*) FROM chunks WHERE embedding_status = 'READY'), "
+    "(SELECT value FROM store_meta WHERE key = 'database_id')"
+)
+_QUIET = (
+    "SELECT (SELECT COUNT(*) FROM chunks WHERE embedding_status = 'READY'), "
+    "COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'), 0)"
+)
+_READY_VECTOR = (
+    "SELECT v.embedding FROM chunks c JOIN vec_chunks v ON v.rowid = c.id "
+    "WHERE c.id = ? AND c.embedding_status = 'READY'"
+)
+_FILE_SAMPLE = 32
+# Index files of more vectors than this (bytes) have them verified in the background
+# after opening (a few seconds at a million 768d vectors) instead of before.
+VERIFY_LATER_BYTES = 256 << 20
+# Pruning and the index file pay off from this many rows (below, a scan is a few ms).
+PRUNE_MIN_ROWS = 50_000
+FILE_MIN_ROWS = 50_000
 
 
 def parse_ids(text: object) -> I64:
@@ -122,14 +159,42 @@ def _assemble(
     return fresh, ready[~members(ready, fresh.ids())]
 
 
+def _write_sorted(
+    path: Path,
+    stamp: index_file.Stamp,
+    arrays: tuple[I64, I64, F32, F32, F32],
+    basis: npt.NDArray[np.float64],
+    stop: Callable[[], bool],
+) -> bool:
+    """Write the index file with its rows in :func:`.pruning.locality_order`."""
+    order = pruning.locality_order(arrays[3])
+    return index_file.write(path, stamp, arrays, basis, order=order, stop=stop)
+
+
 class MemoryIndex:
     """The READY vectors of one database as a :class:`VectorMatrix`, kept current.
 
     ``reader`` is a read-only connection of the store (one statement, one snapshot).
+    ``path``: the index file (:mod:`.index_file`) to start from and keep, or None.
     """
 
-    def __init__(self, reader: aiosqlite.Connection, dimensions: int) -> None:
+    def __init__(
+        self, reader: aiosqlite.Connection, dimensions: int, *, path: Path | None = None
+    ) -> None:
         self._reader = reader
+        self._path = path
+        self._file_seq = -1
+        self._writing: asyncio.Task[None] | None = None
+        self._closing = False
+        self._distrusted = False
+        self.file_loads = 0
+        """How many times the index started from its file (for tests and stats)."""
+        self.file_writes = 0
+        """How many index files were written."""
+        self.corrupt_files = 0
+        """How many index files failed the background check of their vectors."""
+        self.files_verified = 0
+        """How many index files passed it."""
         self._matrix = VectorMatrix(dimensions)
         self._dimensions = dimensions
         self._loaded = False
@@ -153,6 +218,10 @@ class MemoryIndex:
         """Wait for work in flight on the worker threads (one product or one batch of a
         load at most), then stop them: after this no thread of the index is left (a
         process may fork safely)."""
+        self._closing = True
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self._writing
         await self._until_idle()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -208,8 +277,16 @@ class MemoryIndex:
         """Apply every change committed since the last call (load on first use)."""
         async with self._sync_lock:
             if not self._loaded:
-                await self._reload()
+                if self._distrusted or not await self._open_file():
+                    await self._reload()
                 return
+            await self._catch_up()
+            if self._seq - self._file_seq >= _REWRITE_AFTER:
+                self._schedule_write()
+
+    async def _catch_up(self) -> None:
+        """Apply the logged changes past ``_seq`` (or reload when the log cannot)."""
+        if True:
             bounds = list(await self._reader.execute_fetchall(_LOG_BOUNDS))
             low, high = bounds[0]
             if high is None or int(high) <= self._seq:
@@ -267,12 +344,186 @@ class MemoryIndex:
                 unit_rows(blob, self._dimensions),
                 [int(row[1]) for row in found],
             )
+        if len(fresh) >= PRUNE_MIN_ROWS:
+            await self._in_thread(lambda: fresh.prune_with(pruning.fit_basis(fresh.arrays()[2])))
         await self._until_idle()
         self._matrix = fresh
         self._seq = seq
         self._loaded = True
         self.reloads += 1
         logger.debug("memory index loaded")
+        self._schedule_write()
+
+    # --- the index file ---------------------------------------------------------------
+
+    async def _open_file(self) -> bool:
+        """Start from the index file if it is whole and agrees with the database (see
+        :mod:`.index_file`); False (nothing changed) when it cannot be used."""
+        path = self._path
+        if path is None or not path.exists():
+            return False
+        later = path.stat().st_size > VERIFY_LATER_BYTES
+        loaded = await self._in_thread(
+            lambda: index_file.read(path, self._dimensions, check_rows=not later)
+        )
+        if loaded is None:
+            return False
+        try:
+            used = await self._use_file(loaded)
+        except BaseException:
+            loaded.close()
+            raise
+        if used and not loaded.rows_checked and self._matrix.basis is loaded.basis:
+            self._start_verifying(loaded)
+        else:
+            loaded.close()
+        return used
+
+    def _start_verifying(self, loaded: index_file.IndexFile) -> None:
+        """Check the vectors' checksums on a worker thread (not counted as work on the
+        matrix: it reads the file, so writes to the matrix need not wait for it); a
+        mismatch makes the next search reload from the database."""
+        loop = asyncio.get_running_loop()
+        matrix = self._matrix
+
+        def done(future: Future[bool | None]) -> None:
+            failed = future.cancelled() or future.exception() is not None
+            result = None if failed else future.result()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody searches
+                if failed or result is False:
+                    loop.call_soon_threadsafe(self._distrust, matrix)
+                elif result:
+                    loop.call_soon_threadsafe(self._verified)
+
+        self._pool.submit(loaded.rows_intact, self._stopping).add_done_callback(done)
+
+    def _verified(self) -> None:
+        self.files_verified += 1
+
+    def _distrust(self, matrix: VectorMatrix) -> None:
+        if self._matrix is matrix and self._loaded:
+            logger.warning("index file vectors do not match their checksums; reloading")
+            self._loaded = False
+            self._distrusted = True  # the next load reads the database (and rewrites)
+            self.corrupt_files += 1
+
+    async def _use_file(self, loaded: index_file.IndexFile) -> bool:
+        """Adopt ``loaded`` if it agrees with the database (then True)."""
+        stamp = loaded.stamp
+        found = list(await self._reader.execute_fetchall(_FINGERPRINT, (stamp.seq,)))
+        head, low, logged, _, database_id = found[0]
+        problem = None
+        if int(head) < stamp.seq:
+            problem = "the database's log is behind the file"
+        elif stamp.seq and logged is None and (low is None or int(low) != stamp.seq + 1):
+            problem = "the log was pruned past the file"
+        elif stamp.seq and logged is not None and int(logged) != stamp.log_chunk:
+            problem = "the log differs from the file's"
+        elif stamp.database_id is not None and database_id != stamp.database_id:
+            problem = "another database"
+        if problem is not None:
+            logger.info("index file not used: %s; loading from the database", problem)
+            return False
+        matrix = VectorMatrix(self._dimensions)
+        matrix.adopt(loaded.ids, loaded.rows, loaded.documents)
+        matrix.prune_with(loaded.basis, loaded.projected, loaded.residuals)
+        await self._until_idle()
+        self._matrix = matrix
+        self._seq = self._file_seq = stamp.seq
+        self._loaded = True
+        await self._catch_up()
+        if self._matrix is matrix and not await self._agrees():
+            logger.info("index file disagrees with the database; loading from the database")
+            self._loaded = False
+            return False
+        self.file_loads += 1
+        return True
+
+    async def _quiet(self) -> tuple[int, int]:
+        """The READY count and the log's head, in one snapshot."""
+        found = list(await self._reader.execute_fetchall(_QUIET))
+        return int(found[0][0]), int(found[0][1])
+
+    async def _agrees(self) -> bool:
+        """Whether the matrix (caught up) has the database's READY count and a sample of
+        its vectors, checked while nothing is logged meanwhile."""
+        for _ in range(5):
+            count, head = await self._quiet()
+            if int(head) != self._seq:
+                await self._catch_up()
+                continue
+            if int(count) != len(self._matrix):
+                return False
+            ids, _, rows, _, _ = self._matrix.arrays()
+            picks = np.random.default_rng().choice(len(ids), size=min(_FILE_SAMPLE, len(ids)))
+            wanted = [(int(ids[p]), rows[p].copy()) for p in picks.tolist()]
+            for chunk_id, row in wanted:
+                found = list(await self._reader.execute_fetchall(_READY_VECTOR, (chunk_id,)))
+                if not found:
+                    break
+                expected = unit_rows(bytes(found[0][0]), self._dimensions)[0]
+                if not np.allclose(expected, row, atol=1e-6):
+                    break
+            else:
+                later = await self._quiet()
+                if int(later[1]) == self._seq:
+                    return True
+                continue
+            later = await self._quiet()
+            if int(later[1]) == self._seq:
+                return False  # nothing changed meanwhile: the file is wrong
+            await self._catch_up()
+        return False
+
+    def _stopping(self) -> bool:
+        return self._closing
+
+    def _schedule_write(self) -> None:
+        """Write the index file in the background (one write at a time)."""
+        if self._path is None or self._closing or self._writing is not None:
+            return
+        if len(self._matrix) < FILE_MIN_ROWS or self._matrix.basis is None:
+            return
+        self._writing = asyncio.ensure_future(self._write_file(self._path))
+
+    async def _write_file(self, path: Path) -> None:
+        try:
+            while not self._closing:
+                seq = self._seq
+                found = list(
+                    await self._reader.execute_fetchall(
+                        "SELECT (SELECT chunk_id FROM vector_log WHERE seq = ?), "
+                        "(SELECT value FROM store_meta WHERE key = 'database_id')",
+                        (seq,),
+                    )
+                )
+                if seq != self._seq:
+                    continue  # changes applied meanwhile: stamp the newer state
+                logged, database_id = found[0]
+                stamp = index_file.Stamp(
+                    seq=seq,
+                    log_chunk=-1 if logged is None else int(logged),
+                    database_id=None if database_id is None else str(database_id),
+                )
+                matrix = self._matrix
+                basis = matrix.basis
+                if basis is None:
+                    return
+                # No await between reading the state and the thread taking it: the
+                # matrix is only mutated while no thread of the index runs.
+                arrays = matrix.arrays()
+                written = await self._in_thread(
+                    functools.partial(_write_sorted, path, stamp, arrays, basis, self._stopping)
+                )
+                if written:
+                    self._file_seq = seq
+                    self.file_writes += 1
+                return
+        except OSError as error:
+            logger.info("index file not written (%s); the next open loads the database", error)
+            self._path = None  # a read-only directory: stop trying
+        finally:
+            self._writing = None
 
     async def _read_shadow(self, *, capacity: int, inline: bool) -> tuple[I64, F32] | None:
         """Every vector from vec0's shadow tables (one statement, so one snapshot),

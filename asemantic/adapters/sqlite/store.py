@@ -50,6 +50,7 @@ from asemantic.adapters.sqlite.connection import (
     store_error,
     utc_now,
 )
+from asemantic.adapters.sqlite.index_file import index_path as vector_index_path
 from asemantic.adapters.sqlite.jobs import SqliteJobStore
 from asemantic.adapters.sqlite.keywords import keyword_problems, keyword_rows, keyword_sql
 from asemantic.adapters.sqlite.memory_index import MemoryIndex
@@ -123,6 +124,7 @@ class SqliteStore:
         memory_index: bool = True,
         home_space: EmbeddingSpace | None = None,
         active_id: int = HOME_SPACE_ID,
+        index_file: bool = True,
     ) -> None:
         """Wrap open connections; use :meth:`open` instead.
 
@@ -141,6 +143,7 @@ class SqliteStore:
         self._closed = False
         self._prefilter = prefilter
         self._use_index = memory_index
+        self._use_file = index_file
         self._index: MemoryIndex | None = None
         self._jobs = SqliteJobStore(self)
 
@@ -152,6 +155,7 @@ class SqliteStore:
         space: EmbeddingSpace | None = None,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         memory_index: bool = True,
+        index_file: bool = True,
     ) -> SqliteStore:
         """Open (creating or upgrading if needed) the database at ``path``.
 
@@ -163,6 +167,12 @@ class SqliteStore:
         ``memory_index`` (default on) searches an in-memory float32 copy of the vectors,
         loaded on the first search (about 3 KB per 768d vector); off, every search is a
         vec0 query. Results are the same.
+
+        ``index_file`` (default on) keeps that copy in ``<path>.vectors`` too (for
+        50,000 vectors and more), so a later open maps it instead of reading every
+        vector from vec0; it is checked against the database before use and rebuilt
+        from it on any mismatch (:mod:`.index_file`). A directory that cannot be
+        written to just means no file.
         """
         target = Path(os.fspath(path))
         if str(target) in ("", ":memory:"):
@@ -189,6 +199,7 @@ class SqliteStore:
             memory_index=memory_index,
             home_space=home,
             active_id=active_id,
+            index_file=index_file,
         )
 
     # --- life cycle -------------------------------------------------------------------
@@ -451,7 +462,8 @@ class SqliteStore:
         if not self._use_index or self._space is None:
             return None
         if self._index is None:
-            self._index = MemoryIndex(self._reader, self._space.dimensions)
+            path = vector_index_path(self._path) if self._use_file else None
+            self._index = MemoryIndex(self._reader, self._space.dimensions, path=path)
         return self._index
 
     # --- usage ------------------------------------------------------------------------
