@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
 from asemantic import ProviderError, SemanticCore
+from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.spaces import SpaceRecord, StoredSpaceState
 from asemantic.errors import SpaceError
@@ -179,8 +180,11 @@ class SpacesPipeline(BatchPipeline):
                 assert cosine > 1 - 1e-5, f"space {record.space_id}: stale vector"
             if record.active:
                 ready = {r.chunk_id for r in rows if r.status == "READY"}
-                hits = await self.core.search("refund rules", k=len(chunks) + 3)
+                hits = await self.core.search("refund rules", k=len(chunks) + 3, mode="vector")
                 assert {h.chunk_id for h in hits} == ready, "search misses the active space"
+                for hit in await self.core.search("refund rules", k=len(chunks) + 3):
+                    said = hit.embedding_status is EmbeddingStatus.READY
+                    assert said == (hit.chunk_id in ready), "a hit's status is not its space's"
         event(f"{len(records)} spaces registered")
 
     async def _space_jobs(self, record: SpaceRecord) -> list[Any]:

@@ -62,7 +62,7 @@ async def test_migrate_switch_rollback_drop(
         await core.ingest(text, source=source, mode="async")
     supervisor = BatchSupervisor(core, fast_supervisor())
     await _tick(supervisor, emulator)
-    before = await core.search("refund", k=3)
+    before = await core.search("refund", k=3, mode="vector")
     assert before
 
     plan = await core.space_plan(NEW)
@@ -76,7 +76,7 @@ async def test_migrate_switch_rollback_drop(
     await core.ingest("# Late refund\n\nrefund arrived late", source="late", mode="async")
     with pytest.raises(SpaceIncompleteError):
         await core.space_switch(2)
-    assert [h.chunk_id for h in await core.search("refund", k=3)][:1] != []
+    assert [h.chunk_id for h in await core.search("refund", k=3, mode="vector")][:1] != []
 
     await _tick(supervisor, emulator)
     await _tick(supervisor, emulator)
@@ -91,10 +91,10 @@ async def test_migrate_switch_rollback_drop(
     outcome = await core.space_switch(2)
     assert outcome.previous_id == 1 and not outcome.forced
     assert core.space == NEW and core.store.space == NEW
-    after = await core.search("late refund", k=3)
+    after = await core.search("late refund", k=3, mode="vector")
     assert after[0].source == "late"
     await core.ingest("# Sync\n\nsync refund", source="sync", mode="sync")
-    assert (await core.search("sync refund", k=1))[0].source == "sync"  # online in space 2
+    assert (await core.search("sync refund", k=1, mode="vector"))[0].source == "sync"  # online
     await _tick(supervisor, emulator)  # space 1 gets it through the Batch API
     assert await _states(core) == {1: SpaceState.READY, 2: SpaceState.ACTIVE}
 
@@ -102,7 +102,7 @@ async def test_migrate_switch_rollback_drop(
         await core.space_drop(2)
     back = await core.space_rollback()
     assert back.active.space_id == 1 and core.space == OLD
-    assert (await core.search("sync refund", k=1))[0].source == "sync"
+    assert (await core.search("sync refund", k=1, mode="vector"))[0].source == "sync"
     assert await core.space_drop(2) == 10
     assert await _states(core) == {1: SpaceState.ACTIVE, 2: SpaceState.RETIRED}
     with pytest.raises(SpaceError, match="dropped"):
