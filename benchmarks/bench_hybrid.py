@@ -25,24 +25,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import sqlite_vec
+import numpy.typing as npt
 
 from asemantic import CoreConfig, GoogleKeyring, SemanticCore
-from asemantic.adapters.sqlite import SqliteStore, select_driver
 from asemantic.adapters.sqlite import keywords as sqlite_keywords
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.ports import EmbedRequest
 from asemantic.testing import LexicalEmbedder
 from benchmarks._common import Row, print_rows, quiet, row
+from benchmarks._ready_db import build_ready_database
 
 __all__ = ["run"]
 
@@ -104,54 +103,21 @@ class _ReadyEmbedder(LexicalEmbedder):
 
 def build(path: Path, n: int, corpus: _Corpus) -> float:
     """A database of ``n`` READY chunks with texts, keyword rows and vectors."""
-    start = time.perf_counter()
+    return build_ready_database(
+        path,
+        n=n,
+        dims=_DIMS,
+        blocks=_random_blocks(n),
+        per_doc=_PER_DOC,
+        text=corpus.text,
+        keywords=True,
+    )
 
-    async def schema() -> None:
-        store = await SqliteStore.open(path, space=EmbeddingSpace(dimensions=_DIMS))
-        await store.aclose()
 
-    asyncio.run(schema())
-    conn = select_driver().module.connect(str(path), isolation_level=None)
-    try:
-        conn.enable_load_extension(True)
-        sqlite_vec.load(conn)
-        conn.execute("PRAGMA synchronous = OFF")
-        conn.execute("BEGIN")
-        docs = math.ceil(n / _PER_DOC)
-        conn.executemany(
-            "INSERT INTO documents (id, source, title, content_hash, metadata_json, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, '', '')",
-            [
-                (d, f"doc-{d}.md", f"Doc {d}", f"h{d}", json.dumps({"group": d % 2}))
-                for d in range(1, docs + 1)
-            ],
-        )
-        rng = np.random.default_rng(11)
-        step = 10_000
-        for lo in range(1, n + 1, step):
-            ids = range(lo, min(n + 1, lo + step))
-            texts = [corpus.text(i) for i in ids]
-            conn.executemany(
-                "INSERT INTO chunks (id, document_id, position, text, content_hash, "
-                "embedding_status) VALUES (?, ?, ?, ?, ?, 'READY')",
-                [
-                    (i, (i - 1) // _PER_DOC + 1, (i - 1) % _PER_DOC, t, f"c{i}")
-                    for i, t in zip(ids, texts, strict=True)
-                ],
-            )
-            conn.executemany(
-                f"INSERT INTO {sqlite_keywords.KEYWORD_TABLE} (rowid, terms) VALUES (?, ?)",
-                [(i, sqlite_keywords.terms_text(t)) for i, t in zip(ids, texts, strict=True)],
-            )
-            block = rng.standard_normal((len(ids), _DIMS), dtype=np.float32)
-            conn.executemany(
-                "INSERT INTO vec_chunks (rowid, embedding) VALUES (?, ?)",
-                [(i, block[j].tobytes()) for j, i in enumerate(ids)],
-            )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    return time.perf_counter() - start
+def _random_blocks(n: int, step: int = 10_000) -> Iterator[npt.NDArray[np.float32]]:
+    rng = np.random.default_rng(11)
+    for lo in range(0, n, step):
+        yield rng.standard_normal((min(step, n - lo), _DIMS), dtype=np.float32)
 
 
 def _pct(values: Sequence[float], q: float) -> float:

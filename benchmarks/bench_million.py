@@ -44,13 +44,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import sqlite_vec
 
-from asemantic.adapters.sqlite import SqliteStore, memory_index, select_driver
+from asemantic.adapters.sqlite import SqliteStore, memory_index
 from asemantic.adapters.sqlite.index_file import index_path
-from asemantic.domain.space import EmbeddingSpace
 from asemantic.ports import SearchFilters
 from benchmarks._common import Row, print_rows, quiet, row
+from benchmarks._ready_db import build_ready_database
 
 __all__ = ["run"]
 
@@ -108,44 +107,7 @@ def build(path: Path, n: int, dims: int, kind: str) -> float:
     temp = path.with_name(path.name + ".building")
     temp.unlink(missing_ok=True)
 
-    async def schema() -> None:
-        store = await SqliteStore.open(temp, space=EmbeddingSpace(dimensions=dims))
-        await store.aclose()
-
-    asyncio.run(schema())
-    conn = select_driver().module.connect(str(temp), isolation_level=None)
-    try:
-        conn.enable_load_extension(True)
-        sqlite_vec.load(conn)
-        conn.execute("PRAGMA synchronous = OFF")
-        conn.execute("BEGIN")
-        docs = math.ceil(n / _PER_DOC)
-        conn.executemany(
-            "INSERT INTO documents (id, source, title, content_hash, metadata_json, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, '', '')",
-            [
-                (d, f"doc-{d}.md", f"Doc {d}", f"h{d}", json.dumps({"group": d % 2}))
-                for d in range(1, docs + 1)
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO chunks (id, document_id, position, text, content_hash, "
-            "embedding_status) VALUES (?, ?, ?, ?, ?, 'READY')",
-            [
-                (i, (i - 1) // _PER_DOC + 1, (i - 1) % _PER_DOC, f"chunk {i}", f"c{i}")
-                for i in range(1, n + 1)
-            ],
-        )
-        lo = 0
-        for block in blocks(n, dims, kind):
-            conn.executemany(
-                "INSERT INTO vec_chunks (rowid, embedding) VALUES (?, ?)",
-                [(lo + j + 1, block[j].tobytes()) for j in range(len(block))],
-            )
-            lo += len(block)
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+    build_ready_database(temp, n=n, dims=dims, blocks=blocks(n, dims, kind), per_doc=_PER_DOC)
     for suffix in ("-wal", "-shm"):
         Path(str(temp) + suffix).unlink(missing_ok=True)
     os.replace(temp, path)

@@ -36,12 +36,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import sqlite_vec
 
-from asemantic.adapters.sqlite import SqliteStore, select_driver
-from asemantic.domain.space import EmbeddingSpace
+from asemantic.adapters.sqlite import SqliteStore
 from asemantic.ports import SearchFilters
 from benchmarks._common import Row, print_rows, quiet, row
+from benchmarks._ready_db import build_ready_database
 
 __all__ = ["run"]
 
@@ -70,47 +69,9 @@ def _vectors(n: int, dims: int, seed: int) -> npt.NDArray[np.float32]:
 
 def build(path: Path, n: int, dims: int, *, seed: int = 11) -> float:
     """A database of ``n`` READY chunks with random vectors; seconds taken."""
-    start = time.perf_counter()
-
-    async def schema() -> None:
-        store = await SqliteStore.open(path, space=EmbeddingSpace(dimensions=dims))
-        await store.aclose()
-
-    asyncio.run(schema())
-    conn = select_driver().module.connect(str(path), isolation_level=None)
-    try:
-        conn.enable_load_extension(True)
-        sqlite_vec.load(conn)
-        conn.execute("PRAGMA synchronous = OFF")
-        conn.execute("BEGIN")
-        docs = math.ceil(n / _PER_DOC)
-        conn.executemany(
-            "INSERT INTO documents (id, source, title, content_hash, metadata_json, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, '', '')",
-            [
-                (d, f"doc-{d}.md", f"Doc {d}", f"h{d}", json.dumps({"group": d % 2}))
-                for d in range(1, docs + 1)
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO chunks (id, document_id, position, text, content_hash, "
-            "embedding_status) VALUES (?, ?, ?, ?, ?, 'READY')",
-            [
-                (i, (i - 1) // _PER_DOC + 1, (i - 1) % _PER_DOC, f"chunk {i}", f"c{i}")
-                for i in range(1, n + 1)
-            ],
-        )
-        lo = 0
-        for block in _blocks(n, dims, seed):
-            conn.executemany(
-                "INSERT INTO vec_chunks (rowid, embedding) VALUES (?, ?)",
-                [(lo + j + 1, block[j].tobytes()) for j in range(len(block))],
-            )
-            lo += len(block)
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    return time.perf_counter() - start
+    return build_ready_database(
+        path, n=n, dims=dims, blocks=_blocks(n, dims, seed), per_doc=_PER_DOC
+    )
 
 
 # --- measuring in a fresh process --------------------------------------------------
