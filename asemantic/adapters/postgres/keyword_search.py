@@ -24,9 +24,10 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from asemantic.adapters.hits import keyword_hits
 from asemantic.adapters.postgres.keywords import KEYWORD_TABLE, tsquery_literal
 from asemantic.adapters.postgres.search import filter_conditions, hit_from_row, is_filtered
-from asemantic.domain.documents import EmbeddingStatus, SearchHit
+from asemantic.domain.documents import SearchHit
 from asemantic.domain.keywords import BM25_B, BM25_K1, IDF_FLOOR, SCORE_DIGITS
 from asemantic.ports import SearchFilters
 
@@ -83,25 +84,4 @@ async def run_keyword_search(
     """Run one keyword search inside the caller's (read-only) transaction."""
     sql, params = keyword_sql(filters)
     rows = await conn.fetch(sql, list(terms), tsquery_literal(terms), k, *params)
-    hits: list[SearchHit] = []
-    for rank, row in enumerate(rows, 1):
-        hit = hit_from_row(tuple(row)[:9])
-        score = float(row[7])
-        hits.append(
-            SearchHit(
-                chunk_id=hit.chunk_id,
-                document_id=hit.document_id,
-                source=hit.source,
-                title=hit.title,
-                text=hit.text,
-                position=hit.position,
-                heading_path=hit.heading_path,
-                distance=None,
-                document_metadata=hit.document_metadata,
-                score=score,
-                embedding_status=EmbeddingStatus(row[9]),
-                keyword_rank=rank,
-                keyword_score=score,
-            )
-        )
-    return hits
+    return keyword_hits(rows, hit_from_row)

@@ -24,12 +24,10 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import aiosqlite
 
-from asemantic.adapters.sqlite.search import filter_conditions, hit_from_row, is_filtered
-from asemantic.domain.documents import EmbeddingStatus, SearchHit
+from asemantic.adapters.sqlite.search import filter_conditions, is_filtered
 from asemantic.domain.keywords import JOINERS, SCORE_DIGITS, index_tokens
 from asemantic.ports import SearchFilters
 
@@ -38,7 +36,6 @@ __all__ = [
     "ensure_keyword_index",
     "index_chunks",
     "keyword_problems",
-    "keyword_rows",
     "keyword_sql",
     "match_expression",
 ]
@@ -117,7 +114,8 @@ _SCORE = f"-bm25({KEYWORD_TABLE})"
 def keyword_sql(
     terms: Sequence[str], *, k: int, filters: SearchFilters | None
 ) -> tuple[str, list[object]]:
-    """The SQL and parameters of a keyword search (rows as :func:`keyword_rows` reads)."""
+    """The SQL and parameters of a keyword search (rows as
+    :func:`asemantic.adapters.hits.keyword_hits` reads)."""
     match = match_expression(terms)
     order = f"round(kw.score, {SCORE_DIGITS}) DESC, c.id"
     if filters is None or not is_filtered(filters):
@@ -138,32 +136,6 @@ def keyword_sql(
         f"ORDER BY {order} LIMIT ?"
     )
     return sql, [match, *params, k]
-
-
-def keyword_rows(rows: Iterable[Sequence[Any]]) -> list[SearchHit]:
-    """Hits of keyword-search rows, ranked from 1."""
-    hits: list[SearchHit] = []
-    for rank, row in enumerate(rows, 1):
-        hit = hit_from_row(row[:9])
-        score = float(row[7])
-        hits.append(
-            SearchHit(
-                chunk_id=hit.chunk_id,
-                document_id=hit.document_id,
-                source=hit.source,
-                title=hit.title,
-                text=hit.text,
-                position=hit.position,
-                heading_path=hit.heading_path,
-                distance=None,
-                document_metadata=hit.document_metadata,
-                score=score,
-                embedding_status=EmbeddingStatus(row[9]),
-                keyword_rank=rank,
-                keyword_score=score,
-            )
-        )
-    return hits
 
 
 async def keyword_problems(conn: aiosqlite.Connection) -> list[str]:

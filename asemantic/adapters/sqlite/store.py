@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from asemantic.adapters.checks import check_k, check_terms
+from asemantic.adapters.hits import keyword_hits
 from asemantic.adapters.planning import check_drafts, dump_json
 from asemantic.adapters.sqlite import documents as doc_sql
 from asemantic.adapters.sqlite import vectors as vec_sql
@@ -52,7 +53,7 @@ from asemantic.adapters.sqlite.connection import (
 )
 from asemantic.adapters.sqlite.index_file import index_path as vector_index_path
 from asemantic.adapters.sqlite.jobs import SqliteJobStore
-from asemantic.adapters.sqlite.keywords import keyword_problems, keyword_rows, keyword_sql
+from asemantic.adapters.sqlite.keywords import keyword_problems, keyword_sql
 from asemantic.adapters.sqlite.memory_index import MemoryIndex
 from asemantic.adapters.sqlite.schema import prepare_database
 from asemantic.adapters.sqlite.search import (
@@ -452,7 +453,7 @@ class SqliteStore:
             return []
         sql, params = keyword_sql(wanted, k=k, filters=filters)
         rows = await self._guard(self._reader.execute_fetchall(sql, params))
-        hits = keyword_rows(rows)
+        hits = keyword_hits(rows, hit_from_row)
         if self._active_id != HOME_SPACE_ID and hits:
             # The status that matters is the one in the space searches use.
             hits = await self._guard(with_space_status(self._reader, self._active_id, hits))
