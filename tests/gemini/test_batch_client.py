@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from pathlib import Path
@@ -160,3 +161,33 @@ def test_temp_files_are_private(tmp_path: Path) -> None:
     fd, path = tempfile.mkstemp(dir=tmp_path)
     os.close(fd)
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+async def test_a_cancelled_upload_leaves_no_temp_file(tmp_path: Path) -> None:
+    """Cancelled while the upload waits on a slow provider, and again during clean-up's
+    window: the private JSONL is removed all the same (supervisor shutdowns cancel)."""
+    emulator = GeminiEmulator(request_latency=5.0)
+    client = _client(emulator, tmp_path)
+    task = asyncio.ensure_future(client.upload_input(_lines(50), display_name="asemantic-t"))
+    for _ in range(200):  # until the file exists: the upload is under way
+        await asyncio.sleep(0.01)
+        if _files(tmp_path):
+            break
+    assert _files(tmp_path), "the upload never wrote its temp file"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _files(tmp_path) == []
+    await client.aclose()
+
+
+async def test_a_cancellation_during_the_write_leaves_no_temp_file(tmp_path: Path) -> None:
+    client = _client(GeminiEmulator(), tmp_path)
+    task = asyncio.ensure_future(client.upload_input(_lines(20_000), display_name="asemantic-t"))
+    await asyncio.sleep(0)  # the worker thread has started writing (or is about to)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.5)  # the thread finishes writing to the unlinked file
+    assert _files(tmp_path) == []
+    await client.aclose()

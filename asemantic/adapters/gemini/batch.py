@@ -27,7 +27,6 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import tempfile
@@ -169,8 +168,12 @@ class GeminiBatchClient:
         if not lines:
             raise ValueError("a batch job needs at least one line")
         handle = self._client()
-        path = await asyncio.to_thread(self._write_jsonl, lines)
+        # The name is taken here, before anything can be cancelled, and removed in a
+        # ``finally`` without an await: a cancellation while the worker thread writes
+        # (or a second one during the clean-up) cannot leave the file behind.
+        fd, path = tempfile.mkstemp(prefix="asemantic-batch-", suffix=".jsonl", dir=self._temp_dir)
         try:
+            await asyncio.to_thread(self._write_jsonl, fd, lines)
             uploaded = await call_with_retries(
                 lambda: upload_file(
                     handle.http,
@@ -188,7 +191,7 @@ class GeminiBatchClient:
                 bounded=False,
             )
         finally:
-            await asyncio.to_thread(_unlink_quietly, path)
+            _unlink_quietly(path)
         file_name = uploaded.get("name")
         if not isinstance(file_name, str) or not file_name:
             raise ProviderError("files.upload returned no file name")
@@ -248,16 +251,11 @@ class GeminiBatchClient:
             )
             state = current.state.name if current.state is not None else ""
 
-    def _write_jsonl(self, lines: Sequence[BatchLine]) -> str:
-        fd, path = tempfile.mkstemp(prefix="asemantic-batch-", suffix=".jsonl", dir=self._temp_dir)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for line in lines:
-                    out.write(jsonl_line(line, self._space))
-        except BaseException:
-            _unlink_quietly(path)
-            raise
-        return path
+    def _write_jsonl(self, fd: int, lines: Sequence[BatchLine]) -> None:
+        """Write the lines to the open temp file ``fd`` and close it (the caller removes it)."""
+        with os.fdopen(fd, "wb") as out:
+            for line in lines:
+                out.write(jsonl_line(line, self._space))
 
     async def get_job_status(self, name: str) -> RemoteJobStatus:
         """The job's status, read from the raw Operation (see :mod:`.operations`)."""
@@ -322,7 +320,7 @@ class GeminiBatchClient:
                     if not ahead.cancelled():
                         ahead.exception()  # retrieved: no "never retrieved" warning
         finally:
-            await asyncio.to_thread(_unlink_quietly, path)
+            _unlink_quietly(path)  # no await: see upload_input
 
     async def cleanup(self, name: str | None, *, files: Sequence[str]) -> None:
         """Delete the job's files and the job itself; "not found" counts as done."""
@@ -421,5 +419,11 @@ def _deleter(handle: ClientHandle, file_name: str) -> Callable[[], Awaitable[obj
 
 
 def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Remove a private temp file; one already gone, or one the system will not remove
+    yet (a worker thread still holding it open on Windows), is logged, never raised."""
+    try:
         Path(path).unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not remove the temp file %s: %s", path, exc.strerror or exc)
