@@ -103,6 +103,13 @@ class EmulatorProcess:
             process.kill()
             process.wait()
 
+    @property
+    def pid(self) -> int:
+        """The emulator process's id (to place it on CPUs, for example)."""
+        if self._process is None:
+            raise RuntimeError("the emulator process is not running")
+        return self._process.pid
+
     def command(self, *words: object) -> str:
         """Send one command; its one-line answer."""
         if self._process is None:
