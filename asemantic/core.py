@@ -34,17 +34,26 @@ from asemantic.domain.documents import (
 from asemantic.domain.fusion import Fusion, SearchMode, fuse, parse_mode
 from asemantic.domain.hashing import validate_metadata
 from asemantic.domain.keywords import query_terms
+from asemantic.domain.policy import parse_mode as parse_ingest_mode
 from asemantic.domain.policy import require_batch_key
 from asemantic.domain.pricing import CostReport, Pricing, cost_report
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.domain.spaces import MigrationPlan, SpaceRecord
 from asemantic.domain.text import check_name, validate_query
 from asemantic.domain.tokens import approximate_tokens
-from asemantic.errors import InvalidInputError, StoreClosedError
+from asemantic.errors import InvalidInputError, SpaceSwitchedError, StoreClosedError
 from asemantic.ingestion import Ingestor, read_document
 from asemantic.keys import GoogleKeyring
 from asemantic.migration import SpaceCommands, SpaceStatus, SwitchOutcome
-from asemantic.ports import BatchBackend, Embedder, EmbedRequest, JobStore, SearchFilters, Store
+from asemantic.ports import (
+    BatchBackend,
+    Embedder,
+    EmbedRequest,
+    JobStore,
+    SearchFilters,
+    Store,
+    SupportsSpaces,
+)
 
 __all__ = ["CoreStats", "SemanticCore", "merge_hits"]
 
@@ -88,6 +97,8 @@ class SemanticCore:
         self._owns_embedder = owns_embedder
         self._closed = False
         self._query_tokens = 0
+        self._following = asyncio.Lock()
+        self._retired: list[Embedder] = []
         self._manager: BatchManager | None = None
         self._spaces = SpaceCommands(
             store=store,
@@ -241,6 +252,7 @@ class SemanticCore:
             raise InvalidInputError(
                 f"ingest takes a Document or a str, not {type(document).__name__}"
             )
+        await self._follow_switch(embeds=parse_ingest_mode(mode) is not IngestMode.ASYNC)
         return await self._ingestor.ingest(document, mode=mode, kind=kind)
 
     async def ingest_many(
@@ -264,6 +276,7 @@ class SemanticCore:
             if item[1] not in _KINDS:
                 kinds = ", ".join(_KINDS)
                 raise InvalidInputError(f"unknown kind {item[1]!r}; use one of {kinds}")
+        await self._follow_switch(embeds=parse_ingest_mode(mode) is not IngestMode.ASYNC)
         stream = self._ingestor.ingest_many(items, mode=mode, worker=worker)
         async with contextlib.aclosing(stream) as results:
             async for result in results:
@@ -283,6 +296,7 @@ class SemanticCore:
         document, kind = await asyncio.to_thread(
             read_document, Path(path), title=title, metadata=metadata
         )
+        await self._follow_switch(embeds=parse_ingest_mode(mode) is not IngestMode.ASYNC)
         return await self._ingestor.ingest(document, mode=mode, kind=kind)
 
     async def search(
@@ -311,8 +325,9 @@ class SemanticCore:
         malformed filter too) raises :class:`InvalidInputError` before anything is sent.
         """
         self._check_open()
-        model = self.space.embedding_model
         chosen = parse_mode(mode)
+        await self._follow_switch(embeds=chosen is not SearchMode.KEYWORD)
+        model = self.space.embedding_model
         if fusion is not None and not isinstance(fusion, Fusion):
             raise InvalidInputError("fusion must be a Fusion")
         weights = fusion or self._config.fusion
@@ -420,6 +435,42 @@ class SemanticCore:
         self._check_open()
         return await self._spaces.managers()
 
+    async def _follow_switch(self, *, embeds: bool) -> None:
+        """Follow a switch of the active space made elsewhere (another core, another
+        process): read the pointer (one indexed read) and, when it moved, embed in the
+        new space from now on. A core given its embedder cannot build one: it refuses
+        what would embed (:class:`SpaceSwitchedError`) and serves the rest."""
+        store = self._store
+        if not isinstance(store, SupportsSpaces):
+            return
+        active = await store.reload_active_space()
+        if active is None or active == self._embedder.space:
+            return
+        if not self._owns_embedder:
+            if embeds:
+                raise SpaceSwitchedError(
+                    f"the knowledge base now searches space {store.active_space_id} "
+                    f"({active.describe()}), switched elsewhere; this core's embedder is of "
+                    f"{self._embedder.space.describe()}: reopen it with an embedder of the "
+                    "active space",
+                    space_id=store.active_space_id,
+                    space=active,
+                )
+            return
+        async with self._following:
+            if self._embedder.space == active:
+                return  # another task of this core followed first
+            logger.info(
+                "following a switch made elsewhere to space %d (%s)",
+                store.active_space_id,
+                active.describe(),
+            )
+            new = _gemini_embedder(self._keys, active, self._gemini)
+            # Searches in flight may still hold the old embedder: it is closed with the core.
+            self._retired.append(self._embedder)
+            self._embedder = new
+            self._ingestor = replace(self._ingestor, embedder=new)
+
     def _check_can_switch(self, embedder: Embedder | None) -> None:
         if embedder is None and not self._owns_embedder:
             raise InvalidInputError(
@@ -451,6 +502,8 @@ class SemanticCore:
             if self._manager is not None:
                 await self._manager.aclose()
             if self._owns_embedder:
+                for retired in self._retired:
+                    await retired.aclose()
                 await self._embedder.aclose()
         finally:
             await self._store.aclose()

@@ -25,6 +25,7 @@ that rule is the batch-key check, which raises a plain ``ValueError`` (with the 
     │   ├── VectorExtensionMissingError         pgvector not installed, and not creatable
     │   ├── SchemaVersionError                  database from a newer asemantic
     │   ├── EmbeddingSpaceMismatchError         model/dimensions/task differ from the file's
+    │   │   └── SpaceSwitchedError              switched elsewhere; this core's embedder is old
     │   ├── StoreClosedError
     │   ├── SpacesUnsupportedError              the engine holds one space only
     │   └── TransferError                       copying a knowledge base refused or failed
@@ -44,6 +45,11 @@ build messages from status codes and provider text that has been scrubbed of sec
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from asemantic.domain.space import EmbeddingSpace
 
 __all__ = [
     "AsemanticError",
@@ -67,6 +73,7 @@ __all__ = [
     "SchemaVersionError",
     "SpaceError",
     "SpaceIncompleteError",
+    "SpaceSwitchedError",
     "SpacesUnsupportedError",
     "StoreAuthenticationError",
     "StoreBusyError",
@@ -153,6 +160,20 @@ class SchemaVersionError(StoreError):
 
 class EmbeddingSpaceMismatchError(StoreError):
     """The database holds vectors of another model, dimension or task type."""
+
+
+class SpaceSwitchedError(EmbeddingSpaceMismatchError):
+    """The knowledge base was switched to another embedding space (by another core or
+    process) and this core's embedder, given to it when it was opened, is of the old
+    one: nothing was embedded or written. Reopen with an embedder of ``space`` (the
+    active space now, id ``space_id``), or switch this core with
+    ``space_switch(..., embedder=)``. Keyword search and ``mode="async"`` ingestion,
+    which embed nothing, go on working."""
+
+    def __init__(self, message: str, *, space_id: int, space: EmbeddingSpace) -> None:
+        super().__init__(message)
+        self.space_id = space_id
+        self.space = space
 
 
 class StoreBusyError(StoreError):
