@@ -106,6 +106,7 @@ class SemanticCore:
             backend_factory=self._batch_backend_for,
             pricing=config.pricing,
             create_grace=config.create_grace_seconds,
+            hooks=lambda: self.batch_manager.hooks,
         )
         self._ingestor = Ingestor(
             store=store,

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from asemantic.batch.hooks import HookRegistry
 from asemantic.batch.manager import BatchManager
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.pricing import Pricing
@@ -84,8 +85,10 @@ class SpaceCommands:
         backend_factory: Callable[[EmbeddingSpace], BatchBackend],
         pricing: Pricing | None,
         create_grace: float,
+        hooks: Callable[[], HookRegistry] | None = None,
     ) -> None:
         self._store = store
+        self._hooks = hooks
         self._keys = keys
         self._backend_factory = backend_factory
         self._pricing = pricing
@@ -202,6 +205,9 @@ class SpaceCommands:
                 backend_factory=lambda: self._backend_factory(space),
                 keys=self._keys,
                 create_grace=self._create_grace,
+                space_id=record.space_id,
+                # One registry: a hook sees the jobs of every space (events say which).
+                hooks=self._hooks() if self._hooks is not None else None,
             )
             self._managers[record.space_id] = manager
         return manager

@@ -118,8 +118,11 @@ class BatchManager:
         clock: Callable[[], datetime] | None = None,
         limits: JobLimits | None = None,
         rng: random.Random | None = None,
+        space_id: int = 1,
+        hooks: HookRegistry | None = None,
     ) -> None:
         self._jobs = jobs
+        self._space_id = space_id
         self._backend_factory = backend_factory
         self._backend: BatchBackend | None = None
         self._keys = keys
@@ -132,7 +135,7 @@ class BatchManager:
         backoff of its own: see :class:`~asemantic.batch.limits.JobLimits`)."""
         self.rng = rng or random.Random()
         """Jitters the waits after refused creates."""
-        self._hooks = HookRegistry()
+        self._hooks = hooks if hooks is not None else HookRegistry()
         self._flush_lock = anyio.Lock()
         self._prefix: str | None = None
 
@@ -141,8 +144,14 @@ class BatchManager:
 
     @property
     def hooks(self) -> HookRegistry:
-        """The one registry of transition hooks (a supervisor attaches its own here)."""
+        """The one registry of transition hooks (a supervisor attaches its own here;
+        the managers of a knowledge base's other spaces share space 1's)."""
         return self._hooks
+
+    @property
+    def space_id(self) -> int:
+        """The embedding space this manager's jobs embed for (its events carry it)."""
+        return self._space_id
 
     @property
     def jobs(self) -> JobStore:
@@ -535,6 +544,7 @@ class BatchManager:
                 to_status=moved.status,
                 at=moved.updated_at,
                 stats=dict(moved.stats),
+                space_id=self._space_id,
             )
         )
         return moved

@@ -41,7 +41,8 @@ Decisions:
   tick runs space 1's pass, then reconcile, flush, poll and clean-up for each of those
   spaces through its own manager (``core.space_managers()``), under the same lease. A
   backfill queue is flushed at once; the supervisor is idle only when every space is.
-  Transition hooks are those of space 1's jobs.
+  Those managers share space 1's hook registry, so a hook sees the transitions of
+  every space's jobs (:attr:`TransitionEvent.space_id` says which).
 """
 
 from __future__ import annotations

@@ -86,6 +86,7 @@ def event_record(event: TransitionEvent) -> dict[str, Any]:
         "to": event.to_status.value,
         "at": event.at.isoformat(),
         "stats": dict(event.stats),
+        "space_id": event.space_id,
     }
 
 
@@ -93,8 +94,9 @@ def describe_event(event: TransitionEvent, *, arrow: str = "->") -> str:
     """``job 1a2b3c4d SUBMITTED -> PROCESSING  sent=16``."""
     stats = " ".join(f"{k}={event.stats[k]}" for k in _STAT_ORDER if k in event.stats)
     moment = event.at.astimezone().strftime("%H:%M:%S")
+    space = f" (space {event.space_id})" if event.space_id != 1 else ""
     text = (
-        f"{moment} job {short_id(event.job_id)} "
+        f"{moment} job {short_id(event.job_id)}{space} "
         f"{event.from_status.value} {arrow} {event.to_status.value}"
     )
     return f"{text}  {stats}" if stats else text

@@ -73,8 +73,15 @@ class TransitionEvent:
     to_status: JobStatus
     at: datetime
     stats: Mapping[str, int] = field(default_factory=_empty_stats)
+    space_id: int = 1
+    """The embedding space the job embeds for: 1, the space the database was created
+    with, or a space registered by a migration (:mod:`asemantic.domain.spaces`)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.space_id, bool) or not isinstance(self.space_id, int):
+            raise InvalidInputError("an event's space_id must be an integer")
+        if self.space_id < 1:
+            raise InvalidInputError("an event's space_id must be 1 or more")
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise InvalidInputError("event times must be timezone-aware datetimes")
         object.__setattr__(self, "from_status", JobStatus(self.from_status))
