@@ -106,11 +106,11 @@ def build(rows: F32, *, width: int = 8) -> tuple[VectorMatrix, npt.NDArray[np.in
     n=st.integers(50, 3000),
     k=st.integers(1, 40),
     width=st.integers(1, 24),
-    filtered=st.booleans(),
+    filtered=st.sampled_from([None, 0.05, 0.5, 0.95]),
     from_stored=st.booleans(),
 )
 def test_pruned_search_is_the_exact_top_k(
-    kind: str, seed: int, n: int, k: int, width: int, filtered: bool, from_stored: bool
+    kind: str, seed: int, n: int, k: int, width: int, filtered: float | None, from_stored: bool
 ) -> None:
     rng = np.random.default_rng(seed)
     rows = data(kind, rng, n, DIMS)
@@ -119,8 +119,9 @@ def test_pruned_search_is_the_exact_top_k(
     q: F32 = (base + 0.01 * rng.standard_normal(DIMS)).astype(np.float32)
     documents = None
     allowed = np.ones(n, dtype=bool)
-    if filtered:
-        documents = np.unique(rng.integers(1, n // 10 + 2, max(1, n // 30)))
+    if filtered is not None:  # a share of the documents: gathered, or masked (broad)
+        every = np.arange(1, (n - 1) // 10 + 2)
+        documents = every[rng.random(len(every)) < filtered]
         allowed = np.isin(np.arange(n) // 10 + 1, documents)
     got = matrix.search(q, k, documents=documents)
     check_same(got, exact(rows, ids, q, k, allowed))
@@ -140,6 +141,21 @@ def test_the_bound_prunes_clustered_rows_and_gives_up_on_gaussian_ones() -> None
         q = noise[i].copy()
         check_same(matrix.search(q, 10), exact(noise, ids, q, 10, np.ones(len(noise), bool)))
     assert matrix.pruned_searches == 0  # it fell back to the full scan, exactly
+
+
+def test_a_broad_filter_prunes_too() -> None:
+    """Half the documents: the bound runs over every row with the others masked out."""
+    rng = np.random.default_rng(5)
+    rows = clustered(rng, 20_000, 96, 16, 0.3)
+    matrix, ids = build(rows, width=24)
+    documents = np.arange(2, 2001, 2, dtype=np.int64)
+    allowed = np.isin(np.arange(len(rows)) // 10 + 1, documents)
+    for i in range(20):
+        q = rows[i * 97 + 3].copy()
+        got = matrix.search(q, 10, documents=documents)
+        check_same(got, exact(rows, ids, q, 10, allowed))
+        assert allowed[got[0] // 3 - 1].all()
+    assert matrix.pruned_searches == 20
 
 
 def test_ties_at_the_boundary_go_to_the_lowest_ids() -> None:
@@ -516,3 +532,33 @@ def test_rows_in_locality_order_are_scored_run_by_run_exactly() -> None:
         allowed = np.isin(np.arange(len(rows)) // 10 + 1, documents)
         check_same(matrix.search(q, 10, documents=documents), exact(rows, ids, q, 10, allowed))
     assert matrix.pruned_searches == 50
+
+
+async def test_a_repeated_filter_is_read_again_only_after_a_commit(db_path: Path) -> None:
+    """The documents a filter matches are remembered until anything is committed (by
+    this store or another connection): then the next search reads them again."""
+    store = await SqliteStore.open(db_path, space=SPACE)
+    other = await SqliteStore.open(db_path, space=SPACE)
+    try:
+        await fill(store, docs=6, per_doc=5)
+        q = queries(1)[0]
+        group1 = SearchFilters(metadata={"g": 1})
+        first = await hits(store, q, group1)
+        index = store._index
+        assert index is not None
+        assert await hits(store, q, group1) == first
+        assert index.filter_documents.hits == 1  # the second search: no scan
+        # A change by this store's writer is seen at once.
+        rng = np.random.default_rng(9)
+        block = clustered(rng, 5, DIMS, 1, 0.1)
+        await store.write_document(vector_write("doc1", block, metadata={"g": 0}))
+        moved = await hits(store, q, group1)
+        assert set(moved) != set(first) and index.filter_documents.hits == 1
+        # And so is one by another connection (another process alike).
+        await other.write_document(vector_write("doc1", block, metadata={"g": 1}))
+        back = await hits(store, q, group1)
+        assert len(back) == len(first) and index.filter_documents.hits == 1
+        assert await hits(store, q, group1) == back and index.filter_documents.hits == 2
+    finally:
+        await other.aclose()
+        await store.aclose()

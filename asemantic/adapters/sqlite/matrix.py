@@ -243,11 +243,13 @@ class VectorMatrix:
         q = (query / norm if norm > 0 else query).astype(np.float32)
         n = self._n
         slots: I64 | None = None
+        member: npt.NDArray[np.bool_] | None = None
         if documents is not None:
-            slots = np.flatnonzero(members(self._docs[:n], documents))
+            member = members(self._docs[:n], documents)
+            slots = np.flatnonzero(member)
         scores: F32 | None = None
         if self._basis is not None and k > 0 and self._worth_trying():
-            pruned = self._pruned(q, k, slots)
+            pruned = self._pruned(q, k, slots, member)
             if pruned is None:
                 self._misses += 1
             else:
@@ -270,36 +272,50 @@ class VectorMatrix:
         self._tries += 1
         return self._misses < 4 or self._tries % 16 == 0
 
-    def _pruned(self, q: F32, k: int, slots: I64 | None) -> tuple[I64, F32] | None:
+    def _pruned(
+        self, q: F32, k: int, slots: I64 | None, member: npt.NDArray[np.bool_] | None
+    ) -> tuple[I64, F32] | None:
         """``(rows, exact scores)`` of every row (of ``slots``) the bound cannot rule
-        out of the top ``k``, or None when that is too many rows to be worth it."""
+        out of the top ``k``, or None when that is too many rows to be worth it.
+
+        A filter keeping a small share of the rows gathers their projections; one
+        keeping more bounds every row, in place, and masks out the others
+        (``member``), which costs what an unfiltered search does instead of a gather
+        of most of the rows."""
         assert self._basis is not None
         n = self._n
         count = n if slots is None else len(slots)
         if count <= 4 * k:
             return None
         qp, q_rest = pruning.query_parts(q, self._basis)
-        if slots is None:
-            approx = self._proj[:n] @ qp
-            resid = self._resid[:n]
-        elif count < _GATHER_SHARE * n:
+        gathered = slots is not None and count < _GATHER_SHARE * n
+        if slots is not None and gathered:
             approx = self._proj[slots] @ qp
             resid = self._resid[slots]
         else:
-            approx = (self._proj[:n] @ qp)[slots]
-            resid = self._resid[slots]
+            approx = self._proj[:n] @ qp
+            resid = self._resid[:n]
         # Seeds: the 4k best projected scores (any k rows give a true lower bound on
-        # the k-th best score; these give a tight one).
-        seeds = _largest(approx, 4 * k)
-        seed_rows = seeds if slots is None else slots[seeds]
+        # the k-th best score; these give a tight one), among the rows the filter keeps.
+        masked = member is not None and not gathered
+        if masked:
+            assert member is not None
+            seeds = _largest(np.where(member, approx, np.float32(-np.inf)), 4 * k)
+            seed_rows = seeds
+        else:
+            seeds = _largest(approx, 4 * k)
+            seed_rows = seeds if slots is None else slots[seeds]
         seed_scores = _scores(self._matrix[seed_rows], q)
         kth = float(np.partition(seed_scores, len(seed_scores) - k)[len(seed_scores) - k])
         bound = approx
         bound += np.float32(q_rest) * resid
-        need = np.flatnonzero(bound >= np.float32(kth - pruning.margin(self.dimensions, len(qp))))
+        reach = bound >= np.float32(kth - pruning.margin(self.dimensions, len(qp)))
+        if member is not None and masked:
+            reach &= member
+        need = np.flatnonzero(reach)
         if len(need) > pruning.FALLBACK_SHARE * count:
             return None
-        rows = need if slots is None else slots[need]
+        rows = need if slots is None or masked else slots[need]
         return rows, _scores_at(self._matrix, rows, q)
 
     def _top(self, scores: F32, k: int, slots: I64 | None) -> tuple[I64, npt.NDArray[np.float64]]:

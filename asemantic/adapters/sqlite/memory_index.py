@@ -171,6 +171,35 @@ def _write_sorted(
     return index_file.write(path, stamp, arrays, basis, order=order, stop=stop)
 
 
+class DocumentsByFilter:
+    """The document ids recent filters matched, each with the file's
+    ``PRAGMA data_version`` when it was read: that number changes whenever another
+    connection (this store's writer, another process) commits, so an entry of the
+    current version is exactly what the filter's query would return now, and a
+    repeated filter is one pragma instead of a scan of the documents. A few entries,
+    newest kept."""
+
+    LIMIT = 32
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[int, I64]] = {}
+        self.hits = 0
+
+    def get(self, key: tuple[str, str], version: int) -> I64 | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != version:
+            return None
+        self.hits += 1
+        return entry[1]
+
+    def put(self, key: tuple[str, str], version: int, documents: I64) -> None:
+        self._entries.pop(key, None)
+        if len(self._entries) >= self.LIMIT:
+            del self._entries[next(iter(self._entries))]
+        documents.setflags(write=False)
+        self._entries[key] = (version, documents)
+
+
 class MemoryIndex:
     """The READY vectors of one database as a :class:`VectorMatrix`, kept current.
 
@@ -206,6 +235,8 @@ class MemoryIndex:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="asemantic-search")
         self.reloads = 0
         """How many full loads happened (the first included); for tests and stats."""
+        self.filter_documents = DocumentsByFilter()
+        """The documents recent filters matched (see :class:`DocumentsByFilter`)."""
 
     def __len__(self) -> int:
         return len(self._matrix)

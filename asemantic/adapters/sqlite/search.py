@@ -33,6 +33,7 @@ from typing import Any
 
 import aiosqlite
 import numpy as np
+import numpy.typing as npt
 
 from asemantic.adapters.planning import dump_json
 from asemantic.adapters.sqlite.memory_index import MemoryIndex, parse_ids
@@ -286,6 +287,23 @@ def hit_from_row(row: Sequence[Any]) -> SearchHit:
     )
 
 
+async def _matching_documents(
+    reader: aiosqlite.Connection, index: MemoryIndex, filters: SearchFilters
+) -> npt.NDArray[np.int64]:
+    """The ids of the documents ``filters`` matches: remembered while nothing was
+    committed to the file since (``PRAGMA data_version``), else read."""
+    sql, params = matching_documents_sql(filters)
+    key = (sql, repr(params))
+    version = int(next(iter(await reader.execute_fetchall("PRAGMA data_version")))[0])
+    known = index.filter_documents.get(key, version)
+    if known is not None:
+        return known
+    rows = list(await reader.execute_fetchall(sql, params))
+    documents = parse_ids(rows[0][0] if rows else None)
+    index.filter_documents.put(key, version, documents)
+    return documents
+
+
 async def index_search(
     reader: aiosqlite.Connection,
     index: MemoryIndex,
@@ -297,9 +315,7 @@ async def index_search(
     row was read (a write raced the search: the caller tries again)."""
     documents = None
     if filters is not None and is_filtered(filters):
-        sql, params = matching_documents_sql(filters)
-        rows = list(await reader.execute_fetchall(sql, params))
-        documents = parse_ids(rows[0][0] if rows else None)
+        documents = await _matching_documents(reader, index, filters)
         if not len(documents):
             return []
     query = np.frombuffer(blob, dtype="<f4")
