@@ -73,6 +73,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from asemantic.adapters.sqlite.connection import Driver, enable_wal, rollback
+from asemantic.adapters.sqlite.keyword_index import ensure_keyword_log
 from asemantic.adapters.sqlite.keywords import ensure_keyword_index
 from asemantic.adapters.sqlite.spaces import read_active_space, record_home_space, upgrade_spaces
 from asemantic.adapters.sqlite.vectors import (
@@ -435,12 +436,14 @@ async def prepare_database(
         if active is not None and active[0] != 1:
             check_same_space(active[1], space)
             await ensure_vector_log(writer)
+            await ensure_keyword_log(writer)
             return active[1], await knn_prefilter_works(writer, driver.error), active[0]
         recorded = await ensure_space(writer, space)
         if recorded is not None and active is None:
             # A file recorded before version 2, or killed between the two commits.
             await _in_transaction(writer, lambda: record_home_space(writer, recorded))
         await ensure_vector_log(writer)
+        await ensure_keyword_log(writer)
         return recorded, await knn_prefilter_works(writer, driver.error), 1
     except driver.error as exc:
         raise StoreError(f"cannot prepare the database: {exc}") from exc

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from asemantic.adapters.planning import dump_json
-from asemantic.adapters.sqlite.memory_index import MemoryIndex, parse_ids
+from asemantic.adapters.sqlite.memory_index import DocumentsByFilter, MemoryIndex, parse_ids
 from asemantic.domain.documents import JSONValue, SearchHit
 from asemantic.domain.filters import (
     AllOf,
@@ -58,6 +58,7 @@ __all__ = [
     "hit_from_row",
     "index_search",
     "is_filtered",
+    "matching_documents",
     "matching_documents_sql",
 ]
 
@@ -287,20 +288,20 @@ def hit_from_row(row: Sequence[Any]) -> SearchHit:
     )
 
 
-async def _matching_documents(
-    reader: aiosqlite.Connection, index: MemoryIndex, filters: SearchFilters
+async def matching_documents(
+    reader: aiosqlite.Connection, cache: DocumentsByFilter, filters: SearchFilters
 ) -> npt.NDArray[np.int64]:
     """The ids of the documents ``filters`` matches: remembered while nothing was
     committed to the file since (``PRAGMA data_version``), else read."""
     sql, params = matching_documents_sql(filters)
     key = (sql, repr(params))
     version = int(next(iter(await reader.execute_fetchall("PRAGMA data_version")))[0])
-    known = index.filter_documents.get(key, version)
+    known = cache.get(key, version)
     if known is not None:
         return known
     rows = list(await reader.execute_fetchall(sql, params))
     documents = parse_ids(rows[0][0] if rows else None)
-    index.filter_documents.put(key, version, documents)
+    cache.put(key, version, documents)
     return documents
 
 
@@ -315,7 +316,7 @@ async def index_search(
     row was read (a write raced the search: the caller tries again)."""
     documents = None
     if filters is not None and is_filtered(filters):
-        documents = await _matching_documents(reader, index, filters)
+        documents = await matching_documents(reader, index.filter_documents, filters)
         if not len(documents):
             return []
     query = np.frombuffer(blob, dtype="<f4")

@@ -53,6 +53,7 @@ from asemantic.adapters.sqlite.connection import (
 )
 from asemantic.adapters.sqlite.index_file import index_path as vector_index_path
 from asemantic.adapters.sqlite.jobs import SqliteJobStore
+from asemantic.adapters.sqlite.keyword_index import KeywordIndex, keyword_index_rows
 from asemantic.adapters.sqlite.keywords import keyword_problems, keyword_sql
 from asemantic.adapters.sqlite.memory_index import MemoryIndex
 from asemantic.adapters.sqlite.schema import prepare_database
@@ -126,6 +127,7 @@ class SqliteStore:
         home_space: EmbeddingSpace | None = None,
         active_id: int = HOME_SPACE_ID,
         index_file: bool = True,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     ) -> None:
         """Wrap open connections; use :meth:`open` instead.
 
@@ -134,6 +136,7 @@ class SqliteStore:
         """
         self._path = path
         self._driver = driver
+        self._busy_timeout_ms = busy_timeout_ms
         self._writer = writer
         self._reader = reader
         self._space = space if home_space is None else home_space
@@ -146,6 +149,7 @@ class SqliteStore:
         self._use_index = memory_index
         self._use_file = index_file
         self._index: MemoryIndex | None = None
+        self._keywords: KeywordIndex | None = None
         self._jobs = SqliteJobStore(self)
 
     @classmethod
@@ -201,6 +205,7 @@ class SqliteStore:
             home_space=home,
             active_id=active_id,
             index_file=index_file,
+            busy_timeout_ms=busy_timeout_ms,
         )
 
     # --- life cycle -------------------------------------------------------------------
@@ -281,6 +286,8 @@ class SqliteStore:
             return
         self._closed = True
         try:
+            if self._keywords is not None:
+                await self._keywords.aclose()
             if self._index is not None:
                 await self._index.aclose()
         finally:
@@ -451,13 +458,53 @@ class SqliteStore:
         wanted = check_terms(terms)
         if not wanted:
             return []
-        sql, params = keyword_sql(wanted, k=k, filters=filters)
-        rows = await self._guard(self._reader.execute_fetchall(sql, params))
+        rows: Sequence[Sequence[object]] | None = None
+        index = self._keyword_index()
+        if index is not None:
+            for _ in range(3):
+                rows = await self._guard(
+                    keyword_index_rows(self._reader, index, wanted, k, filters)
+                )
+                if rows is not None or not index.ready:
+                    break
+            else:
+                logger.warning("keyword index kept missing chunks; searching FTS5 instead")
+        if rows is None:
+            sql, params = keyword_sql(wanted, k=k, filters=filters)
+            rows = list(await self._guard(self._reader.execute_fetchall(sql, params)))
         hits = keyword_hits(rows, hit_from_row)
         if self._active_id != HOME_SPACE_ID and hits:
             # The status that matters is the one in the space searches use.
             hits = await self._guard(with_space_status(self._reader, self._active_id, hits))
         return hits
+
+    async def load_keyword_index(self) -> None:
+        """Load the in-memory keyword index now and wait for it (a service may call this
+        at start). Otherwise the first keyword or hybrid search starts the load in the
+        background, and searches use FTS5 until it is done. Nothing with
+        ``memory_index=False``."""
+        self._check_open()
+        index = self._keyword_index()
+        if index is not None:
+            await index.loaded()
+
+    def _keyword_index(self) -> KeywordIndex | None:
+        """The in-memory BM25 index (with the vector one: ``memory_index=False``
+        searches FTS5 with ``bm25()`` directly)."""
+        if not self._use_index:
+            return None
+        if self._keywords is None:
+            self._keywords = KeywordIndex(self._reader, self._open_reader)
+        return self._keywords
+
+    async def _open_reader(self) -> aiosqlite.Connection:
+        """Another read-only connection of this file (the keyword index loads on one)."""
+        return await open_connection(
+            self._path,
+            driver=self._driver,
+            busy_timeout_ms=self._busy_timeout_ms,
+            query_only=True,
+        )
 
     def _memory_index(self) -> MemoryIndex | None:
         if not self._use_index or self._space is None:
