@@ -27,7 +27,7 @@ from asemantic.domain.documents import (
     SearchHit,
 )
 from asemantic.domain.events import TransitionEvent
-from asemantic.domain.fusion import Fusion, SearchMode
+from asemantic.domain.fusion import Fusion, SearchMode, is_identifier_query
 from asemantic.domain.jobs import JobStatus
 from asemantic.domain.policy import RetryConfig, RetryPolicy
 from asemantic.domain.pricing import CostReport, Pricing
@@ -133,6 +133,7 @@ __all__ = [
     "VectorExtensionMissingError",
     "copy_knowledge_base",
     "ensure_schema_compatibility",
+    "is_identifier_query",
 ]
 __version__ = "0.1.0"
 

@@ -31,7 +31,7 @@ from asemantic.domain.documents import (
     JSONValue,
     SearchHit,
 )
-from asemantic.domain.fusion import Fusion, SearchMode, fuse, parse_mode
+from asemantic.domain.fusion import Fusion, SearchMode, fuse, is_identifier_query, parse_mode
 from asemantic.domain.hashing import validate_metadata
 from asemantic.domain.keywords import query_terms
 from asemantic.domain.policy import parse_mode as parse_ingest_mode
@@ -356,7 +356,8 @@ class SemanticCore:
         by_keyword = (
             await self._store.keyword_search(terms, k=depth, filters=filters) if terms else []
         )
-        return merge_hits(by_vector, by_keyword, k=k, fusion=weights)
+        led = weights.identifiers == "keyword" and is_identifier_query(text)
+        return merge_hits(by_vector, by_keyword, k=k, fusion=weights, keyword_led=led)
 
     async def stats(self) -> CoreStats:
         """Documents, chunks by status, jobs by state, tokens and cost per route.
@@ -532,12 +533,14 @@ def merge_hits(
     *,
     k: int,
     fusion: Fusion,
+    keyword_led: bool = False,
 ) -> list[SearchHit]:
     """The best ``k`` of a vector list and a keyword list (each best first), fused by
     weighted RRF (a keyword hit not READY has no vector: see
     :func:`~asemantic.domain.fusion.fuse`): each hit carries its distance (when the
     vector list found it), its BM25 score (when the keyword list did), both ranks and
-    the fused ``score``."""
+    the fused ``score``. ``keyword_led``: an identifier query's order (the keyword
+    list first: see :class:`~asemantic.domain.fusion.Fusion`)."""
     vector = {hit.chunk_id: hit for hit in by_vector}
     keyword = {hit.chunk_id: hit for hit in by_keyword}
     fused = fuse(
@@ -548,6 +551,7 @@ def merge_hits(
         no_vector=[
             h.chunk_id for h in by_keyword if h.embedding_status is not EmbeddingStatus.READY
         ],
+        keyword_led=keyword_led,
     )
     out: list[SearchHit] = []
     for ranked in fused:

@@ -445,10 +445,7 @@ async def measure(
             await core.ingest(doc.text, source=doc.source, title=doc.title, kind="plain")
         ingest_s = time.perf_counter() - start
         runs: list[tuple[str, str, Fusion | None]] = [(m, m, None) for m in MODES]
-        runs += [
-            (f"hybrid {f.vector_weight:g}/{f.keyword_weight:g} c={f.constant:g}", "hybrid", f)
-            for f in fusions
-        ]
+        runs += [(_label(f), "hybrid", f) for f in fusions]
         sums: dict[tuple[str, str], list[float]] = {}
         for label, mode, fusion in runs:
             for query in queries:
@@ -509,13 +506,22 @@ def table(name: str, scores: dict[tuple[str, str], Score]) -> str:
     return "\n".join(lines)
 
 
-SWEEP = tuple(
-    Fusion(vector_weight=1.0, keyword_weight=weight, constant=constant)
-    for constant in (60.0, 10.0)
-    for weight in (1.0, 2.0, 3.0, 5.0, 10.0)
-    if (weight, constant) != (1.0, 60.0)
+def _label(fusion: Fusion) -> str:
+    name = f"hybrid {fusion.vector_weight:g}/{fusion.keyword_weight:g} c={fusion.constant:g}"
+    return name + (" ids fused" if fusion.identifiers == "fuse" else "")
+
+
+SWEEP = (
+    Fusion(identifiers="fuse"),
+    *(
+        Fusion(vector_weight=1.0, keyword_weight=weight, constant=constant)
+        for constant in (60.0, 20.0, 10.0)
+        for weight in (1.0, 2.0, 3.0, 5.0, 10.0)
+        if (weight, constant) != (1.0, 60.0)
+    ),
 )
-"""The fusions ``--sweep`` tries besides the default (vector weight 1)."""
+"""The fusions ``--sweep`` tries besides the default (vector weight 1): the default
+with identifier queries fused like any other, then other weights and constants."""
 
 
 def run(quick: bool, *, sweep: bool = False, show: bool = False) -> list[Row]:

@@ -18,6 +18,19 @@ Decisions:
 * Defaults ``constant = 60`` (the paper's value, also the usual default elsewhere),
   both weights ``1.0``. Raise ``keyword_weight`` for corpora of identifiers and codes,
   ``vector_weight`` for prose queried in other words.
+* **Identifier queries are keyword-led** (``identifiers="keyword"``, the default): a
+  query that is one token shaped like code (:func:`is_identifier_query`:
+  ``snake_case``, ``camelCase``, letters with digits such as ``E11000`` or
+  ``http2time``, ``ALL_CAPS``, a dotted or ``::`` path such as ``os.path.join``) asks
+  for the chunks that hold it. Its hybrid result is the keyword list in BM25 order
+  (the chunks holding the token), then the vector list's other chunks in vector order
+  to fill ``k``; so it is never worse than keyword search alone (the same top ``k``
+  when ``k`` chunks hold the token) and adds what the vectors find when fewer do. A
+  result's ``score`` is then the weighted RRF score of its position in that order,
+  ``(vector_weight + keyword_weight) / (constant + position)``, so it still decreases.
+  A vector list of equal weight would pull chunks that merely resemble the identifier
+  above chunks that hold it (measured by ``benchmarks/bench_quality.py``).
+  ``identifiers="fuse"`` treats them as any other query.
 * ``candidates = 50``: each list is read ``max(k, candidates)`` deep, so a hybrid
   search returns ``k`` hits whenever ``k`` chunks match either list (every list read
   at least ``k`` deep yields all its matches or ``k`` of them), and chunks just below
@@ -28,14 +41,49 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from asemantic.errors import InvalidInputError
 
-__all__ = ["DEFAULT_CONSTANT", "Fusion", "Ranked", "SearchMode", "fuse", "parse_mode"]
+__all__ = [
+    "DEFAULT_CONSTANT",
+    "Fusion",
+    "Ranked",
+    "SearchMode",
+    "fuse",
+    "is_identifier_query",
+    "parse_mode",
+]
 
 DEFAULT_CONSTANT = 60.0
+
+
+_IDENTIFIER_SHAPES = re.compile(
+    r"""
+    \w_+\w              # snake_case, ERR_1234
+    | [a-z][A-Z]          # camelCase
+    | [^\W\d_]\d | \d[^\W\d_]   # letters with digits: http2time, E11000, 3des
+    | \w(?:\.|::|->)\w   # a dotted or :: path: os.path.join, std::vector
+    | ^[A-Z]{2,}$         # ALL_CAPS: HTTP, EOF
+    """,
+    re.VERBOSE,
+)
+_MAX_IDENTIFIER_CHARS = 200
+
+
+def is_identifier_query(query: str) -> bool:
+    """Whether ``query`` is one token shaped like code: no white space inside, and
+    ``snake_case``, ``camelCase``, letters with digits, ``ALL_CAPS`` or a dotted /
+    ``::`` path (``ERR_4711``, ``getUserName``, ``E11000``, ``HTTP``,
+    ``os.path.join``). Plain words (``retry``), numbers (``2024``) and sentences are
+    not. Hybrid search ranks such a query keyword-led (see :class:`Fusion`)."""
+    text = query.strip()
+    if not text or len(text) > _MAX_IDENTIFIER_CHARS or any(c.isspace() for c in text):
+        return False
+    text = text.strip("\"'`()[]{}<>,;!?")
+    return bool(text) and _IDENTIFIER_SHAPES.search(text) is not None
 
 
 class SearchMode(enum.StrEnum):
@@ -73,13 +121,15 @@ class Fusion:
     """The weights and constant of weighted RRF, and how deep each list is read.
 
     Invalid values raise :class:`InvalidInputError`: weights finite and not negative,
-    not both zero; ``constant`` finite and not negative; ``candidates`` an int >= 1.
+    not both zero; ``constant`` finite and not negative; ``candidates`` an int >= 1;
+    ``identifiers`` ``"keyword"`` (identifier queries keyword-led) or ``"fuse"``.
     """
 
     vector_weight: float = 1.0
     keyword_weight: float = 1.0
     constant: float = DEFAULT_CONSTANT
     candidates: int = 50
+    identifiers: str = "keyword"
 
     def __post_init__(self) -> None:
         vector = _weight(self.vector_weight, "vector_weight")
@@ -90,6 +140,8 @@ class Fusion:
         candidates = self.candidates
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
             raise InvalidInputError("candidates must be an integer of at least 1")
+        if self.identifiers not in ("keyword", "fuse"):
+            raise InvalidInputError('identifiers must be "keyword" or "fuse"')
 
     def depth(self, k: int) -> int:
         """How many hits each list is asked for, to return ``k``."""
@@ -113,6 +165,7 @@ def fuse(
     k: int,
     fusion: Fusion,
     no_vector: Collection[int] = (),
+    keyword_led: bool = False,
 ) -> list[Ranked]:
     """The best ``k`` chunks of two ranked id lists (best first) by weighted RRF.
 
@@ -121,6 +174,9 @@ def fuse(
     vector list; its keyword rank stands in for its vector rank in the score, so a chunk
     is not pushed down for waiting on its embedding (its ``vector_rank`` stays None).
     With ``keyword_weight`` 0 nothing stands in: the keyword list is ignored.
+
+    ``keyword_led`` (an identifier query, see :class:`Fusion`): the keyword list in its
+    order, then the vector list's other chunks in theirs, each scored by its position.
     """
     ranks: dict[int, list[int | None]] = {}
     for index, ids in enumerate((vector, keyword)):
@@ -129,6 +185,8 @@ def fuse(
             if slot[index] is None:
                 slot[index] = rank
     weights = (float(fusion.vector_weight), float(fusion.keyword_weight))
+    if keyword_led and weights[1] > 0:
+        return _keyword_led(ranks, k=k, fusion=fusion)
     waiting = frozenset(no_vector)
     constant = float(fusion.constant)
     fused: list[Ranked] = []
@@ -150,3 +208,26 @@ def fuse(
         )
     fused.sort(key=lambda r: (-r.score, r.chunk_id))
     return fused[:k]
+
+
+def _keyword_led(ranks: dict[int, list[int | None]], *, k: int, fusion: Fusion) -> list[Ranked]:
+    big = 1 << 62
+    order = sorted(
+        ranks.items(),
+        key=lambda item: (
+            item[1][1] if item[1][1] is not None else big,
+            item[1][0] if item[1][0] is not None else big,
+            item[0],
+        ),
+    )
+    total = float(fusion.vector_weight) + float(fusion.keyword_weight)
+    constant = float(fusion.constant)
+    return [
+        Ranked(
+            chunk_id=chunk_id,
+            score=total / (constant + position),
+            vector_rank=vector_rank,
+            keyword_rank=keyword_rank,
+        )
+        for position, (chunk_id, (vector_rank, keyword_rank)) in enumerate(order[:k], 1)
+    ]

@@ -115,6 +115,21 @@ async def test_exact_identifier_ranks_its_chunk_first(core: SemanticCore) -> Non
         assert (await core.search(query, k=3))[0].source == source
 
 
+async def test_an_identifier_query_is_keyword_led(core: SemanticCore) -> None:
+    # "refund" is a plain word: both lists fused. ERR_9999 is code: the chunk holding
+    # it first (it is PENDING: found by its words), then the vector list's best.
+    keyword = [h.chunk_id for h in await core.search("ERR_9999", k=10, mode="keyword")]
+    vector = [h.chunk_id for h in await core.search("ERR_9999", k=10, mode="vector")]
+    assert 0 < len(keyword) < 7  # the other chunks come from the vector list
+    led = await core.search("ERR_9999", k=7)
+    expected = keyword + [c for c in vector if c not in keyword]
+    assert [h.chunk_id for h in led] == expected[:7]
+    assert led[0].source == "codes.md"
+    assert [h.score for h in led] == sorted((h.score for h in led), reverse=True)
+    fused = await core.search("ERR_9999", k=3, fusion=Fusion(identifiers="fuse"))
+    assert fused[0].source == "codes.md"  # also first when fused, here
+
+
 async def test_hybrid_returns_k_whenever_k_chunks_match(core: SemanticCore) -> None:
     total = len(DOCS) + len(PENDING)
     hits = await core.search("refund", k=total)

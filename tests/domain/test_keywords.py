@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asemantic.domain.fusion import Fusion, SearchMode, fuse, parse_mode
+from asemantic.domain.fusion import Fusion, SearchMode, fuse, is_identifier_query, parse_mode
 from asemantic.domain.keywords import (
     IDF_FLOOR,
     JOINERS,
@@ -144,3 +144,69 @@ def test_modes_parse_or_are_refused() -> None:
 def test_depth_reads_each_list_at_least_k_deep() -> None:
     assert Fusion().depth(10) == 50
     assert Fusion(candidates=5).depth(10) == 10
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "ERR_4711",
+        "getUserName",
+        "E11000",
+        "http2time",
+        "HTTP",
+        "os.path.join",
+        "std::vector",
+        "tk_chooseColor",
+        "Server.start_serving",
+        '"ERR_1"',
+        " ERR_1 ",
+    ],
+)
+def test_code_shaped_single_tokens_are_identifier_queries(query: str) -> None:
+    assert is_identifier_query(query)
+
+
+@pytest.mark.parametrize(
+    "query", ["retry", "Retry", "2024", "disk full", "ERR_1 in the log", "well-known", "", "_"]
+)
+def test_words_numbers_and_sentences_are_not(query: str) -> None:
+    assert not is_identifier_query(query)
+
+
+def test_keyword_led_fusion_keeps_the_keyword_order_then_fills_by_vector() -> None:
+    fusion = Fusion(vector_weight=1.0, keyword_weight=1.0)
+    led = fuse([7, 3, 1, 2], [2, 4], k=4, fusion=fusion, keyword_led=True)
+    assert [r.chunk_id for r in led] == [2, 4, 7, 3]
+    assert [(r.vector_rank, r.keyword_rank) for r in led] == [
+        (4, 1),
+        (None, 2),
+        (1, None),
+        (2, None),
+    ]
+    assert [r.score for r in led] == pytest.approx([2 / 61, 2 / 62, 2 / 63, 2 / 64])
+    # A keyword weight of 0 ignores the keyword list, led or not.
+    ignored = fuse([7, 3], [2], k=2, fusion=Fusion(keyword_weight=0.0), keyword_led=True)
+    assert [r.chunk_id for r in ignored] == [7, 3]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(1, 40), unique=True, max_size=30),
+    st.lists(st.integers(1, 40), unique=True, max_size=30),
+    st.integers(1, 50),
+)
+def test_keyword_led_fusion_is_never_worse_than_the_keyword_list(
+    vector: list[int], keyword: list[int], k: int
+) -> None:
+    led = fuse(vector, keyword, k=k, fusion=Fusion(), keyword_led=True)
+    ids = [r.chunk_id for r in led]
+    assert ids[: min(k, len(keyword))] == keyword[:k]
+    assert len(ids) == min(k, len(set(vector) | set(keyword)))
+    scores = [r.score for r in led]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_identifier_handling_is_checked() -> None:
+    assert Fusion(identifiers="fuse").identifiers == "fuse"
+    with pytest.raises(InvalidInputError, match="identifiers"):
+        Fusion(identifiers="vector")
