@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from asemantic.domain.chunking import MarkdownSplitter, PlainTextSplitter, Section
 from asemantic.domain.documents import ChunkDraft
 from asemantic.domain.hashing import content_hash
+from asemantic.domain.keywords import index_tokens
 from asemantic.domain.space import MAX_INPUT_TOKENS, EmbeddingSpace
 from asemantic.domain.text import clean_text
 from asemantic.domain.tokens import estimate_tokens
@@ -159,6 +160,7 @@ def drafts_of_clean(
                 vector_source=source,
                 content_hash=content_hash(source),
                 token_estimate=tokens,
+                keyword_terms=" ".join(index_tokens(section.text)),
             )
         )
     if not drafts:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from asemantic.domain.keywords import index_tokens
+
 __all__ = [
     "ChunkDraft",
     "Document",
@@ -62,6 +64,10 @@ class ChunkDraft:
 
     ``vector_source`` is the exact text sent for embedding (title, heading path and the
     chunk); ``content_hash`` is the hash of that text, which identifies the vector.
+    ``keyword_terms`` is what keyword search indexes the chunk by: its
+    :func:`~asemantic.domain.keywords.index_tokens` joined by single spaces, worked out
+    with the draft (so a worker process splitting documents does it too); None, and
+    the store works it out from ``text``. It must be exactly that, or nothing.
     """
 
     position: int
@@ -70,6 +76,13 @@ class ChunkDraft:
     vector_source: str
     content_hash: str
     token_estimate: int
+    keyword_terms: str | None = None
+
+    def index_terms(self) -> str:
+        """``keyword_terms``, worked out from ``text`` if the draft has none."""
+        if self.keyword_terms is not None:
+            return self.keyword_terms
+        return " ".join(index_tokens(self.text))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -115,13 +115,19 @@ def tokenize(text: str) -> list[str]:
         if _CJK.search(text):
             text = _CJK.sub(r" \1 ", text)
         tokens = _COMPOUND.findall(_fold(text))
-    for joined in [t for t in tokens if not t.isalnum()]:
-        tokens.extend(_PART.findall(joined))
+    # The parts of every compound, then of every camelCase word, each in one regex
+    # call over the pieces joined by spaces (no piece holds one, folding adds none).
+    joined = [t for t in tokens if not t.isalnum()]
+    if joined:
+        tokens.extend(_PART.findall(" ".join(joined)))
     if _HUMP.search(text):
-        for word in _PART.findall(text):
-            if _HUMP.search(word):
-                parts = _camel_parts(word)
-                tokens.extend(part for p in parts for part in _PART.findall(_fold(p)))
+        parts = [
+            part
+            for word in _PART.findall(text)
+            if not word[1:].islower() and _HUMP.search(word)  # a hump: upper after the first
+            for part in _camel_parts(word)
+        ]
+        tokens.extend(_PART.findall(_fold(" ".join(parts))))
     if tokens and max(map(len, tokens)) > MAX_TOKEN_CHARS:
         tokens = [_cut(t) for t in tokens]
     return tokens

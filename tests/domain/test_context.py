@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from asemantic.domain.chunking import MarkdownSplitter, PlainTextSplitter
@@ -12,6 +14,7 @@ from asemantic.domain.context import (
 )
 from asemantic.domain.documents import Document
 from asemantic.domain.hashing import content_hash
+from asemantic.domain.keywords import index_tokens
 from asemantic.domain.tokens import estimate_tokens
 from asemantic.errors import ChunkTooLargeError, EmptyDocumentError, UndecodableTextError
 
@@ -69,6 +72,12 @@ def test_build_drafts() -> None:
     assert second.vector_source == "Title: Guide\nSection: Install\n\npip install it"
     assert second.content_hash == content_hash(second.vector_source)
     assert second.token_estimate == estimate_tokens(second.vector_source)
+    # The keyword terms are worked out with the draft (a worker process does it too).
+    assert second.keyword_terms == "pip install it" == second.index_terms()
+    titled = Document(source="c.md", text="# Use\n\nCall getUserName() or os.path.join.")
+    (only,) = build_drafts(titled, splitter=MarkdownSplitter(), context=TitleHeadingContext())
+    assert only.keyword_terms == " ".join(index_tokens(only.text))
+    assert replace(only, keyword_terms=None).index_terms() == only.keyword_terms
 
 
 def test_drafts_are_deterministic_and_hash_the_vector_source() -> None:

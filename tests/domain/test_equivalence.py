@@ -14,12 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asemantic.domain import chunking, markdown
+from asemantic.domain import chunking, keywords, markdown
 from asemantic.domain.context import TitleHeadingContext, build_drafts
 from asemantic.domain.documents import Document
 from asemantic.domain.tokens import TokenCounter, approximate_tokens, estimate_tokens
 from asemantic.errors import ChunkTooLargeError, EmptyDocumentError, UndecodableTextError
 from tests.domain.reference import chunking as ref_chunking
+from tests.domain.reference import keywords as ref_keywords
 from tests.domain.reference import markdown as ref_markdown
 from tests.domain.reference import tokens as ref_tokens
 
@@ -123,3 +124,31 @@ def test_real_documents_split_as_before(path: Path) -> None:
     old = ref_chunking.MarkdownSplitter(target_tokens=100, max_tokens=200).split(text)
     assert [(s.text, s.heading_path) for s in new] == [(s.text, s.heading_path) for s in old]
     assert estimate_tokens(text) == _reference_estimate(text)
+
+
+KEYWORD_PIECES = st.sampled_from(
+    [
+        *["getUserName", "HTTPServer", "os.path.join", "ERR_1234", "a-b", "x::y", "v2Api"],
+        *["naïve", "Straße", "ǅemal", "ﬁle", "İstanbul", "日本語", "ABCdef", "aB", "A1b", "_", "."],
+        *[" ", "\n", "-", "/", ":", "__init__", "e\u0301", "\u00a0", "Ⅻ", "x" * 70],
+    ]
+)
+KEYWORD_TEXTS = st.lists(
+    st.one_of(KEYWORD_PIECES, st.characters(exclude_characters="\x00")), max_size=60
+).map("".join)
+
+
+@given(KEYWORD_TEXTS)
+@settings(max_examples=3000, deadline=None)
+def test_the_keyword_tokens_are_the_reference_tokens(text: str) -> None:
+    assert keywords.tokenize(text) == ref_keywords.tokenize(text)
+    assert keywords.index_tokens(text) == ref_keywords.index_tokens(text)
+
+
+def test_the_keyword_tokens_of_real_documents_are_the_reference_tokens() -> None:
+    files = sorted(Path(chunking.__file__).parents[2].glob("*.md"))
+    assert files
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for piece in text.split("\n\n"):
+            assert keywords.tokenize(piece) == ref_keywords.tokenize(piece)

@@ -63,13 +63,20 @@ def terms_text(text: str) -> str:
 
 
 async def index_chunks(
-    conn: aiosqlite.Connection, chunks: Iterable[tuple[int, str]], *, new: bool = False
+    conn: aiosqlite.Connection,
+    chunks: Iterable[tuple[int, str] | tuple[int, str, str | None]],
+    *,
+    new: bool = False,
 ) -> None:
-    """(Re)index chunks by (chunk id, text), inside the caller's transaction; ``new``
-    chunks (ids just made) have no row to replace."""
+    """(Re)index chunks by (chunk id, text) or (chunk id, text, terms already worked
+    out or None), inside the caller's transaction; ``new`` chunks (ids just made) have
+    no row to replace."""
     if not _WRITES_ENABLED:
         return
-    rows = [(int(chunk_id), terms_text(text)) for chunk_id, text in chunks]
+    rows = [
+        (int(chunk[0]), terms_text(chunk[1]) if len(chunk) < 3 or chunk[2] is None else chunk[2])
+        for chunk in chunks
+    ]
     if not rows:
         return
     if not new:
