@@ -281,7 +281,9 @@ async def test_closing_during_a_load_stops_it(db_path: Path) -> None:
     await store.write_document(make_write("a", ["retry the quota"]))
     assert [h.source for h in await store.keyword_search(["retry"], k=3)] == ["a"]
     index = store._keywords
-    assert index is not None
-    await store.aclose()  # the load may be in flight: cancelled, its connection closed
+    assert index is not None and index._loading is None  # a one-shot search loads nothing
+    assert [h.source for h in await store.keyword_search(["retry"], k=3)] == ["a"]
+    assert index._loading is not None or index.ready  # the second one starts the load
+    await store.aclose()  # the load may be in flight: interrupted, its connection closed
     assert not index.ready and index._loading is None
     assert index.failed_loads == 0

@@ -32,7 +32,7 @@ FTS5 rows are read and applied (state, not operations, so a later snapshot is
 harmless). A chunk ingested PENDING is therefore found by the next search. If the log
 was pruned past our position, or the delta is large, everything is reloaded.
 
-The first keyword search starts loading the index in the background, on a read
+The second keyword search starts loading the index in the background, on a read
 connection of its own: the log head and every FTS5 row in one read transaction (one
 snapshot), the postings built on a worker thread (about 3 s and 100 MiB at 100,000
 chunks of 80 words). Until it is done, and again after falling too far behind, keyword
@@ -120,6 +120,8 @@ _CHANGED = (
     f"FROM json_each(?) j CROSS JOIN {KEYWORD_TABLE} k ON k.rowid = j.value "
     "LEFT JOIN chunks c ON c.id = k.rowid"
 )
+LOAD_AFTER = 2
+"""The keyword search that starts the first load (the ones before are FTS5's)."""
 _MIN_RELOAD_DELTA = 20_000
 _MIN_OVERLAY = 50_000
 _FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -436,8 +438,10 @@ class KeywordIndex:
     statements); ``connect`` opens a read-only connection of the same file for a full
     load, which runs in the background on a connection of its own (one statement, one
     snapshot), so no search waits for it: until it is done, :meth:`top` answers None
-    and the store searches FTS5 as it would without the index. Opening a large
-    database therefore costs nothing here; the first keyword searches are FTS5's.
+    and the store searches FTS5 as it would without the index. The load starts at the
+    second keyword search (:data:`LOAD_AFTER`), so a one-shot search (a command line
+    run) never pays for a load it would not use; :meth:`loaded` starts it at once.
+    Closing interrupts a load in progress.
     """
 
     def __init__(
@@ -451,6 +455,8 @@ class KeywordIndex:
         self._seq = 0
         self._lock = asyncio.Lock()
         self._loading: asyncio.Task[None] | None = None
+        self._load_conn: aiosqlite.Connection | None = None
+        self._searches = 0
         self._closing = False
         self.filter_documents = DocumentsByFilter()
         """The documents recent filters matched (see :class:`DocumentsByFilter`)."""
@@ -480,7 +486,9 @@ class KeywordIndex:
         database (see :meth:`_State.top`), or None while the index is loading (the
         first time, or after falling too far behind): search FTS5 instead."""
         if self._state is None:
-            self._start_loading()
+            self._searches += 1
+            if self._searches >= LOAD_AFTER:
+                self._start_loading()
             return None
         async with self._lock:
             if self._state is None or not await self._catch_up(self._state):
@@ -496,6 +504,8 @@ class KeywordIndex:
         self._closing = True
         task, self._loading = self._loading, None
         if task is not None:
+            if self._load_conn is not None:
+                await self._load_conn.interrupt()  # the statement running stops now
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
@@ -536,7 +546,7 @@ class KeywordIndex:
 
     async def _load(self) -> None:
         try:
-            conn = await self._connect()
+            conn = self._load_conn = await self._connect()
             try:
                 # One snapshot for the log head and the rows: a change committed in
                 # between is applied again by the next catch-up (state, not operations).
@@ -545,6 +555,7 @@ class KeywordIndex:
                 rows = list(await conn.execute_fetchall(_ALL_ROWS))
                 await conn.execute("COMMIT")
             finally:
+                self._load_conn = None
                 await conn.close()
             state = await asyncio.to_thread(_build, rows, len(rows))
             del rows
@@ -560,6 +571,8 @@ class KeywordIndex:
         except asyncio.CancelledError:
             raise
         except Exception:
+            if self._closing:
+                return  # interrupted by aclose
             self.failed_loads += 1
             logger.warning("keyword index load failed; searching FTS5", exc_info=True)
         finally:

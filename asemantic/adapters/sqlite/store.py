@@ -480,7 +480,7 @@ class SqliteStore:
 
     async def load_keyword_index(self) -> None:
         """Load the in-memory keyword index now and wait for it (a service may call this
-        at start). Otherwise the first keyword or hybrid search starts the load in the
+        at start). Otherwise the second keyword or hybrid search starts the load in the
         background, and searches use FTS5 until it is done. Nothing with
         ``memory_index=False``."""
         self._check_open()
