@@ -76,15 +76,21 @@ def tsquery_literal(terms: Sequence[str]) -> str:
     return " | ".join(f"'{term}'" for term in terms)
 
 
-async def index_chunks(conn: asyncpg.Connection, chunks: Iterable[tuple[int, str]]) -> None:
-    """(Re)index chunks by (chunk id, text), inside the caller's transaction."""
+async def index_chunks(
+    conn: asyncpg.Connection,
+    chunks: Iterable[tuple[int, str] | tuple[int, str, str | None]],
+) -> None:
+    """(Re)index chunks by (chunk id, text) or (chunk id, text, the draft's keyword
+    terms or None), inside the caller's transaction."""
     if not _WRITES_ENABLED:
         return
     ids: list[int] = []
     vectors: list[str] = []
     lengths: list[int] = []
-    for chunk_id, text in chunks:
-        tokens = index_tokens(text)
+    for chunk in chunks:
+        chunk_id, text = chunk[0], chunk[1]
+        terms = chunk[2] if len(chunk) > 2 else None
+        tokens = index_tokens(text) if terms is None else (terms.split(" ") if terms else [])
         ids.append(int(chunk_id))
         vectors.append(tsvector_literal(tokens))
         lengths.append(len(tokens))
