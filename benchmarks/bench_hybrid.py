@@ -139,7 +139,7 @@ async def _search(path: Path, queries: Sequence[str]) -> dict[str, list[float]]:
         await core.search(queries[0], k=_K, mode="hybrid")  # loads the vector index
         store = core.store
         assert isinstance(store, SqliteStore)
-        await store.load_keyword_index()
+        assert await store.load_keyword_index()
         for query in queries:
             for mode in ("vector", "hybrid", "keyword"):
                 start = time.perf_counter()

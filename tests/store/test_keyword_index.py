@@ -38,8 +38,8 @@ def _text(rng: random.Random) -> str:
 async def _open(path: Path, *, memory_index: bool = True, warm: bool = True) -> SqliteStore:
     """A store; with the index loaded first (``warm``), so every search is the index's."""
     store = await SqliteStore.open(path, space=SPACE, memory_index=memory_index)
-    if warm:
-        await store.load_keyword_index()
+    if warm and memory_index:
+        assert await store.load_keyword_index()
     return store
 
 
@@ -287,3 +287,35 @@ async def test_closing_during_a_load_stops_it(db_path: Path) -> None:
     await store.aclose()  # the load may be in flight: interrupted, its connection closed
     assert not index.ready and index._loading is None
     assert index.failed_loads == 0
+
+
+async def test_without_the_memory_index_there_is_nothing_to_load(db_path: Path) -> None:
+    store = await _open(db_path, memory_index=False, warm=False)
+    try:
+        assert await store.load_keyword_index() is False
+        assert store._keywords is None
+    finally:
+        await store.aclose()
+
+
+async def test_a_failed_load_is_reported_and_searches_go_on(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await _open(db_path, warm=False)
+    try:
+        await store.write_document(make_write("a", ["retry the quota"]))
+
+        async def refuse() -> object:
+            raise OSError("no more file handles")
+
+        index = store._keyword_index()
+        assert index is not None
+        monkeypatch.setattr(index, "_connect", refuse)
+        assert await store.load_keyword_index() is False
+        assert index.failed_loads == 1 and not index.ready
+        assert [h.source for h in await store.keyword_search(["retry"], k=3)] == ["a"]
+        monkeypatch.undo()
+        assert await store.load_keyword_index() is True
+        assert [h.source for h in await store.keyword_search(["retry"], k=3)] == ["a"]
+    finally:
+        await store.aclose()

@@ -473,11 +473,13 @@ class KeywordIndex:
         """Whether the postings are loaded (a search may still have to catch up)."""
         return self._state is not None
 
-    async def loaded(self) -> None:
-        """Start a full load if none is there, and wait for it (tests, warm-up)."""
+    async def loaded(self) -> bool:
+        """Start a full load if none is there, and wait for it (tests, warm-up): True
+        once loaded, False if the load failed (logged) or the index was closed."""
         self._start_loading()
         while self._loading is not None:
             await asyncio.shield(self._loading)
+        return self.ready
 
     async def top(
         self, terms: Sequence[str], k: int, *, documents: I64 | None = None

@@ -478,15 +478,15 @@ class SqliteStore:
             hits = await self._guard(with_space_status(self._reader, self._active_id, hits))
         return hits
 
-    async def load_keyword_index(self) -> None:
+    async def load_keyword_index(self) -> bool:
         """Load the in-memory keyword index now and wait for it (a service may call this
         at start). Otherwise the second keyword or hybrid search starts the load in the
-        background, and searches use FTS5 until it is done. Nothing with
-        ``memory_index=False``."""
+        background, and searches use FTS5 until it is done. True once it is loaded;
+        False with ``memory_index=False`` or when the load failed (logged: searches use
+        FTS5, and a later one tries again)."""
         self._check_open()
         index = self._keyword_index()
-        if index is not None:
-            await index.loaded()
+        return False if index is None else await index.loaded()
 
     def _keyword_index(self) -> KeywordIndex | None:
         """The in-memory BM25 index (with the vector one: ``memory_index=False``
