@@ -32,6 +32,13 @@ Three placements:
 * **supervisor in-process**: sharing the searches' event loop, its SDK calls and result
   parsing delay them.
 
+NumPy's OpenBLAS starts a worker thread per CPU at import, and its matrix-vector
+product (the exact scan of a search) runs on all of them from a few thousand rows on.
+The pinning above binds the searching process's own threads, not those: while the
+supervisor and the emulator keep the other CPU busy, each search waits for a BLAS
+thread behind them. Run with ``OPENBLAS_NUM_THREADS=1`` to see searches without that
+wait (the advice for a service on a shared machine, in the README).
+
 ``python -m benchmarks.bench_migration`` runs it alone (``--quick`` for a small size).
 """
 
