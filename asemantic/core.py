@@ -256,6 +256,29 @@ class SemanticCore:
         await self._follow_switch(embeds=parse_ingest_mode(mode) is not IngestMode.ASYNC)
         return await self._ingestor.ingest(document, mode=mode, kind=kind)
 
+    async def _both_lists(
+        self,
+        vector: bytes,
+        terms: Sequence[str],
+        depth: int,
+        filters: SearchFilters | None,
+    ) -> tuple[list[SearchHit], list[SearchHit]]:
+        """The vector and keyword lists of a hybrid search, searched at the same time
+        (the vector scan runs on a worker thread or in the database while the keyword
+        search runs), each error raised as it is; the other search is cancelled."""
+        if not terms:
+            return await self._store.search(vector, k=depth, filters=filters), []
+        by_vector = asyncio.ensure_future(self._store.search(vector, k=depth, filters=filters))
+        try:
+            by_keyword = await self._store.keyword_search(terms, k=depth, filters=filters)
+            return await by_vector, by_keyword
+        except BaseException:
+            if not by_vector.done():
+                by_vector.cancel()
+            with contextlib.suppress(BaseException):
+                await by_vector  # nothing left running, no error left unretrieved
+            raise
+
     async def ingest_many(
         self,
         items: Sequence[tuple[Document, str]],
@@ -352,10 +375,7 @@ class SemanticCore:
             hits = await self._store.search(vector, k=k, filters=filters)
             return [_ranked_vector_hit(rank, hit) for rank, hit in enumerate(hits, 1)]
         depth = max(k, min(weights.depth(k), MAX_K))
-        by_vector = await self._store.search(vector, k=depth, filters=filters)
-        by_keyword = (
-            await self._store.keyword_search(terms, k=depth, filters=filters) if terms else []
-        )
+        by_vector, by_keyword = await self._both_lists(vector, terms, depth, filters)
         led = weights.identifiers == "keyword" and is_identifier_query(text)
         return merge_hits(by_vector, by_keyword, k=k, fusion=weights, keyword_led=led)
 

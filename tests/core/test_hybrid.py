@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from asemantic import (
     InvalidInputError,
     SearchMode,
     SemanticCore,
+    StoreError,
 )
 from asemantic.domain.fusion import fuse
 from asemantic.domain.keywords import query_terms
@@ -128,6 +130,35 @@ async def test_an_identifier_query_is_keyword_led(core: SemanticCore) -> None:
     assert [h.score for h in led] == sorted((h.score for h in led), reverse=True)
     fused = await core.search("ERR_9999", k=3, fusion=Fusion(identifiers="fuse"))
     assert fused[0].source == "codes.md"  # also first when fused, here
+
+
+@pytest.mark.parametrize("failing", ["search", "keyword_search"])
+async def test_a_failing_list_fails_the_hybrid_search_with_its_own_error(
+    core: SemanticCore, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # Both lists are searched at the same time; either one's error comes out as it is
+    # (not wrapped in a group), and the other search is not left running.
+    store = core.store
+    other = "keyword_search" if failing == "search" else "search"
+    real_other = getattr(store, other)
+    finished: list[str] = []
+
+    async def broken(*args: object, **kwargs: object) -> object:
+        raise StoreError("the disk went away")
+
+    async def slow(*args: object, **kwargs: object) -> object:
+        await asyncio.sleep(0.05)
+        finished.append(other)
+        return await real_other(*args, **kwargs)
+
+    monkeypatch.setattr(store, failing, broken)
+    monkeypatch.setattr(store, other, slow)
+    with pytest.raises(StoreError, match="disk went away"):
+        await core.search("refund payment", k=3)
+    await asyncio.sleep(0.1)
+    # The vector search (a task) is cancelled when the keyword search fails; the keyword
+    # search (awaited in place) ends before the vector search's error is raised.
+    assert finished == ([] if failing == "keyword_search" else ["keyword_search"])
 
 
 async def test_hybrid_returns_k_whenever_k_chunks_match(core: SemanticCore) -> None:
