@@ -319,3 +319,25 @@ async def test_a_failed_load_is_reported_and_searches_go_on(
         assert [h.source for h in await store.keyword_search(["retry"], k=3)] == ["a"]
     finally:
         await store.aclose()
+
+
+async def test_a_load_in_many_batches_is_the_same_index(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keyword_index_module, "_LOAD_BATCH", 7)
+    monkeypatch.setattr(keyword_index_module, "_YIELD_EVERY", 3)
+    rng = random.Random(21)
+    writer = await _open(db_path, memory_index=False)
+    for d in range(25):
+        await _write(writer, rng, f"doc{d}")
+    await writer.delete_document("doc4")  # a gap in the rowids
+    await writer.aclose()
+    store = await _open(db_path)  # loaded 7 rows at a time
+    plain = await _open(db_path, memory_index=False)
+    try:
+        index = store._keywords
+        assert index is not None and index.reloads == 1 and len(index) > 21
+        assert await _compare(store, plain, _queries(rng, 20)) > 100
+    finally:
+        await store.aclose()
+        await plain.aclose()

@@ -34,11 +34,11 @@ was pruned past our position, or the delta is large, everything is reloaded.
 
 The second keyword search starts loading the index in the background, on a read
 connection of its own: the log head and every FTS5 row in one read transaction (one
-snapshot), the postings built on a worker thread (about 3 s and 100 MiB at 100,000
-chunks of 80 words). Until it is done, and again after falling too far behind, keyword
-searches are FTS5's, with the same results. Searches compute on the event loop without
-awaiting (a few milliseconds at 100,000 chunks), so no search ever sees the index
-half-changed.
+snapshot), read in batches and built on a worker thread that gives up the GIL every
+few dozen rows (about 5 s and 100 MiB at 100,000 chunks of 80 words). Until it is
+done, and again after falling too far behind, keyword searches are FTS5's, with the
+same results. Searches compute on the event loop without awaiting (a few milliseconds
+at 100,000 chunks), so no search ever sees the index half-changed.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ import itertools
 import json
 import logging
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +115,14 @@ _ALL_ROWS = (
     f"SELECT k.rowid, k.terms, c.document_id, CASE WHEN k.terms IS NULL THEN c.text END "
     f"FROM {KEYWORD_TABLE} k LEFT JOIN chunks c ON c.id = k.rowid"
 )
+# A load reads the rows in batches, in rowid order, inside one read transaction.
+_ROWS_AFTER = f"{_ALL_ROWS} WHERE k.rowid > ? ORDER BY k.rowid LIMIT ?"
+_LOAD_BATCH = 5_000
+# A building thread holding the GIL makes the event loop's thread wait up to the
+# interpreter's switch interval (5 ms) each time it needs it; giving it up every few
+# dozen rows (about a millisecond of work) keeps searches during a load near their
+# usual latency.
+_YIELD_EVERY = 32
 # Driven from the id list (CROSS JOIN keeps that order): rowid lookups in FTS5.
 _CHANGED = (
     f"SELECT k.rowid, k.terms, c.document_id, CASE WHEN k.terms IS NULL THEN c.text END "
@@ -377,58 +386,72 @@ class _State:
         return [(int(ids[i]), float(found[i])) for i in order]
 
 
-def _build(rows: Iterable[Sequence[object]], capacity: int) -> _State:
-    """An index of FTS5 rows (rowid, terms, document id or None, text or None)."""
-    vocabulary: defaultdict[str, int] = defaultdict(itertools.count().__next__)
-    table = _Rows.empty(capacity + 1024)
-    slot_of: dict[int, int] = {}
-    term_parts: list[npt.NDArray[np.int64]] = []
-    slot_parts: list[npt.NDArray[np.int64]] = []
-    tokens_total = 0
-    batch_terms: list[str] = []
-    batch_lengths: list[int] = []
-    batch_first = 0
+class _Builder:
+    """An index of FTS5 rows (rowid, terms, document id or None, text or None), fed in
+    batches: each batch's terms become arrays at once, so few Python objects live long
+    (a load that kept every row and token alive would make the garbage collector stop
+    every thread, the event loop's included, for a full collection)."""
 
-    def flush() -> None:
-        nonlocal batch_terms, batch_lengths, batch_first
-        if batch_terms:
-            term_parts.append(
-                np.fromiter(map(vocabulary.__getitem__, batch_terms), np.int64, len(batch_terms))
-            )
-            slot_parts.append(
-                np.repeat(
-                    np.arange(batch_first, batch_first + len(batch_lengths), dtype=np.int64),
-                    batch_lengths,
-                )
-            )
-        batch_terms, batch_lengths, batch_first = [], [], table.count
+    def __init__(self) -> None:
+        self.vocabulary: defaultdict[str, int] = defaultdict(itertools.count().__next__)
+        self.table = _Rows.empty(1024)
+        self.slot_of: dict[int, int] = {}
+        self.term_parts: list[npt.NDArray[np.int64]] = []
+        self.slot_parts: list[npt.NDArray[np.int64]] = []
+        self.tokens_total = 0
 
-    for row in rows:
-        chunk_id, terms, document, text = row
-        tokens = index_tokens_of_row(
-            None if terms is None else str(terms), None if text is None else str(text)
+    def feed(self, rows: Iterable[Sequence[object]]) -> None:
+        table, slot_of = self.table, self.slot_of
+        first = table.count
+        batch_terms: list[str] = []
+        batch_lengths: list[int] = []
+        for count, row in enumerate(rows, 1):
+            if not count % _YIELD_EVERY:
+                time.sleep(0)  # let the event loop's thread take the GIL (see _YIELD_EVERY)
+            chunk_id, terms, document, text = row
+            tokens = index_tokens_of_row(
+                None if terms is None else str(terms), None if text is None else str(text)
+            )
+            cid = int(chunk_id)  # type: ignore[call-overload]
+            doc = None if document is None else int(document)  # type: ignore[call-overload]
+            slot_of[cid] = table.append(cid, doc, len(tokens))
+            self.tokens_total += len(tokens)
+            batch_terms.extend(tokens)
+            batch_lengths.append(len(tokens))
+            if len(batch_terms) >= 1 << 20:
+                self._flush(batch_terms, batch_lengths, first)
+                batch_terms, batch_lengths, first = [], [], table.count
+        self._flush(batch_terms, batch_lengths, first)
+        self.table = table  # append may have grown it
+
+    def _flush(self, terms: list[str], lengths: list[int], first: int) -> None:
+        if not terms:
+            return
+        self.term_parts.append(
+            np.fromiter(map(self.vocabulary.__getitem__, terms), np.int64, len(terms))
         )
-        cid = int(chunk_id)  # type: ignore[call-overload]
-        doc = None if document is None else int(document)  # type: ignore[call-overload]
-        slot_of[cid] = table.append(cid, doc, len(tokens))
-        tokens_total += len(tokens)
-        batch_terms.extend(tokens)
-        batch_lengths.append(len(tokens))
-        if len(batch_terms) >= 1 << 20:
-            flush()
-    flush()
-    plain = dict(vocabulary)
-    if term_parts:
-        terms_all = np.concatenate(term_parts)
-        slots_all = np.concatenate(slot_parts)
-        keys, counts = np.unique((terms_all << 32) | slots_all, return_counts=True)
-        layout = _layout(plain, keys >> 32, keys & 0xFFFFFFFF, counts.astype(np.int64))
-    else:
-        empty = np.empty(0, dtype=np.int64)
-        layout = _layout(plain, empty, empty, empty)
-    return _State(
-        rows=table, layout=layout, slot_of=slot_of, chunks=table.count, tokens=tokens_total
-    )
+        self.slot_parts.append(
+            np.repeat(np.arange(first, first + len(lengths), dtype=np.int64), lengths)
+        )
+
+    def finish(self) -> _State:
+        plain = dict(self.vocabulary)
+        if self.term_parts:
+            terms_all = np.concatenate(self.term_parts)
+            slots_all = np.concatenate(self.slot_parts)
+            keys, counts = np.unique((terms_all << 32) | slots_all, return_counts=True)
+            layout = _layout(plain, keys >> 32, keys & 0xFFFFFFFF, counts.astype(np.int64))
+        else:
+            empty = np.empty(0, dtype=np.int64)
+            layout = _layout(plain, empty, empty, empty)
+        table = self.table
+        return _State(
+            rows=table,
+            layout=layout,
+            slot_of=self.slot_of,
+            chunks=table.count,
+            tokens=self.tokens_total,
+        )
 
 
 class KeywordIndex:
@@ -436,12 +459,12 @@ class KeywordIndex:
 
     ``reader`` is a read-only connection of the store, used to catch up (small
     statements); ``connect`` opens a read-only connection of the same file for a full
-    load, which runs in the background on a connection of its own (one statement, one
-    snapshot), so no search waits for it: until it is done, :meth:`top` answers None
-    and the store searches FTS5 as it would without the index. The load starts at the
-    second keyword search (:data:`LOAD_AFTER`), so a one-shot search (a command line
-    run) never pays for a load it would not use; :meth:`loaded` starts it at once.
-    Closing interrupts a load in progress.
+    load, which runs in the background on a connection of its own (one read
+    transaction, one snapshot, read in batches), so no search waits for it: until it
+    is done, :meth:`top` answers None and the store searches FTS5 as it would without
+    the index. The load starts at the second keyword search (:data:`LOAD_AFTER`), so a
+    one-shot search (a command line run) never pays for a load it would not use;
+    :meth:`loaded` starts it at once. Closing interrupts a load in progress.
     """
 
     def __init__(
@@ -554,13 +577,17 @@ class KeywordIndex:
                 # between is applied again by the next catch-up (state, not operations).
                 await conn.execute("BEGIN")
                 head = list(await conn.execute_fetchall(_LOG_HEAD))
-                rows = list(await conn.execute_fetchall(_ALL_ROWS))
+                builder = _Builder()
+                last = -(1 << 63)
+                while rows := list(await conn.execute_fetchall(_ROWS_AFTER, (last, _LOAD_BATCH))):
+                    last = int(rows[-1][0])
+                    await asyncio.to_thread(builder.feed, rows)
+                    del rows
                 await conn.execute("COMMIT")
             finally:
                 self._load_conn = None
                 await conn.close()
-            state = await asyncio.to_thread(_build, rows, len(rows))
-            del rows
+            state = await asyncio.to_thread(builder.finish)
             if self._closing:
                 return
             async with self._lock:
