@@ -88,6 +88,10 @@ def test_bm25_follows_the_formula() -> None:
     assert score == pytest.approx(2.0 * (3 * 2.2) / (3 + 1.2 * (1 - 0.75 + 0.75 * 10 / 20)))
 
 
+RANKED_IDS = st.lists(st.integers(1, 40), unique=True, max_size=30)
+"""A ranked list of chunk ids, as a search returns."""
+
+
 def test_fusion_is_weighted_rrf_with_ties_by_id() -> None:
     fused = fuse([3, 1, 2], [2, 4], k=10, fusion=Fusion(vector_weight=1.0, keyword_weight=2.0))
     scores = {r.chunk_id: r.score for r in fused}
@@ -114,11 +118,7 @@ def test_a_chunk_without_a_vector_counts_its_keyword_rank_for_both() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.integers(1, 40), unique=True, max_size=30),
-    st.lists(st.integers(1, 40), unique=True, max_size=30),
-    st.integers(1, 50),
-)
+@given(RANKED_IDS, RANKED_IDS, st.integers(1, 50))
 def test_fusion_returns_k_of_the_union_best_first(
     vector: list[int], keyword: list[int], k: int
 ) -> None:
@@ -190,11 +190,7 @@ def test_keyword_led_fusion_keeps_the_keyword_order_then_fills_by_vector() -> No
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.integers(1, 40), unique=True, max_size=30),
-    st.lists(st.integers(1, 40), unique=True, max_size=30),
-    st.integers(1, 50),
-)
+@given(RANKED_IDS, RANKED_IDS, st.integers(1, 50))
 def test_keyword_led_fusion_is_never_worse_than_the_keyword_list(
     vector: list[int], keyword: list[int], k: int
 ) -> None:
