@@ -22,6 +22,7 @@ import sqlite_vec
 
 from asemantic.adapters.sqlite import SqliteStore, select_driver
 from asemantic.adapters.sqlite import keywords as sqlite_keywords
+from asemantic.domain.keywords import index_terms
 from asemantic.domain.space import EmbeddingSpace
 
 __all__ = ["build_ready_database"]
@@ -79,7 +80,7 @@ def build_ready_database(
             if keywords:
                 conn.executemany(
                     f"INSERT INTO {sqlite_keywords.KEYWORD_TABLE} (rowid, terms) VALUES (?, ?)",
-                    [(i, sqlite_keywords.terms_text(t)) for i, t in zip(ids, texts, strict=True)],
+                    [(i, index_terms(t)) for i, t in zip(ids, texts, strict=True)],
                 )
             conn.executemany(
                 "INSERT INTO vec_chunks (rowid, embedding) VALUES (?, ?)",

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from asemantic.domain.chunking import MarkdownSplitter, PlainTextSplitter, Section
 from asemantic.domain.documents import ChunkDraft
 from asemantic.domain.hashing import content_hash
-from asemantic.domain.keywords import index_tokens
+from asemantic.domain.keywords import index_terms
 from asemantic.domain.space import MAX_INPUT_TOKENS, EmbeddingSpace
 from asemantic.domain.text import clean_text
 from asemantic.domain.tokens import estimate_tokens
@@ -160,7 +160,7 @@ def drafts_of_clean(
                 vector_source=source,
                 content_hash=content_hash(source),
                 token_estimate=tokens,
-                keyword_terms=" ".join(index_tokens(section.text)),
+                keyword_terms=index_terms(section.text),
             )
         )
     if not drafts:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from asemantic.domain.keywords import index_tokens
+from asemantic.domain.keywords import index_terms
 
 __all__ = [
     "ChunkDraft",
@@ -65,7 +65,7 @@ class ChunkDraft:
     ``vector_source`` is the exact text sent for embedding (title, heading path and the
     chunk); ``content_hash`` is the hash of that text, which identifies the vector.
     ``keyword_terms`` is what keyword search indexes the chunk by: its
-    :func:`~asemantic.domain.keywords.index_tokens` joined by single spaces, worked out
+    :func:`~asemantic.domain.keywords.index_terms`, worked out
     with the draft (so a worker process splitting documents does it too); None, and
     the store works it out from ``text``. It must be exactly that, or nothing.
     """
@@ -82,7 +82,7 @@ class ChunkDraft:
         """``keyword_terms``, worked out from ``text`` if the draft has none."""
         if self.keyword_terms is not None:
             return self.keyword_terms
-        return " ".join(index_tokens(self.text))
+        return index_terms(self.text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

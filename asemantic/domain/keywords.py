@@ -54,7 +54,9 @@ __all__ = [
     "SCORE_DIGITS",
     "bm25",
     "idf",
+    "index_terms",
     "index_tokens",
+    "terms_tokens",
     "query_terms",
     "tokenize",
 ]
@@ -153,6 +155,17 @@ def index_tokens(text: str) -> list[str]:
         if seen[token] <= MAX_TERM_FREQUENCY:
             out.append(token)
     return out
+
+
+def index_terms(text: str) -> str:
+    """What a chunk of ``text`` is stored with for keyword search: its
+    :func:`index_tokens` joined by single spaces (no token holds one)."""
+    return " ".join(index_tokens(text))
+
+
+def terms_tokens(terms: str) -> list[str]:
+    """The tokens back from :func:`index_terms`'s string."""
+    return terms.split(" ") if terms else []
 
 
 def query_terms(text: str) -> list[str]:

@@ -14,9 +14,8 @@ import pytest
 from asemantic.adapters.sqlite import SqliteStore
 from asemantic.adapters.sqlite import keyword_index as keyword_index_module
 from asemantic.adapters.sqlite.keyword_index import KeywordIndex, index_tokens_of_row
-from asemantic.adapters.sqlite.keywords import terms_text
 from asemantic.domain.documents import EmbeddingStatus, SearchHit
-from asemantic.domain.keywords import query_terms
+from asemantic.domain.keywords import index_terms, query_terms
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.ports import SearchFilters
 from tests.store.helpers import make_write, raw
@@ -89,7 +88,7 @@ async def _compare(
 
 def test_tokens_are_read_back_as_fts5_indexed_them() -> None:
     text = "Retry ERR_1234 with os.path.join, getUserName and NAÏVE Ünïcode"
-    assert index_tokens_of_row(terms_text(text), None) == index_tokens_of_row(None, text)
+    assert index_tokens_of_row(index_terms(text), None) == index_tokens_of_row(None, text)
     assert index_tokens_of_row("Retry Quota ÜBER", None) == ["retry", "quota", "Über"]
     assert index_tokens_of_row("", None) == []
 

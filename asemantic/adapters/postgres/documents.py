@@ -138,9 +138,7 @@ async def _apply(conn: asyncpg.Connection, plan: WritePlan, *, document_id: int)
             [c.draft.text for c in updates],
             [c.meta_json for c in updates],
         )
-        await index_chunks(
-            conn, [(c.chunk_id, c.draft.text, c.draft.keyword_terms) for c in updates]
-        )
+        await index_chunks(conn, [(c.chunk_id, c.draft.index_terms()) for c in updates])
     if not plan.new:
         return
     ids = [int(row[0]) for row in await conn.fetch(_NEW_IDS, len(plan.new))]
@@ -155,9 +153,7 @@ async def _apply(conn: asyncpg.Connection, plan: WritePlan, *, document_id: int)
         [c.draft.content_hash for c in new],
         [c.status for c in new],
     )
-    await index_chunks(
-        conn, [(i, c.draft.text, c.draft.keyword_terms) for i, c in zip(ids, new, strict=True)]
-    )
+    await index_chunks(conn, [(i, c.draft.index_terms()) for i, c in zip(ids, new, strict=True)])
     vectors = [(i, c.vector) for i, c in zip(ids, new, strict=True) if c.vector is not None]
     if vectors:
         await conn.execute(

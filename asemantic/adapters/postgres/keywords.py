@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
-from asemantic.domain.keywords import index_tokens
+from asemantic.domain.keywords import index_terms, terms_tokens
 
 __all__ = [
     "KEYWORD_INDEXES",
@@ -76,21 +76,16 @@ def tsquery_literal(terms: Sequence[str]) -> str:
     return " | ".join(f"'{term}'" for term in terms)
 
 
-async def index_chunks(
-    conn: asyncpg.Connection,
-    chunks: Iterable[tuple[int, str] | tuple[int, str, str | None]],
-) -> None:
-    """(Re)index chunks by (chunk id, text) or (chunk id, text, the draft's keyword
-    terms or None), inside the caller's transaction."""
+async def index_chunks(conn: asyncpg.Connection, rows: Iterable[tuple[int, str]]) -> None:
+    """(Re)index chunks by (chunk id, :func:`~asemantic.domain.keywords.index_terms`),
+    inside the caller's transaction."""
     if not _WRITES_ENABLED:
         return
     ids: list[int] = []
     vectors: list[str] = []
     lengths: list[int] = []
-    for chunk in chunks:
-        chunk_id, text = chunk[0], chunk[1]
-        terms = chunk[2] if len(chunk) > 2 else None
-        tokens = index_tokens(text) if terms is None else (terms.split(" ") if terms else [])
+    for chunk_id, terms in rows:
+        tokens = terms_tokens(terms)
         ids.append(int(chunk_id))
         vectors.append(tsvector_literal(tokens))
         lengths.append(len(tokens))
@@ -113,7 +108,7 @@ async def ensure_keyword_index(conn: asyncpg.Connection) -> None:
         )
         if not rows:
             return
-        await index_chunks(conn, [(int(r[0]), str(r[1])) for r in rows])
+        await index_chunks(conn, [(int(r[0]), index_terms(str(r[1]))) for r in rows])
         last_id = int(rows[-1][0])
 
 

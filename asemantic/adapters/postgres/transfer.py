@@ -32,6 +32,7 @@ from asemantic.adapters.postgres.keywords import index_chunks
 from asemantic.adapters.postgres.vectors import VECTOR_TABLE, ensure_space
 from asemantic.domain.documents import EmbeddingStatus
 from asemantic.domain.jobs import JobStatus
+from asemantic.domain.keywords import index_terms
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import EmbeddingSpaceMismatchError, InvalidInputError
 from asemantic.ports import (
@@ -204,7 +205,7 @@ class PostgresTransfer:
             await conn.executemany(_UPSERT[table], params)
             if chunks:
                 await self._import_vectors(conn, chunks)
-                await index_chunks(conn, [(c.chunk_id, c.text) for c in chunks])
+                await index_chunks(conn, [(c.chunk_id, index_terms(c.text)) for c in chunks])
             if table is not TransferTable.JOBS:
                 await conn.execute(_ADVANCE.format(table=table.value))
         return len(rows)

@@ -128,9 +128,7 @@ async def _apply(
             _UPDATE_CHUNK,
             [(c.draft.position, c.draft.text, c.meta_json, now, c.chunk_id) for c in updates],
         )
-        await index_chunks(
-            conn, [(c.chunk_id, c.draft.text, c.draft.keyword_terms) for c in updates]
-        )
+        await index_chunks(conn, [(c.chunk_id, c.draft.index_terms()) for c in updates])
     if not plan.new:
         return
     # Ids are given explicitly (we hold the write lock) so vectors can follow at once.
@@ -154,7 +152,7 @@ async def _apply(
     )
     await index_chunks(
         conn,
-        [(i, c.draft.text, c.draft.keyword_terms) for i, c in zip(ids, plan.new, strict=True)],
+        [(i, c.draft.index_terms()) for i, c in zip(ids, plan.new, strict=True)],
         new=True,
     )
     vectors = [(i, c.vector) for i, c in zip(ids, plan.new, strict=True) if c.vector is not None]

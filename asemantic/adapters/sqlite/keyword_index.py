@@ -59,10 +59,17 @@ import numpy as np
 import numpy.typing as npt
 
 from asemantic.adapters.sqlite.connection import rollback
-from asemantic.adapters.sqlite.keywords import KEYWORD_TABLE, terms_text
+from asemantic.adapters.sqlite.keywords import KEYWORD_TABLE
 from asemantic.adapters.sqlite.memory_index import DocumentsByFilter
 from asemantic.adapters.sqlite.search import is_filtered, matching_documents
-from asemantic.domain.keywords import BM25_B, BM25_K1, SCORE_DIGITS, idf
+from asemantic.domain.keywords import (
+    BM25_B,
+    BM25_K1,
+    SCORE_DIGITS,
+    idf,
+    index_terms,
+    terms_tokens,
+)
 from asemantic.ports import SearchFilters
 
 __all__ = [
@@ -170,10 +177,10 @@ def index_tokens_of_row(terms: str | None, text: str | None) -> list[str]:
     letters folded as the ``ascii`` tokenizer folds them (the chunk's text tokenised
     when the row holds no terms)."""
     if terms is None:
-        terms = terms_text(text or "")
+        terms = index_terms(text or "")
     if _UPPER.search(terms):
         terms = terms.translate(_FOLD)
-    return terms.split(" ") if terms else []
+    return terms_tokens(terms)
 
 
 @dataclass(slots=True)

@@ -23,12 +23,12 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import aiosqlite
 
 from asemantic.adapters.sqlite.search import filter_conditions, is_filtered
-from asemantic.domain.keywords import JOINERS, SCORE_DIGITS, index_tokens
+from asemantic.domain.keywords import JOINERS, SCORE_DIGITS, index_terms
 from asemantic.ports import SearchFilters
 
 __all__ = [
@@ -57,27 +57,13 @@ KEYWORD_TRIGGER = (
 _WRITES_ENABLED = True
 
 
-def terms_text(text: str) -> str:
-    """What ``terms`` holds for a chunk of ``text``."""
-    return " ".join(index_tokens(text))
-
-
 async def index_chunks(
-    conn: aiosqlite.Connection,
-    chunks: Iterable[tuple[int, str] | tuple[int, str, str | None]],
-    *,
-    new: bool = False,
+    conn: aiosqlite.Connection, rows: Sequence[tuple[int, str]], *, new: bool = False
 ) -> None:
-    """(Re)index chunks by (chunk id, text) or (chunk id, text, terms already worked
-    out or None), inside the caller's transaction; ``new`` chunks (ids just made) have
-    no row to replace."""
-    if not _WRITES_ENABLED:
-        return
-    rows = [
-        (int(chunk[0]), terms_text(chunk[1]) if len(chunk) < 3 or chunk[2] is None else chunk[2])
-        for chunk in chunks
-    ]
-    if not rows:
+    """(Re)index chunks by (chunk id, :func:`~asemantic.domain.keywords.index_terms`),
+    inside the caller's transaction; ``new`` chunks (ids just made) have no row to
+    replace."""
+    if not _WRITES_ENABLED or not rows:
         return
     if not new:
         await conn.executemany(
@@ -102,7 +88,7 @@ async def ensure_keyword_index(conn: aiosqlite.Connection) -> None:
         )
         if not rows:
             return
-        await index_chunks(conn, [(int(i), str(text)) for i, text in rows], new=True)
+        await index_chunks(conn, [(int(i), index_terms(str(text))) for i, text in rows], new=True)
         last_id = int(rows[-1][0])
 
 

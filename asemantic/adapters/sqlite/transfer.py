@@ -37,6 +37,7 @@ from asemantic.adapters.sqlite.vectors import (
     vec_table_ddl,
 )
 from asemantic.domain.documents import EmbeddingStatus
+from asemantic.domain.keywords import index_terms
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import EmbeddingSpaceMismatchError, InvalidInputError
 from asemantic.ports import (
@@ -186,7 +187,7 @@ class SqliteTransfer:
             await conn.executemany(_upsert_sql(table), params)
             if chunks:
                 await self._import_vectors(conn, chunks)
-                await index_chunks(conn, [(c.chunk_id, c.text) for c in chunks])
+                await index_chunks(conn, [(c.chunk_id, index_terms(c.text)) for c in chunks])
         return len(rows)
 
     async def _import_vectors(
