@@ -34,7 +34,7 @@ import asyncio
 import importlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_CACHE_KIB",
     "DRIVER_MODULES",
     "Driver",
+    "add_once",
     "close_quietly",
     "enable_wal",
     "insert_usage",
@@ -250,6 +251,27 @@ async def rollback(conn: aiosqlite.Connection) -> None:
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError
+
+
+async def add_once(conn: aiosqlite.Connection, marker: str, statements: Iterable[str]) -> None:
+    """Run additive DDL ``statements`` (``IF NOT EXISTS``: a second process racing this
+    one changes nothing) in a transaction of their own, unless the trigger ``marker``
+    they create exists already: a read-only check on every open after the first."""
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?", (marker,)
+        )
+    )
+    if int(rows[0][0]):
+        return
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+        await conn.execute("COMMIT")
+    except BaseException:
+        await rollback(conn)
+        raise
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

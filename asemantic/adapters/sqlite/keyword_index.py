@@ -58,7 +58,7 @@ import aiosqlite
 import numpy as np
 import numpy.typing as npt
 
-from asemantic.adapters.sqlite.connection import rollback
+from asemantic.adapters.sqlite.connection import add_once
 from asemantic.adapters.sqlite.keywords import KEYWORD_TABLE
 from asemantic.adapters.sqlite.memory_index import DocumentsByFilter
 from asemantic.adapters.sqlite.search import is_filtered, matching_documents
@@ -117,13 +117,14 @@ _LOG_DELTA = (
     "WHERE seq > ? AND seq <= ?"
 )
 _LOG_HEAD = f"SELECT COALESCE((SELECT MAX(seq) FROM {KEYWORD_LOG}), 0)"
-# The chunk's text only where the row holds no terms (a contentless table would not).
-_ALL_ROWS = (
-    f"SELECT k.rowid, k.terms, c.document_id, CASE WHEN k.terms IS NULL THEN c.text END "
-    f"FROM {KEYWORD_TABLE} k LEFT JOIN chunks c ON c.id = k.rowid"
-)
+# An FTS5 row as the index reads it: the chunk's text only where the row holds no terms
+# (a contentless table would not).
+_ROW = "k.rowid, k.terms, c.document_id, CASE WHEN k.terms IS NULL THEN c.text END"
 # A load reads the rows in batches, in rowid order, inside one read transaction.
-_ROWS_AFTER = f"{_ALL_ROWS} WHERE k.rowid > ? ORDER BY k.rowid LIMIT ?"
+_ROWS_AFTER = (
+    f"SELECT {_ROW} FROM {KEYWORD_TABLE} k LEFT JOIN chunks c ON c.id = k.rowid "
+    "WHERE k.rowid > ? ORDER BY k.rowid LIMIT ?"
+)
 _LOAD_BATCH = 5_000
 # A building thread holding the GIL makes the event loop's thread wait up to the
 # interpreter's switch interval (5 ms) each time it needs it; giving it up every few
@@ -132,8 +133,7 @@ _LOAD_BATCH = 5_000
 _YIELD_EVERY = 32
 # Driven from the id list (CROSS JOIN keeps that order): rowid lookups in FTS5.
 _CHANGED = (
-    f"SELECT k.rowid, k.terms, c.document_id, CASE WHEN k.terms IS NULL THEN c.text END "
-    f"FROM json_each(?) j CROSS JOIN {KEYWORD_TABLE} k ON k.rowid = j.value "
+    f"SELECT {_ROW} FROM json_each(?) j CROSS JOIN {KEYWORD_TABLE} k ON k.rowid = j.value "
     "LEFT JOIN chunks c ON c.id = k.rowid"
 )
 LOAD_AFTER = 2
@@ -154,22 +154,7 @@ async def ensure_keyword_log(conn: aiosqlite.Connection) -> None:
     of its own (as :func:`~asemantic.adapters.sqlite.vectors.ensure_vector_log` does:
     additive, no schema version of its own; a read-only check once they are there).
     Chunks already stored need no entry: an index loads every row the first time."""
-    rows = list(
-        await conn.execute_fetchall(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?",
-            ("keyword_log_prune",),
-        )
-    )
-    if int(rows[0][0]):
-        return
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in KEYWORD_LOG_DDL:
-            await conn.execute(statement)
-        await conn.execute("COMMIT")
-    except BaseException:
-        await rollback(conn)
-        raise
+    await add_once(conn, "keyword_log_prune", KEYWORD_LOG_DDL)
 
 
 def index_tokens_of_row(terms: str | None, text: str | None) -> list[str]:
@@ -181,6 +166,13 @@ def index_tokens_of_row(terms: str | None, text: str | None) -> list[str]:
     if _UPPER.search(terms):
         terms = terms.translate(_FOLD)
     return terms_tokens(terms)
+
+
+def _row_tokens(terms: object, text: object) -> list[str]:
+    """:func:`index_tokens_of_row` of the columns of a fetched row (:data:`_ROW`)."""
+    return index_tokens_of_row(
+        None if terms is None else str(terms), None if text is None else str(text)
+    )
 
 
 @dataclass(slots=True)
@@ -416,9 +408,7 @@ class _Builder:
             if not count % _YIELD_EVERY:
                 time.sleep(0)  # let the event loop's thread take the GIL (see _YIELD_EVERY)
             chunk_id, terms, document, text = row
-            tokens = index_tokens_of_row(
-                None if terms is None else str(terms), None if text is None else str(text)
-            )
+            tokens = _row_tokens(terms, text)
             cid = int(chunk_id)  # type: ignore[call-overload]
             doc = None if document is None else int(document)  # type: ignore[call-overload]
             slot_of[cid] = table.append(cid, doc, len(tokens))
@@ -567,10 +557,11 @@ class KeywordIndex:
         for chunk_id in changed:
             state.remove(chunk_id)
         for chunk_id, terms, document, text in found:
-            tokens = index_tokens_of_row(
-                None if terms is None else str(terms), None if text is None else str(text)
+            state.add(
+                int(chunk_id),
+                None if document is None else int(document),
+                _row_tokens(terms, text),
             )
-            state.add(int(chunk_id), None if document is None else int(document), tokens)
         self._seq = int(high)
         if state.needs_compaction():
             self._state = await asyncio.to_thread(state.compacted)
@@ -636,7 +627,9 @@ async def keyword_index_rows(
     the index is loading (search FTS5) or a chosen chunk vanished before its row was
     read (a write raced the search: the caller tries again if the index is ready)."""
     documents = None
-    if filters is not None and is_filtered(filters):
+    # While the index loads, top() answers None whatever the filter: skip its query.
+    # (No await between this check and top()'s own, so they agree.)
+    if filters is not None and is_filtered(filters) and index.ready:
         documents = await matching_documents(reader, index.filter_documents, filters)
         if not len(documents):
             return []

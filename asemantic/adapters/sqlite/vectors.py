@@ -48,7 +48,7 @@ from collections.abc import Mapping, Sequence
 
 import aiosqlite
 
-from asemantic.adapters.sqlite.connection import rollback
+from asemantic.adapters.sqlite.connection import add_once, rollback
 from asemantic.domain.space import EmbeddingSpace
 from asemantic.errors import EmbeddingSpaceMismatchError, StoreError
 
@@ -151,23 +151,8 @@ async def create_vec_triggers(conn: aiosqlite.Connection) -> None:
 async def ensure_vector_log(conn: aiosqlite.Connection) -> None:
     """Add ``vector_log`` and its triggers to a file whose vec table predates them
     (a development build of schema version 1). A no-op, read-only check otherwise."""
-    if await vec_table_ddl(conn) is None:
-        return
-    rows = list(
-        await conn.execute_fetchall(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?",
-            ("vector_log_prune",),
-        )
-    )
-    if int(rows[0][0]):
-        return
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        await create_vec_triggers(conn)
-        await conn.execute("COMMIT")
-    except BaseException:
-        await rollback(conn)
-        raise
+    if await vec_table_ddl(conn) is not None:
+        await add_once(conn, "vector_log_prune", _TRIGGERS)
 
 
 async def read_space(conn: aiosqlite.Connection) -> EmbeddingSpace | None:
