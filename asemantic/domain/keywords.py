@@ -56,8 +56,8 @@ __all__ = [
     "idf",
     "index_terms",
     "index_tokens",
-    "terms_tokens",
     "query_terms",
+    "terms_tokens",
     "tokenize",
 ]
 
